@@ -1,0 +1,63 @@
+# trustmarket: one Makefile for set-up, demo, tests, benchmarks and lint.
+# Everything installs into the project folder (.venv, node_modules, .solcx); nothing needs the network
+# beyond the PyPI and npm registries.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+SOLC_VERSION := 0.8.30
+SOLC_SHIM := $(CURDIR)/.solcx/solc-v$(SOLC_VERSION)
+
+export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
+export PATH := $(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast bench lint clean compile
+
+install: $(VENV)/.installed node_modules/.installed $(SOLC_SHIM) .build/.compiled
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# py-solc-x (and so ape-solidity) finds compilers only as `solc-vX.Y.Z` files in SOLCX_BINARY_PATH:
+# a two-line wrapper around solc-js from npm stands in for the native binary.
+$(SOLC_SHIM): tools/solc-shim.js node_modules/.installed
+	mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec node "%s/tools/solc-shim.js" "$$@"\n' "$(CURDIR)" > $@
+	chmod +x $@
+
+.build/.compiled: $(VENV)/.installed $(SOLC_SHIM) $(wildcard contracts/*.sol contracts/**/*.sol) ape-config.yaml
+	$(VENV)/bin/ape compile
+	touch $@
+
+compile: install
+
+demo: install
+	$(VENV)/bin/trustmarket demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+bench: install
+	$(PY) bench/run_all.py
+
+lint: install
+	$(VENV)/bin/ruff check backend aggregator rag tests bench scripts
+	$(VENV)/bin/ruff format --check backend aggregator rag tests bench scripts
+
+clean:
+	rm -rf .build .cache runs .pytest_cache
