@@ -27,12 +27,16 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRUSTMARKET_", env_file=".env", extra="ignore")
 
-    home: Path = Field(default_factory=lambda: project_root() / ".trustmarket",
-                       description="Folder for local state: store, database, keystores, queues.")
+    home: Path = Field(
+        default_factory=lambda: project_root() / ".trustmarket",
+        description="Folder for local state: store, database, keystores, queues.",
+    )
 
     # Chain
     chain_url: str = "http://127.0.0.1:8545"
-    chain_id: int | None = Field(default=None, description="Expected chain id; None accepts what the node says.")
+    chain_id: int | None = Field(
+        default=None, description="Expected chain id; None accepts what the node says."
+    )
     network: str = "ethereum:local:foundry"
     deployments_dir: Path = Field(default_factory=lambda: project_root() / "deployments")
     artifacts_path: Path = Field(default_factory=lambda: project_root() / ".build" / "__local__.json")

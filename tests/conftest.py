@@ -12,3 +12,57 @@ os.environ.setdefault("SOLCX_BINARY_PATH", str(ROOT / ".solcx"))
 os.environ["PATH"] = os.pathsep.join([str(ROOT / "node_modules" / ".bin"), os.environ.get("PATH", "")])
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# -- chain fixtures for web3-level tests (the Ape-level ones live in tests/contracts/conftest.py) ----------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def anvil_node():
+    """A private anvil on a free port for the whole session."""
+    from backend.chain.anvil import start_anvil
+
+    node = start_anvil(attach=False)
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def compiled_artifacts():
+    """The compiled contracts, compiling first if a source changed (through Ape, as `make install` does)."""
+    import ape
+
+    from backend.chain.artifacts import Artifacts
+
+    ape.project.load_contracts()
+    return Artifacts.load(ROOT / ".build" / "__local__.json")
+
+
+@pytest.fixture(scope="session")
+def dev_accounts():
+    from backend.chain.keys import dev_account
+
+    return [dev_account(i, 31337) for i in range(20)]
+
+
+@pytest.fixture(scope="session")
+def deployed(anvil_node, compiled_artifacts, dev_accounts):
+    """Every production contract deployed once per session; tests isolate through `chain_snapshot`."""
+    from backend.chain.client import ChainClient
+    from backend.chain.deploy import deploy_contracts
+
+    client = ChainClient(anvil_node.url, compiled_artifacts)
+    return deploy_contracts(client, dev_accounts[0], network="ethereum:local:foundry")
+
+
+@pytest.fixture
+def chain_client(anvil_node, compiled_artifacts, deployed):
+    """A client over the session's deployments, with the chain rolled back after the test."""
+    from backend.chain.client import ChainClient
+
+    client = ChainClient(anvil_node.url, compiled_artifacts, deployed, expected_chain_id=31337)
+    snapshot = client.w3.provider.make_request("evm_snapshot", [])["result"]
+    yield client
+    client.w3.provider.make_request("evm_revert", [snapshot])

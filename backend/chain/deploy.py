@@ -1,0 +1,100 @@
+"""Deploy the project's contracts and record them in `deployments/<network>.json`.
+
+Constructor arguments are filled by parameter name: roles (`admin`, `evaluator`, ...) go to the deployer,
+everything else comes from `CONSTRUCTOR_DEFAULTS` or the caller's overrides, so adding a contract means adding a
+name to `CONTRACTS` and, if it takes new parameters, their defaults here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from backend.chain.client import ChainClient
+from backend.chain.deployments import ContractDeployment, Deployments
+from backend.chain.errors import ArtifactsMissing, ChainError
+
+__all__ = ["CONSTRUCTOR_DEFAULTS", "CONTRACTS", "deploy_contracts"]
+
+# What `trustmarket chain deploy` deploys, in order (later ones may take earlier ones' addresses by name).
+CONTRACTS: tuple[str, ...] = ("TrainingMarket", "SourceRegistry", "AccessRegistry", "VerifierCommittee")
+
+# Parameters whose value is the deployer's address.
+_ROLE_PARAMETERS = frozenset({"admin", "owner", "initialAdmin", "evaluator", "initialOwner", "governor"})
+
+
+@dataclass(frozen=True)
+class _Context:
+    deployer: str
+    deployed: Mapping[str, str]
+
+
+# Defaults by constructor parameter name: a value or a function of the deployment context.
+CONSTRUCTOR_DEFAULTS: dict[str, Any | Callable[[_Context], Any]] = {
+    "minBond": 10**16,  # 0.01 ETH to register a data source
+    "exitDelay": 3600,  # a source's bond is returned an hour after it asks to leave
+    "maxDelta": 100,  # most evidence one feedback batch may add to a source
+    "maxTier": 3,  # access tiers 1..3 (0 = none)
+    "minStake": 10**16,  # verifier committee stake
+    "market": lambda ctx: ctx.deployed.get("TrainingMarket"),
+    "trainingMarket": lambda ctx: ctx.deployed.get("TrainingMarket"),
+}
+
+
+def _constructor_args(
+    client: ChainClient, name: str, ctx: _Context, overrides: Mapping[str, Any]
+) -> list[Any]:
+    constructor = next((i for i in client.artifacts.abi(name) if i.get("type") == "constructor"), None)
+    args: list[Any] = []
+    for param in (constructor or {}).get("inputs", []):
+        key = param["name"].strip("_")
+        if key in overrides:
+            value = overrides[key]
+        elif key in _ROLE_PARAMETERS:
+            value = ctx.deployer
+        elif key in CONSTRUCTOR_DEFAULTS:
+            default = CONSTRUCTOR_DEFAULTS[key]
+            value = default(ctx) if callable(default) else default
+        else:
+            raise ChainError(f"{name}: no value for constructor parameter {key!r}; pass it as an override")
+        if value is None:
+            raise ChainError(f"{name}: constructor parameter {key!r} needs a contract deployed before it")
+        args.append(value)
+    return args
+
+
+def deploy_contracts(
+    client: ChainClient,
+    account: LocalAccount,
+    *,
+    network: str,
+    names: tuple[str, ...] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Deployments:
+    """Deploy `names` (default: every contract in `CONTRACTS` that is compiled) and return their record."""
+    available = set(client.artifacts.names())
+    wanted = names or tuple(n for n in CONTRACTS if n in available)
+    missing = [n for n in wanted if n not in available]
+    if missing:
+        raise ArtifactsMissing(f"not compiled: {', '.join(missing)} (run `ape compile`)")
+    chain_id = client.chain_id
+    deployed: dict[str, ContractDeployment] = {}
+    for name in wanted:
+        ctx = _Context(account.address, {k: v.address for k, v in deployed.items()})
+        args = _constructor_args(client, name, ctx, (overrides or {}).get(name, {}))
+        receipt = client.deploy(account, name, *args)
+        deployed[name] = ContractDeployment(
+            address=receipt["contractAddress"],
+            block=receipt["blockNumber"],
+            transaction=receipt["transactionHash"].to_0x_hex(),
+        )
+    return Deployments(
+        network=network,
+        chain_id=chain_id,
+        contracts=deployed,
+        abi_source=str(client.artifacts.path.name),
+        deployer=account.address,
+    )
