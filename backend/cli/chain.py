@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -76,10 +77,8 @@ def down(as_json: JsonOption = False) -> None:
     if not pid_file.exists():
         raise ChainError("no detached anvil to stop (no pid file)")
     pid = int(pid_file.read_text())
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     pid_file.unlink()
     emit({"stopped": pid}, as_json, lambda i: console.print(f"stopped anvil (pid {i['stopped']})"))
 

@@ -45,7 +45,7 @@ def test_deploy_then_status(env, tmp_path, compiled_artifacts):
 
 def test_chain_unreachable(env):
     env["TRUSTMARKET_CHAIN_URL"] = f"http://127.0.0.1:{free_port()}"
-    code, out, err = run(env, "chain", "deploy", "--dev-account", "0")
+    code, _out, err = run(env, "chain", "deploy", "--dev-account", "0")
     assert code == 2
     assert "cannot reach the chain" in err
     assert len(err.strip().splitlines()) == 1
