@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -16,6 +17,7 @@ from eth_account.signers.local import LocalAccount
 from backend.chain.client import ChainClient
 from backend.chain.deployments import ContractDeployment, Deployments
 from backend.chain.errors import ArtifactsMissing, ChainError
+from backend.settings import project_root
 
 __all__ = ["CONSTRUCTOR_DEFAULTS", "CONTRACTS", "deploy_contracts"]
 
@@ -66,6 +68,13 @@ def _constructor_args(
     return args
 
 
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
 def deploy_contracts(
     client: ChainClient,
     account: LocalAccount,
@@ -95,6 +104,6 @@ def deploy_contracts(
         network=network,
         chain_id=chain_id,
         contracts=deployed,
-        abi_source=str(client.artifacts.path.name),
+        abi_source=_relative(client.artifacts.path),
         deployer=account.address,
     )
