@@ -1,0 +1,351 @@
+"""The interface every aggregation rule implements, and the chunked passes they share.
+
+An update matrix has one flattened model delta per row (`n` rows, `d` columns). Rules never hold more than one
+column chunk of it at a time: a first pass accumulates the partial Gram matrices of the chunks (every pairwise
+distance, norm and cosine follows from the `n x n` Gram), a second pass forms the aggregate as a weighted sum of
+rows. Peak extra memory is O(n^2 + n * chunk) whatever `d` is, so the rows can be memory-mapped safetensors files
+that together exceed RAM.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from aggregator.errors import AggregatorError, InsufficientUpdates, InvalidUpdate
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "AggregationResult",
+    "AggregationRule",
+    "BaseRule",
+    "GramStats",
+    "UpdateMatrix",
+    "check_float",
+    "check_int",
+    "gram_stats",
+    "normalize_weights",
+    "pairwise_sq_distances",
+    "resolve_device",
+    "weighted_sum",
+]
+
+# 2^17 float32 columns x 100 rows is 52 MB per chunk: large enough for BLAS to run at full speed.
+DEFAULT_CHUNK = 1 << 17
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# safetensors' lazy slices report their dtype as a string.
+_SAFETENSORS_DTYPES = {
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+}
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """What a rule returns: the aggregated delta `[d]` and each row's weight `[n]` (0 = rejected, sum 1)."""
+
+    aggregate: torch.Tensor
+    weights: torch.Tensor
+    rule: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class AggregationRule(Protocol):
+    """One robust aggregation rule: `get_rule(name, **params)` builds one."""
+
+    name: str
+
+    @property
+    def min_updates(self) -> int:
+        """The fewest rows the rule can aggregate with its parameters."""
+        ...
+
+    def params(self) -> dict[str, Any]:
+        """The rule's parameters, JSON-able, for the round report."""
+        ...
+
+    def aggregate(self, updates: Any, weights: Any = None) -> AggregationResult:
+        """Aggregate `updates` (`[n, d]` tensor or a sequence of row sources), optional prior weights `[n]`."""
+        ...
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`None` means the GPU when one is present, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise AggregatorError(f"unknown device {device!r}") from exc
+
+
+def _row_meta(row: Any, index: int) -> tuple[int, torch.dtype]:
+    """Length and dtype of one row source, refusing anything that is not a 1-D float vector."""
+    if isinstance(row, torch.Tensor | np.ndarray):
+        shape, dtype = tuple(row.shape), row.dtype
+        if isinstance(row, np.ndarray):
+            try:
+                dtype = torch.from_numpy(np.empty(0, dtype=row.dtype)).dtype
+            except TypeError:
+                dtype = None
+    elif hasattr(row, "get_shape") and hasattr(row, "get_dtype"):
+        shape, dtype = tuple(row.get_shape()), _SAFETENSORS_DTYPES.get(row.get_dtype())
+    else:
+        raise InvalidUpdate(f"row {index}: not a tensor or array ({type(row).__name__})", rows=(index,))
+    if len(shape) != 1:
+        raise InvalidUpdate(f"row {index}: expected a 1-D vector, got shape {list(shape)}", rows=(index,))
+    if dtype not in _FLOAT_DTYPES:
+        raise InvalidUpdate(f"row {index}: expected a float dtype, got {dtype}", rows=(index,))
+    return shape[0], dtype
+
+
+def _read_row(row: Any, start: int, stop: int) -> torch.Tensor:
+    part = row[start:stop]
+    return torch.from_numpy(np.ascontiguousarray(part)) if isinstance(part, np.ndarray) else part
+
+
+class UpdateMatrix:
+    """An `[n, d]` float update matrix read one column chunk at a time, from a tensor or from row sources.
+
+    Row sources are 1-D tensors (e.g. the memory-mapped tensors of `safetensors.safe_open(..., "pt")`), numpy
+    arrays, or safetensors lazy slices (`get_slice`), which read only the requested columns from disk.
+    """
+
+    def __init__(self, updates: Any, *, device: str | torch.device | None = "cpu") -> None:
+        self.device = resolve_device(device)
+        if isinstance(updates, np.ndarray):
+            updates = torch.from_numpy(updates)
+        if isinstance(updates, torch.Tensor):
+            if updates.dim() != 2:
+                raise InvalidUpdate(f"updates must be a 2-D [n, d] tensor, got shape {list(updates.shape)}")
+            if updates.dtype not in _FLOAT_DTYPES:
+                raise InvalidUpdate(f"updates must be a float tensor, got {updates.dtype}")
+            self._tensor: torch.Tensor | None = updates
+            self._sources: tuple[Any, ...] = ()
+            self.d = int(updates.shape[1])
+            n, self.dtype = int(updates.shape[0]), updates.dtype
+        elif isinstance(updates, Sequence) and not isinstance(updates, str | bytes):
+            metas = [_row_meta(row, i) for i, row in enumerate(updates)]
+            lengths = {length for length, _ in metas}
+            if len(lengths) > 1:
+                common = max(sorted(lengths), key=[m[0] for m in metas].count)
+                bad = tuple(i for i, (length, _) in enumerate(metas) if length != common)
+                raise InvalidUpdate(f"rows {list(bad)} do not have length {common}", rows=bad)
+            self._tensor, self._sources = None, tuple(updates)
+            self.d = metas[0][0] if metas else 0
+            n = len(metas)
+            # The widest dtype among the rows decides the compute precision.
+            self.dtype = max((m[1] for m in metas), key=lambda t: t.itemsize, default=torch.float32)
+        else:
+            raise InvalidUpdate(
+                f"updates must be a tensor or a sequence of rows, got {type(updates).__name__}"
+            )
+        if n > 0 and self.d == 0:
+            raise InvalidUpdate("updates have zero columns")
+        self.rows: tuple[int, ...] = tuple(range(n))
+        # Half precision is upcast: sums over millions of columns need at least float32.
+        self.compute_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def subset(self, rows: Sequence[int]) -> UpdateMatrix:
+        """A view on some of the rows (indices into this matrix), without copying any data."""
+        view = object.__new__(UpdateMatrix)
+        view.__dict__.update(self.__dict__)
+        view.rows = tuple(self.rows[i] for i in rows)
+        return view
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Columns `[start, stop)` of every row, contiguous, in the compute dtype, on the device."""
+        if self._tensor is not None:
+            if self.rows == tuple(range(self._tensor.shape[0])):
+                part = self._tensor[:, start:stop]
+            else:
+                part = self._tensor[list(self.rows), start:stop]
+        else:
+            part = torch.stack([_read_row(self._sources[i], start, stop) for i in self.rows])
+        return part.to(device=self.device, dtype=self.compute_dtype).contiguous()
+
+    def chunks(self, chunk: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+        for start in range(0, self.d, chunk):
+            stop = min(start + chunk, self.d)
+            yield start, stop, self.read(start, stop)
+
+    def raise_if_not_finite(self, block: torch.Tensor, start: int) -> None:
+        """Refuse NaN/Inf in a chunk, naming the rows (as indices of the caller's original matrix)."""
+        finite = torch.isfinite(block).all(dim=1)
+        if not bool(finite.all()):
+            bad = tuple(self.rows[i] for i in torch.nonzero(~finite).flatten().tolist())
+            raise InvalidUpdate(f"rows {list(bad)} contain NaN or Inf (columns from {start})", rows=bad)
+
+
+@dataclass(frozen=True)
+class GramStats:
+    """The Gram matrix of the rows after centering, plus the origin as an extra last row.
+
+    Centering by the column mean keeps float32 products from cancelling when updates share a large common
+    component; the origin row lets raw inner products and distances to any affine combination of the rows (or
+    of the origin) be recovered exactly, so iterative rules never touch the data again.
+    """
+
+    centered: torch.Tensor  # [n + 1, n + 1] float64; index n is the origin
+
+    @property
+    def n(self) -> int:
+        return int(self.centered.shape[0]) - 1
+
+    def sq_distances(self) -> torch.Tensor:
+        c = self.centered[:-1, :-1]
+        diag = torch.diagonal(c)
+        dist = (diag[:, None] + diag[None, :] - 2.0 * c).clamp_min(0.0)
+        dist.fill_diagonal_(0.0)
+        return dist
+
+    def raw_gram(self) -> torch.Tensor:
+        c, o = self.centered, self.n
+        return c[:-1, :-1] - c[:-1, o][:, None] - c[o, :-1][None, :] + c[o, o]
+
+    def sq_distances_to(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """Squared distance of every row to `sum_i coeffs[i] * row_i` (coefficients over rows; the rest of the
+        unit mass sits on the origin)."""
+        a = torch.cat([coeffs.to(torch.float64), (1.0 - coeffs.sum()).reshape(1).to(torch.float64)])
+        ca = self.centered @ a
+        dist = torch.diagonal(self.centered)[:-1] - 2.0 * ca[:-1] + a @ ca
+        return dist.clamp_min(0.0)
+
+    def subset(self, rows: Sequence[int]) -> GramStats:
+        keep = torch.tensor([*rows, self.n], dtype=torch.long)
+        return GramStats(self.centered[keep][:, keep])
+
+
+def gram_stats(matrix: UpdateMatrix, chunk: int = DEFAULT_CHUNK) -> GramStats:
+    """One pass over the columns, accumulating partial Gram matrices (float32 products, float64 sums)."""
+    total = torch.zeros(matrix.n + 1, matrix.n + 1, dtype=torch.float64, device=matrix.device)
+    for start, _stop, block in matrix.chunks(chunk):
+        mean = block.mean(dim=0, keepdim=True)
+        centered = torch.cat([block - mean, -mean])
+        part = centered @ centered.T
+        if not bool(torch.isfinite(part).all()):
+            matrix.raise_if_not_finite(block, start)
+            raise InvalidUpdate(f"updates too large: squared norms overflow {matrix.compute_dtype}")
+        total += part.to(torch.float64)
+    return GramStats(total.cpu())
+
+
+def pairwise_sq_distances(updates: Any, chunk: int = DEFAULT_CHUNK, *, device: Any = "cpu") -> torch.Tensor:
+    """Squared Euclidean distances `[n, n]` (float64) between rows, from chunked partial Gram matrices."""
+    matrix = updates if isinstance(updates, UpdateMatrix) else UpdateMatrix(updates, device=device)
+    return gram_stats(matrix, _check_chunk(chunk)).sq_distances()
+
+
+def weighted_sum(
+    matrix: UpdateMatrix, coeffs: torch.Tensor, chunk: int = DEFAULT_CHUNK, *, check_finite: bool = False
+) -> torch.Tensor:
+    """`sum_i coeffs[i] * row_i` as a `[d]` tensor in the compute dtype, one chunk at a time.
+
+    Rows with a zero coefficient are not read at all (only their columns are skipped for memory-mapped rows).
+    """
+    nonzero = torch.nonzero(coeffs).flatten().tolist()
+    view = matrix if len(nonzero) == matrix.n else matrix.subset(nonzero)
+    c = coeffs[nonzero].to(device=matrix.device, dtype=matrix.compute_dtype)
+    out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
+    for start, stop, block in view.chunks(chunk):
+        if check_finite:
+            view.raise_if_not_finite(block, start)
+        out[start:stop] = (c @ block).cpu()
+    return out
+
+
+def check_int(rule: str, name: str, value: Any, minimum: int) -> int:
+    """A rule parameter that must be an integer >= `minimum` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise AggregatorError(f"{rule}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(
+    rule: str, name: str, value: Any, low: float, high: float, *, open_high: bool = False
+) -> float:
+    """A rule parameter that must be a finite real in `[low, high]` (or `[low, high)`)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise AggregatorError(f"{rule}: {name} must be a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < low or v > high or (open_high and v == high):
+        bound = f"[{low}, {high})" if open_high else f"[{low}, {high}]"
+        raise AggregatorError(f"{rule}: {name} must be in {bound}, got {value!r}")
+    return v
+
+
+def normalize_weights(weights: Any, n: int) -> torch.Tensor:
+    """Prior row weights as float64 summing to 1 (uniform when `None`); refuses bad shapes and values."""
+    if weights is None:
+        return torch.full((n,), 1.0 / n, dtype=torch.float64) if n else torch.zeros(0, dtype=torch.float64)
+    w = torch.as_tensor(weights, dtype=torch.float64).flatten().cpu()
+    if w.numel() != n:
+        raise AggregatorError(f"expected {n} weights, got {w.numel()}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise AggregatorError("weights must be finite and non-negative")
+    if n and float(w.sum()) <= 0.0:
+        raise AggregatorError("weights must not all be zero")
+    return w / w.sum() if n else w
+
+
+def _check_chunk(chunk: Any) -> int:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise AggregatorError(f"chunk must be a positive integer, got {chunk!r}")
+    return chunk
+
+
+class BaseRule(ABC):
+    """Validation shared by every rule: input shapes and dtypes, prior weights, rows with weight 0 dropped,
+    enough rows for the rule, a finite aggregate, and weights scattered back to the caller's rows."""
+
+    name: ClassVar[str]
+
+    def __init__(self, *, chunk: int = DEFAULT_CHUNK, device: str | torch.device | None = None) -> None:
+        self.chunk = _check_chunk(chunk)
+        self.device = resolve_device(device)
+
+    @property
+    def min_updates(self) -> int:
+        return 1
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def aggregate(self, updates: Any, weights: Any = None) -> AggregationResult:
+        matrix = updates if isinstance(updates, UpdateMatrix) else UpdateMatrix(updates, device=self.device)
+        prior = normalize_weights(weights, matrix.n)
+        kept = torch.nonzero(prior > 0).flatten().tolist()
+        if len(kept) < self.min_updates:
+            raise InsufficientUpdates(
+                f"{self.name} needs at least {self.min_updates} updates with its parameters, got {len(kept)}",
+                have=len(kept),
+                need=self.min_updates,
+            )
+        view = matrix if len(kept) == matrix.n else matrix.subset(kept)
+        aggregate, row_weights, details = self._aggregate(view, prior[kept] / prior[kept].sum())
+        if not bool(torch.isfinite(aggregate).all()):
+            raise InvalidUpdate(f"{self.name}: the aggregate overflowed {aggregate.dtype}")
+        if "selected" in details:
+            details["selected"] = [kept[i] for i in details["selected"]]
+        full = torch.zeros(matrix.n, dtype=torch.float64)
+        full[kept] = row_weights.to(torch.float64).cpu()
+        return AggregationResult(aggregate.cpu(), full / full.sum(), self.name, details)
+
+    @abstractmethod
+    def _aggregate(
+        self, matrix: UpdateMatrix, prior: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Aggregate the kept rows: returns (aggregate `[d]`, row weights `[n]` summing to 1, details)."""
