@@ -1,0 +1,210 @@
+"""Shared set-up for the TrainingMarket tests: roles, default parameters, and helpers that drive a round.
+
+Imported by the other test_training_market*.py modules (pytest puts this folder on sys.path); it holds no tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import ape
+import pytest
+from eth_abi import decode, encode
+from eth_utils import keccak
+from hexbytes import HexBytes
+from web3.exceptions import ContractCustomError
+
+ETHER = 10**18
+POOL = 9 * ETHER + 7  # not a multiple of the round count: exercises the remainder rule
+MIN_STAKE = ETHER // 10
+BOND = ETHER // 2
+ROUNDS = 3
+DURATION = 1_000
+AGGREGATION_WINDOW = 500
+CHALLENGE_WINDOW = 300
+ARBITRATION_PERIOD = 7 * 24 * 3600
+SCORE_ONE = 10**18
+BURN = "0x0000000000000000000000000000000000000000"
+
+# Status and ChallengeState as the contract numbers them.
+ACTIVE, COMPLETED, CANCELLED = 1, 2, 3
+OPEN, REJECTED, UPHELD, LAPSED = 1, 2, 3, 4
+
+
+def sha(label: str | int) -> bytes:
+    return hashlib.sha256(str(label).encode()).digest()
+
+
+def cid(label: str | int) -> str:
+    return f"bafkrei{str(label).rjust(52, 'a')}"
+
+
+def address_of(account: Any) -> str:
+    return getattr(account, "address", account)
+
+
+def params(aggregator, arbiter, /, **overrides: Any) -> dict[str, Any]:
+    """ProjectParams as a dict (Ape encodes dicts into the struct by field name)."""
+    values: dict[str, Any] = {
+        "initialModelCid": cid("model-0"),
+        "initialModelSha256": sha("model-0"),
+        "configCid": cid("config"),
+        "configSha256": sha("config"),
+        "rounds": ROUNDS,
+        "roundDuration": DURATION,
+        "aggregationWindow": AGGREGATION_WINDOW,
+        "minStake": MIN_STAKE,
+        "maxTrainers": 8,
+        "aggregator": address_of(aggregator),
+        "arbiter": address_of(arbiter),
+        "challengeWindow": CHALLENGE_WINDOW,
+        "challengeBond": BOND,
+        "slashAfterFlags": 2,
+        "slashBps": 5_000,
+    }
+    values.update(overrides)
+    return values
+
+
+def result(
+    round_: int,
+    trainers: Sequence[Any],
+    scores: Sequence[int],
+    flagged: Iterable[Any] = (),
+    *,
+    sort: bool = True,
+) -> dict[str, Any]:
+    """A RoundResult; by default trainers (with their scores) and flagged are sorted as the contract requires.
+    `sort=False` passes the lists exactly as given (to test the contract's checks)."""
+    addresses = [address_of(t) for t in trainers]
+    scores = list(scores)
+    flagged_addresses = [address_of(t) for t in flagged]
+    if sort:
+        order = sorted(range(len(addresses)), key=lambda i: int(addresses[i], 16))
+        addresses = [addresses[i] for i in order]
+        scores = [scores[i] for i in order]
+        flagged_addresses.sort(key=lambda a: int(a, 16))
+    return {
+        "modelCid": cid(f"model-{round_ + 1}"),
+        "modelSha256": sha(f"model-{round_ + 1}"),
+        "trainers": addresses,
+        "scores": scores,
+        "flagged": flagged_addresses,
+        "reportCid": cid(f"report-{round_}"),
+        "reportSha256": sha(f"report-{round_}"),
+    }
+
+
+def expected_digest(chain_id: int, market: str, project_id: int, round_: int, r: dict[str, Any]) -> bytes:
+    """The result digest, computed independently of the contract."""
+    allocation = keccak(
+        encode(["address[]", "uint64[]", "address[]"], [r["trainers"], r["scores"], r["flagged"]])
+    )
+    return keccak(
+        encode(
+            ["uint256", "address", "uint256", "uint16", "bytes32", "bytes32", "bytes32"],
+            [chain_id, market, project_id, round_, r["modelSha256"], allocation, r["reportSha256"]],
+        )
+    )
+
+
+@contextmanager
+def reverts(error, **inputs: Any):
+    """`ape.reverts` that also fails when the revert is some *other* error (Ape skips the type check when the
+    revert did not decode to a custom error, e.g. a panic)."""
+    with ape.reverts(error, **inputs) as info:
+        yield info
+    assert type(info.value).__name__ == error.__name__, f"expected {error.__name__}, got {info.value!r}"
+
+
+def view_reverts(chain, contract, error, fn: str, *args: Any, **inputs: Any) -> None:
+    """A view call reverts with `error` (and these inputs). Ape does not decode custom errors of eth_call, so
+    the revert data is fetched through web3 and decoded here."""
+    data = getattr(contract, fn).encode_input(*args)
+    try:
+        chain.provider.web3.eth.call({"to": contract.address, "data": data})
+    except ContractCustomError as exc:
+        raw = HexBytes(exc.data)
+    else:
+        raise AssertionError(f"{fn}{args} did not revert")
+    abi = error.abi
+    assert raw[:4] == keccak(text=abi.selector)[:4], f"expected {abi.selector}, got {raw[:4].hex()}"
+    values = decode([arg.canonical_type for arg in abi.inputs], raw[4:])
+    actual = {arg.name: value for arg, value in zip(abi.inputs, values, strict=True)}
+    for name, expected in inputs.items():
+        value = actual[name]
+        if isinstance(value, str) and value.startswith("0x"):
+            value, expected = value.lower(), address_of(expected).lower()
+        assert value == expected, f"{abi.name}.{name}: expected {expected!r}, got {value!r}"
+
+
+def warp_to(chain, timestamp: int) -> None:
+    """Make the next block carry exactly `timestamp`."""
+    chain.pending_timestamp = timestamp
+
+
+def warp_by(chain, seconds: int) -> None:
+    chain.pending_timestamp = chain.blocks.head.timestamp + seconds
+
+
+def create(market, owner, aggregator, arbiter, /, pool: int = POOL, **overrides: Any) -> int:
+    market.createProject(params(aggregator, arbiter, **overrides), sender=owner, value=pool)
+    return market.projectCount()
+
+
+def register_all(market, project_id: int, trainers: Iterable[Any], stake: int = MIN_STAKE) -> None:
+    for trainer in trainers:
+        market.register(project_id, sender=trainer, value=stake)
+
+
+def submit_all(market, project_id: int, round_: int, trainers: Iterable[Any]) -> None:
+    for trainer in trainers:
+        label = f"{round_}-{trainer.address}"
+        market.submitUpdate(project_id, round_, cid(label), sha(label), sender=trainer)
+
+
+def round_pool(round_: int, pool: int = POOL, rounds: int = ROUNDS) -> int:
+    return pool // rounds + (pool % rounds if round_ == rounds - 1 else 0)
+
+
+def shares(pool: int, scores: Sequence[int]) -> list[int]:
+    total = sum(scores)
+    return [pool * s // total if total else 0 for s in scores]
+
+
+@pytest.fixture
+def owner(accounts):
+    return accounts[0]
+
+
+@pytest.fixture
+def aggregator(accounts):
+    return accounts[1]
+
+
+@pytest.fixture
+def arbiter(accounts):
+    return accounts[2]
+
+
+@pytest.fixture
+def trainers(accounts):
+    return [accounts[i] for i in range(3, 8)]
+
+
+@pytest.fixture
+def outsider(accounts):
+    return accounts[19]
+
+
+@pytest.fixture
+def market(project, owner):
+    return owner.deploy(project.TrainingMarket)
+
+
+@pytest.fixture
+def pid(market, owner, aggregator, arbiter) -> int:
+    return create(market, owner, aggregator, arbiter)
