@@ -90,6 +90,13 @@ class AccessRegistry:
     def terms(self) -> TermsInfo:
         return TermsInfo(bytes(self._call("currentTermsHash")), int(self._call("termsVersion")))
 
+    def terms_uri(self, version: int) -> str | None:
+        """Where terms `version` can be read, from its TermsPublished event (None if never published)."""
+        logs = self.client.events(
+            CONTRACT, "TermsPublished", filters={"version": version}, address=self._address
+        )
+        return str(logs[-1]["args"]["uri"]) if logs else None
+
     def max_tier(self) -> int:
         return int(self._call("maxTier"))
 

@@ -1,0 +1,71 @@
+"""The FastAPI application: structured access to trustmarket's capabilities (see docs/api.md).
+
+`create_app(settings)` builds everything from settings; tests pass their own services
+(`create_app(settings, services=build_services(settings, api, chain=..., relayer=...))`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backend.api.core.config import ApiSettings
+from backend.api.core.errors import install_error_handlers
+from backend.api.core.observe import RequestObserver
+from backend.api.deps import check_routes_declared
+from backend.api.services import ApiServices, build_services
+from backend.settings import Settings, get_settings
+
+__all__ = ["ROUTERS", "create_app"]
+
+# Route modules under backend.api.routes, each exposing `router`.
+ROUTERS: tuple[str, ...] = ("health", "auth", "me", "terms", "applications", "rag")
+
+_DESCRIPTION = """
+Structured access to trustmarket: sign in with Ethereum, hold a tier granted on chain, accept the terms, and use
+capabilities at arm's length under rate limits and daily quotas. Trained models are queried, never handed out.
+Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+def create_app(
+    settings: Settings | None = None, api: ApiSettings | None = None, *, services: ApiServices | None = None
+) -> FastAPI:
+    """The API over `services` (built from `settings` and `api` if not given)."""
+    settings = settings or get_settings()
+    services = services or build_services(settings, api)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.audit.flush()  # the last requests' audit rows are written before the process ends
+
+    app = FastAPI(
+        title="trustmarket API",
+        version="1",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "auth", "description": "Sign-In with Ethereum (EIP-4361) and session tokens"},
+            {"name": "me", "description": "Your tier, scopes, limits and usage"},
+            {"name": "terms", "description": "Terms of use, accepted by EIP-712 signature on chain"},
+            {"name": "access", "description": "Applications for a tier, reviews and decisions"},
+            {"name": "rag", "description": "Reliability-weighted retrieval over registered sources"},
+            {"name": "health", "description": "Liveness, readiness, metrics"},
+        ],
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for name in ROUTERS:
+        app.include_router(importlib.import_module(f"backend.api.routes.{name}").router)
+    app.add_middleware(
+        RequestObserver,
+        metrics=services.metrics,
+        audit=services.audit,
+        max_body_bytes=services.api.max_body_bytes,
+    )
+    check_routes_declared(app)
+    return app

@@ -1,0 +1,196 @@
+"""Everything the routes use, built once per app: database, identity, access, quotas, audit, and the parts the
+API composes (chain, content store, marketplace, models, RAG).
+
+Tests and embedders pass the parts they built (`build_services(settings, api, chain=..., relayer=...)`); the
+rest is built from settings. A part that cannot be built (a node that is down, a package not installed yet) is
+kept as the reason it is missing: routes that need it answer 503 with that reason, the others keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.api.core.access import AccessCache
+from backend.api.core.audit import AuditLog
+from backend.api.core.config import ApiSettings
+from backend.api.core.errors import ServiceUnavailable
+from backend.api.core.observe import ApiMetrics
+from backend.api.core.quotas import QuotaBook
+from backend.api.core.siwe_login import SiweVerifier
+from backend.api.core.tokens import TokenService
+from backend.chain.access_registry import AccessRegistry
+from backend.chain.client import ChainClient
+from backend.db import create_all, make_engine
+from backend.errors import TrustmarketError
+from backend.settings import Settings
+
+__all__ = ["ApiServices", "Missing", "build_services"]
+
+log = logging.getLogger("trustmarket.api")
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Stands in for a part that could not be built, and says why."""
+
+    part: str
+    reason: str
+
+    def fail(self) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"{self.part} is unavailable: {self.reason}", kind=f"{self.part}-unavailable"
+        )
+
+
+@dataclass
+class ApiServices:
+    settings: Settings
+    api: ApiSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    tokens: TokenService
+    siwe: SiweVerifier
+    access: AccessCache
+    quotas: QuotaBook
+    audit: AuditLog
+    metrics: ApiMetrics
+    chain: ChainClient | Missing
+    relayer: LocalAccount | Missing
+    # Composed parts, by name: "store", "market", "models", "rag" (a value or a Missing).
+    parts: dict[str, Any] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    _memo: dict[str, tuple[float, Any]] = field(default_factory=dict)
+
+    def memo(self, key: str, thunk: Callable[[], Any], ttl_s: float | None = None) -> Any:
+        """`thunk()` remembered for `ttl_s` (default: the tier cache TTL): public reads must not hit the node."""
+        ttl = self.api.tier_cache_ttl_s if ttl_s is None else ttl_s
+        now = time.monotonic()
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = thunk()
+        self._memo[key] = (now + ttl, value)
+        return value
+
+    def forget(self, key: str) -> None:
+        self._memo.pop(key, None)
+
+    def require_chain(self) -> ChainClient:
+        if isinstance(self.chain, Missing):
+            raise self.chain.fail()
+        return self.chain
+
+    def registry(self) -> AccessRegistry:
+        return AccessRegistry(self.require_chain())
+
+    def require_relayer(self) -> LocalAccount:
+        if isinstance(self.relayer, Missing):
+            raise self.relayer.fail()
+        return self.relayer
+
+    def require(self, part: str) -> Any:
+        value = self.parts.get(part)
+        if value is None:
+            raise Missing(part, "not configured").fail()
+        if isinstance(value, Missing):
+            raise value.fail()
+        return value
+
+    def chain_id(self) -> int:
+        """The chain SIWE messages must name: the configured id, else the node's."""
+        if self.settings.chain_id is not None:
+            return self.settings.chain_id
+        return self.require_chain().chain_id
+
+    def close(self) -> None:
+        self.audit.close()
+        self.engine.dispose()
+
+
+def _build_chain(settings: Settings) -> ChainClient | Missing:
+    try:
+        return ChainClient.from_settings(settings)
+    except TrustmarketError as exc:
+        return Missing("chain", str(exc))
+
+
+def _build_relayer(api: ApiSettings, chain: ChainClient | Missing) -> LocalAccount | Missing:
+    from backend.chain.keys import dev_account, load_keystore
+
+    try:
+        if api.relayer_keystore:
+            password = api.relayer_password.get_secret_value() if api.relayer_password else ""
+            return load_keystore(api.relayer_keystore, password)
+        if api.relayer_dev_account is not None:
+            if isinstance(chain, Missing):
+                return Missing("relayer", f"needs the chain to check it is local: {chain.reason}")
+            return dev_account(api.relayer_dev_account, chain.chain_id)
+    except TrustmarketError as exc:
+        return Missing("relayer", str(exc))
+    return Missing("relayer", "no relayer key configured (TRUSTMARKET_API_RELAYER_KEYSTORE)")
+
+
+def build_services(
+    settings: Settings,
+    api: ApiSettings | None = None,
+    *,
+    chain: ChainClient | Missing | None = None,
+    relayer: LocalAccount | Missing | None = None,
+    parts: dict[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> ApiServices:
+    """Build the services; what is not passed is built from `settings` (parts lazily, see `routes`)."""
+    api = api or ApiSettings()
+    engine = make_engine(settings.resolved_database_url)
+    import backend.api.core.tables  # noqa: F401 - declares the API's tables on Base
+
+    create_all(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    chain = chain if chain is not None else _build_chain(settings)
+    relayer = relayer if relayer is not None else _build_relayer(api, chain)
+
+    def lookup(address: str):
+        if isinstance(chain, Missing):
+            raise chain.fail()
+        return AccessRegistry(chain).access_of(address)
+
+    quotas = QuotaBook(sessions, clock=clock)
+    tokens = TokenService(
+        sessions, api.signing_secret(), ttl_s=api.jwt_ttl_s, issuer=api.jwt_issuer, audience=api.jwt_audience
+    )
+
+    def housekeeping() -> None:
+        quotas.prune()
+        tokens.prune()
+
+    return ApiServices(
+        settings=settings,
+        api=api,
+        engine=engine,
+        sessions=sessions,
+        tokens=tokens,
+        siwe=SiweVerifier(
+            sessions,
+            domain=api.siwe_domain,
+            uri=api.siwe_uri,
+            statement=api.siwe_statement,
+            nonce_ttl_s=api.nonce_ttl_s,
+        ),
+        access=AccessCache(lookup, api.tier_cache_ttl_s, clock=monotonic),
+        quotas=quotas,
+        audit=AuditLog(sessions, flush_interval_s=api.audit_flush_s, maintenance=housekeeping),
+        metrics=ApiMetrics(),
+        chain=chain,
+        relayer=relayer,
+        parts=dict(parts or {}),
+        clock=clock,
+    )
