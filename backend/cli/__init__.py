@@ -18,6 +18,7 @@ app = typer.Typer(
 
 # (module under backend.cli, sub-command name). Each module exposes `app`, a typer.Typer.
 _SUBCOMMANDS: list[tuple[str, str]] = [
+    ("api", "api"),
     ("chain", "chain"),
 ]
 # Modules that add top-level commands themselves: each exposes `register(app)`.

@@ -1,0 +1,85 @@
+"""`trustmarket api`: serve the REST API with uvicorn, list each route's declared access, export the OpenAPI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backend.cli._common import JsonOption, console, emit, handles_errors
+
+app = typer.Typer(
+    help="The REST API: serve it, list its routes' access, export its OpenAPI.", no_args_is_help=True
+)
+
+
+def _build():
+    from backend.api import ApiSettings, create_app
+    from backend.settings import Settings
+
+    return create_app(Settings(), ApiSettings())
+
+
+@app.command()
+@handles_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default: TRUSTMARKET_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: TRUSTMARKET_API_PORT).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (state is in the DB).")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Start the API with uvicorn (configuration from TRUSTMARKET_* and TRUSTMARKET_API_* variables)."""
+    import uvicorn
+
+    from backend.api import ApiSettings
+
+    api = ApiSettings()
+    if workers > 1 and api.jwt_secret is None:
+        raise ValueError("several workers must share TRUSTMARKET_API_JWT_SECRET (each would make its own)")
+    # Built once here so a bad configuration is one line on stderr, not a traceback inside a worker.
+    application = _build()
+    bind_host, bind_port = host or api.host, port or api.port
+    console.print(f"trustmarket API on http://{bind_host}:{bind_port} (OpenAPI at /docs)", highlight=False)
+    if workers == 1:
+        uvicorn.run(application, host=bind_host, port=bind_port, log_level=log_level)
+    else:
+        uvicorn.run(
+            "backend.api.app:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=workers,
+            log_level=log_level,
+        )
+
+
+@app.command()
+@handles_errors
+def routes(as_json: JsonOption = False) -> None:
+    """Every route and the access it declares (a scope, or public)."""
+    from backend.api.deps import check_routes_declared
+
+    declared = check_routes_declared(_build())
+
+    def render(table: dict[str, list[str]]) -> None:
+        width = max(len(k) for k in table)
+        for route, markers in sorted(table.items(), key=lambda kv: kv[0].split(" ", 1)[::-1]):
+            console.print(f"{route:<{width}}  {', '.join(markers)}", highlight=False)
+
+    emit(declared, as_json, render)
+
+
+@app.command()
+@handles_errors
+def openapi(
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+) -> None:
+    """The OpenAPI document as JSON."""
+    text = json.dumps(_build().openapi(), indent=2, sort_keys=True) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}", highlight=False)

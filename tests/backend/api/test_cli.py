@@ -1,0 +1,97 @@
+"""`trustmarket api`: routes, openapi, and serve (a real uvicorn on a free port)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from backend.chain.anvil import free_port
+from backend.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    values = {
+        "TRUSTMARKET_HOME": str(tmp_path),
+        "TRUSTMARKET_CHAIN_URL": "http://127.0.0.1:9",  # nothing there: the API must still start
+        "TRUSTMARKET_DEPLOYMENTS_DIR": str(tmp_path / "deployments"),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def test_routes_lists_declared_access(env):
+    result = runner.invoke(app, ["api", "routes", "--json"])
+    assert result.exit_code == 0, result.output
+    declared = json.loads(result.stdout)
+    assert declared["GET /v1/me"] == ["account:read"]
+    assert declared["GET /healthz"] == ["public"]
+
+
+def test_openapi_is_written(env, tmp_path):
+    out = tmp_path / "openapi.json"
+    result = runner.invoke(app, ["api", "openapi", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert "/v1/auth/login" in document["paths"]
+    assert not [p for p in document["paths"] if "weights" in p]
+
+
+def test_production_without_secret_is_one_line_exit_2(env, monkeypatch):
+    monkeypatch.setenv("TRUSTMARKET_API_ENVIRONMENT", "production")
+    result = runner.invoke(app, ["api", "serve"])
+    assert result.exit_code == 2
+    assert "TRUSTMARKET_API_JWT_SECRET" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_several_workers_need_a_shared_secret(env):
+    result = runner.invoke(app, ["api", "serve", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "share" in result.output
+
+
+def test_serve_answers_over_http(env):
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "trustmarket"),
+            "api",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.2)
+        assert reply.json() == {"status": "ok"}
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 503  # no chain at the configured URL
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/me", timeout=5).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
