@@ -22,7 +22,7 @@ from backend.settings import Settings, get_settings
 __all__ = ["ROUTERS", "create_app"]
 
 # Route modules under backend.api.routes, each exposing `router`.
-ROUTERS: tuple[str, ...] = ("health", "auth", "me", "terms", "applications", "rag")
+ROUTERS: tuple[str, ...] = ("health", "auth", "me", "terms", "applications", "uploads", "rag")
 
 _DESCRIPTION = """
 Structured access to trustmarket: sign in with Ethereum, hold a tier granted on chain, accept the terms, and use
@@ -53,6 +53,7 @@ def create_app(
             {"name": "me", "description": "Your tier, scopes, limits and usage"},
             {"name": "terms", "description": "Terms of use, accepted by EIP-712 signature on chain"},
             {"name": "access", "description": "Applications for a tier, reviews and decisions"},
+            {"name": "trainers", "description": "Upload updates, projects and rounds, gasless submissions"},
             {"name": "rag", "description": "Reliability-weighted retrieval over registered sources"},
             {"name": "health", "description": "Liveness, readiness, metrics"},
         ],

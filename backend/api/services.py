@@ -122,6 +122,17 @@ def _build_chain(settings: Settings) -> ChainClient | Missing:
         return Missing("chain", str(exc))
 
 
+def _build_store(settings: Settings) -> Any:
+    try:
+        from backend.storage import open_store
+
+        return open_store(settings)
+    except ImportError as exc:  # the storage package is optional to the API's frame
+        return Missing("store", f"storage is not installed: {exc}")
+    except TrustmarketError as exc:
+        return Missing("store", str(exc))
+
+
 def _build_relayer(api: ApiSettings, chain: ChainClient | Missing) -> LocalAccount | Missing:
     from backend.chain.keys import dev_account, load_keystore
 
@@ -157,6 +168,9 @@ def build_services(
     sessions = sessionmaker(engine, expire_on_commit=False)
     chain = chain if chain is not None else _build_chain(settings)
     relayer = relayer if relayer is not None else _build_relayer(api, chain)
+    parts = dict(parts or {})
+    if "store" not in parts:
+        parts["store"] = _build_store(settings)
 
     def lookup(address: str):
         if isinstance(chain, Missing):
@@ -191,6 +205,6 @@ def build_services(
         metrics=ApiMetrics(),
         chain=chain,
         relayer=relayer,
-        parts=dict(parts or {}),
+        parts=parts,
         clock=clock,
     )

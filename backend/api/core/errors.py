@@ -132,6 +132,8 @@ _MAPPED: dict[str, tuple[int, str, str]] = {
     "ContentNotFound": (404, "content-not-found", "Content not found"),
     "IntegrityError": (502, "integrity-error", "Stored content failed verification"),
     "ConfigError": (503, "misconfigured", "The service is misconfigured"),
+    "CodecError": (422, "invalid-safetensors", "Not an acceptable safetensors file"),
+    "StoreFullError": (507, "store-full", "The content store is full"),
 }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from backend.api import ApiSettings
 from backend.api.core.tables import AuditEntry
+from backend.api.services import Missing
 from backend.api.deps import check_routes_declared, public, require_scope
 from backend.errors import ConfigError
 
@@ -79,11 +80,16 @@ def test_metrics_count_requests_and_decisions(api):
 
 def test_readyz_reports_each_part(api):
     reply = api.client.get("/readyz")
-    checks = reply.json()["checks"]
-    assert checks["chain"] == "ok"
-    if checks.get("store") != "ok":
-        assert reply.status_code == 503
-        assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "ready", "checks": {"chain": "ok", "store": "ok"}}
+    api.services.parts["store"] = Missing("store", "the Kubo node at 127.0.0.1:5001 is down")
+    down = api.client.get("/readyz")
+    assert down.status_code == 503
+    assert down.headers["content-type"] == "application/problem+json"
+    assert down.json()["checks"] == {
+        "chain": "ok",
+        "store": "store is unavailable: the Kubo node at 127.0.0.1:5001 is down",
+    }
 
 
 def test_routes_without_declared_access_fail_closed():
