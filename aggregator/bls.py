@@ -24,6 +24,7 @@ precompiles and the contract's ABI take. Pure: py_ecc and hashlib only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
@@ -171,10 +172,17 @@ def _g2_to_opt(point: Sequence[int], what: str = "G2 point"):
     opt = (FQ2([x_re, x_im]), FQ2([y_re, y_im]), FQ2.one())
     if not is_on_curve(opt, b2):
         raise BLSError(f"{what}: not on the twisted curve (mind EIP-197 order: imaginary part first)")
-    # The twist has a large cofactor: a point of the wrong order would let a key cancel out of the pairing.
-    if not is_inf(multiply(opt, CURVE_ORDER)):
+    if not _in_g2_subgroup(tuple(point)):
         raise BLSError(f"{what}: not in the order-r subgroup of G2")
     return opt
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_g2_subgroup(point: tuple[int, int, int, int]) -> bool:
+    """r * Q == O. The twist has a large cofactor: a point of the wrong order could cancel out of a pairing.
+    Cached because committee keys are checked over and over and the multiplication is the slow part."""
+    x_im, x_re, y_im, y_re = point
+    return is_inf(multiply((FQ2([x_re, x_im]), FQ2([y_re, y_im]), FQ2.one()), CURVE_ORDER))
 
 
 def g1_point(x: int, y: int) -> G1Point:

@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.30;
+
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {BN254} from "./lib/BN254.sol";
+import {CodeStore} from "./lib/CodeStore.sol";
+
+/// @notice What the committee reads from a market: the result digest it stores for a finalized round
+///         (zero while the round is not finalized).
+interface IRoundResultSource {
+    function roundResultDigest(uint256 projectId, uint16 round) external view returns (bytes32);
+}
+
+/// @title VerifierCommittee
+/// @notice A staked committee of independent verifiers who recompute training rounds and attest to their
+///         result digests with one aggregated BLS signature on BN254. A round counts as attested once signers
+///         holding at least 2/3 of the committee's stake, as of the round's snapshot, signed the digest the
+///         market stores for it.
+/// @dev BLS (Boneh-Lynn-Shacham 2001) with signatures in G1 and keys in G2, rogue keys excluded by proof of
+///      possession (Ristenpart-Yilek 2007), and EigenLayer's trick for the G2 aggregate key: the caller supplies
+///      the signers' G2 key sum, the contract adds their G1 keys and one pairing call checks the signature and
+///      the sum together (`BN254.verifyWithG1Key`). The committee of every epoch (keys, stakes, addresses) is an
+///      immutable `CodeStore` blob, so an attestation reads it with one EXTCODECOPY and its gas grows only by one
+///      ecAdd per signer. A round's snapshot is the epoch current when it is first pinned (`pinSnapshot`, or
+///      `attest` itself); `exitDelay > attestWindow` keeps every member of a pinned epoch staked until its
+///      attestation window has closed.
+contract VerifierCommittee is ReentrancyGuard {
+    using BN254 for BN254.G1Point;
+
+    enum Status {
+        None,
+        Active,
+        Exiting
+    }
+
+    /// @dev One packed slot per verifier.
+    struct Verifier {
+        uint96 stake;
+        uint64 withdrawableAt;
+        uint16 index; // position in the current epoch's table while Active
+        Status status;
+    }
+
+    /// @dev The committee between two membership changes; `table` holds `size` entries of ENTRY_BYTES:
+    ///      pkG1.x | pkG1.y | address (20 bytes) stake (12 bytes).
+    struct Epoch {
+        address table;
+        uint16 size;
+        uint64 startedAt;
+        uint256 totalStake;
+    }
+
+    /// @dev A round result's snapshot and whether it has been attested; one slot.
+    struct RoundRecord {
+        uint64 epoch;
+        uint64 pinnedAt;
+        bool pinned;
+        bool attested;
+    }
+
+    /// @notice Domain tag of attestation signatures (hashed with sha256 into `ATTEST_TAG`).
+    string public constant DST_ATTEST = "TRUSTMARKET-V1-BN254G1-SHA256-TAI-ATTEST";
+    /// @notice Domain tag of proofs of possession (hashed with sha256 into `POP_TAG`).
+    string public constant DST_POP = "TRUSTMARKET-V1-BN254G1-SHA256-TAI-POP";
+    /// @notice Hard cap on `maxCommitteeSize`: 255 entries of ENTRY_BYTES fill one CodeStore blob (EIP-170).
+    uint256 public constant MAX_COMMITTEE_SIZE = 255;
+    /// @notice Signers must hold at least QUORUM_NUMERATOR / QUORUM_DENOMINATOR of the snapshot's stake.
+    uint256 public constant QUORUM_NUMERATOR = 2;
+    uint256 public constant QUORUM_DENOMINATOR = 3;
+    uint256 private constant ENTRY_BYTES = 96;
+
+    /// @notice sha256(DST_ATTEST) and sha256(DST_POP), the tags `BN254.hashToG1` takes.
+    bytes32 public immutable ATTEST_TAG;
+    bytes32 public immutable POP_TAG;
+    /// @notice Smallest stake `register` accepts, in wei.
+    uint256 public immutable minStake;
+    /// @notice Seconds between `requestExit` and `withdraw`.
+    uint64 public immutable exitDelay;
+    /// @notice Seconds after a round's snapshot is pinned during which it can be attested.
+    uint64 public immutable attestWindow;
+    /// @notice Most members at once; an attestation costs one ecAdd (~0.5k gas) per signer on top of ~150k.
+    uint256 public immutable maxCommitteeSize;
+
+    /// @notice Verifier records by address.
+    mapping(address verifier => Verifier) public verifiers;
+    /// @notice G1 keys ever registered (keccak256 of the point): a key is never reused, even after exit.
+    mapping(bytes32 keyHash => bool) public keyUsed;
+    Epoch[] private _epochs;
+    mapping(address verifier => BN254.G2Point) private _keysG2;
+    mapping(bytes32 roundKey => RoundRecord) private _rounds;
+
+    event VerifierRegistered(
+        address indexed verifier, uint64 indexed epoch, uint16 index, uint96 stake, bytes32 keyHash
+    );
+    event ExitRequested(address indexed verifier, uint64 indexed epoch, uint64 withdrawableAt);
+    event StakeWithdrawn(address indexed verifier, uint96 amount);
+    event EpochStarted(uint64 indexed epoch, address table, uint16 size, uint256 totalStake);
+    event SnapshotPinned(
+        address indexed market, uint256 indexed projectId, uint16 indexed round, bytes32 digest, uint64 epoch
+    );
+    event RoundAttested(
+        address indexed market,
+        uint256 indexed projectId,
+        uint16 indexed round,
+        bytes32 digest,
+        uint64 epoch,
+        uint256 signerBitmap,
+        uint256 signedStake,
+        uint256 totalStake
+    );
+
+    /// @notice `attestWindow` must be positive and shorter than `exitDelay`, `minStake` positive and
+    ///         `maxCommitteeSize` in [1, MAX_COMMITTEE_SIZE].
+    error InvalidConfig();
+    /// @notice The stake sent is below `minStake`.
+    error StakeTooLow(uint256 sent, uint256 minimum);
+    /// @notice The caller already has a record (active or exiting).
+    error AlreadyRegistered(address verifier);
+    /// @notice The committee has MAX_COMMITTEE_SIZE members.
+    error CommitteeFull(uint256 size);
+    /// @notice A public key is the point at infinity.
+    error InvalidPublicKey();
+    /// @notice This G1 key was registered before.
+    error KeyAlreadyRegistered(bytes32 keyHash);
+    /// @notice The proof of possession does not verify for these keys, this caller, chain and committee.
+    error InvalidProofOfPossession();
+    /// @notice The caller is not an active member.
+    error NotActive(address verifier);
+    /// @notice The caller has not requested an exit.
+    error NotExiting(address verifier);
+    /// @notice The exit delay has not passed.
+    error ExitDelayNotOver(uint64 withdrawableAt);
+    /// @notice Sending the stake back failed.
+    error TransferFailed(address to, uint256 amount);
+    /// @notice `market` has no code.
+    error MarketNotContract(address market);
+    /// @notice The market has no result for this round yet.
+    error RoundNotFinalized(address market, uint256 projectId, uint16 round);
+    /// @notice The digest given is not the one the market stores for the round.
+    error DigestMismatch(bytes32 expected, bytes32 given);
+    /// @notice This round result has been attested already.
+    error AlreadyAttested(address market, uint256 projectId, uint16 round, bytes32 digest);
+    /// @notice The snapshot's attestation window has closed.
+    error AttestationWindowClosed(uint64 closedAt);
+    /// @notice The signer bitmap is empty.
+    error NoSigners();
+    /// @notice The bitmap names a member index the snapshot's committee does not have.
+    error UnknownSigner(uint256 signerBitmap, uint256 committeeSize);
+    /// @notice The signers hold less than the quorum of the snapshot's stake.
+    error QuorumNotReached(uint256 signedStake, uint256 totalStake);
+    /// @notice The aggregated signature does not verify against the signers' keys and the digest.
+    error InvalidSignature();
+    /// @notice No such epoch.
+    error UnknownEpoch(uint64 epoch);
+
+    constructor(uint256 minStake_, uint64 exitDelay_, uint64 attestWindow_, uint256 maxCommitteeSize_) {
+        if (minStake_ == 0 || attestWindow_ == 0 || attestWindow_ >= exitDelay_) revert InvalidConfig();
+        if (maxCommitteeSize_ == 0 || maxCommitteeSize_ > MAX_COMMITTEE_SIZE) revert InvalidConfig();
+        minStake = minStake_;
+        exitDelay = exitDelay_;
+        attestWindow = attestWindow_;
+        maxCommitteeSize = maxCommitteeSize_;
+        ATTEST_TAG = sha256(bytes(DST_ATTEST));
+        POP_TAG = sha256(bytes(DST_POP));
+        _epochs.push(Epoch(address(0), 0, uint64(block.timestamp), 0));
+        emit EpochStarted(0, address(0), 0, 0);
+    }
+
+    // ---- membership ---------------------------------------------------------------------------------------
+
+    /// @notice Join the committee with `msg.value` as stake, a BLS key in G2 and its G1 twin, and a proof of
+    ///         possession: a signature under DST_POP of `possessionMessage(msg.sender, pkG2)`.
+    function register(BN254.G1Point calldata pkG1, BN254.G2Point calldata pkG2, BN254.G1Point calldata proof)
+        external
+        payable
+    {
+        if (verifiers[msg.sender].status != Status.None) revert AlreadyRegistered(msg.sender);
+        if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
+        Epoch storage current = _epochs[_epochs.length - 1];
+        if (current.size >= maxCommitteeSize) revert CommitteeFull(current.size);
+        if (BN254.isInfinity(pkG1) || BN254.isInfinity(pkG2)) revert InvalidPublicKey();
+        bytes32 keyHash = keccak256(abi.encode(pkG1.x, pkG1.y));
+        if (keyUsed[keyHash]) revert KeyAlreadyRegistered(keyHash);
+        BN254.G1Point memory h = BN254.hashToG1(POP_TAG, possessionMessage(msg.sender, pkG2));
+        if (!BN254.verifyWithG1Key(h, proof, pkG1, pkG2)) revert InvalidProofOfPossession();
+
+        uint96 stake = SafeCast.toUint96(msg.value);
+        uint16 index = current.size;
+        keyUsed[keyHash] = true;
+        verifiers[msg.sender] = Verifier(stake, 0, index, Status.Active);
+        _keysG2[msg.sender] = pkG2;
+        bytes memory table = bytes.concat(
+            CodeStore.read(current.table),
+            abi.encodePacked(pkG1.x, pkG1.y, msg.sender, stake)
+        );
+        uint64 epochId = _startEpoch(table, index + 1, current.totalStake + stake);
+        emit VerifierRegistered(msg.sender, epochId, index, stake, keyHash);
+    }
+
+    /// @notice Leave the committee now; the stake can be withdrawn `exitDelay` seconds later.
+    function requestExit() external {
+        Verifier storage v = verifiers[msg.sender];
+        if (v.status != Status.Active) revert NotActive(msg.sender);
+        Epoch storage current = _epochs[_epochs.length - 1];
+        bytes memory table = CodeStore.read(current.table);
+        uint256 last = current.size - 1;
+        if (v.index != last) {
+            // Move the last entry into the leaver's place: one copy, one index update.
+            address moved;
+            uint256 hole = v.index;
+            assembly ("memory-safe") {
+                let base := add(table, 0x20)
+                let src := add(base, mul(last, ENTRY_BYTES))
+                let dst := add(base, mul(hole, ENTRY_BYTES))
+                mstore(dst, mload(src))
+                mstore(add(dst, 0x20), mload(add(src, 0x20)))
+                let tail := mload(add(src, 0x40))
+                mstore(add(dst, 0x40), tail)
+                moved := shr(96, tail)
+            }
+            verifiers[moved].index = v.index;
+        }
+        assembly ("memory-safe") {
+            mstore(table, mul(last, ENTRY_BYTES))
+        }
+        uint96 stake = v.stake;
+        uint64 withdrawableAt = uint64(block.timestamp) + exitDelay;
+        v.status = Status.Exiting;
+        v.withdrawableAt = withdrawableAt;
+        v.index = 0;
+        uint64 epochId = _startEpoch(table, uint16(last), current.totalStake - stake);
+        emit ExitRequested(msg.sender, epochId, withdrawableAt);
+    }
+
+    /// @notice Take the stake back after the exit delay (pull payment).
+    function withdraw() external nonReentrant {
+        Verifier memory v = verifiers[msg.sender];
+        if (v.status != Status.Exiting) revert NotExiting(msg.sender);
+        if (block.timestamp < v.withdrawableAt) revert ExitDelayNotOver(v.withdrawableAt);
+        delete verifiers[msg.sender];
+        emit StakeWithdrawn(msg.sender, v.stake);
+        (bool ok,) = payable(msg.sender).call{value: v.stake}("");
+        if (!ok) revert TransferFailed(msg.sender, v.stake);
+    }
+
+    // ---- attestation --------------------------------------------------------------------------------------
+
+    /// @notice Fix the epoch whose committee attests the market's current result for a round: the epoch current
+    ///         now, unless it was pinned before. Idempotent, so a market can call it from its own finalization.
+    function pinSnapshot(address market, uint256 projectId, uint16 round) external returns (uint64 epoch) {
+        bytes32 digest = _marketDigest(market, projectId, round);
+        bytes32 key = roundKey(market, projectId, round, digest);
+        RoundRecord memory record = _rounds[key];
+        if (!record.pinned) {
+            record = _pin(market, projectId, round, digest);
+            _rounds[key] = record;
+        }
+        return record.epoch;
+    }
+
+    /// @notice Record that signers holding a quorum of the snapshot's stake signed `digest`, the result the
+    ///         market stores for (`projectId`, `round`). Anyone may submit.
+    /// @param signerBitmap Bit i set when member i of the snapshot epoch signed.
+    /// @param apkG2 The sum of the signers' G2 keys (checked against their G1 keys in the same pairing).
+    /// @param signature The sum of the signers' G1 signatures over `digest` under DST_ATTEST.
+    function attest(
+        address market,
+        uint256 projectId,
+        uint16 round,
+        bytes32 digest,
+        uint256 signerBitmap,
+        BN254.G2Point calldata apkG2,
+        BN254.G1Point calldata signature
+    ) external {
+        (bytes32 key, RoundRecord memory record) = _openForAttestation(market, projectId, round, digest);
+        (uint256 signedStake, uint256 totalStake) =
+            _checkQuorumSignature(record.epoch, digest, signerBitmap, apkG2, signature);
+        record.attested = true;
+        _rounds[key] = record;
+        emit RoundAttested(market, projectId, round, digest, record.epoch, signerBitmap, signedStake, totalStake);
+    }
+
+    // ---- views --------------------------------------------------------------------------------------------
+
+    /// @notice True when the result the market stores now for the round has been attested by a quorum. A market
+    ///         that replaces a round's result (after a challenge) needs a new attestation for the new digest.
+    function isAttested(address market, uint256 projectId, uint16 round) external view returns (bool) {
+        if (market.code.length == 0) return false;
+        bytes32 digest = IRoundResultSource(market).roundResultDigest(projectId, round);
+        return digest != bytes32(0) && _rounds[roundKey(market, projectId, round, digest)].attested;
+    }
+
+    /// @notice The key under which a round result's snapshot and attestation are recorded.
+    function roundKey(address market, uint256 projectId, uint16 round, bytes32 digest) public pure returns (bytes32) {
+        return keccak256(abi.encode(market, projectId, round, digest));
+    }
+
+    /// @notice The snapshot and attestation state of one round result.
+    function roundRecord(address market, uint256 projectId, uint16 round, bytes32 digest)
+        external
+        view
+        returns (RoundRecord memory)
+    {
+        return _rounds[roundKey(market, projectId, round, digest)];
+    }
+
+    /// @notice The id of the current epoch (0: the empty committee at deployment).
+    function currentEpoch() external view returns (uint64) {
+        return uint64(_epochs.length - 1);
+    }
+
+    /// @notice One epoch's committee summary.
+    function epochInfo(uint64 epoch) external view returns (Epoch memory) {
+        if (epoch >= _epochs.length) revert UnknownEpoch(epoch);
+        return _epochs[epoch];
+    }
+
+    /// @notice One epoch's members in bitmap order, with their stakes and G1 keys.
+    function committee(uint64 epoch)
+        external
+        view
+        returns (address[] memory members, uint96[] memory stakes, BN254.G1Point[] memory keysG1)
+    {
+        if (epoch >= _epochs.length) revert UnknownEpoch(epoch);
+        Epoch storage e = _epochs[epoch];
+        bytes memory table = CodeStore.read(e.table);
+        members = new address[](e.size);
+        stakes = new uint96[](e.size);
+        keysG1 = new BN254.G1Point[](e.size);
+        for (uint256 i; i < e.size; ++i) {
+            uint256 x;
+            uint256 y;
+            uint256 tail;
+            assembly ("memory-safe") {
+                let entry := add(add(table, 0x20), mul(i, ENTRY_BYTES))
+                x := mload(entry)
+                y := mload(add(entry, 0x20))
+                tail := mload(add(entry, 0x40))
+            }
+            keysG1[i] = BN254.G1Point(x, y);
+            members[i] = address(uint160(tail >> 96));
+            stakes[i] = uint96(tail);
+        }
+    }
+
+    /// @notice A verifier's G2 public key (all zeros if it never registered).
+    function publicKeyG2(address verifier) external view returns (BN254.G2Point memory) {
+        return _keysG2[verifier];
+    }
+
+    /// @notice The bytes a proof of possession signs: abi.encode(pkG2, owner, chainid, this committee).
+    function possessionMessage(address owner, BN254.G2Point calldata pkG2) public view returns (bytes memory) {
+        return abi.encode(pkG2.xIm, pkG2.xRe, pkG2.yIm, pkG2.yRe, owner, block.chainid, address(this));
+    }
+
+    /// @notice The G1 point attestations of `digest` sign (hash-to-G1 under DST_ATTEST).
+    function messagePoint(bytes32 digest) external view returns (BN254.G1Point memory) {
+        return BN254.hashToG1(ATTEST_TAG, abi.encodePacked(digest));
+    }
+
+    // ---- internals ----------------------------------------------------------------------------------------
+
+    function _marketDigest(address market, uint256 projectId, uint16 round) private view returns (bytes32 digest) {
+        if (market.code.length == 0) revert MarketNotContract(market);
+        digest = IRoundResultSource(market).roundResultDigest(projectId, round);
+        if (digest == bytes32(0)) revert RoundNotFinalized(market, projectId, round);
+    }
+
+    /// @dev The round's record, pinned now if it was not, after checking the digest, replay and the window.
+    function _openForAttestation(address market, uint256 projectId, uint16 round, bytes32 digest)
+        private
+        returns (bytes32 key, RoundRecord memory record)
+    {
+        bytes32 stored = _marketDigest(market, projectId, round);
+        if (stored != digest) revert DigestMismatch(stored, digest);
+        key = roundKey(market, projectId, round, digest);
+        record = _rounds[key];
+        if (record.attested) revert AlreadyAttested(market, projectId, round, digest);
+        if (!record.pinned) {
+            record = _pin(market, projectId, round, digest);
+        } else if (block.timestamp > record.pinnedAt + attestWindow) {
+            revert AttestationWindowClosed(record.pinnedAt + attestWindow);
+        }
+    }
+
+    /// @dev Reverts unless the bitmap's signers hold a quorum of the epoch's stake and signed `digest`.
+    function _checkQuorumSignature(
+        uint64 epoch,
+        bytes32 digest,
+        uint256 signerBitmap,
+        BN254.G2Point calldata apkG2,
+        BN254.G1Point calldata signature
+    ) private view returns (uint256 signedStake, uint256 totalStake) {
+        Epoch storage snapshot = _epochs[epoch];
+        BN254.G1Point memory apkG1;
+        (apkG1, signedStake) = _aggregateSigners(snapshot, signerBitmap);
+        totalStake = snapshot.totalStake;
+        if (signedStake * QUORUM_DENOMINATOR < totalStake * QUORUM_NUMERATOR) {
+            revert QuorumNotReached(signedStake, totalStake);
+        }
+        if (BN254.isInfinity(apkG2)) revert InvalidPublicKey();
+        BN254.G1Point memory h = BN254.hashToG1(ATTEST_TAG, abi.encodePacked(digest));
+        if (!BN254.verifyWithG1Key(h, signature, apkG1, apkG2)) revert InvalidSignature();
+    }
+
+    function _pin(address market, uint256 projectId, uint16 round, bytes32 digest)
+        private
+        returns (RoundRecord memory record)
+    {
+        record = RoundRecord(uint64(_epochs.length - 1), uint64(block.timestamp), true, false);
+        emit SnapshotPinned(market, projectId, round, digest, record.epoch);
+    }
+
+    /// @dev Adds the G1 keys and stakes of the members set in `bitmap`: one ecAdd per signer, keys read from
+    ///      the epoch's blob in one EXTCODECOPY.
+    function _aggregateSigners(Epoch storage snapshot, uint256 bitmap)
+        private
+        view
+        returns (BN254.G1Point memory apk, uint256 signedStake)
+    {
+        if (bitmap == 0) revert NoSigners();
+        uint256 size = snapshot.size;
+        if (bitmap >> size != 0) revert UnknownSigner(bitmap, size);
+        bytes memory table = CodeStore.read(snapshot.table);
+        bool ok = true;
+        assembly ("memory-safe") {
+            let buf := mload(0x40) // [apk.x, apk.y, key.x, key.y]; (0, 0) is the identity for ecAdd
+            mstore(buf, 0)
+            mstore(add(buf, 0x20), 0)
+            let entry := add(table, 0x20)
+            for { let bits := bitmap } bits { bits := shr(1, bits) } {
+                if and(bits, 1) {
+                    mstore(add(buf, 0x40), mload(entry))
+                    mstore(add(buf, 0x60), mload(add(entry, 0x20)))
+                    ok := and(ok, staticcall(gas(), 0x06, buf, 0x80, buf, 0x40))
+                    signedStake := add(signedStake, and(mload(add(entry, 0x40)), 0xffffffffffffffffffffffff))
+                }
+                entry := add(entry, ENTRY_BYTES)
+            }
+            mstore(apk, mload(buf))
+            mstore(add(apk, 0x20), mload(add(buf, 0x20)))
+        }
+        // Stored keys passed a proof of possession, so ecAdd cannot reject them; checked all the same.
+        if (!ok) revert BN254.InvalidPoint();
+    }
+
+    function _startEpoch(bytes memory table, uint16 size, uint256 totalStake) private returns (uint64 epochId) {
+        address store = size == 0 ? address(0) : CodeStore.write(table);
+        epochId = uint64(_epochs.length);
+        _epochs.push(Epoch(store, size, uint64(block.timestamp), totalStake));
+        emit EpochStarted(epochId, store, size, totalStake);
+    }
+}
