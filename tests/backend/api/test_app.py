@@ -88,7 +88,7 @@ def test_readyz_reports_each_part(api):
     assert down.headers["content-type"] == "application/problem+json"
     assert down.json()["checks"] == {
         "chain": "ok",
-        "store": "store is unavailable: the Kubo node at 127.0.0.1:5001 is down",
+        "store": "the Kubo node at 127.0.0.1:5001 is down",
     }
 
 
