@@ -29,7 +29,7 @@ class FakeKubo:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler or KuboHandler)
         self.server.kubo = self  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def close(self) -> None:
