@@ -18,137 +18,31 @@ next read reports as missing or corrupted and the next `put` of the same content
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import fcntl
 import hashlib
 import os
+import secrets
 import tempfile
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from backend.storage import cids
 from backend.storage.base import ContentStat, Source, check_cid_version, compute_cid, iter_source
-from backend.storage.errors import ContentNotFound, CorruptedBlock, StorageError, StoreFullError
+from backend.storage.blockfiles import (
+    FRAME_ROOM,
+    TMP_PREFIX,
+    BlockWriter,
+    fsync_dir,
+    os_error,
+    read_fully,
+    unlink_quietly,
+    write_all,
+)
+from backend.storage.errors import ContentNotFound, CorruptedBlock, StorageError
 from backend.storage.exporter import BlockGetter, DagShape, iter_file, walk_dag
-from backend.storage.importer import CHUNK_SIZE, Buffer, DagBuilder
+from backend.storage.importer import CHUNK_SIZE, DagBuilder
 from backend.storage.pipeline import WriteBehind
-
-_TMP_PREFIX = ".tmp-"
-_FRAME_ROOM = 4096  # a leaf is its chunk plus a few bytes of dag-pb/UnixFS framing
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-
-
-def _os_error(exc: OSError, action: str) -> StorageError:
-    if exc.errno in _FULL_ERRNOS:
-        return StoreFullError(f"disk full while {action}; content stored before is unchanged")
-    return StorageError(f"{action} failed: {exc.strerror or exc}")
-
-
-def _unlink_quietly(path: str | Path) -> None:
-    # Already gone, or the disk is in trouble: the caller's original error is the one to report.
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
-    """Write every part with as few syscalls as the kernel allows (writev: no joined copy of the block)."""
-    views = [memoryview(part).cast("B") for part in parts if len(part)]
-    while views:
-        written = os.writev(fd, views)
-        if written <= 0:
-            raise OSError(errno.EIO, "write made no progress")
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _BlockWriter:
-    """The importer's sink: writes each new block atomically; skips blocks already stored intact."""
-
-    def __init__(self, blocks_dir: Path, durable: bool) -> None:
-        self._dir = str(blocks_dir)
-        self._durable = durable
-        self._shards: set[str] = set()
-        # pid + thread + counter: unique among every writer of this root without a random name per block.
-        self._tmp = f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-"
-        self._count = 0
-        self._scratch = bytearray()  # reused to re-hash blocks that are already stored
-
-    def write(self, cid: bytes, parts: Sequence[Buffer]) -> None:
-        key = cids.block_key(cid)
-        shard = os.path.join(self._dir, key[-3:-1])
-        path = os.path.join(shard, key)
-        if self._stored_intact(path, sum(len(part) for part in parts), cid):
-            return
-        if shard not in self._shards:
-            try:
-                os.makedirs(shard, exist_ok=True)
-            except OSError as exc:
-                raise _os_error(exc, f"writing block {cids.cid_text(cid)}") from exc
-            self._shards.add(shard)
-        tmp = f"{shard}/{self._tmp}{self._count}"
-        self._count += 1
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            try:
-                _write_all(fd, parts)
-                if self._durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            _unlink_quietly(tmp)
-            if isinstance(exc, OSError):
-                raise _os_error(exc, f"writing block {cids.cid_text(cid)}") from exc
-            raise
-
-    def _stored_intact(self, path: str, size: int, cid: bytes) -> bool:
-        """Whether the block is already there with the right bytes (a damaged copy gets rewritten by this put)."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return False
-        try:
-            if os.fstat(fd).st_size != size:
-                return False
-            if len(self._scratch) < size:
-                self._scratch = bytearray(size)
-            view = memoryview(self._scratch)[:size]
-            return _read_fully(fd, view) == size and hashlib.sha256(view).digest() == cids.digest_of(cid)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-
-    def finish(self) -> None:
-        if self._durable:
-            for shard in self._shards:
-                _fsync_dir(shard)
-
-
-def _read_fully(fd: int, view: memoryview) -> int:
-    """Read into `view` until it is full or the file ends; return the bytes read."""
-    got = 0
-    while got < len(view):
-        n = os.readv(fd, [view[got:]])
-        if n == 0:
-            break
-        got += n
-    return got
 
 
 def _incomplete(root: bytes, exc: ContentNotFound) -> ContentNotFound:
@@ -171,7 +65,7 @@ class LocalStore:
             self._blocks.mkdir(parents=True, exist_ok=True)
             self._pins.mkdir(exist_ok=True)
         except OSError as exc:
-            raise _os_error(exc, f"creating the store at {self.root}") from exc
+            raise os_error(exc, f"creating the store at {self.root}") from exc
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -184,7 +78,7 @@ class LocalStore:
         if only_hash:
             return compute_cid(source, cid_version)
         with self._lock(fcntl.LOCK_SH):
-            writer = _BlockWriter(self._blocks, self.durable)
+            writer = BlockWriter(self._blocks, self.durable)
             pipe = WriteBehind(CHUNK_SIZE)
             builder = DagBuilder(cid_version, lambda cid, parts: pipe.submit(writer.write, cid, parts))
             try:
@@ -215,7 +109,7 @@ class LocalStore:
             if not self.has(cid):
                 raise ContentNotFound(cids.cid_text(root)) from None
         except OSError as exc:
-            raise _os_error(exc, f"unpinning {cid}") from exc
+            raise os_error(exc, f"unpinning {cid}") from exc
 
     def gc(self) -> int:
         """Delete blocks no pin reaches, and temp files of interrupted writes; return the blocks removed.
@@ -233,10 +127,10 @@ class LocalStore:
             removed = 0
             for shard in self._blocks.iterdir():
                 for entry in shard.iterdir():
-                    if entry.name.startswith(_TMP_PREFIX):
-                        _unlink_quietly(entry)  # no put runs while we hold the lock: this one was killed
+                    if entry.name.startswith(TMP_PREFIX):
+                        unlink_quietly(entry)  # no put runs while we hold the lock: this one was killed
                     elif entry.name not in live:
-                        _unlink_quietly(entry)
+                        unlink_quietly(entry)
                         removed += 1
             return removed
 
@@ -254,8 +148,8 @@ class LocalStore:
         try:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
         except OSError as exc:
-            raise _os_error(exc, f"writing {path}") from exc
-        pipe = WriteBehind(CHUNK_SIZE + _FRAME_ROOM)
+            raise os_error(exc, f"writing {path}") from exc
+        pipe = WriteBehind(CHUNK_SIZE + FRAME_ROOM)
         held: list[bytearray] = []
 
         def read_block(cid: bytes) -> memoryview:
@@ -265,7 +159,7 @@ class LocalStore:
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
                 for piece in self._content(root, read_block):
-                    pipe.submit(_write_all, out.fileno(), (piece,))
+                    pipe.submit(write_all, out.fileno(), (piece,))
                     for buffer in held:
                         pipe.release(buffer)
                     held.clear()
@@ -273,9 +167,9 @@ class LocalStore:
             os.replace(tmp, path)
         except BaseException as exc:
             pipe.abort()
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             if isinstance(exc, OSError):
-                raise _os_error(exc, f"writing {path}") from exc
+                raise os_error(exc, f"writing {path}") from exc
             raise
 
     def has(self, cid: str) -> bool:
@@ -303,8 +197,12 @@ class LocalStore:
         """The CIDs pinned in this store, sorted."""
         found = []
         for entry in self._pins.iterdir():
-            if not entry.name.startswith(_TMP_PREFIX):
+            if entry.name.startswith(TMP_PREFIX):
+                continue
+            try:
                 found.append(entry.read_text().strip())
+            except FileNotFoundError:
+                continue  # unpinned by another process while we listed
         return sorted(found)
 
     # -- internals -------------------------------------------------------------------------------------------
@@ -344,7 +242,7 @@ class LocalStore:
         try:
             size = os.fstat(fd).st_size
             view = memoryview(buffer if size < len(buffer) else bytearray(size + 1))
-            got = _read_fully(fd, view)
+            got = read_fully(fd, view)
         except OSError as exc:
             raise StorageError(f"reading block {cids.cid_text(cid)} failed: {exc.strerror or exc}") from exc
         finally:
@@ -375,7 +273,7 @@ class LocalStore:
         path = self._pin_path(root)
         if path.exists():
             return
-        tmp = self._pins / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{path.name}"
+        tmp = self._pins / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
         try:
             with open(tmp, "w") as out:
                 out.write(cid_text + "\n")
@@ -384,17 +282,17 @@ class LocalStore:
                     os.fsync(out.fileno())
             os.replace(tmp, path)
             if self.durable:
-                _fsync_dir(str(self._pins))
+                fsync_dir(str(self._pins))
         except OSError as exc:
-            _unlink_quietly(tmp)
-            raise _os_error(exc, f"pinning {cid_text}") from exc
+            unlink_quietly(tmp)
+            raise os_error(exc, f"pinning {cid_text}") from exc
 
     @contextmanager
     def _lock(self, mode: int) -> Iterator[None]:
         try:
             fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise _os_error(exc, f"locking the store at {self.root}") from exc
+            raise os_error(exc, f"locking the store at {self.root}") from exc
         try:
             fcntl.flock(fd, mode)
             yield

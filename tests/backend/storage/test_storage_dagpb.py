@@ -6,6 +6,9 @@ import hashlib
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from multiformats import varint
 
 from backend.storage import cids, dagpb, exporter
 from backend.storage.errors import StorageError
@@ -138,3 +141,14 @@ def test_write_behind_does_not_deadlock_when_the_caller_holds_every_buffer() -> 
     held = [pipe.take() for _ in range(5)]  # more than depth, none released: new ones, no waiting
     assert len({id(b) for b in held}) == 5
     pipe.abort()
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_inline_varint_decoder_agrees_with_multiformats(value: int) -> None:
+    encoded = varint.encode(value) + b"\x01"
+    assert dagpb._read_varint(memoryview(encoded), 0, "test") == (value, len(encoded) - 1)
+
+
+def test_varint_longer_than_ten_bytes_is_refused() -> None:
+    with pytest.raises(StorageError, match="bad varint"):
+        dagpb._read_varint(memoryview(b"\xff" * 11), 0, "test")
