@@ -64,8 +64,9 @@ contract VerifierCommittee is ReentrancyGuard {
     string public constant DST_ATTEST = "TRUSTMARKET-V1-BN254G1-SHA256-TAI-ATTEST";
     /// @notice Domain tag of proofs of possession (hashed with sha256 into `POP_TAG`).
     string public constant DST_POP = "TRUSTMARKET-V1-BN254G1-SHA256-TAI-POP";
-    /// @notice Hard cap on `maxCommitteeSize`: 255 entries of ENTRY_BYTES fill one CodeStore blob (EIP-170).
-    uint256 public constant MAX_COMMITTEE_SIZE = 255;
+    /// @notice Most members at once. Bitmaps are uint256 and 255 entries would fill a CodeStore blob (EIP-170);
+    ///         128 keeps an attestation (one ~0.5k-gas ecAdd per signer on top of ~150k) near the gas goal.
+    uint256 public constant MAX_COMMITTEE_SIZE = 128;
     /// @notice Signers must hold at least QUORUM_NUMERATOR / QUORUM_DENOMINATOR of the snapshot's stake.
     uint256 public constant QUORUM_NUMERATOR = 2;
     uint256 public constant QUORUM_DENOMINATOR = 3;
@@ -78,10 +79,9 @@ contract VerifierCommittee is ReentrancyGuard {
     uint256 public immutable minStake;
     /// @notice Seconds between `requestExit` and `withdraw`.
     uint64 public immutable exitDelay;
-    /// @notice Seconds after a round's snapshot is pinned during which it can be attested.
+    /// @notice Seconds after a round's snapshot is pinned during which it can be attested: half the exit delay,
+    ///         so every member of a pinned snapshot is still staked when its window closes.
     uint64 public immutable attestWindow;
-    /// @notice Most members at once; an attestation costs one ecAdd (~0.5k gas) per signer on top of ~150k.
-    uint256 public immutable maxCommitteeSize;
 
     /// @notice Verifier records by address.
     mapping(address verifier => Verifier) public verifiers;
@@ -111,8 +111,7 @@ contract VerifierCommittee is ReentrancyGuard {
         uint256 totalStake
     );
 
-    /// @notice `attestWindow` must be positive and shorter than `exitDelay`, `minStake` positive and
-    ///         `maxCommitteeSize` in [1, MAX_COMMITTEE_SIZE].
+    /// @notice `minStake` must be positive and `exitDelay` at least 2 seconds (the window is half of it).
     error InvalidConfig();
     /// @notice The stake sent is below `minStake`.
     error StakeTooLow(uint256 sent, uint256 minimum);
@@ -155,13 +154,11 @@ contract VerifierCommittee is ReentrancyGuard {
     /// @notice No such epoch.
     error UnknownEpoch(uint64 epoch);
 
-    constructor(uint256 minStake_, uint64 exitDelay_, uint64 attestWindow_, uint256 maxCommitteeSize_) {
-        if (minStake_ == 0 || attestWindow_ == 0 || attestWindow_ >= exitDelay_) revert InvalidConfig();
-        if (maxCommitteeSize_ == 0 || maxCommitteeSize_ > MAX_COMMITTEE_SIZE) revert InvalidConfig();
+    constructor(uint256 minStake_, uint64 exitDelay_) {
+        if (minStake_ == 0 || exitDelay_ < 2) revert InvalidConfig();
         minStake = minStake_;
         exitDelay = exitDelay_;
-        attestWindow = attestWindow_;
-        maxCommitteeSize = maxCommitteeSize_;
+        attestWindow = exitDelay_ / 2;
         ATTEST_TAG = sha256(bytes(DST_ATTEST));
         POP_TAG = sha256(bytes(DST_POP));
         _epochs.push(Epoch(address(0), 0, uint64(block.timestamp), 0));
@@ -179,7 +176,7 @@ contract VerifierCommittee is ReentrancyGuard {
         if (verifiers[msg.sender].status != Status.None) revert AlreadyRegistered(msg.sender);
         if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
         Epoch storage current = _epochs[_epochs.length - 1];
-        if (current.size >= maxCommitteeSize) revert CommitteeFull(current.size);
+        if (current.size >= MAX_COMMITTEE_SIZE) revert CommitteeFull(current.size);
         if (BN254.isInfinity(pkG1) || BN254.isInfinity(pkG2)) revert InvalidPublicKey();
         bytes32 keyHash = keccak256(abi.encode(pkG1.x, pkG1.y));
         if (keyUsed[keyHash]) revert KeyAlreadyRegistered(keyHash);

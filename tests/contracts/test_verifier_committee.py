@@ -17,9 +17,8 @@ from eth_utils import keccak
 from aggregator import bls
 
 MIN_STAKE = 10**18
-EXIT_DELAY = 7 * 86400
-WINDOW = 86400
-MAX_SIZE = 8
+EXIT_DELAY = 2 * 86400
+WINDOW = EXIT_DELAY // 2
 PROJECT = 1
 MODEL = hashlib.sha256(b"model").digest()
 REPORT = hashlib.sha256(b"report").digest()
@@ -61,7 +60,7 @@ def members(accounts):
 
 @pytest.fixture
 def committee(project, owner):
-    return owner.deploy(project.VerifierCommittee, MIN_STAKE, EXIT_DELAY, WINDOW, MAX_SIZE)
+    return owner.deploy(project.VerifierCommittee, MIN_STAKE, EXIT_DELAY)
 
 
 @pytest.fixture
@@ -110,15 +109,17 @@ def attest(committee, market, sender, digest, signers, round_=0, **kwargs):
 
 
 def test_constructor_rejects_bad_config(project, owner):
-    for args in [
-        (0, EXIT_DELAY, WINDOW, MAX_SIZE),
-        (MIN_STAKE, EXIT_DELAY, 0, MAX_SIZE),
-        (MIN_STAKE, WINDOW, WINDOW, MAX_SIZE),
-        (MIN_STAKE, EXIT_DELAY, WINDOW, 0),
-        (MIN_STAKE, EXIT_DELAY, WINDOW, 256),
-    ]:
+    for args in [(0, EXIT_DELAY), (MIN_STAKE, 1), (MIN_STAKE, 0)]:
         with ape.reverts(project.VerifierCommittee.InvalidConfig):
             owner.deploy(project.VerifierCommittee, *args)
+
+
+def test_the_attestation_window_is_half_the_exit_delay(committee):
+    assert (committee.minStake(), committee.exitDelay(), committee.attestWindow()) == (
+        MIN_STAKE,
+        EXIT_DELAY,
+        WINDOW,
+    )
 
 
 def test_domain_tags_are_the_python_ones(committee):
@@ -211,12 +212,18 @@ def test_a_rogue_key_without_proof_of_possession_is_refused(seated, chain, membe
         seated.register(rogue_g1, rogue_g2, best_try, sender=members[4], value=MIN_STAKE)
 
 
-def test_committee_full(project, owner, chain, members):
-    small = owner.deploy(project.VerifierCommittee, MIN_STAKE, EXIT_DELAY, WINDOW, 2)
-    register(small, chain, members[0], KEYS[0])
-    register(small, chain, members[1], KEYS[1])
-    with ape.reverts(small.CommitteeFull, size=2):
-        register(small, chain, members[2], KEYS[2])
+@pytest.mark.slow
+def test_committee_full(committee, chain, accounts, owner):
+    size = committee.MAX_COMMITTEE_SIZE()
+    for i in range(size):
+        account = accounts.generate_test_account()
+        owner.transfer(account, 2 * MIN_STAKE)
+        register(committee, chain, account, bls.derive_keypair(i.to_bytes(32, "big")))
+    assert committee.epochInfo(size).size == size
+    late = accounts.generate_test_account()
+    owner.transfer(late, 2 * MIN_STAKE)
+    with ape.reverts(committee.CommitteeFull, size=size):
+        register(committee, chain, late, KEYS[0])
 
 
 # ---- exit and withdrawal -----------------------------------------------------------------------------------
