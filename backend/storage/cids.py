@@ -50,8 +50,40 @@ def parse_cid(cid: str | bytes) -> CID:
     return decoded
 
 
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_CID_PREFIXES = (DAG_PB_V1_PREFIX + MULTIHASH_PREFIX, RAW_V1_PREFIX + MULTIHASH_PREFIX)
+_V0_LENGTH = len(MULTIHASH_PREFIX) + DIGEST_SIZE
+_V1_LENGTH = len(_CID_PREFIXES[0]) + DIGEST_SIZE
+
+
+def is_block_cid(binary: bytes) -> bool:
+    """Whether a binary CID is one this store can verify (sha2-256; dag-pb v0/v1 or raw v1), without decoding."""
+    if len(binary) == _V0_LENGTH:
+        return binary.startswith(MULTIHASH_PREFIX)
+    return len(binary) == _V1_LENGTH and binary.startswith(_CID_PREFIXES)
+
+
+def _base58btc(data: bytes) -> str:
+    number = int.from_bytes(data, "big")
+    out = []
+    while number:
+        number, digit = divmod(number, 58)
+        out.append(_B58_ALPHABET[digit])
+    zeros = len(data) - len(data.lstrip(b"\0"))
+    return "1" * zeros + "".join(reversed(out))
+
+
 def cid_text(binary: bytes) -> str:
-    """The text form Kubo prints: base58btc for CIDv0, base32 for CIDv1."""
+    """The text form Kubo prints: base58btc for CIDv0, base32 for CIDv1.
+
+    Encoded here (stdlib base32, a ten-line base58) for the CIDs this store makes, because `multiformats` spends
+    ~0.5 ms per CID on run-time type checks and KuboStore names every block it fetches; the tests check both
+    encodings against `multiformats`, which still handles every other CID.
+    """
+    if is_block_cid(binary):
+        if len(binary) == _V0_LENGTH:
+            return _base58btc(binary)
+        return "b" + base64.b32encode(binary).decode("ascii").lower().rstrip("=")
     decoded = CID.decode(binary)
     return str(decoded if decoded.version == 0 else decoded.set(base="base32"))
 
@@ -89,6 +121,7 @@ __all__ = [
     "cid_text",
     "codec_of",
     "digest_of",
+    "is_block_cid",
     "make_cid",
     "parse_cid",
     "sha256_hex",

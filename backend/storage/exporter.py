@@ -42,7 +42,13 @@ def _file_node(root: bytes, cid: bytes, block: bytes) -> tuple[dagpb.PBNode, dag
             f"{len(fs.blocksizes)} block sizes"
         )
     for link in node.links:
-        cids.parse_cid(link.cid)  # only sha2-256 dag-pb/raw children can be verified
+        if not cids.is_block_cid(link.cid):
+            cids.parse_cid(
+                link.cid
+            )  # only sha2-256 dag-pb/raw children can be verified: this names the problem
+            raise StorageError(
+                f"block {cids.cid_text(cid)} links to {link.cid.hex()}, which cannot be verified"
+            )
     return node, fs
 
 

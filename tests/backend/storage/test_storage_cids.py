@@ -9,7 +9,7 @@ import pytest
 from conftest import generated, kubo_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from multiformats import CID
+from multiformats import CID, multibase
 
 from backend.storage import cids, compute_cid
 from backend.storage.dagpb import decode_node
@@ -144,3 +144,27 @@ def test_update_after_finalize_is_refused() -> None:
     builder.finalize()
     with pytest.raises(ValueError, match="after finalize"):
         builder.update(b"more")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    digest=st.binary(min_size=32, max_size=32),
+    prefix=st.sampled_from([cids.DAG_PB_V0_PREFIX, cids.DAG_PB_V1_PREFIX, cids.RAW_V1_PREFIX]),
+)
+def test_fast_cid_text_equals_multiformats(digest: bytes, prefix: bytes) -> None:
+    binary = cids.make_cid(prefix, digest)
+    decoded = CID.decode(binary)
+    expected = str(decoded if decoded.version == 0 else decoded.set(base="base32"))
+    assert cids.is_block_cid(binary)
+    assert cids.cid_text(binary) == expected
+
+
+@given(st.binary(max_size=40))
+def test_base58_equals_multiformats_with_leading_zeros(data: bytes) -> None:
+    assert "z" + cids._base58btc(b"\0\0" + data) == multibase.encode(b"\0\0" + data, "base58btc")
+
+
+def test_is_block_cid_refuses_other_codecs_and_hashes() -> None:
+    cbor = bytes(CID.decode("bafyreibnoelefnzgwbcacyt4vh52ymxvzbjq7mmqhtcnwarfq4lzegsiqe"))
+    assert not cids.is_block_cid(cbor)
+    assert not cids.is_block_cid(b"\x12\x20" + bytes(31))
