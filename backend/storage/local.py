@@ -124,8 +124,13 @@ class LocalStore:
                     walk_dag(self._read_block, root, lambda block: live.add(cids.block_key(block)))
                 except StorageError as exc:
                     raise StorageError(f"gc stopped, pinned content {cid} is damaged: {exc}") from exc
+            for entry in self._pins.iterdir():
+                if entry.name.startswith(TMP_PREFIX):
+                    unlink_quietly(entry)
             removed = 0
             for shard in self._blocks.iterdir():
+                if not shard.is_dir():
+                    continue
                 for entry in shard.iterdir():
                     if entry.name.startswith(TMP_PREFIX):
                         unlink_quietly(entry)  # no put runs while we hold the lock: this one was killed
@@ -157,16 +162,20 @@ class LocalStore:
             return self._read_block_into(cid, held[-1])
 
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
+            try:
                 for piece in self._content(root, read_block):
-                    pipe.submit(write_all, out.fileno(), (piece,))
+                    pipe.submit(write_all, fd, (piece,))
                     for buffer in held:
                         pipe.release(buffer)
                     held.clear()
                 pipe.close()
+            except BaseException:
+                pipe.abort()  # before the fd is closed: its number must not be reused under a pending write
+                raise
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException as exc:
-            pipe.abort()
             unlink_quietly(tmp)
             if isinstance(exc, OSError):
                 raise os_error(exc, f"writing {path}") from exc

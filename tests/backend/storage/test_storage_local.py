@@ -250,6 +250,8 @@ def test_gc_removes_what_no_pin_reaches(store) -> None:
     store.unpin(dropped_cid)
     (store.root / "blocks" / "aa").mkdir(exist_ok=True)
     (store.root / "blocks" / "aa" / ".tmp-999-1-0").write_bytes(b"left by a killed put")
+    (store.root / "pins" / ".tmp-999-1-pin").write_text("left by a killed pin")
+    (store.root / "blocks" / "stray-file").write_text("not a shard folder: ignored")
     removed = store.gc()
     assert removed == 4  # 3 leaves of its own + its root
     assert store.get(kept_cid) == kept
