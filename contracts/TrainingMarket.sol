@@ -12,7 +12,7 @@ import {ITrainingMarket} from "./ITrainingMarket.sol";
 /// reversed by a named arbiter, and trainers flagged often enough lose part of their stake (burned).
 /// @dev Payouts are pull-only (`claim`), computed in O(1) per account: shares are credited to trainers when a
 /// round is finalized. Types, events and errors live in {ITrainingMarket}. Burned wei (slashes, forfeited bonds)
-/// are sent to address(0) so that a project's escrow always drains to exactly zero.
+/// are sent to BURN_ADDRESS so that a project's escrow always drains to exactly zero.
 contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
     using Address for address payable;
 
@@ -24,8 +24,9 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
     uint256 public constant MAX_CID_LENGTH = 128;
     /// @notice How long the arbiter has to rule on a challenge before anyone may let it lapse.
     uint64 public constant ARBITRATION_PERIOD = 7 days;
-    /// @notice Where slashed stakes and forfeited bonds go: nobody profits from a slash or a rejected challenge.
-    address payable public constant BURN_ADDRESS = payable(address(0));
+    /// @notice Where slashed stakes and forfeited bonds go, so nobody profits from a slash or a rejected challenge
+    /// (the conventional 0x…dEaD rather than address(0), which dev chains use as the fee recipient).
+    address payable public constant BURN_ADDRESS = payable(0x000000000000000000000000000000000000dEaD);
 
     /// @notice Number of projects created; ids run 1..projectCount.
     uint256 public projectCount;
