@@ -284,11 +284,13 @@ class LocalStore:
             return
         tmp = self._pins / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
         try:
-            with open(tmp, "w") as out:
-                out.write(cid_text + "\n")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                write_all(fd, (cid_text.encode() + b"\n",))
                 if self.durable:
-                    out.flush()
-                    os.fsync(out.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
             if self.durable:
                 fsync_dir(str(self._pins))

@@ -201,6 +201,16 @@ def test_disk_full_during_put_keeps_what_was_stored(store, monkeypatch, allowed)
     assert store.put(new) == compute_cid(new)  # works again once there is room
 
 
+def test_disk_full_while_pinning_leaves_the_content_unpinned(store, monkeypatch) -> None:
+    kept_cid = store.put(b"kept")
+    _fail_writes_after(monkeypatch, 1)  # the block goes in, the pin file does not
+    with pytest.raises(StoreFullError, match="disk full while pinning"):
+        store.put(b"one block, then the pin")
+    monkeypatch.undo()
+    assert store.pins() == [kept_cid] and temp_files(store.root) == []
+    assert store.get(kept_cid) == b"kept"
+
+
 def test_other_write_errors_are_storage_errors(store, monkeypatch) -> None:
     _fail_writes_after(monkeypatch, 0, errno.EIO)
     with pytest.raises(StorageError, match=r"writing block .* failed") as caught:
