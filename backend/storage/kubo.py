@@ -68,7 +68,10 @@ class KuboStore:
             ).encode()
             for piece in iter_source(source):
                 builder.update(piece)
-                yield bytes(piece)  # the piece's buffer is reused for the next one
+                # Copied in chunk-sized slices: a path's buffer is reused for the next piece, and a bytes source
+                # arrives as one piece that should not be duplicated whole.
+                for start in range(0, len(piece), CHUNK_SIZE):
+                    yield bytes(piece[start : start + CHUNK_SIZE])
             yield f"\r\n--{boundary}--\r\n".encode()
 
         params = {
