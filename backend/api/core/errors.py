@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi import routing as fastapi_routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
@@ -172,11 +173,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # Our code raises ApiError only, so a bare 400 is the framework failing to parse the body (bad JSON,
+            # bytes that are not UTF-8): a malformed body, answered like every other schema failure.
+            return problem_response(
+                422, "validation-error", "Invalid request", f"the body cannot be parsed: {exc.detail}",
+                instance=request.url.path, errors=[{"loc": ["body"], "msg": str(exc.detail), "type": "parse"}],
+            )  # fmt: skip
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        kind = title.lower().replace(" ", "-") if exc.status_code in (404, 405) else "http-error"
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by several routes
+            # (GET and POST on one collection) must list every method.
+            headers["Allow"] = ", ".join(sorted(_allowed_methods(request.app, request.url.path)))
         return problem_response(
-            exc.status_code, "about-blank" if exc.status_code not in (404, 405) else title.lower().replace(" ", "-"),
-            title, str(exc.detail), instance=request.url.path, headers=getattr(exc, "headers", None),
-        )  # fmt: skip
+            exc.status_code, kind, title, str(exc.detail), instance=request.url.path, headers=headers
+        )
 
     @app.exception_handler(TrustmarketError)
     async def _domain(request: Request, exc: TrustmarketError) -> JSONResponse:
@@ -221,6 +234,17 @@ _DESCRIPTIONS = {
 
 
 _PROBLEM_SCHEMA = Problem.model_json_schema()
+
+
+def _allowed_methods(app: FastAPI, path: str) -> set[str]:
+    contexts = getattr(fastapi_routing, "iter_route_contexts", None)
+    routes = contexts(app.routes) if contexts is not None else app.routes
+    allowed: set[str] = set()
+    for route in routes:
+        regex, methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and methods and regex.match(path):
+            allowed |= set(methods)
+    return allowed
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

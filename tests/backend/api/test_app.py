@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from backend.api import ApiSettings
 from backend.api.core.tables import AuditEntry
-from backend.api.services import Missing
 from backend.api.deps import check_routes_declared, public, require_scope
+from backend.api.services import Missing
 from backend.errors import ConfigError
 
 pytestmark = pytest.mark.chain
@@ -23,6 +23,18 @@ def test_unknown_route_and_method_are_problems(api):
     wrong = api.client.delete("/v1/me")
     assert wrong.status_code == 405
     assert wrong.json()["status"] == 405
+    # A path served by two routes names both methods.
+    both = api.client.put("/v1/access/applications")
+    assert both.headers["allow"] == "GET, POST"
+
+
+def test_unparseable_body_is_422_problem(api):
+    reply = api.client.post(
+        "/v1/auth/login", content=b"\x7f\xff\xfe", headers={"Content-Type": "application/json"}
+    )
+    assert reply.status_code == 422
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.json()["type"] == "/problems/validation-error"
 
 
 def test_oversized_body_is_413_before_reading(api):
