@@ -1,9 +1,7 @@
-"""Shared fixtures of the storage tests: Kubo's CID vectors, generated content, stores and a fake Kubo node."""
+"""Shared fixtures of the storage tests: stores, a fake Kubo node and a URL where nothing listens."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import socket
 from pathlib import Path
 
@@ -12,17 +10,6 @@ from fake_kubo import FakeKubo
 
 from backend.storage import LocalStore
 from backend.storage.kubo import KuboStore
-
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "kubo_cids.json"
-
-
-def generated(seed: str, size: int) -> bytes:
-    """Content as the fixture's "generator" field says: shake_256(seed) of `size` bytes (empty for 0)."""
-    return hashlib.shake_256(seed.encode()).digest(size) if size else b""
-
-
-def kubo_vectors() -> list[dict]:
-    return json.loads(FIXTURE.read_text())["vectors"]
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import io
 
 import aleph_cid
 import pytest
-from conftest import generated, kubo_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multiformats import CID, multibase
+from storage_helpers import generated, kubo_vectors
 
 from backend.storage import cids, compute_cid
 from backend.storage.dagpb import decode_node

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import generated, kubo_vectors
+from storage_helpers import generated, kubo_vectors
 from typer.testing import CliRunner
 
 from backend.cli.storage import app

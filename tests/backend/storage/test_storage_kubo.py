@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import generated, kubo_vectors
 from fake_kubo import FakeKubo, GarbageHandler, KuboHandler, TruncatingHandler
+from storage_helpers import generated, kubo_vectors
 
 from backend.storage import (
     ContentNotFound,

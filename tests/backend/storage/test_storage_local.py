@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import generated
+from storage_helpers import generated
 
 from backend.settings import Settings
 from backend.storage import (
