@@ -1,0 +1,38 @@
+"""dRAG's exceptions: one base class, a subclass per kind of failure a caller can act on."""
+
+from __future__ import annotations
+
+from backend.errors import TrustmarketError
+
+__all__ = [
+    "CorpusError",
+    "GeneratorError",
+    "QueueError",
+    "RagError",
+    "SignatureError",
+    "SourceUnavailable",
+]
+
+
+class RagError(TrustmarketError, ValueError):
+    """Base class of dRAG errors (a `ValueError`: most are bad input)."""
+
+
+class CorpusError(RagError):
+    """A corpus file that cannot be read: missing, not JSONL, a record without its fields."""
+
+
+class SignatureError(RagError):
+    """A source's answer whose signature does not bind it to this query, epoch, documents and operator."""
+
+
+class SourceUnavailable(RagError):
+    """A source node that is down, too slow, or answered something that is not a retrieval result."""
+
+
+class GeneratorError(RagError):
+    """The answer generator failed (an unreachable or malformed chat endpoint)."""
+
+
+class QueueError(RagError):
+    """The feedback queue refused an update (bad values) or could not flush it."""

@@ -1,0 +1,37 @@
+"""Answer accuracy (SQuAD exact match, or sentence correctness for the extractive reader) and rank agreement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from scipy.stats import spearmanr
+
+from rag.errors import RagError
+from rag.text import contains_phrase, normalize_answer
+
+__all__ = ["METRIC_EXACT_MATCH", "METRIC_SENTENCE", "exact_match", "sentence_correct", "spearman"]
+
+METRIC_EXACT_MATCH = "squad_exact_match"
+METRIC_SENTENCE = "sentence_contains_gold_not_planted"
+
+
+def exact_match(prediction: str, golds: Iterable[str]) -> bool:
+    """SQuAD exact match: the normalized prediction equals some normalized gold answer."""
+    predicted = normalize_answer(prediction)
+    return any(predicted == normalize_answer(gold) for gold in golds)
+
+
+def sentence_correct(sentence: str, golds: Iterable[str], planted: Iterable[str] = ()) -> bool:
+    """A sentence answer is right when it contains a gold answer and none of the wrong entities planted for it."""
+    return any(contains_phrase(sentence, g) for g in golds) and not any(
+        contains_phrase(sentence, w) for w in planted
+    )
+
+
+def spearman(scores: Sequence[float], truth: Sequence[float]) -> float:
+    """Spearman's rank correlation (ties averaged); raises on fewer than two or constant inputs."""
+    if len(scores) != len(truth) or len(scores) < 2:
+        raise RagError("spearman needs two sequences of the same length, at least 2")
+    if len(set(scores)) < 2 or len(set(truth)) < 2:
+        raise RagError("spearman is undefined for a constant sequence")
+    return float(spearmanr(scores, truth).statistic)

@@ -1,0 +1,212 @@
+"""The dRAG query service: sample sources by reliability, retrieve in parallel, rerank, generate, learn.
+
+One query: read the cached on-chain posteriors, choose `sources_per_query` sources without replacement by
+Bayes-UCB, ask them in parallel (each bounded by `timeout`: a slow or dead source is skipped and penalized, never
+waited for), verify every answer's signature and proofs, rerank all documents by
+`w_dense * cosine + w_lexical * coverage + w_reliability * posterior mean` (scores recomputed here, so a node
+cannot inflate its own), generate from the best `contexts`, measure each source's contribution by
+leave-one-context-out, and queue the feedback deltas (see `rag.signals`) for the next on-chain batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from rag.errors import RagError, SignatureError, SourceUnavailable
+from rag.feedback import FeedbackQueue
+from rag.generators import Generation, Generator
+from rag.index import Embedder
+from rag.node import RetrievedDocument
+from rag.reader import Context
+from rag.reliability import sample_sources
+from rag.signals import Deltas, feedback_deltas
+from rag.signing import new_nonce
+from rag.sources import SourceDirectory, fetch_retrieval
+from rag.text import contains_phrase, content_tokens, normalize_answer, split_sentences
+
+__all__ = ["Orchestrator", "OrchestratorConfig", "QueryResult", "SourceOutcome"]
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    sources_per_query: int = 4
+    k: int = 3  # documents asked from each source
+    contexts: int = 5  # documents handed to the generator
+    timeout: float = 10.0
+    dense_weight: float = 0.4
+    lexical_weight: float = 0.3
+    reliability_weight: float = 0.3
+    measure_contribution: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sources_per_query < 1 or self.k < 1 or self.contexts < 1 or not self.timeout > 0:
+            raise RagError("sources_per_query, k and contexts must be >= 1 and timeout > 0")
+        weights = (self.dense_weight, self.lexical_weight, self.reliability_weight)
+        if any(not 0 <= w < float("inf") for w in weights) or sum(weights) <= 0:
+            raise RagError("rerank weights must be finite, non-negative and not all zero")
+
+
+@dataclass
+class SourceOutcome:
+    source_id: int
+    status: str  # ok | unavailable | invalid
+    reliability: float
+    detail: str = ""
+    documents: list[RetrievedDocument] = field(default_factory=list)
+    contribution: float = 0.0
+
+
+@dataclass
+class QueryResult:
+    query_id: str
+    question: str
+    answer: str
+    short: bool
+    citations: list[tuple[int, str]]  # (source id, doc id) of the contexts the answer cites
+    sources: list[SourceOutcome]
+    epoch: int
+    deltas: dict[int, Deltas]
+
+    def to_json(self) -> dict:
+        return {
+            "query_id": self.query_id, "question": self.question, "answer": self.answer, "epoch": self.epoch,
+            "citations": [{"source_id": s, "doc_id": d} for s, d in self.citations],
+            "sources": [{"id": o.source_id, "status": o.status, "detail": o.detail, "reliability": o.reliability,
+                         "contribution": o.contribution, "documents": [d.doc_id for d in o.documents]}
+                        for o in self.sources],
+        }  # fmt: skip
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        directory: SourceDirectory,
+        generator: Generator,
+        embedder: Embedder,
+        *,
+        queue: FeedbackQueue | None = None,
+        config: OrchestratorConfig | None = None,
+        transports: Mapping[int, httpx.AsyncBaseTransport] | None = None,
+    ):
+        self.directory = directory
+        self.generator = generator
+        self.embedder = embedder
+        self.queue = queue
+        self.config = config or OrchestratorConfig()
+        self.transports = dict(transports or {})
+        self._rng = random.Random(self.config.seed)
+        self.rounds = 0
+
+    def query(
+        self,
+        question: str,
+        *,
+        judge: Callable[[str], bool] | None = None,
+        rating: float | None = None,
+        query_id: str | None = None,
+    ) -> QueryResult:
+        """Answer `question`; `judge` (a gold check of a sentence) and `rating` feed back when known."""
+        if not question.strip():
+            raise RagError("empty question")
+        self.directory.maybe_refresh()
+        active = self.directory.active()
+        if not active:
+            raise RagError("no active source is registered")
+        self.rounds += 1
+        posteriors = {sid: s.posterior for sid, s in active.items()}
+        chosen = sample_sources(posteriors, self.config.sources_per_query, self.rounds, self._rng)
+        epoch = self.directory.epoch
+        outcomes = asyncio.run(self._gather([active[sid] for sid in chosen], question, epoch))
+        answered = [o for o in outcomes if o.status == "ok" and o.documents]
+        if not answered:
+            raise SourceUnavailable("no source answered: " + "; ".join(o.detail for o in outcomes))
+        weights = {o.source_id: o.reliability for o in outcomes}
+        query_vector = self.embedder.encode([question])[0]
+        contexts = self._contexts(question, query_vector, answered, weights)
+        generation = self.generator.generate(question, contexts)
+        claim = _claim(generation, contexts)
+        if self.config.measure_contribution:
+            for outcome in answered:
+                rest = [o for o in answered if o is not outcome]
+                if not rest:
+                    outcome.contribution = 1.0
+                    continue
+                reduced = self._contexts(question, query_vector, rest, weights)
+                outcome.contribution = 1.0 - _token_f1(
+                    claim, _claim(self.generator.generate(question, reduced), reduced)
+                )
+        deltas = feedback_deltas(
+            claim, {o.source_id: [d.text for d in o.documents] for o in answered}, weights,
+            {o.source_id: o.contribution for o in answered},
+            failed=[o.source_id for o in outcomes if o.status != "ok"], judge=judge, rating=rating,
+        )  # fmt: skip
+        query_id = query_id or uuid.uuid4().hex
+        if self.queue is not None:
+            self.queue.enqueue(query_id, deltas)
+            self.queue.maybe_flush()
+        citations = [(contexts[i].source_id, contexts[i].doc_id) for i in generation.cited]
+        return QueryResult(
+            query_id, question, generation.text, generation.short, citations, outcomes, epoch, deltas
+        )
+
+    async def _gather(self, sources, question: str, epoch: int) -> list[SourceOutcome]:
+        async def one(source) -> SourceOutcome:
+            outcome = SourceOutcome(source.source_id, "ok", source.posterior.mean)
+            try:
+                outcome.documents = await fetch_retrieval(
+                    source, self.directory.domain, question, new_nonce(), epoch, self.config.k,
+                    timeout=self.config.timeout, transport=self.transports.get(source.source_id),
+                )  # fmt: skip
+            except SourceUnavailable as exc:
+                outcome.status, outcome.detail = "unavailable", str(exc)
+            except SignatureError as exc:
+                outcome.status, outcome.detail = "invalid", str(exc)
+            return outcome
+
+        return list(await asyncio.gather(*(one(s) for s in sources)))
+
+    def _contexts(self, question, query_vector, answered: Sequence[SourceOutcome], weights) -> list[Context]:
+        """Rerank every returned document; identical documents count once, at their best score."""
+        asked = set(content_tokens(question))
+        best: dict[str, tuple[float, Context]] = {}
+        docs = [(o.source_id, d) for o in answered for d in o.documents]
+        vectors = self.embedder.encode([f"{d.title}. {d.text}" if d.title else d.text for _, d in docs])
+        for (sid, doc), vector in zip(docs, vectors, strict=True):
+            coverage = len(asked & set(content_tokens(doc.text))) / len(asked) if asked else 0.0
+            score = (self.config.dense_weight * float(vector @ query_vector) + self.config.lexical_weight * coverage
+                     + self.config.reliability_weight * weights[sid])  # fmt: skip
+            context = Context(doc.text, max(score, 1e-6), sid, doc.doc_id, doc.title)
+            if doc.hash not in best or score > best[doc.hash][0]:
+                best[doc.hash] = (score, context)
+        ranked = sorted(best.values(), key=lambda pair: (-pair[0], pair[1].source_id, pair[1].doc_id))
+        return [context for _, context in ranked[: self.config.contexts]]
+
+
+def _claim(generation: Generation, contexts: Sequence[Context]) -> str:
+    """The statement an answer makes: the sentence itself, or for a short answer the cited sentence holding it."""
+    if not generation.short:
+        return generation.text
+    for i in generation.cited or range(len(contexts)):
+        for sentence in split_sentences(contexts[i].text):
+            if contains_phrase(sentence, generation.text):
+                return sentence
+    return generation.text
+
+
+def _token_f1(a: str, b: str) -> float:
+    """SQuAD's token F1 between two answers (1.0 when they say the same)."""
+    ta, tb = normalize_answer(a).split(), normalize_answer(b).split()
+    if not ta or not tb:
+        return float(ta == tb)
+    common = sum(min(ta.count(w), tb.count(w)) for w in set(ta))
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(ta), common / len(tb)
+    return 2 * precision * recall / (precision + recall)

@@ -1,0 +1,155 @@
+"""The orchestrator's view of the sources: the on-chain directory (cached) and verified calls to their nodes.
+
+`SourceDirectory` reads endpoints, operators, commitments and Beta posteriors from the SourceRegistry and reloads
+them when a `FeedbackApplied` (or a new registration) shows up on chain. `fetch_retrieval` asks one node and
+accepts its answer only if it is bound to this query: the signature recovers to the operator on chain, over this
+query hash (query text, fresh nonce, epoch, k), this epoch and exactly the documents returned, each of which must
+hash as claimed and prove membership in the source's committed corpus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+from pydantic import ValidationError
+
+from backend.chain.source_registry import SCALE, FeedbackBatch, SourceRegistry, SourceStatus
+from rag.corpus import Document, verify_proof
+from rag.errors import SignatureError, SourceUnavailable
+from rag.node import RetrievedDocument, RetrieveResponse
+from rag.reliability import Posterior
+from rag.signing import SigningDomain, query_hash, recover_signer
+
+__all__ = ["SourceDirectory", "SourceView", "fetch_retrieval", "verify_retrieval"]
+
+
+@dataclass(frozen=True)
+class SourceView:
+    source_id: int
+    endpoint: str
+    operator: str
+    commitment: bytes
+    posterior: Posterior
+    status: SourceStatus
+
+
+class SourceDirectory:
+    """Active sources and their reliabilities, refreshed on chain events rather than read per query."""
+
+    def __init__(self, registry: SourceRegistry):
+        self.registry = registry
+        self.domain = SigningDomain(registry.client.chain_id, registry.address)
+        self.sources: dict[int, SourceView] = {}
+        self.epoch = 0
+        self._count = 0
+        self._block = -1
+        self.refreshes = 0
+
+    def refresh(self) -> None:
+        block = self.registry.client.block_number()
+        reliabilities = self.registry.reliabilities(block)
+        infos = {i: self.registry.source(i) for i in reliabilities}
+        self.sources = {
+            sid: SourceView(sid, infos[sid].endpoint, infos[sid].operator, infos[sid].commitment,
+                            Posterior(rel.alpha / SCALE, rel.beta / SCALE), rel.status)
+            for sid, rel in reliabilities.items()
+        }  # fmt: skip
+        self.epoch = self.registry.epoch()
+        self._count = len(reliabilities)
+        self._block = block
+        self.refreshes += 1
+
+    def maybe_refresh(self) -> bool:
+        """Reload if a feedback batch or a registration landed since the last load; True if it did."""
+        if self._block < 0:
+            self.refresh()
+            return True
+        if self.registry.client.block_number() == self._block:
+            return False  # no new block, nothing can have changed
+        if self.registry.source_count() != self._count or self.registry.feedback_batches(self._block + 1):
+            self.refresh()
+            return True
+        return False
+
+    def on_applied(self, _batch: FeedbackBatch) -> None:
+        """Hook for the feedback queue: our own batch just landed."""
+        self.refresh()
+
+    def active(self) -> dict[int, SourceView]:
+        return {sid: s for sid, s in self.sources.items() if s.status is SourceStatus.ACTIVE}
+
+
+def verify_retrieval(
+    source: SourceView, domain: SigningDomain, payload: object, query: str, nonce: bytes, epoch: int, k: int
+) -> list[RetrievedDocument]:
+    """The documents of a node's answer, or `SignatureError` saying why it cannot be attributed to this query."""
+    try:
+        response = RetrieveResponse.model_validate(payload)
+    except ValidationError as exc:
+        raise SignatureError(
+            f"source {source.source_id}: malformed answer ({exc.error_count()} errors)"
+        ) from None
+    sid = source.source_id
+    if response.source_id != sid:
+        raise SignatureError(f"source {sid}: answer claims to come from source {response.source_id}")
+    if response.epoch != epoch:
+        raise SignatureError(f"source {sid}: answer is for epoch {response.epoch}, asked for {epoch}")
+    expected = query_hash(query, nonce, epoch, k)
+    if response.query_hash.lower() != "0x" + expected.hex():
+        raise SignatureError(f"source {sid}: answer is for another query (replayed or misrouted)")
+    if len(response.documents) > k:
+        raise SignatureError(f"source {sid}: {len(response.documents)} documents for k={k}")
+    hashes = []
+    for doc in response.documents:
+        digest = Document(doc.doc_id, doc.title, doc.text).hash
+        if doc.hash.lower() != "0x" + digest.hex():
+            raise SignatureError(f"source {sid}: document {doc.doc_id!r} does not match its hash")
+        try:
+            proof = [bytes.fromhex(p.removeprefix("0x")) for p in doc.proof]
+        except ValueError:
+            raise SignatureError(f"source {sid}: malformed proof for {doc.doc_id!r}") from None
+        if not verify_proof(digest, proof, source.commitment):
+            raise SignatureError(f"source {sid}: document {doc.doc_id!r} is not in its committed corpus")
+        hashes.append(digest)
+    try:
+        signature = bytes.fromhex(response.signature.removeprefix("0x"))
+    except ValueError:
+        raise SignatureError(f"source {sid}: signature is not hex") from None
+    signer = recover_signer(domain, sid, expected, hashes, epoch, signature)
+    if signer.lower() != source.operator.lower():
+        raise SignatureError(f"source {sid}: signed by {signer}, not by its operator {source.operator}")
+    return list(response.documents)
+
+
+async def fetch_retrieval(
+    source: SourceView,
+    domain: SigningDomain,
+    query: str,
+    nonce: bytes,
+    epoch: int,
+    k: int,
+    *,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[RetrievedDocument]:
+    """Ask one node; `SourceUnavailable` if it is down, slow or errs, `SignatureError` if its answer is not bound."""
+    body = {"query": query, "k": k, "nonce": "0x" + nonce.hex(), "epoch": epoch}
+    try:
+        async with httpx.AsyncClient(
+            base_url=source.endpoint, transport=transport, timeout=timeout
+        ) as client:
+            # wait_for also bounds in-process transports, which ignore httpx's network timeouts.
+            reply = await asyncio.wait_for(client.post("/retrieve", json=body), timeout)
+    except TimeoutError:
+        raise SourceUnavailable(f"source {source.source_id}: no answer within {timeout:.1f}s") from None
+    except httpx.HTTPError as exc:
+        raise SourceUnavailable(f"source {source.source_id}: unreachable ({type(exc).__name__})") from None
+    if reply.status_code != 200:
+        raise SourceUnavailable(f"source {source.source_id}: HTTP {reply.status_code}")
+    try:
+        payload = reply.json()
+    except ValueError:
+        raise SourceUnavailable(f"source {source.source_id}: answer is not JSON") from None
+    return verify_retrieval(source, domain, payload, query, nonce, epoch, k)

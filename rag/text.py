@@ -1,0 +1,111 @@
+"""Text helpers shared by the reader, the index and the metrics: SQuAD normalization, tokens, sentences."""
+
+from __future__ import annotations
+
+import re
+import string
+
+__all__ = ["STOPWORDS", "contains_phrase", "content_tokens", "normalize_answer", "split_sentences"]
+
+_PUNCTUATION = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+# A sentence ends at . ! or ? followed by space and something that can start a sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+
+# Function words carry no evidence about which sentence answers a question.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "by",
+        "with",
+        "from",
+        "and",
+        "or",
+        "is",
+        "was",
+        "were",
+        "are",
+        "be",
+        "been",
+        "being",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "did",
+        "do",
+        "does",
+        "that",
+        "this",
+        "these",
+        "those",
+        "it",
+        "its",
+        "as",
+        "into",
+        "than",
+        "then",
+        "there",
+        "their",
+        "they",
+        "he",
+        "she",
+        "his",
+        "her",
+        "him",
+        "them",
+        "not",
+        "no",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "has",
+        "have",
+        "had",
+        "also",
+        "about",
+        "after",
+        "before",
+        "during",
+    ]
+)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalization: lower case, no punctuation, no articles, single spaces.
+
+    From the official SQuAD v1.1/v2.0 evaluation script (Rajpurkar et al., 2016, 2018).
+    """
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def content_tokens(text: str) -> list[str]:
+    """Normalized tokens without stopwords."""
+    return [tok for tok in normalize_answer(text).split() if tok not in STOPWORDS]
+
+
+def contains_phrase(text: str, phrase: str) -> bool:
+    """Whether normalized `phrase` occurs in normalized `text` on token boundaries."""
+    needle = normalize_answer(phrase)
+    return bool(needle) and f" {needle} " in f" {normalize_answer(text)} "
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Sentences of a paragraph (a rule-based splitter: enough for encyclopedic prose)."""
+    return [s.strip() for s in _SENTENCE_END.split(paragraph) if s.strip()]
