@@ -19,13 +19,13 @@ from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from backend.api.core.access import Caller, scopes_of
 from backend.api.core.config import ACCOUNT_SCOPES, ALL_SCOPES, REVIEW_SCOPES
 from backend.api.core.errors import ApiError, Forbidden, Unauthorized
 from backend.api.core.observe import AUDIT_KEY
 from backend.api.services import ApiServices
-from backend.db import session_scope
 from backend.errors import ConfigError
 
 __all__ = [
@@ -66,11 +66,11 @@ def require_scope(scope: str, *, cost: str = "default") -> Any:
         raise ConfigError(f"unknown scope {scope!r}")
     needs_terms = scope not in ACCOUNT_SCOPES and scope not in REVIEW_SCOPES
 
-    def gate(request: Request, services: Services, credentials: Bearer) -> Caller:
+    async def gate(request: Request, services: Services, credentials: Bearer) -> Caller:
         info: dict[str, Any] = {"scope": scope, "decision": "deny"}
         request.state.audit = info
         try:
-            caller = _admit(services, credentials, scope, needs_terms, cost, info)
+            caller = await _admit(services, credentials, scope, needs_terms, cost, info)
         except ApiError as exc:
             info["reason"] = exc.kind
             raise
@@ -85,7 +85,7 @@ def require_scope(scope: str, *, cost: str = "default") -> Any:
     return Depends(gate)
 
 
-def _admit(
+async def _admit(
     services: ApiServices,
     credentials: HTTPAuthorizationCredentials | None,
     scope: str,
@@ -93,13 +93,16 @@ def _admit(
     cost_name: str,
     info: dict[str, Any],
 ) -> Caller:
+    # The common case does no I/O and stays on the event loop; whatever may block (a revocation sync, a tier
+    # lookup on the node, a quota reservation) goes to the thread pool.
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("a bearer session token is required (POST /v1/auth/login)", kind="unauthenticated")
     claims = services.tokens.decode(credentials.credentials)
     info["wallet"] = claims.wallet
-    with session_scope(services.sessions) as session:
-        services.tokens.check_revoked(session, claims)
-    grant = services.access.get(claims.wallet)
+    if services.revocations.stale():
+        await run_in_threadpool(services.revocations.sync)
+    services.revocations.check(claims)
+    grant = services.access.peek(claims.wallet) or await run_in_threadpool(services.access.get, claims.wallet)
     info["tier"] = grant.tier
     policy = services.api.policy(grant.tier)
     scopes = scopes_of(grant, services.api)
@@ -115,7 +118,8 @@ def _admit(
             kind="terms-not-accepted",
         )
     cost = services.api.cost(cost_name)
-    services.quotas.consume(claims.wallet, policy, cost)
+    if not services.quotas.try_local(claims.wallet, cost):
+        await run_in_threadpool(services.quotas.consume, claims.wallet, policy, cost)
     info["cost"] = cost
     return Caller(claims.wallet, grant, policy, scopes, claims.jti, claims.expires_at)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.core.access import AccessCache
@@ -25,7 +25,7 @@ from backend.api.core.errors import ServiceUnavailable
 from backend.api.core.observe import ApiMetrics
 from backend.api.core.quotas import QuotaBook
 from backend.api.core.siwe_login import SiweVerifier
-from backend.api.core.tokens import TokenService
+from backend.api.core.tokens import RevocationList, TokenService
 from backend.chain.access_registry import AccessRegistry
 from backend.chain.client import ChainClient
 from backend.db import create_all, make_engine
@@ -57,6 +57,7 @@ class ApiServices:
     engine: Engine
     sessions: sessionmaker[Session]
     tokens: TokenService
+    revocations: RevocationList
     siwe: SiweVerifier
     access: AccessCache
     quotas: QuotaBook
@@ -112,7 +113,16 @@ class ApiServices:
 
     def close(self) -> None:
         self.audit.close()
+        self.quotas.release()
         self.engine.dispose()
+
+
+def _sqlite_normal_sync(dbapi_connection, _record) -> None:
+    # In WAL mode, NORMAL skips the fsync per commit (a power cut may lose the last commits, never corrupt):
+    # usage counters and audit rows are written often, and a lost second of them is an acceptable price.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _build_chain(settings: Settings) -> ChainClient | Missing:
@@ -162,6 +172,8 @@ def build_services(
     """Build the services; what is not passed is built from `settings` (parts lazily, see `routes`)."""
     api = api or ApiSettings()
     engine = make_engine(settings.resolved_database_url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_normal_sync)
     import backend.api.core.tables  # noqa: F401 - declares the API's tables on Base
 
     create_all(engine)
@@ -177,14 +189,15 @@ def build_services(
             raise chain.fail()
         return AccessRegistry(chain).access_of(address)
 
-    quotas = QuotaBook(sessions, clock=clock)
+    quotas = QuotaBook(engine, clock=clock)
     tokens = TokenService(
-        sessions, api.signing_secret(), ttl_s=api.jwt_ttl_s, issuer=api.jwt_issuer, audience=api.jwt_audience
+        api.signing_secret(), ttl_s=api.jwt_ttl_s, issuer=api.jwt_issuer, audience=api.jwt_audience
     )
+    revocations = RevocationList(engine, sync_s=api.revocation_sync_s)
 
     def housekeeping() -> None:
         quotas.prune()
-        tokens.prune()
+        revocations.prune()
 
     return ApiServices(
         settings=settings,
@@ -192,6 +205,7 @@ def build_services(
         engine=engine,
         sessions=sessions,
         tokens=tokens,
+        revocations=revocations,
         siwe=SiweVerifier(
             sessions,
             domain=api.siwe_domain,

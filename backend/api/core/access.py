@@ -36,13 +36,18 @@ class AccessCache:
         self._entries: dict[str, tuple[float, AccessGrant]] = {}
         self._lock = threading.Lock()
 
+    def peek(self, address: str) -> AccessGrant | None:
+        """The cached grant if it is still fresh, else None (no I/O: safe on the event loop)."""
+        hit = self._entries.get(address.lower())
+        return hit[1] if hit is not None and hit[0] > self._clock() else None
+
     def get(self, address: str) -> AccessGrant:
+        """The grant, from the cache or (on a miss) from the chain; may block on the node."""
+        cached = self.peek(address)
+        if cached is not None:
+            return cached
         key = address.lower()
         now = self._clock()
-        with self._lock:
-            hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
         grant = self._lookup(address)  # outside the lock: a slow node must not stall other wallets
         with self._lock:
             if len(self._entries) >= self._max_entries:

@@ -125,6 +125,9 @@ class ApiSettings(BaseSettings):
     jwt_ttl_s: int = Field(default=900, ge=1, description="Short-lived: revocation is by jti, until expiry.")
     jwt_issuer: str = "trustmarket"
     jwt_audience: str = "trustmarket-api"
+    revocation_sync_s: float = Field(
+        default=1.0, ge=0, description="Other workers honour a logout within this."
+    )
 
     # Access
     tier_cache_ttl_s: float = Field(

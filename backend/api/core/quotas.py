@@ -1,9 +1,12 @@
 """Rate limits and quotas per wallet and tier, kept in the database so they survive restarts and span workers.
 
 Two fixed windows per wallet: requests per UTC minute, and cost units per UTC day (each endpoint has a cost).
-A request is admitted by one transaction that checks and increments both counters
-(`UPDATE ... SET used = used + n WHERE used + n <= limit`), so concurrent requests can never overspend; when
-either window is full the request is refused with the seconds until that window ends (`Retry-After`).
+The database holds, per wallet and window, how much has been reserved; a worker reserves in blocks (a lease)
+with one atomic statement (`... SET used = used + n WHERE used + n <= limit`) and spends a block in memory, so
+most requests touch no database at all while the limit still holds across workers and restarts: nothing is
+ever spent that was not reserved first. When a block cannot be had, the worker asks for exactly what the
+request needs, so a single worker refuses at exactly the limit (several workers may refuse up to one block
+early, never late). Unspent reservations are handed back on shutdown.
 """
 
 from __future__ import annotations
@@ -13,20 +16,35 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, text
 
 from backend.api.core.config import TierPolicy
 from backend.api.core.errors import TooManyRequests
-from backend.api.core.tables import UsageCounter
-from backend.db import session_scope
 
 __all__ = ["DAY", "MINUTE", "QuotaBook", "Usage"]
 
 MINUTE = "minute"
 DAY = "day"
 _SPAN = {MINUTE: 60, DAY: 86_400}
+# A lease is this fraction of the window's limit: few writes per window, little held back from other workers.
+_LEASE_FRACTION = 0.02
+
+# One statement per reservation, on SQLite and PostgreSQL alike; no row back means the limit would be passed.
+_RESERVE = text(
+    'INSERT INTO api_usage (wallet, "window", window_start, used) VALUES (:wallet, :window, :start, :amount) '
+    'ON CONFLICT (wallet, "window", window_start) DO UPDATE SET used = api_usage.used + :amount '
+    "WHERE api_usage.used + :amount <= :limit RETURNING used"
+)
+_RELEASE = text(
+    "UPDATE api_usage SET used = used - :amount "
+    'WHERE wallet = :wallet AND "window" = :window AND window_start = :start AND used >= :amount'
+)
+_USED = text(
+    'SELECT used FROM api_usage WHERE wallet = :wallet AND "window" = :window AND window_start = :start'
+)
+_PRUNE = text(
+    "DELETE FROM api_usage WHERE (\"window\" = 'minute' AND window_start < :minutes) OR window_start < :days"
+)
 
 
 @dataclass(frozen=True)
@@ -38,101 +56,122 @@ class Usage:
     day_resets_at: int
 
 
+@dataclass
+class _Lease:
+    reserved: int = 0  # reserved in the database by this worker, this window
+    spent: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.reserved - self.spent
+
+
 class QuotaBook:
-    def __init__(self, sessions: sessionmaker[Session], *, clock: Callable[[], float] = time.time):
-        self._sessions = sessions
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time):
+        self._engine = engine
         self._clock = clock
+        self._leases: dict[tuple[str, str, int], _Lease] = {}
+        self._lock = threading.Lock()
         # SQLite has one writer at a time; queueing in-process is cheaper than its busy-wait retries.
         self._write_lock = threading.Lock()
 
-    def consume(self, wallet: str, policy: TierPolicy, cost: int) -> Usage:
-        """Count one request costing `cost` units, or raise `TooManyRequests` and count nothing."""
+    def try_local(self, wallet: str, cost: int) -> bool:
+        """Admit from this worker's leases without any I/O; False if a reservation is needed first."""
         now = self._clock()
-        minute, day = _start(now, MINUTE), _start(now, DAY)
-        with self._write_lock, session_scope(self._sessions) as session:
-            minute_used = self._take(session, wallet, MINUTE, minute, 1, policy.requests_per_minute)
-            if minute_used is None:
-                session.rollback()
-                raise TooManyRequests(
-                    f"rate limit: {policy.requests_per_minute} requests per minute for tier {policy.name!r}",
-                    retry_after=_retry_after(now, minute, MINUTE),
-                    kind="rate-limited",
-                )
-            day_used = self._take(session, wallet, DAY, day, cost, policy.daily_units)
-            if day_used is None:
-                session.rollback()  # the minute's request is not counted either
-                raise TooManyRequests(
-                    f"daily quota: {policy.daily_units} units for tier {policy.name!r}; this call costs {cost}",
-                    retry_after=_retry_after(now, day, DAY),
-                    kind="quota-exceeded",
-                )
-        return Usage(minute_used, policy.requests_per_minute, day_used, policy.daily_units, day + _SPAN[DAY])
+        keys = _keys(wallet, now)
+        with self._lock:
+            minute, day = self._leases.get(keys[0]), self._leases.get(keys[1])
+            if minute is None or day is None or minute.left < 1 or day.left < cost:
+                return False
+            minute.spent += 1
+            day.spent += cost
+        return True
+
+    def consume(self, wallet: str, policy: TierPolicy, cost: int) -> None:
+        """Count one request costing `cost` units, or raise `TooManyRequests` and count nothing (may block)."""
+        now = self._clock()
+        keys = _keys(wallet, now)
+        with self._write_lock:
+            self._ensure(keys[0], 1, policy.requests_per_minute, now, policy)
+            try:
+                self._ensure(keys[1], cost, policy.daily_units, now, policy)
+            except TooManyRequests:
+                with self._lock:
+                    self._leases[keys[0]].spent -= 1  # the minute's request is not counted either
+                raise
 
     def usage(self, wallet: str, policy: TierPolicy) -> Usage:
+        """What the wallet has used: the database's count less what this worker holds unspent."""
         now = self._clock()
-        minute, day = _start(now, MINUTE), _start(now, DAY)
-        with session_scope(self._sessions) as session:
-            minute_used = self._used(session, wallet, MINUTE, minute)
-            day_used = self._used(session, wallet, DAY, day)
-        return Usage(minute_used, policy.requests_per_minute, day_used, policy.daily_units, day + _SPAN[DAY])
+        keys = _keys(wallet, now)
+        used = []
+        with self._engine.connect() as conn:
+            for key in keys:
+                stored = conn.execute(_USED, _params(key)).scalar() or 0
+                with self._lock:
+                    lease = self._leases.get(key)
+                    used.append(int(stored) - (lease.left if lease else 0))
+        return Usage(
+            used[0], policy.requests_per_minute, used[1], policy.daily_units, keys[1][2] + _SPAN[DAY]
+        )
+
+    def release(self) -> None:
+        """Hand unspent reservations back (on shutdown), so a restart charges nobody for them."""
+        with self._write_lock, self._lock, self._engine.begin() as conn:
+            for key, lease in self._leases.items():
+                if lease.left > 0:
+                    conn.execute(_RELEASE, {**_params(key), "amount": lease.left})
+                    lease.reserved = lease.spent
+            self._leases.clear()
 
     def prune(self) -> int:
         """Drop counters of windows that have ended (minutes after an hour, days after two days)."""
         now = self._clock()
-        with self._write_lock, session_scope(self._sessions) as session:
-            gone = session.execute(
-                delete(UsageCounter).where(
-                    UsageCounter.window == MINUTE, UsageCounter.window_start < now - 3600
-                )
-            ).rowcount
-            gone += session.execute(
-                delete(UsageCounter).where(
-                    UsageCounter.window == DAY, UsageCounter.window_start < now - 172_800
-                )
-            ).rowcount
-        return gone or 0
+        with self._lock:
+            for key in [k for k in self._leases if k[2] + _SPAN[k[1]] < now]:
+                del self._leases[key]
+        with self._write_lock, self._engine.begin() as conn:
+            return conn.execute(_PRUNE, {"minutes": now - 3600, "days": now - 172_800}).rowcount or 0
 
-    @staticmethod
-    def _used(session: Session, wallet: str, window: str, start: int) -> int:
-        used = session.scalar(
-            select(UsageCounter.used).where(
-                UsageCounter.wallet == wallet,
-                UsageCounter.window == window,
-                UsageCounter.window_start == start,
+    def _ensure(
+        self, key: tuple[str, str, int], amount: int, limit: int, now: float, policy: TierPolicy
+    ) -> None:
+        """Spend `amount` from the lease of `key`, reserving more first if it is short."""
+        with self._lock:
+            lease = self._leases.setdefault(key, _Lease())
+            if lease.left >= amount:
+                lease.spent += amount
+                return
+            shortfall = amount - lease.left
+        block = max(shortfall, int(limit * _LEASE_FRACTION))
+        # A block if the window has room for one, else exactly the shortfall: one worker refuses exactly at the limit.
+        granted = self._reserve(key, block, limit) if block > shortfall else 0
+        if not granted:
+            granted = self._reserve(key, shortfall, limit)
+        if not granted:
+            window = key[1]
+            raise TooManyRequests(
+                f"rate limit: {policy.requests_per_minute} requests per minute for tier {policy.name!r}"
+                if window == MINUTE
+                else f"daily quota: {policy.daily_units} units for tier {policy.name!r}; this call costs {amount}",
+                retry_after=max(1, int(key[2] + _SPAN[window] - now + 0.999)),
+                kind="rate-limited" if window == MINUTE else "quota-exceeded",
             )
-        )
-        return int(used or 0)
+        with self._lock:
+            lease.reserved += granted
+            lease.spent += amount
 
-    @staticmethod
-    def _take(session: Session, wallet: str, window: str, start: int, amount: int, limit: int) -> int | None:
-        """Add `amount` if it fits under `limit`; the new total, or None if it does not fit."""
-        key = (
-            UsageCounter.wallet == wallet,
-            UsageCounter.window == window,
-            UsageCounter.window_start == start,
-        )
-        dialect = session.get_bind().dialect.name
-        values = {"wallet": wallet, "window": window, "window_start": start, "used": 0}
-        if dialect in ("sqlite", "postgresql"):
-            insert = (sqlite if dialect == "sqlite" else postgresql).insert(UsageCounter)
-            session.execute(insert.values(**values).on_conflict_do_nothing())
-        elif session.scalar(select(UsageCounter.used).where(*key)) is None:
-            session.add(UsageCounter(**values))
-            session.flush()
-        result = session.execute(
-            update(UsageCounter)
-            .where(*key, UsageCounter.used + amount <= limit)
-            .values(used=UsageCounter.used + amount)
-            .returning(UsageCounter.used)
-        )
-        row = result.first()
-        return None if row is None else int(row[0])
+    def _reserve(self, key: tuple[str, str, int], amount: int, limit: int) -> int:
+        if amount > limit:
+            return 0
+        with self._engine.begin() as conn:
+            row = conn.execute(_RESERVE, {**_params(key), "amount": amount, "limit": limit}).first()
+        return amount if row is not None else 0
 
 
-def _start(now: float, window: str) -> int:
-    span = _SPAN[window]
-    return int(now // span * span)
+def _keys(wallet: str, now: float) -> tuple[tuple[str, str, int], tuple[str, str, int]]:
+    return (wallet, MINUTE, int(now // 60 * 60)), (wallet, DAY, int(now // 86_400 * 86_400))
 
 
-def _retry_after(now: float, start: int, window: str) -> int:
-    return max(1, int(start + _SPAN[window] - now + 0.999))
+def _params(key: tuple[str, str, int]) -> dict[str, object]:
+    return {"wallet": key[0], "window": key[1], "start": key[2]}

@@ -28,6 +28,7 @@ class RevokedToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     wallet: Mapped[str] = mapped_column(String(42))
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+    revoked_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class UsageCounter(Base):

@@ -70,5 +70,5 @@ def logout(
     caller: Annotated[Caller, require_scope("auth:logout", cost="free")], services: Services
 ) -> Response:
     """Revoke this session's token now (it would otherwise live until it expires)."""
-    services.tokens.revoke(caller.jti, caller.wallet, caller.token_expires_at)
+    services.revocations.revoke(caller.jti, caller.wallet, caller.token_expires_at)
     return Response(status_code=204)

@@ -11,9 +11,10 @@ from pydantic import BaseModel
 from backend.api.core.access import Caller
 from backend.api.core.errors import problem_responses
 from backend.api.deps import Services, require_scope
+from backend.api.services import ApiServices
 from backend.chain.source_registry import SourceRegistry
 
-__all__ = ["router"]
+__all__ = ["list_sources", "router"]
 
 router = APIRouter(prefix="/v1/rag", tags=["rag"], responses=problem_responses(401, 403, 422, 429, 503))
 
@@ -34,25 +35,27 @@ def sources(
     caller: Annotated[Caller, require_scope("rag:sources", cost="read")], services: Services
 ) -> list[SourceView]:
     """Registered data sources and the reliability the chain holds for each (Beta posterior mean and spread)."""
+    return list_sources(services)
+
+
+def list_sources(services: ApiServices) -> list[SourceView]:
+    """The sources as the chain has them, read at most once per cache TTL."""
 
     def read() -> list[SourceView]:
         registry = SourceRegistry(services.require_chain())
         reliabilities = registry.reliabilities()
-        out = []
-        for info in registry.sources():
-            rel = reliabilities[info.source_id]
-            out.append(
-                SourceView(
-                    id=info.source_id,
-                    operator=info.operator,
-                    endpoint=info.endpoint,
-                    status=info.status.name.lower(),
-                    bond_wei=info.bond,
-                    reliability=rel.mean,
-                    reliability_std=rel.std,
-                    observations=rel.observations,
-                )
+        return [
+            SourceView(
+                id=info.source_id,
+                operator=info.operator,
+                endpoint=info.endpoint,
+                status=info.status.name.lower(),
+                bond_wei=info.bond,
+                reliability=reliabilities[info.source_id].mean,
+                reliability_std=reliabilities[info.source_id].std,
+                observations=reliabilities[info.source_id].observations,
             )
-        return out
+            for info in registry.sources()
+        ]
 
     return services.memo("rag:sources", read)

@@ -102,7 +102,7 @@ def test_daily_quota_is_429_and_survives_a_restart(
     user, headers = api.member("spender", tier=1)
     policy = api.services.api.tiers[1]
     # Spend all but one of the day's units in one expensive call.
-    QuotaBook(api.services.sessions).consume(user.address, policy, policy.daily_units - 1)
+    QuotaBook(api.services.engine).consume(user.address, policy, policy.daily_units - 1)
     assert api.client.get(SOURCES, headers=headers).status_code == 200  # the last unit
     reply = api.client.get(SOURCES, headers=headers)
     assert reply.status_code == 429

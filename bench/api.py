@@ -1,0 +1,260 @@
+"""What structured access costs: one endpoint behind the full gate against the same endpoint with no gate.
+
+The gated route pays for everything `require_scope` does per request (JWT check, revocation lookup, tier from
+the cache, scope and terms checks, the rate-limit and daily-quota transaction) plus the audit row; the twin runs
+the same handler with `public` only. Both live in one uvicorn process started by `trustmarket api serve`'s code
+path over a private anvil with the contracts deployed, and a keep-alive load generator on loopback drives them
+in alternating slices, so drift hits both alike. Reports p50/p99 latency, throughput and the gated/ungated ratios.
+
+    python bench/api.py [--seconds 4] [--slices 3] [--concurrency 8] [--endpoint sources] [--json]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SECRET = "bench secret, long enough for HS256 signing keys"
+TWIN_PREFIX = "/bench/ungated"
+ENDPOINTS = {"sources": ("GET", "/v1/rag/sources")}
+
+
+# -- server side -------------------------------------------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    """The API as `trustmarket api serve` builds it, plus ungated twins of the benchmarked endpoints."""
+    import uvicorn
+    from fastapi import Depends
+
+    from backend.api import ApiSettings, create_app
+    from backend.api.deps import Services, public
+    from backend.api.routes.rag import list_sources
+    from backend.settings import Settings
+
+    app = create_app(Settings(), ApiSettings())
+
+    @app.get(f"{TWIN_PREFIX}/v1/rag/sources", dependencies=[Depends(public)])
+    def sources_ungated(services: Services):
+        return list_sources(services)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- load generator ----------------------------------------------------------------------------------------------
+
+
+async def _worker(
+    port: int, request: bytes, stop_at: float, latencies: list[float], errors: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors.append(status)
+    finally:
+        writer.close()
+
+
+def drive(port: int, path: str, token: str | None, seconds: float, concurrency: int) -> dict[str, float]:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n".encode()
+    latencies: list[float] = []
+    errors: list[int] = []
+
+    async def run() -> None:
+        stop_at = time.perf_counter() + seconds
+        await asyncio.gather(
+            *(_worker(port, request, stop_at, latencies, errors) for _ in range(concurrency))
+        )
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"{path}: {len(errors)} non-200 answers (first: {errors[0]})")
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "throughput_rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+
+
+# -- set-up ------------------------------------------------------------------------------------------------------
+
+
+def _chain(home: Path):
+    from eth_utils import keccak
+
+    from backend.chain.access_registry import AccessRegistry, decision_ref
+    from backend.chain.anvil import start_anvil
+    from backend.chain.artifacts import Artifacts
+    from backend.chain.client import ChainClient
+    from backend.chain.deploy import deploy_contracts
+    from backend.chain.keys import dev_account
+
+    node = start_anvil(attach=False)
+    client = ChainClient(node.url, Artifacts.load(ROOT / ".build" / "__local__.json"))
+    admin = dev_account(0, 31337)
+    deployments = deploy_contracts(
+        client, admin, network="ethereum:local:foundry", names=("AccessRegistry", "SourceRegistry")
+    )
+    deployments.save(home / "deployments" / "local.json")
+    client.deployments = deployments
+    registry = AccessRegistry(client)
+    user = dev_account(1, 31337)
+    registry.set_tier(admin, user.address, 3, client.timestamp() + 86_400, decision_ref("bench"))
+    terms = keccak(text="bench terms")
+    registry.publish_terms(admin, terms, "ipfs://bench")
+    deadline = client.timestamp() + 3600
+    registry.accept_terms_for(
+        admin, user.address, terms, deadline, registry.sign_acceptance(user, terms, deadline)
+    )
+    return node, user
+
+
+def _login(base: str, user) -> str:
+    import httpx
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*redefines.*")  # siwe's grammars, harmless
+        import siwe
+
+    nonce = httpx.post(f"{base}/v1/auth/nonce").json()
+    message = siwe.SiweMessage(
+        domain=nonce["domain"], address=user.address, uri=base, version="1", chain_id=nonce["chain_id"],
+        issued_at=datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"), nonce=nonce["nonce"],
+    ).prepare_message()  # fmt: skip
+    signature = Account.sign_message(encode_defunct(text=message), user.key).signature.to_0x_hex()
+    reply = httpx.post(f"{base}/v1/auth/login", json={"message": message, "signature": signature})
+    reply.raise_for_status()
+    return reply.json()["access_token"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of one measured slice")
+    parser.add_argument("--slices", type=int, default=3, help="alternating gated/ungated slices per side")
+    parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections")
+    parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="sources")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+
+    from backend.chain.anvil import free_port
+
+    home = Path(tempfile.mkdtemp(prefix="trustmarket-bench-api-"))
+    node, user = _chain(home)
+    port = free_port()
+    # Quotas high enough that the load never trips them: the bench measures the gate's cost, not its refusals.
+    tiers = {
+        "0": {"name": "none", "requests_per_minute": 10, "daily_units": 100},
+        "3": {
+            "name": "bench",
+            "scopes": ["rag:sources"],
+            "requests_per_minute": 10**9,
+            "daily_units": 10**12,
+        },
+    }
+    env = {
+        **os.environ,
+        "TRUSTMARKET_HOME": str(home),
+        "TRUSTMARKET_CHAIN_URL": node.url,
+        "TRUSTMARKET_CHAIN_ID": "31337",
+        "TRUSTMARKET_DEPLOYMENTS_DIR": str(home / "deployments"),
+        "TRUSTMARKET_API_JWT_SECRET": SECRET,
+        "TRUSTMARKET_API_SIWE_DOMAIN": f"127.0.0.1:{port}",
+        "TRUSTMARKET_API_TIERS": json.dumps(tiers),
+    }
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env, cwd=ROOT)
+    try:
+        import httpx
+
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the API did not start")
+            time.sleep(0.2)
+        token = _login(base, user)
+        _, path = ENDPOINTS[args.endpoint]
+        drive(port, path, token, 1.0, args.concurrency)  # warm-up: caches, connections, JIT-free Python paths
+        drive(port, TWIN_PREFIX + path, None, 1.0, args.concurrency)
+        runs: dict[str, list[dict[str, float]]] = {"gated": [], "ungated": []}
+        for _ in range(args.slices):
+            runs["gated"].append(drive(port, path, token, args.seconds, args.concurrency))
+            runs["ungated"].append(drive(port, TWIN_PREFIX + path, None, args.seconds, args.concurrency))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        node.stop()
+
+    def summary(side: str) -> dict[str, float]:
+        rows = runs[side]
+        return {
+            key: statistics.median(r[key] for r in rows) for key in ("throughput_rps", "p50_ms", "p99_ms")
+        } | {"requests": sum(r["requests"] for r in rows)}
+
+    gated, ungated = summary("gated"), summary("ungated")
+    report = {
+        "endpoint": path,
+        "concurrency": args.concurrency,
+        "seconds_per_slice": args.seconds,
+        "slices": args.slices,
+        "gated": gated,
+        "ungated": ungated,
+        "p50_ratio": gated["p50_ms"] / ungated["p50_ms"],
+        "p99_ratio": gated["p99_ms"] / ungated["p99_ms"],
+        "throughput_ratio": ungated["throughput_rps"] / gated["throughput_rps"],
+        "goal": "gated/ungated <= 1.5",
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"endpoint {path}, {args.concurrency} connections, {args.slices} x {args.seconds:g}s per side")
+        print(f"{'':10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+        for side, row in (("gated", gated), ("ungated", ungated)):
+            print(f"{side:10}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}{row['throughput_rps']:>10.0f}")
+        print(
+            f"cost of gating: p50 x{report['p50_ratio']:.2f}, p99 x{report['p99_ratio']:.2f}, "
+            f"throughput x{report['throughput_ratio']:.2f} (goal <= 1.5)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
