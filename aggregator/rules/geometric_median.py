@@ -6,9 +6,17 @@ from typing import Any
 
 import torch
 
-from aggregator.rules.base import BaseRule, UpdateMatrix, check_float, check_int, gram_stats, weighted_sum
+from aggregator.rules.base import (
+    BaseRule,
+    GramStats,
+    UpdateMatrix,
+    check_float,
+    check_int,
+    gram_stats,
+    weighted_sum,
+)
 
-__all__ = ["GeometricMedian"]
+__all__ = ["GeometricMedian", "weiszfeld"]
 
 
 class GeometricMedian(BaseRule):
@@ -34,19 +42,25 @@ class GeometricMedian(BaseRule):
     def _aggregate(
         self, matrix: UpdateMatrix, prior: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        gram = gram_stats(matrix, self.chunk)
-        coeffs = prior.clone()
-        objective = float(prior @ gram.sq_distances_to(coeffs).sqrt())
-        # Smoothing relative to the spread keeps the rule scale-free; the floor avoids 0 / 0 on identical rows.
-        nu = max(self.eps * objective, 1e-300)
-        iterations, converged = 0, objective == 0.0
-        while not converged and iterations < self.max_iter:
-            dist = gram.sq_distances_to(coeffs).sqrt()
-            b = prior / dist.clamp_min(nu)
-            coeffs = b / b.sum()
-            iterations += 1
-            new_objective = float(prior @ gram.sq_distances_to(coeffs).sqrt())
-            converged = abs(objective - new_objective) <= self.eps * new_objective
-            objective = new_objective
-        details = {"iterations": iterations, "converged": converged, "objective": objective}
+        coeffs, details = weiszfeld(gram_stats(matrix, self.chunk), prior, self.eps, self.max_iter)
         return weighted_sum(matrix, coeffs, self.chunk), coeffs, details
+
+
+def weiszfeld(
+    gram: GramStats, prior: torch.Tensor, eps: float = 1e-6, max_iter: int = 100
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Smoothed Weiszfeld on a Gram matrix: the geometric median as convex coefficients over the rows."""
+    coeffs = prior.clone()
+    objective = float(prior @ gram.sq_distances_to(coeffs).sqrt())
+    # Smoothing relative to the spread keeps the rule scale-free; the floor avoids 0 / 0 on identical rows.
+    nu = max(eps * objective, 1e-300)
+    iterations, converged = 0, objective == 0.0
+    while not converged and iterations < max_iter:
+        dist = gram.sq_distances_to(coeffs).sqrt()
+        b = prior / dist.clamp_min(nu)
+        coeffs = b / b.sum()
+        iterations += 1
+        new_objective = float(prior @ gram.sq_distances_to(coeffs).sqrt())
+        converged = abs(objective - new_objective) <= eps * new_objective
+        objective = new_objective
+    return coeffs, {"iterations": iterations, "converged": converged, "objective": objective}
