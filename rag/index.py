@@ -89,7 +89,10 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        return int(self._worker.submit(lambda: self.model.get_sentence_embedding_dimension()).result())
+        model = self._worker.submit(lambda: self.model).result()
+        # sentence-transformers renamed the method; accept both spellings.
+        size = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(size())
 
 
 @dataclass(frozen=True)

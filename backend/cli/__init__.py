@@ -20,6 +20,7 @@ app = typer.Typer(
 _SUBCOMMANDS: list[tuple[str, str]] = [
     ("api", "api"),
     ("chain", "chain"),
+    ("rag", "rag"),
     ("storage", "storage"),
 ]
 # Modules that add top-level commands themselves: each exposes `register(app)`.

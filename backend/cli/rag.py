@@ -1,0 +1,211 @@
+"""`trustmarket rag`: run a source node, ask the dRAG network a question, run the reliability experiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from backend.chain.source_registry import SourceRegistry
+from backend.cli._common import JsonOption, console, emit, handles_errors
+from backend.cli._context import (
+    AccountOption,
+    DevAccountOption,
+    KeystoreOption,
+    chain_client,
+    settings,
+    signer,
+)
+from backend.errors import TrustmarketError
+
+app = typer.Typer(help="Decentralized RAG weighted by on-chain source reliability.", no_args_is_help=True)
+source_app = typer.Typer(help="A data owner's source node.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+
+CorpusOption = Annotated[Path, typer.Option("--corpus", help="JSONL corpus (doc_id, title, context).")]
+
+
+def _embedder(cfg):
+    from rag.index import Embedder
+
+    return Embedder(cache_dir=cfg.home / "cache" / "embeddings")
+
+
+@source_app.command("register")
+@handles_errors
+def register(
+    corpus: CorpusOption,
+    endpoint: Annotated[str, typer.Option(help="URL where the node will serve.")],
+    bond: Annotated[int | None, typer.Option(help="Bond in wei (default: the registry's minimum).")] = None,
+    keystore: KeystoreOption = None,
+    account: AccountOption = None,
+    dev_account: DevAccountOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a source: lock a bond and commit to the corpus's Merkle root."""
+    from rag.corpus import load_corpus
+
+    documents = load_corpus(corpus)
+    client = chain_client()
+    registry = SourceRegistry(client)
+    operator = signer(client, keystore, account, dev_account)
+    source_id = registry.register(operator, endpoint, documents.commitment, bond or registry.min_bond())
+    payload = {"source_id": source_id, "commitment": "0x" + documents.commitment.hex(), "endpoint": endpoint}
+    emit(payload, as_json, lambda p: console.print(f"registered source {p['source_id']} ({p['commitment']})"))
+
+
+@source_app.command("serve")
+@handles_errors
+def serve(
+    corpus: CorpusOption,
+    source_id: Annotated[int, typer.Option("--source-id", help="The id SourceRegistry gave this source.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    keystore: KeystoreOption = None,
+    account: AccountOption = None,
+    dev_account: DevAccountOption = None,
+) -> None:
+    """Serve a corpus, signing every answer with the operator key registered on chain."""
+    import uvicorn
+
+    from rag.corpus import load_corpus
+    from rag.index import HybridIndex
+    from rag.node import SourceNode, create_node_app
+    from rag.signing import SigningDomain
+
+    cfg = settings()
+    documents = load_corpus(corpus)
+    client = chain_client(cfg)
+    registry = SourceRegistry(client)
+    info = registry.source(source_id)
+    operator = signer(client, keystore, account, dev_account)
+    if info.operator != operator.address:
+        raise TrustmarketError(
+            f"source {source_id} is operated by {info.operator}, not by {operator.address}"
+        )
+    if info.commitment != documents.commitment:
+        raise TrustmarketError(
+            f"{corpus} does not match the commitment of source {source_id} on chain; "
+            "publish it first (SourceRegistry.updateCommitment)"
+        )
+    index = HybridIndex(documents, _embedder(cfg))
+    node = SourceNode(documents, index, operator, source_id, SigningDomain(client.chain_id, registry.address))
+    console.print(f"source {source_id}: {len(documents)} documents on http://{host}:{port}")
+    uvicorn.run(create_node_app(node), host=host, port=port, log_level="info")
+
+
+@app.command()
+@handles_errors
+def query(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    sources: Annotated[int, typer.Option(help="Sources asked per query.")] = 4,
+    k: Annotated[int, typer.Option(help="Documents asked from each source.")] = 3,
+    contexts: Annotated[int, typer.Option(help="Documents given to the generator.")] = 5,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a source.")] = 10.0,
+    gold: Annotated[list[str] | None, typer.Option(help="A known gold answer (repeatable).")] = None,
+    rating: Annotated[float | None, typer.Option(help="Your rating of the answer, 0..1.")] = None,
+    chat_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL (default: extractive).")
+    ] = None,
+    chat_model: Annotated[str, typer.Option(help="Model name for --chat-url.")] = "default",
+    keystore: KeystoreOption = None,
+    account: AccountOption = None,
+    dev_account: DevAccountOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask the registered sources; feedback is queued durably and flushed on chain with an evaluator key."""
+    import os
+
+    from backend.db import make_engine
+    from rag.feedback import FeedbackQueue
+    from rag.generators import ChatGenerator, ExtractiveGenerator
+    from rag.metrics import sentence_correct
+    from rag.orchestrator import Orchestrator, OrchestratorConfig
+    from rag.reader import ExtractiveReader
+    from rag.sources import SourceDirectory
+
+    cfg = settings()
+    client = chain_client(cfg)
+    registry = SourceRegistry(client)
+    directory = SourceDirectory(registry)
+    embedder = _embedder(cfg)
+    generator = (
+        ChatGenerator(chat_url, chat_model, api_key=os.environ.get("TRUSTMARKET_CHAT_API_KEY"))
+        if chat_url
+        else ExtractiveGenerator(ExtractiveReader(embedder))
+    )
+    queue = None
+    if any(x is not None for x in (keystore, account, dev_account)):
+        evaluator = signer(client, keystore, account, dev_account)
+        queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry, evaluator,
+                              on_applied=directory.on_applied)  # fmt: skip
+    config = OrchestratorConfig(sources_per_query=sources, k=k, contexts=contexts, timeout=timeout)
+    orchestrator = Orchestrator(directory, generator, embedder, queue=queue, config=config)
+    judge = (lambda sentence: sentence_correct(sentence, gold)) if gold else None
+    result = orchestrator.query(question, judge=judge, rating=rating)
+    emit(result.to_json(), as_json, _render_answer)
+
+
+def _render_answer(payload: dict) -> None:
+    console.print(f"[bold]{payload['answer']}[/bold]")
+    for cite in payload["citations"]:
+        console.print(f"  cited: source {cite['source_id']} / {cite['doc_id']}")
+    for source in payload["sources"]:
+        console.print(f"  source {source['id']}: {source['status']} reliability={source['reliability']:.3f} "
+                      f"contribution={source['contribution']:.2f} {source['detail']}")  # fmt: skip
+
+
+@app.command("eval")
+@handles_errors
+def evaluate(
+    corpus: Annotated[
+        Path | None, typer.Option(help="SQuAD-format JSONL (default: the packaged copy).")
+    ] = None,
+    queries: Annotated[int, typer.Option(help="Questions in the stream.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the pollution and the question order.")] = 0,
+    clean: Annotated[bool, typer.Option(help="Also run the setting with no pollution.")] = True,
+    http: Annotated[bool, typer.Option(help="Serve the nodes over real HTTP on loopback.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The Reliable-dRAG experiment: 6 sources, 0..100% polluted, against a centralized index."""
+    from rag.corpus import DEFAULT_CORPUS
+    from rag.evaluation import EvalConfig, run_evaluation
+
+    cfg = settings()
+    config = EvalConfig(corpus=corpus or DEFAULT_CORPUS, queries=queries, seed=seed, clean=clean, http=http,
+                        cache_dir=cfg.home / "cache" / "embeddings")  # fmt: skip
+    with Progress(console=console, transient=True, disable=as_json) as progress:
+        tasks: dict[str, int] = {}
+
+        def tick(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(f"{label} setting", total=total)
+            progress.update(tasks[label], completed=done)
+
+        report = run_evaluation(config, artifacts_path=cfg.artifacts_path, progress=tick)
+    emit(report, as_json, _render_report)
+
+
+def _render_report(report: dict) -> None:
+    table = Table(
+        title=f"dRAG reliability experiment ({report['queries']} queries, metric {report['metric']})"
+    )
+    for column in ("source", "pollution", "reliability", "observations"):
+        table.add_column(column, justify="right")
+    for s in report["sources"]:
+        table.add_row(
+            str(s["id"]), f"{s['pollution']:.0%}", f"{s['reliability']:.3f}", f"{s['observations']:.1f}"
+        )
+    console.print(table)
+    console.print(f"accuracy polluted: decentralized {report['decentralized']['accuracy']:.1%}, "
+                  f"centralized {report['centralized']['accuracy']:.1%}; spearman {report.get('spearman', 0):.3f}")  # fmt: skip
+    if "clean" in report:
+        c = report["clean"]
+        console.print(f"accuracy clean:    decentralized {c['decentralized']['accuracy']:.1%}, "
+                      f"centralized {c['centralized']['accuracy']:.1%}")  # fmt: skip
+    gas = report["gas"]
+    console.print(f"gas: {gas['per_batch']:,.0f} per batch ({gas['batches']} batches), "
+                  f"{gas['marginal_per_source']:,.0f} marginal per source")  # fmt: skip

@@ -1,0 +1,47 @@
+"""SQuAD normalization, sentence splitting, the two accuracy metrics and Spearman."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.errors import RagError
+from rag.metrics import exact_match, sentence_correct, spearman
+from rag.text import contains_phrase, content_tokens, normalize_answer, split_sentences
+
+
+def test_normalize_answer_is_squads():
+    assert normalize_answer("The  Normans, in France!") == "normans in france"
+    assert normalize_answer("an apple a day") == "apple day"
+
+
+def test_contains_phrase_respects_token_boundaries():
+    assert contains_phrase("Rollo led the Norse.", "rollo")
+    assert not contains_phrase("Rollolo led.", "Rollo")
+    assert not contains_phrase("anything", "")
+    assert content_tokens("What is the capital of France?") == ["capital", "france"]
+
+
+def test_split_sentences():
+    text = 'It began in 911. "Rollo" swore fealty. Then 1066 came! Was it? (yes) it was.'
+    assert split_sentences(text) == ["It began in 911.", '"Rollo" swore fealty.', "Then 1066 came!", "Was it?",
+                                     "(yes) it was."]  # fmt: skip
+
+
+def test_exact_match():
+    assert exact_match("the France", ["France"])
+    assert not exact_match("France and Italy", ["France"])
+
+
+def test_sentence_correct_needs_gold_and_no_planted_answer():
+    golds = ["10th century", "10th"]
+    assert sentence_correct("It emerged in the 10th century.", golds)
+    assert not sentence_correct("It emerged in the 14th century.", golds, planted=["14th century"])
+    assert not sentence_correct("Both the 10th and the 14th century.", golds, planted=["14th century"])
+
+
+def test_spearman():
+    assert spearman([0.9, 0.7, 0.1], [0, -0.5, -1]) == pytest.approx(1.0)
+    assert spearman([0.1, 0.7], [0, -1]) == pytest.approx(-1.0)
+    for scores, truth in [([1.0], [1.0]), ([1.0, 2.0], [1.0]), ([1.0, 1.0], [1.0, 2.0])]:
+        with pytest.raises(RagError):
+            spearman(scores, truth)
