@@ -3,15 +3,17 @@
     python bench/storage.py                      # 1 MB, 100 MB, 1 GB; best of 3
     python bench/storage.py --sizes 1MB,100MB --repeat 5 --dir /some/disk
 
-For each size a file of random bytes is written to a temp folder, then timed (page cache warm, best of
-`--repeat`, because the machine may be shared):
+For each size a file of random bytes is written to a temp folder, then every operation is timed once per round
+(page cache warm, `os.sync()` before each, `--repeat` rounds). Throughput is the best round; each ratio is the
+median over rounds of that round's own ratio, so both sides of a ratio ran next to each other in time (the
+machine may be shared):
 
 - `sha256`: hashlib.sha256 over the file read in 1 MiB pieces (what `sha256sum` does): the floor for `put`;
 - `copy`: the file copied to a new file (read + write): the floor for anything that stores the bytes;
 - `block files`: the same bytes written as one 256 KiB file per chunk (temp file + rename, 1,024 shard folders),
   no hashing: the floor of any one-file-per-block store on this disk (file creation dominates on some VMs);
 - `cid`: `compute_cid` (`ipfs add --only-hash`), CIDv0;
-- `put v0`, `put v1`: `LocalStore.put(path)`; the content is unpinned and gc'ed between repeats, so later repeats
+- `put v0`, `put v1`: `LocalStore.put(path)`; the content is unpinned and gc'ed after each put, so later rounds
   find the shard folders made (a store in use has them all);
 - `get`: `LocalStore.get_to(cid, path)`, every block re-hashed.
 
@@ -24,10 +26,12 @@ import argparse
 import hashlib
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -88,14 +92,12 @@ def block_files(path: Path, target: Path) -> None:
             index += 1
 
 
-def best_of(repeat: int, run: Callable[[], None], after: Callable[[], None] = lambda: None) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-        after()
-    return min(times)
+def timed(run: Callable[[], object]) -> float:
+    # Flush other writes first (untimed), so that one measurement does not pay for the last one's writeback.
+    os.sync()
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def _clear(folder: Path) -> None:
@@ -105,39 +107,40 @@ def _clear(folder: Path) -> None:
             entry.unlink()
 
 
-def bench_size(size: int, repeat: int, workdir: Path) -> dict[str, float]:
+def _put(store: LocalStore, source: Path, version: int, made: dict[int, str]) -> None:
+    made[version] = store.put(source, cid_version=version)
+
+
+def bench_size(size: int, repeat: int, workdir: Path) -> dict[str, list[float]]:
+    """`repeat` rounds; each round times every operation once, so a ratio is taken between neighbours in time."""
     source = workdir / "source"
     out = workdir / "out"
     make_file(source, size)
     store = LocalStore(workdir / "store")
-    cids: dict[int, str] = {}
-
-    def put(version: int) -> Callable[[], None]:
-        return lambda: cids.__setitem__(version, store.put(source, cid_version=version))
-
-    def drop(version: int) -> Callable[[], None]:
-        def run() -> None:
-            store.unpin(cids[version])
-            store.gc()
-
-        return run
-
-    sha256_file(source)  # warm the page cache for everyone
-    timings = {
-        "sha256": best_of(repeat, lambda: sha256_file(source)),
-        "copy": best_of(repeat, lambda: copy_file(source, out), lambda: out.unlink()),
-        "block files": best_of(
-            repeat, lambda: block_files(source, workdir / "blocks"), lambda: _clear(workdir / "blocks")
-        ),
-        "cid": best_of(repeat, lambda: compute_cid(source)),
-        "put v0": best_of(repeat, put(0), drop(0)),
-        "put v1": best_of(repeat, put(1), drop(1)),
-    }
-    cid = store.put(source)
-    timings["get"] = best_of(repeat, lambda: store.get_to(cid, out), lambda: out.unlink())
+    sha256_file(source)  # page cache warm for everyone
+    rounds: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        times = {
+            "sha256": timed(lambda: sha256_file(source)),
+            "copy": timed(lambda: copy_file(source, out)),
+            "block files": timed(lambda: block_files(source, workdir / "blocks")),
+            "cid": timed(lambda: compute_cid(source)),
+        }
+        out.unlink()
+        _clear(workdir / "blocks")
+        made: dict[int, str] = {}
+        for version in (0, 1):
+            times[f"put v{version}"] = timed(partial(_put, store, source, version, made))
+            if version == 0:
+                times["get"] = timed(partial(store.get_to, made[0], out))
+                out.unlink()
+            store.unpin(made[version])
+            store.gc()  # the next round's puts find the shard folders, not the blocks
+        for name, seconds in times.items():
+            rounds.setdefault(name, []).append(seconds)
     shutil.rmtree(workdir / "store")
     source.unlink()
-    return timings
+    return rounds
 
 
 def main() -> None:
@@ -151,19 +154,20 @@ def main() -> None:
     )
     args = parser.parse_args()
     columns = ["sha256", "copy", "block files", "cid", "put v0", "put v1", "get"]
-    ratios_of = ("put v0", "put v1", "get")
-    print(
-        f"| size | {' | '.join(columns)} | {' | '.join(f'{c} / sha256' for c in ratios_of)} | put v0 / block files |"
-    )
-    print("|" + " --- |" * (len(columns) + len(ratios_of) + 2))
+    ratios = [("put v0", "sha256"), ("put v1", "sha256"), ("get", "sha256"), ("put v0", "block files")]
+    print("Throughput: best round. Ratios: median over rounds of each round's own ratio.\n")
+    print(f"| size | {' | '.join(columns)} | {' | '.join(f'{a} / {b}' for a, b in ratios)} |")
+    print("|" + " --- |" * (len(columns) + len(ratios) + 1))
     for text in args.sizes.split(","):
         size = parse_size(text)
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-storage-") as tmp:
-            timings = bench_size(size, args.repeat, Path(tmp))
-        rates = " | ".join(f"{size / timings[c] / 1e6:,.0f} MB/s" for c in columns)
-        ratios = " | ".join(f"{timings[c] / timings['sha256']:.2f}x" for c in ratios_of)
-        floor = timings["put v0"] / timings["block files"]
-        print(f"| {text} | {rates} | {ratios} | {floor:.2f}x |", flush=True)
+            rounds = bench_size(size, args.repeat, Path(tmp))
+        rates = " | ".join(f"{size / min(rounds[c]) / 1e6:,.0f} MB/s" for c in columns)
+        medians = " | ".join(
+            f"{statistics.median(x / y for x, y in zip(rounds[a], rounds[b], strict=True)):.2f}x"
+            for a, b in ratios
+        )
+        print(f"| {text} | {rates} | {medians} |", flush=True)
 
 
 if __name__ == "__main__":
