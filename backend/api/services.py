@@ -9,6 +9,7 @@ kept as the reason it is missing: routes that need it answer 503 with that reaso
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,9 +33,27 @@ from backend.db import create_all, make_engine
 from backend.errors import TrustmarketError
 from backend.settings import Settings
 
-__all__ = ["ApiServices", "Missing", "build_services"]
+__all__ = ["ApiServices", "Lazy", "Missing", "build_services"]
 
 log = logging.getLogger("trustmarket.api")
+
+
+class Lazy:
+    """A part built on first use (loading a model or reading the chain at start-up would slow every start)."""
+
+    _UNBUILT = object()
+
+    def __init__(self, build: Callable[[], Any]):
+        self._build = build
+        self._value: Any = self._UNBUILT
+        self._lock = threading.Lock()
+
+    def build(self) -> Any:
+        """The part, built once even if several requests ask at the same moment."""
+        with self._lock:
+            if self._value is self._UNBUILT:
+                self._value = self._build()
+            return self._value
 
 
 @dataclass(frozen=True)
@@ -98,7 +117,16 @@ class ApiServices:
         return self.relayer
 
     def require(self, part: str) -> Any:
+        """The part, building it now if it is lazy; 503 (with the reason) if it cannot be had."""
         value = self.parts.get(part)
+        if isinstance(value, Lazy):
+            try:
+                value = value.build()
+            except TrustmarketError as exc:
+                value = Missing(part, str(exc))
+            except ImportError as exc:
+                value = Missing(part, f"not installed: {exc}")
+            self.parts[part] = value
         if value is None:
             raise Missing(part, "not configured").fail()
         if isinstance(value, Missing):
@@ -143,6 +171,29 @@ def _build_store(settings: Settings) -> Any:
         return Missing("store", str(exc))
 
 
+def _build_rag(
+    settings: Settings, chain: ChainClient | Missing, relayer: LocalAccount | Missing, engine: Engine
+):
+    """The dRAG orchestrator as `trustmarket rag query` builds it; feedback is queued when the relayer may apply it."""
+    from backend.chain.source_registry import SourceRegistry
+    from rag.feedback import FeedbackQueue
+    from rag.generators import ExtractiveGenerator
+    from rag.index import Embedder
+    from rag.orchestrator import Orchestrator
+    from rag.reader import ExtractiveReader
+    from rag.sources import SourceDirectory
+
+    if isinstance(chain, Missing):
+        raise chain.fail()
+    registry = SourceRegistry(chain)
+    directory = SourceDirectory(registry)
+    embedder = Embedder(cache_dir=settings.home / "cache" / "embeddings")
+    queue = None
+    if not isinstance(relayer, Missing) and registry.is_evaluator(relayer.address):
+        queue = FeedbackQueue(engine, registry, relayer, on_applied=directory.on_applied)
+    return Orchestrator(directory, ExtractiveGenerator(ExtractiveReader(embedder)), embedder, queue=queue)
+
+
 def _build_relayer(api: ApiSettings, chain: ChainClient | Missing) -> LocalAccount | Missing:
     from backend.chain.keys import dev_account, load_keystore
 
@@ -183,6 +234,8 @@ def build_services(
     parts = dict(parts or {})
     if "store" not in parts:
         parts["store"] = _build_store(settings)
+    if "rag" not in parts:
+        parts["rag"] = Lazy(lambda: _build_rag(settings, chain, relayer, engine))
 
     def lookup(address: str):
         if isinstance(chain, Missing):

@@ -1,18 +1,20 @@
-"""Decentralized RAG: the registered sources with their on-chain reliability (and, once the orchestrator is
-available, reliability-weighted queries with cited sources)."""
+"""Decentralized RAG over the API: questions answered from the registered sources by `rag.orchestrator`
+(reliability-weighted retrieval, cited sources with their reliability), and the sources as the chain has them."""
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from backend.api.core.access import Caller
-from backend.api.core.errors import problem_responses
+from backend.api.core.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, problem_responses
 from backend.api.deps import Services, require_scope
 from backend.api.services import ApiServices
 from backend.chain.source_registry import SourceRegistry
+from rag.errors import RagError
 
 __all__ = ["list_sources", "router"]
 
@@ -59,3 +61,77 @@ def list_sources(services: ApiServices) -> list[SourceView]:
         ]
 
     return services.memo("rag:sources", read)
+
+
+class QueryIn(BaseModel):
+    question: str = Field(min_length=1, max_length=20_000, description="Capped further by tier (413 above).")
+
+
+class CitedSource(BaseModel):
+    source_id: int
+    doc_id: str
+    reliability: float = Field(
+        description="The source's on-chain reliability (Beta posterior mean) when asked."
+    )
+
+
+class SourceReport(BaseModel):
+    source_id: int
+    status: str = Field(description="ok | unavailable | invalid (a bad signature or proof)")
+    reliability: float
+    contribution: float = Field(description="How much the answer depended on this source (leave-one-out).")
+    documents: list[str]
+    detail: str
+
+
+class Answer(BaseModel):
+    query_id: str
+    answer: str
+    citations: list[CitedSource]
+    sources: list[SourceReport]
+    epoch: int
+
+
+# The orchestrator keeps sampling state (rounds, RNG) and runs its own event loop per query: one at a time.
+_QUERY_LOCK = threading.Lock()
+
+
+@router.post("/query", responses=problem_responses(400, 413, 502))
+def query(
+    body: QueryIn,
+    caller: Annotated[Caller, require_scope("rag:query", cost="rag_query")],
+    services: Services,
+) -> Answer:
+    """Answer a question from the registered sources, weighted by their on-chain reliability, with citations."""
+    cap = caller.policy.max_query_chars
+    if len(body.question) > cap:
+        raise PayloadTooLarge(f"tier {caller.policy.name!r} asks questions of at most {cap} characters")
+    if not body.question.strip():
+        raise BadRequest("the question is blank", kind="blank-question")
+    orchestrator = services.require("rag")
+    try:
+        with _QUERY_LOCK:
+            result = orchestrator.query(body.question)
+    except RagError as exc:
+        raise ServiceUnavailable(str(exc), kind="rag-no-answer") from None
+    reliability = {o.source_id: o.reliability for o in result.sources}
+    return Answer(
+        query_id=result.query_id,
+        answer=result.answer,
+        citations=[
+            CitedSource(source_id=s, doc_id=d, reliability=reliability.get(s, 0.0))
+            for s, d in result.citations
+        ],
+        sources=[
+            SourceReport(
+                source_id=o.source_id,
+                status=o.status,
+                reliability=o.reliability,
+                contribution=o.contribution,
+                documents=[d.doc_id for d in o.documents],
+                detail=o.detail,
+            )
+            for o in result.sources
+        ],
+        epoch=result.epoch,
+    )
