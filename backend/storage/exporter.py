@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from backend.storage import cids, dagpb
 from backend.storage.errors import StorageError
 
-BlockGetter = Callable[[bytes], bytes]
+BlockGetter = Callable[[bytes], bytes | memoryview]
 #: Called with the binary CID of every block of the DAG (children after their parent).
 BlockVisitor = Callable[[bytes], None]
 
@@ -29,7 +29,7 @@ class DagShape:
     cumulative_size: int
 
 
-def _file_node(root: bytes, cid: bytes, block: bytes) -> tuple[dagpb.PBNode, dagpb.UnixFSData]:
+def _file_node(root: bytes, cid: bytes, block: bytes | memoryview) -> tuple[dagpb.PBNode, dagpb.UnixFSData]:
     node = dagpb.decode_node(block)
     fs = dagpb.decode_unixfs(node.data)
     if fs.type not in _FILE_TYPES:
