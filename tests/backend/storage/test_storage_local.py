@@ -317,3 +317,40 @@ def test_open_store_follows_settings(tmp_path) -> None:
     assert isinstance(local, LocalStore) and local.root == tmp_path / "s"
     kubo = open_store(Settings(store="kubo", kubo_url="http://127.0.0.1:5999"))
     assert isinstance(kubo, KuboStore) and kubo.url == "http://127.0.0.1:5999"
+
+
+class _GeneratedStream(io.RawIOBase):
+    """`size` bytes made on the fly: the test itself never holds the content."""
+
+    def __init__(self, size: int) -> None:
+        self._left = size
+        self._counter = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self._left, 1 << 20)
+        piece = hashlib.shake_256(self._counter.to_bytes(8, "big")).digest(n)
+        buffer[:n] = piece
+        self._counter += 1
+        self._left -= n
+        return n
+
+
+def test_put_and_get_to_stream_in_bounded_memory(store, tmp_path) -> None:
+    import tracemalloc
+
+    size = 40 * MB
+    tracemalloc.start()
+    try:
+        cid = store.put(_GeneratedStream(size))
+        _, put_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        store.get_to(cid, tmp_path / "out")
+        _, get_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "out").stat().st_size == size
+    # A handful of 256 KiB buffers and 1 MiB pieces, never the 40 MB.
+    assert put_peak < 8 * MB and get_peak < 8 * MB, (put_peak, get_peak)
