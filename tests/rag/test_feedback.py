@@ -1,0 +1,186 @@
+"""The durable feedback queue against anvil: batching by size and time, bounds with carry, restart, replay."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlalchemy import update
+
+from backend.chain.errors import revert_class
+from backend.chain.source_registry import (
+    PRIOR_NEGATIVE,
+    PRIOR_POSITIVE,
+    FeedbackEntry,
+    deploy_source_registry,
+)
+from backend.db import make_engine
+from rag.errors import QueueError
+from rag.feedback import FeedbackQueue, PendingBatch
+from rag.signals import Deltas
+
+pytestmark = pytest.mark.chain
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def registry(chain_client, dev_accounts):
+    registry = deploy_source_registry(chain_client, dev_accounts[0], min_bond=10**15, max_delta=3000,
+                                      evaluator=dev_accounts[1].address)  # fmt: skip
+    for operator in dev_accounts[2:4]:
+        registry.register(operator, "http://127.0.0.1:1", b"\x01" * 32, 10**15)
+    return registry
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'queue.db'}")
+    yield engine
+    engine.dispose()
+
+
+def make_queue(engine, registry, dev_accounts, clock, **kwargs):
+    return FeedbackQueue(engine, registry, dev_accounts[1], clock=clock, **kwargs)
+
+
+def counts(registry, sid):
+    rel = registry.reliability(sid)
+    return rel.alpha - PRIOR_POSITIVE, rel.beta - PRIOR_NEGATIVE
+
+
+def test_flushes_by_size_as_one_batch(engine, registry, dev_accounts):
+    clock = Clock()
+    queue = make_queue(engine, registry, dev_accounts, clock, max_queries=2)
+    queue.enqueue("q1", {1: Deltas(1, 0), 2: Deltas(0, 0.5)})
+    assert not queue.due() and queue.maybe_flush() is None
+    queue.enqueue("q2", {1: Deltas(0.25, 0)})
+    assert queue.pending_queries() == 2 and queue.due()
+    batch = queue.maybe_flush()
+    assert batch.epoch == 1 and batch.entries == (FeedbackEntry(1, 1250, 0), FeedbackEntry(2, 0, 500))
+    assert counts(registry, 1) == (1250, 0) and counts(registry, 2) == (0, 500)
+    assert queue.stats() == {"pending_updates": 0, "batches_applied": 1}
+    assert queue.flush() is None  # nothing left
+
+
+def test_flushes_by_age(engine, registry, dev_accounts):
+    clock = Clock()
+    queue = make_queue(engine, registry, dev_accounts, clock, max_queries=100, max_age=30)
+    queue.enqueue("q1", {1: Deltas(1, 0)})
+    clock.now += 29
+    assert queue.maybe_flush() is None
+    clock.now += 1
+    assert queue.maybe_flush().epoch == 1
+
+
+def test_bound_is_respected_and_the_rest_carried(engine, registry, dev_accounts):
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    for i in range(5):
+        queue.enqueue(f"q{i}", {1: Deltas(1, 0.2)})  # 5 observations: over the 3-observation bound
+    first = queue.flush()
+    assert first.entries == (FeedbackEntry(1, 3000, 1000),)
+    second = queue.flush()
+    assert second.epoch == 2 and second.entries == (FeedbackEntry(1, 2000, 0),)
+    assert counts(registry, 1) == (5000, 1000)
+
+
+def test_nothing_is_lost_on_restart(engine, registry, dev_accounts):
+    make_queue(engine, registry, dev_accounts, Clock()).enqueue("q1", {2: Deltas(0, 2)})
+    restarted = make_queue(engine, registry, dev_accounts, Clock())
+    assert restarted.pending_queries() == 1
+    restarted.flush()
+    assert counts(registry, 2) == (0, 2000)
+
+
+def test_crash_after_send_is_recovered_without_double_apply(engine, registry, dev_accounts, monkeypatch):
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    queue.enqueue("q1", {1: Deltas(1, 0)})
+    # The process dies after the transaction landed but before the receipt was recorded.
+    monkeypatch.setattr(queue, "_mark_applied", lambda *a: (_ for _ in ()).throw(SystemExit("crash")))
+    with pytest.raises(SystemExit):
+        queue.flush()
+    restarted = make_queue(engine, registry, dev_accounts, Clock())
+    assert (
+        restarted.flush() is None
+    )  # recovery finds epoch 1 on chain with these entries: applied, not resent
+    assert counts(registry, 1) == (1000, 0) and registry.epoch() == 1
+    assert restarted.stats()["batches_applied"] == 1
+
+
+def test_batch_that_never_landed_is_requeued(engine, registry, dev_accounts):
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    queue.enqueue("q1", {1: Deltas(1, 0)})
+    queue.flush()
+    # Pretend a second batch was recorded as sent but its transaction never made it.
+    queue.enqueue("q2", {2: Deltas(1, 0)})
+    with engine.begin() as conn:
+        conn.execute(PendingBatch.__table__.insert().values(id=99, epoch=2, entries="0000000203e80000",
+                                                            status="sent", created_at=0.0))  # fmt: skip
+    from rag.feedback import PendingUpdate
+
+    with engine.begin() as conn:
+        conn.execute(update(PendingUpdate).where(PendingUpdate.query_id == "q2").values(batch_id=99))
+    assert queue.pending_queries() == 0
+    batch = queue.flush()
+    assert batch.epoch == 2 and batch.entries == (FeedbackEntry(2, 1000, 0),)
+    assert queue.stats()["batches_abandoned"] == 1
+
+
+def test_epoch_taken_by_another_evaluator_keeps_updates(engine, registry, dev_accounts, chain_client):
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    queue.enqueue("q1", {1: Deltas(1, 0)})
+    real_epoch = registry.epoch
+    registry.epoch = lambda: 0  # a stale read: another evaluator applied epoch 1 meanwhile
+    registry.apply_feedback(dev_accounts[1], 1, [FeedbackEntry(2, 1, 0)])
+    with pytest.raises(QueueError, match="taken"):
+        queue.flush()
+    registry.epoch = real_epoch
+    assert queue.pending_queries() == 1
+    assert queue.flush().epoch == 2 and counts(registry, 1) == (1000, 0)
+
+
+def test_reverted_batches_return_their_rows(engine, registry, dev_accounts):
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    queue.enqueue("q1", {7: Deltas(1, 0)})  # no source 7 on chain
+    with pytest.raises(revert_class("UnknownSource")):
+        queue.flush()
+    assert queue.pending_queries() == 1 and queue.stats()["batches_abandoned"] == 1
+
+
+def test_chain_down_leaves_batch_for_recovery(engine, registry, dev_accounts, monkeypatch):
+    from backend.chain.errors import ChainUnavailable
+
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    queue.enqueue("q1", {1: Deltas(1, 0)})
+    monkeypatch.setattr(
+        registry, "apply_feedback", lambda *a: (_ for _ in ()).throw(ChainUnavailable("down"))
+    )
+    with pytest.raises(QueueError, match="unreachable"):
+        queue.flush()
+    monkeypatch.undo()
+    assert queue.stats()["batches_sent"] == 1
+    assert queue.flush().epoch == 1  # recovery requeued it (epoch 1 never landed), then it was sent
+    assert counts(registry, 1) == (1000, 0)
+
+
+@pytest.mark.parametrize("delta", [Deltas(-1, 0), Deltas(0, math.nan), Deltas(math.inf, 0)])
+def test_bad_deltas_are_refused(engine, registry, dev_accounts, delta):
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    with pytest.raises(QueueError, match="finite"):
+        queue.enqueue("q", {1: delta})
+    with pytest.raises(QueueError, match="unknown source"):
+        queue.enqueue("q", {0: Deltas(1, 0)})
+    assert queue.pending_queries() == 0
+
+
+def test_bad_settings(engine, registry, dev_accounts):
+    with pytest.raises(QueueError):
+        make_queue(engine, registry, dev_accounts, Clock(), max_queries=0)
+    with pytest.raises(QueueError):
+        make_queue(engine, registry, dev_accounts, Clock(), max_age=math.nan)

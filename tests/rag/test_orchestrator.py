@@ -1,0 +1,183 @@
+"""The orchestrator end to end on anvil: signed retrieval from real nodes, failures, feedback, cache refresh."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from eth_account import Account
+
+from backend.chain.source_registry import deploy_source_registry
+from backend.db import make_engine
+from rag.errors import RagError, SourceUnavailable
+from rag.feedback import FeedbackQueue
+from rag.generators import ExtractiveGenerator
+from rag.index import HybridIndex
+from rag.node import SourceNode, create_node_app
+from rag.orchestrator import Orchestrator, OrchestratorConfig
+from rag.pollution import pollute
+from rag.reader import ExtractiveReader
+from rag.serve import start_background_server
+from rag.signing import SigningDomain
+from rag.sources import SourceDirectory
+
+pytestmark = pytest.mark.chain
+
+QUESTION = "Who was the Norse leader?"
+
+
+class Network:
+    """Four sources over copies of the small corpus (the fourth fully polluted), in-process."""
+
+    def __init__(self, chain_client, dev_accounts, embedder, corpus, tmp_path):
+        self.registry = deploy_source_registry(chain_client, dev_accounts[0], min_bond=10**15,
+                                               evaluator=dev_accounts[1].address)  # fmt: skip
+        self.domain = SigningDomain(chain_client.chain_id, self.registry.address)
+        self.embedder = embedder
+        self.copies = [corpus, corpus, corpus, pollute(corpus, 1.0, seed=0, source_index=3)[0]]
+        self.operators, self.apps = {}, {}
+        for i, copy in enumerate(self.copies):
+            operator = dev_accounts[2 + i]
+            sid = self.registry.register(operator, f"http://source-{sid_hint(i)}", copy.commitment, 10**15)
+            self.operators[sid] = operator
+            self.apps[sid] = self.app(sid, operator)
+        self.directory = SourceDirectory(self.registry)
+        self.engine = make_engine(f"sqlite:///{tmp_path / 'feedback.db'}")
+        self.queue = FeedbackQueue(self.engine, self.registry, dev_accounts[1], max_queries=2,
+                                   on_applied=self.directory.on_applied)  # fmt: skip
+
+    def app(self, sid, signer):
+        copy = self.copies[sid - 1]
+        return create_node_app(SourceNode(copy, HybridIndex(copy, self.embedder), signer, sid, self.domain))
+
+    def orchestrator(self, transports=None, **config):
+        transports = (
+            transports
+            if transports is not None
+            else {s: httpx.ASGITransport(a) for s, a in self.apps.items()}
+        )
+        config = OrchestratorConfig(
+            **{"sources_per_query": 4, "k": 2, "contexts": 3, "timeout": 30.0, **config}
+        )
+        return Orchestrator(self.directory, ExtractiveGenerator(ExtractiveReader(self.embedder)), self.embedder,
+                            queue=self.queue, config=config, transports=transports)  # fmt: skip
+
+
+def sid_hint(i):
+    return i + 1
+
+
+@pytest.fixture
+def network(chain_client, dev_accounts, embedder, small_corpus, tmp_path):
+    net = Network(chain_client, dev_accounts, embedder, small_corpus, tmp_path)
+    yield net
+    net.engine.dispose()
+
+
+def test_query_answers_cites_and_learns(network):
+    orchestrator = network.orchestrator()
+    result = orchestrator.query(QUESTION)
+    assert {o.source_id for o in result.sources} == {1, 2, 3, 4}
+    assert all(o.status == "ok" and len(o.documents) == 2 for o in result.sources)
+    assert result.citations and result.citations[0][0] in {1, 2, 3, 4}
+    assert result.epoch == 0
+    # Sources 1..3 agree on the Rollo sentence, the polluted copy states another leader.
+    assert (result.deltas[4].negative, result.deltas[4].positive) == (1.0, 0.0)
+    assert all(result.deltas[sid].positive >= 1.0 for sid in (1, 2, 3))
+    refreshes = network.directory.refreshes
+    second = orchestrator.query("In what country is Normandy located?")
+    assert second.epoch == 0
+    assert network.registry.epoch() == 1  # two queries: the queue flushed one batch
+    assert network.directory.refreshes == refreshes + 1 and network.directory.epoch == 1
+    means = {sid: s.posterior.mean for sid, s in network.directory.sources.items()}
+    assert min(means[1], means[2], means[3]) > 0.2 > means[4]
+    assert "Rollo" in result.answer
+    assert result.to_json()["sources"][0]["reliability"] == pytest.approx(0.2)
+
+
+class Dead(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+
+class Slow(httpx.AsyncBaseTransport):
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def handle_async_request(self, request):
+        await asyncio.sleep(5)
+        return await self.inner.handle_async_request(request)
+
+
+class Replaying(httpx.AsyncBaseTransport):
+    """Answers every request with the first answer it ever got (a replay of an old signed response)."""
+
+    def __init__(self, inner):
+        self.inner, self.saved = inner, None
+
+    async def handle_async_request(self, request):
+        response = await self.inner.handle_async_request(request)
+        body = await response.aread()
+        self.saved = self.saved or body
+        return httpx.Response(200, content=self.saved, headers={"content-type": "application/json"})
+
+
+def test_dead_slow_and_lying_sources_are_skipped_and_penalized(network, dev_accounts):
+    transports = {
+        1: httpx.ASGITransport(network.apps[1]),
+        2: Dead(),
+        3: Slow(httpx.ASGITransport(network.apps[3])),
+    }
+    result = network.orchestrator(transports, timeout=0.5).query(QUESTION)
+    status = {o.source_id: (o.status, o.detail) for o in result.sources}
+    assert status[1] == ("ok", "")
+    assert status[2][0] == "unavailable" and "unreachable" in status[2][1]
+    assert status[3][0] == "unavailable" and "no answer within 0.5s" in status[3][1]
+    assert (result.deltas[2].negative, result.deltas[3].negative) == (1.0, 1.0)
+    assert result.citations[0][0] == 1 and "Rollo" in result.answer
+
+
+def test_misattributed_and_replayed_answers_are_refused(network):
+    impostor = Account.from_key(b"\x07" * 32)  # signs as source 2 without being its operator
+    replay = Replaying(httpx.ASGITransport(network.apps[3]))
+    transports = {1: httpx.ASGITransport(network.apps[1]), 2: httpx.ASGITransport(network.app(2, impostor)),
+                  3: replay, 4: httpx.ASGITransport(network.apps[4])}  # fmt: skip
+    orchestrator = network.orchestrator(transports)
+    first = orchestrator.query(QUESTION)
+    assert {o.source_id: o.status for o in first.sources} == {1: "ok", 2: "invalid", 3: "ok", 4: "ok"}
+    assert "not by its operator" in next(o.detail for o in first.sources if o.source_id == 2)
+    second = orchestrator.query("In what country is Normandy located?")
+    replayed = next(o for o in second.sources if o.source_id == 3)
+    assert replayed.status == "invalid" and "another query" in replayed.detail
+    assert second.deltas[3].negative == 1.0
+
+
+def test_no_source_answering_is_an_error(network):
+    with pytest.raises(SourceUnavailable, match="no source answered"):
+        network.orchestrator(dict.fromkeys(range(1, 5), Dead())).query(QUESTION)
+    with pytest.raises(RagError, match="empty question"):
+        network.orchestrator().query("  ")
+
+
+def test_real_http_nodes_on_loopback(network):
+    servers = [start_background_server(app) for app in network.apps.values()]
+    try:
+        for (sid, operator), server in zip(network.operators.items(), servers, strict=True):
+            network.registry.update_endpoint(operator, sid, server.url)
+        result = network.orchestrator(transports={}).query(QUESTION)
+        assert all(o.status == "ok" for o in result.sources)
+        assert "Rollo" in result.answer
+    finally:
+        for server in servers:
+            server.stop()
+    # Once the servers are gone, the same sources are unreachable: skipped, never blocking.
+    with pytest.raises(SourceUnavailable):
+        network.orchestrator(transports={}, timeout=2.0).query(QUESTION)
+
+
+def test_config_validation():
+    for bad in [{"sources_per_query": 0}, {"k": 0}, {"timeout": 0}, {"dense_weight": -1},
+                {"dense_weight": 0, "lexical_weight": 0, "reliability_weight": 0}]:  # fmt: skip
+        with pytest.raises(RagError):
+            OrchestratorConfig(**bad)
