@@ -6,6 +6,7 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {BN254} from "./lib/BN254.sol";
 import {CodeStore} from "./lib/CodeStore.sol";
+import {CommitteeTable} from "./lib/CommitteeTable.sol";
 
 /// @notice What the committee reads from a market: the result digest it stores for a finalized round
 ///         (zero while the round is not finalized).
@@ -21,11 +22,11 @@ interface IRoundResultSource {
 /// @dev BLS (Boneh-Lynn-Shacham 2001) with signatures in G1 and keys in G2, rogue keys excluded by proof of
 ///      possession (Ristenpart-Yilek 2007), and EigenLayer's trick for the G2 aggregate key: the caller supplies
 ///      the signers' G2 key sum, the contract adds their G1 keys and one pairing call checks the signature and
-///      the sum together (`BN254.verifyWithG1Key`). The committee of every epoch (keys, stakes, addresses) is an
-///      immutable `CodeStore` blob, so an attestation reads it with one EXTCODECOPY and its gas grows only by one
-///      ecAdd per signer. A round's snapshot is the epoch current when it is first pinned (`pinSnapshot`, or
-///      `attest` itself); `exitDelay > attestWindow` keeps every member of a pinned epoch staked until its
-///      attestation window has closed.
+///      the sum together (`BN254.verifyWithG1Key`). The committee of every epoch (keys, stakes, addresses and
+///      the sum of all keys) is an immutable `CodeStore` blob, so an attestation reads it with one EXTCODECOPY,
+///      and adds the signers' keys or, when most signed, subtracts the others' from the sum: at most n/2 ecAdds.
+///      A round's snapshot is the epoch current when it is first pinned (`pinSnapshot`, or `attest` itself);
+///      `attestWindow = exitDelay / 2` keeps every member of a pinned epoch staked until its window has closed.
 contract VerifierCommittee is ReentrancyGuard {
     using BN254 for BN254.G1Point;
 
@@ -43,8 +44,7 @@ contract VerifierCommittee is ReentrancyGuard {
         Status status;
     }
 
-    /// @dev The committee between two membership changes; `table` holds `size` entries of ENTRY_BYTES:
-    ///      pkG1.x | pkG1.y | address (20 bytes) stake (12 bytes).
+    /// @dev The committee between two membership changes; `table` is a CodeStore blob in CommitteeTable layout.
     struct Epoch {
         address table;
         uint16 size;
@@ -70,7 +70,6 @@ contract VerifierCommittee is ReentrancyGuard {
     /// @notice Signers must hold at least QUORUM_NUMERATOR / QUORUM_DENOMINATOR of the snapshot's stake.
     uint256 public constant QUORUM_NUMERATOR = 2;
     uint256 public constant QUORUM_DENOMINATOR = 3;
-    uint256 private constant ENTRY_BYTES = 96;
 
     /// @notice sha256(DST_ATTEST) and sha256(DST_POP), the tags `BN254.hashToG1` takes.
     bytes32 public immutable ATTEST_TAG;
@@ -188,10 +187,7 @@ contract VerifierCommittee is ReentrancyGuard {
         keyUsed[keyHash] = true;
         verifiers[msg.sender] = Verifier(stake, 0, index, Status.Active);
         _keysG2[msg.sender] = pkG2;
-        bytes memory table = bytes.concat(
-            CodeStore.read(current.table),
-            abi.encodePacked(pkG1.x, pkG1.y, msg.sender, stake)
-        );
+        bytes memory table = CommitteeTable.append(CodeStore.read(current.table), pkG1, msg.sender, stake);
         uint64 epochId = _startEpoch(table, index + 1, current.totalStake + stake);
         emit VerifierRegistered(msg.sender, epochId, index, stake, keyHash);
     }
@@ -202,32 +198,16 @@ contract VerifierCommittee is ReentrancyGuard {
         if (v.status != Status.Active) revert NotActive(msg.sender);
         Epoch storage current = _epochs[_epochs.length - 1];
         bytes memory table = CodeStore.read(current.table);
-        uint256 last = current.size - 1;
-        if (v.index != last) {
-            // Move the last entry into the leaver's place: one copy, one index update.
-            address moved;
-            uint256 hole = v.index;
-            assembly ("memory-safe") {
-                let base := add(table, 0x20)
-                let src := add(base, mul(last, ENTRY_BYTES))
-                let dst := add(base, mul(hole, ENTRY_BYTES))
-                mstore(dst, mload(src))
-                mstore(add(dst, 0x20), mload(add(src, 0x20)))
-                let tail := mload(add(src, 0x40))
-                mstore(add(dst, 0x40), tail)
-                moved := shr(96, tail)
-            }
-            verifiers[moved].index = v.index;
-        }
-        assembly ("memory-safe") {
-            mstore(table, mul(last, ENTRY_BYTES))
-        }
+        // The last member moves into the leaver's seat: one copy, one index update.
+        address moved = CommitteeTable.remove(table, v.index);
+        if (moved != address(0)) verifiers[moved].index = v.index;
+        uint16 last = current.size - 1;
         uint96 stake = v.stake;
         uint64 withdrawableAt = uint64(block.timestamp) + exitDelay;
         v.status = Status.Exiting;
         v.withdrawableAt = withdrawableAt;
         v.index = 0;
-        uint64 epochId = _startEpoch(table, uint16(last), current.totalStake - stake);
+        uint64 epochId = _startEpoch(table, last, current.totalStake - stake);
         emit ExitRequested(msg.sender, epochId, withdrawableAt);
     }
 
@@ -327,18 +307,7 @@ contract VerifierCommittee is ReentrancyGuard {
         stakes = new uint96[](e.size);
         keysG1 = new BN254.G1Point[](e.size);
         for (uint256 i; i < e.size; ++i) {
-            uint256 x;
-            uint256 y;
-            uint256 tail;
-            assembly ("memory-safe") {
-                let entry := add(add(table, 0x20), mul(i, ENTRY_BYTES))
-                x := mload(entry)
-                y := mload(add(entry, 0x20))
-                tail := mload(add(entry, 0x40))
-            }
-            keysG1[i] = BN254.G1Point(x, y);
-            members[i] = address(uint160(tail >> 96));
-            stakes[i] = uint96(tail);
+            (keysG1[i], members[i], stakes[i]) = CommitteeTable.member(table, i);
         }
     }
 
@@ -410,8 +379,7 @@ contract VerifierCommittee is ReentrancyGuard {
         emit SnapshotPinned(market, projectId, round, digest, record.epoch);
     }
 
-    /// @dev Adds the G1 keys and stakes of the members set in `bitmap`: one ecAdd per signer, keys read from
-    ///      the epoch's blob in one EXTCODECOPY.
+    /// @dev The signers' key sum and stake from the epoch's blob (one EXTCODECOPY, at most size/2 ecAdds).
     function _aggregateSigners(Epoch storage snapshot, uint256 bitmap)
         private
         view
@@ -420,27 +388,7 @@ contract VerifierCommittee is ReentrancyGuard {
         if (bitmap == 0) revert NoSigners();
         uint256 size = snapshot.size;
         if (bitmap >> size != 0) revert UnknownSigner(bitmap, size);
-        bytes memory table = CodeStore.read(snapshot.table);
-        bool ok = true;
-        assembly ("memory-safe") {
-            let buf := mload(0x40) // [apk.x, apk.y, key.x, key.y]; (0, 0) is the identity for ecAdd
-            mstore(buf, 0)
-            mstore(add(buf, 0x20), 0)
-            let entry := add(table, 0x20)
-            for { let bits := bitmap } bits { bits := shr(1, bits) } {
-                if and(bits, 1) {
-                    mstore(add(buf, 0x40), mload(entry))
-                    mstore(add(buf, 0x60), mload(add(entry, 0x20)))
-                    ok := and(ok, staticcall(gas(), 0x06, buf, 0x80, buf, 0x40))
-                    signedStake := add(signedStake, and(mload(add(entry, 0x40)), 0xffffffffffffffffffffffff))
-                }
-                entry := add(entry, ENTRY_BYTES)
-            }
-            mstore(apk, mload(buf))
-            mstore(add(apk, 0x20), mload(add(buf, 0x20)))
-        }
-        // Stored keys passed a proof of possession, so ecAdd cannot reject them; checked all the same.
-        if (!ok) revert BN254.InvalidPoint();
+        return CommitteeTable.aggregate(CodeStore.read(snapshot.table), bitmap, snapshot.totalStake);
     }
 
     function _startEpoch(bytes memory table, uint16 size, uint256 totalStake) private returns (uint64 epochId) {

@@ -311,6 +311,18 @@ def test_a_quorum_attests_a_round(seated, market, chain, owner):
     assert (record.epoch, record.pinned, record.attested) == (4, True, True)
 
 
+def test_key_sums_stay_right_through_joins_and_exits(seated, market, chain, owner, members):
+    """Each blob keeps the sum of its keys: everyone signing uses it as is, most signing subtract the rest."""
+    seated.requestExit(sender=members[1])  # members 0, 3, 2 remain, in that order
+    register(seated, chain, members[4], KEYS[4])  # index 3
+    order = [KEYS[0], KEYS[3], KEYS[2], KEYS[4]]
+    for round_, signers in enumerate([[0, 1, 2, 3], [0, 2, 3], [1, 2, 3]]):
+        market.setRoundResultDigest(PROJECT, round_, bytes([round_ + 1]) * 32, sender=owner)
+        digest = bytes([round_ + 1]) * 32
+        tx = attest(seated, market, owner, digest, signers, round_=round_, keys=order)
+        assert tx.events.filter(seated.RoundAttested)[0].signedStake == len(signers) * MIN_STAKE
+
+
 def test_a_replayed_attestation_reverts(seated, market, owner):
     digest = finalize(market, owner)
     attest(seated, market, owner, digest, [0, 1, 2])
