@@ -1,0 +1,327 @@
+"""Typed facade over TrainingMarket.sol: snake_case dataclasses in, frozen dataclasses out.
+
+Hashes cross this boundary as 64 lower-case hex digits (no 0x), amounts as wei ints, addresses checksummed.
+Reverts surface as `ContractRevert` subclasses named after the contract's custom errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.types import TxReceipt
+
+from backend.chain.client import ChainClient
+from backend.chain.errors import ChainError
+
+__all__ = [
+    "STATUSES",
+    "Claim",
+    "ProjectInfo",
+    "ProjectParams",
+    "RoundInfo",
+    "RoundResult",
+    "Submission",
+    "TrainerInfo",
+    "TrainingMarket",
+]
+
+NAME = "TrainingMarket"
+STATUSES = ("None", "Active", "Completed", "Cancelled")
+CHALLENGE_STATES = ("None", "Open", "Rejected", "Upheld", "Lapsed")
+
+
+def _b32(hex_digest: str) -> bytes:
+    raw = bytes.fromhex(hex_digest.lower().removeprefix("0x"))
+    if len(raw) != 32:
+        raise ValueError(f"expected a 32-byte hash as 64 hex digits, got {hex_digest!r}")
+    return raw
+
+
+def _hex(value: bytes) -> str:
+    return bytes(value).hex()
+
+
+@dataclass(frozen=True)
+class ProjectParams:
+    """`createProject`'s parameters (see ITrainingMarket.ProjectParams)."""
+
+    initial_model_cid: str
+    initial_model_sha256: str
+    config_cid: str
+    config_sha256: str
+    rounds: int
+    round_duration: int
+    aggregation_window: int
+    min_stake: int
+    max_trainers: int
+    aggregator: str
+    arbiter: str
+    challenge_window: int
+    challenge_bond: int
+    slash_after_flags: int = 0
+    slash_bps: int = 0
+
+    def to_abi(self) -> tuple:
+        return (
+            self.initial_model_cid,
+            _b32(self.initial_model_sha256),
+            self.config_cid,
+            _b32(self.config_sha256),
+            self.rounds,
+            self.round_duration,
+            self.aggregation_window,
+            self.min_stake,
+            self.max_trainers,
+            Web3.to_checksum_address(self.aggregator),
+            Web3.to_checksum_address(self.arbiter),
+            self.challenge_window,
+            self.challenge_bond,
+            self.slash_after_flags,
+            self.slash_bps,
+        )
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What the aggregator posts; `trainers` and `flagged` sorted by ascending address."""
+
+    model_cid: str
+    model_sha256: str
+    trainers: list[str]
+    scores: list[int]
+    flagged: list[str]
+    report_cid: str
+    report_sha256: str
+
+    def to_abi(self) -> tuple:
+        return (
+            self.model_cid,
+            _b32(self.model_sha256),
+            [Web3.to_checksum_address(t) for t in self.trainers],
+            list(self.scores),
+            [Web3.to_checksum_address(t) for t in self.flagged],
+            self.report_cid,
+            _b32(self.report_sha256),
+        )
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    project_id: int
+    owner: str
+    aggregator: str
+    arbiter: str
+    status: str
+    rounds: int
+    current_round: int
+    round_opened_at: int
+    round_duration: int
+    aggregation_window: int
+    round_submissions: int
+    trainer_count: int
+    max_trainers: int
+    min_stake: int
+    pool: int
+    escrow: int
+    challenge_window: int
+    challenge_bond: int
+    open_challenges: int
+    initial_model_cid: str
+    initial_model_sha256: str
+    config_cid: str
+    config_sha256: str
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    project_id: int
+    round: int
+    opened_at: int
+    finalized_at: int
+    allocated: int
+    submitters: int
+    flagged_count: int
+    challenge: str
+    result_digest: str
+    model_cid: str
+    model_sha256: str
+    report_cid: str
+    report_sha256: str
+
+
+@dataclass(frozen=True)
+class TrainerInfo:
+    stake: int
+    reward: int
+    submissions: int
+    flags: int
+    registered: bool
+    claimed: bool
+
+
+@dataclass(frozen=True)
+class Submission:
+    trainer: str
+    cid: str
+    sha256: str
+    block: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    amount: int
+    slashed: int
+    transaction: str
+
+
+def _named(client: ChainClient, fn: str, value: tuple) -> dict[str, Any]:
+    """A struct returned by `fn`, keyed by its ABI component names."""
+    abi = next(i for i in client.artifacts.abi(NAME) if i.get("type") == "function" and i["name"] == fn)
+    components = abi["outputs"][0]["components"]
+    return {c["name"]: v for c, v in zip(components, value, strict=True)}
+
+
+class TrainingMarket:
+    """The deployed TrainingMarket (or the one at `address`)."""
+
+    def __init__(self, client: ChainClient, address: str | None = None):
+        self.client = client
+        self.address = client.contract(NAME, address).address
+
+    # -- transactions -----------------------------------------------------------------------------------------
+
+    def _send(self, account: LocalAccount, fn: str, *args: Any, value: int = 0) -> TxReceipt:
+        return self.client.transact(account, NAME, fn, *args, value=value, address=self.address)
+
+    def _event(self, receipt: TxReceipt, event: str) -> dict[str, Any]:
+        contract = self.client.contract(NAME, self.address)
+        logs = getattr(contract.events, event)().process_receipt(receipt)
+        if not logs:
+            raise ChainError(
+                f"{NAME}: transaction {receipt['transactionHash'].to_0x_hex()} emitted no {event}"
+            )
+        return dict(logs[0]["args"])
+
+    def create_project(self, account: LocalAccount, params: ProjectParams, value: int) -> int:
+        """Escrow `value` wei as the pool; returns the new project id."""
+        receipt = self._send(account, "createProject", params.to_abi(), value=value)
+        return int(self._event(receipt, "ProjectCreated")["projectId"])
+
+    def register(self, account: LocalAccount, project_id: int, stake_wei: int) -> TxReceipt:
+        return self._send(account, "register", project_id, value=stake_wei)
+
+    def submit_update(
+        self, account: LocalAccount, project_id: int, round_: int, cid: str, sha256: str
+    ) -> TxReceipt:
+        return self._send(account, "submitUpdate", project_id, round_, cid, _b32(sha256))
+
+    def finalize_round(
+        self, account: LocalAccount, project_id: int, round_: int, result: RoundResult
+    ) -> TxReceipt:
+        return self._send(account, "finalizeRound", project_id, round_, result.to_abi())
+
+    def claim(self, account: LocalAccount, project_id: int) -> Claim:
+        receipt = self._send(account, "claim", project_id)
+        args = self._event(receipt, "Claimed")
+        return Claim(int(args["amount"]), int(args["slashed"]), receipt["transactionHash"].to_0x_hex())
+
+    def cancel(self, account: LocalAccount, project_id: int) -> TxReceipt:
+        return self._send(account, "cancel", project_id)
+
+    def challenge(self, account: LocalAccount, project_id: int, round_: int, bond_wei: int) -> TxReceipt:
+        return self._send(account, "challenge", project_id, round_, value=bond_wei)
+
+    def resolve_challenge(
+        self, account: LocalAccount, project_id: int, round_: int, upheld: bool
+    ) -> TxReceipt:
+        return self._send(account, "resolveChallenge", project_id, round_, upheld)
+
+    # -- reads ------------------------------------------------------------------------------------------------
+
+    def _call(self, fn: str, *args: Any) -> Any:
+        return self.client.call(NAME, fn, *args, address=self.address)
+
+    def project(self, project_id: int) -> ProjectInfo:
+        p = _named(self.client, "getProject", self._call("getProject", project_id))
+        return ProjectInfo(
+            project_id=project_id,
+            owner=p["owner"],
+            aggregator=p["aggregator"],
+            arbiter=p["arbiter"],
+            status=STATUSES[p["status"]],
+            rounds=p["rounds"],
+            current_round=p["currentRound"],
+            round_opened_at=p["roundOpenedAt"],
+            round_duration=p["roundDuration"],
+            aggregation_window=p["aggregationWindow"],
+            round_submissions=p["roundSubmissions"],
+            trainer_count=p["trainerCount"],
+            max_trainers=p["maxTrainers"],
+            min_stake=p["minStake"],
+            pool=p["pool"],
+            escrow=p["escrow"],
+            challenge_window=p["challengeWindow"],
+            challenge_bond=p["challengeBond"],
+            open_challenges=p["openChallenges"],
+            initial_model_cid=p["initialModelCid"],
+            initial_model_sha256=_hex(p["initialModelSha256"]),
+            config_cid=p["configCid"],
+            config_sha256=_hex(p["configSha256"]),
+        )
+
+    def round(self, project_id: int, round_: int) -> RoundInfo:
+        r = _named(self.client, "getRound", self._call("getRound", project_id, round_))
+        return RoundInfo(
+            project_id=project_id,
+            round=round_,
+            opened_at=r["openedAt"],
+            finalized_at=r["finalizedAt"],
+            allocated=r["allocated"],
+            submitters=r["submitters"],
+            flagged_count=r["flaggedCount"],
+            challenge=CHALLENGE_STATES[r["challenge"]],
+            result_digest=_hex(r["resultDigest"]),
+            model_cid=r["modelCid"],
+            model_sha256=_hex(r["modelSha256"]),
+            report_cid=r["reportCid"],
+            report_sha256=_hex(r["reportSha256"]),
+        )
+
+    def trainer(self, project_id: int, address: str) -> TrainerInfo:
+        t = _named(
+            self.client, "getTrainer", self._call("getTrainer", project_id, Web3.to_checksum_address(address))
+        )
+        return TrainerInfo(**{f.name: t[f.name] for f in fields(TrainerInfo)})
+
+    def submissions(self, project_id: int, round_: int) -> list[Submission]:
+        """The round's submissions from `UpdateSubmitted` events, in chain order."""
+        logs = self.client.events(
+            NAME, "UpdateSubmitted", filters={"projectId": project_id, "round": round_}, address=self.address
+        )
+        return [
+            Submission(
+                log["args"]["trainer"], log["args"]["cid"], _hex(log["args"]["sha256"]), log["blockNumber"]
+            )
+            for log in logs
+        ]
+
+    def claimable(self, project_id: int, account: str) -> int:
+        return int(self._call("claimable", project_id, Web3.to_checksum_address(account)))
+
+    def claims_open(self, project_id: int) -> bool:
+        return bool(self._call("claimsOpen", project_id))
+
+    def deadlines(self, project_id: int) -> tuple[int, int]:
+        """(end of the open round's submission window, the aggregator's deadline)."""
+        window_end, aggregator_deadline = self._call("roundDeadlines", project_id)
+        return int(window_end), int(aggregator_deadline)
+
+    def result_digest_of(self, project_id: int, round_: int, result: RoundResult) -> str:
+        """The digest the contract would record for `result` (what verifiers compare and sign)."""
+        return _hex(self._call("resultDigestOf", project_id, round_, result.to_abi()))
+
+    def project_count(self) -> int:
+        return int(self._call("projectCount"))
