@@ -150,7 +150,7 @@ class VerifierSignature:
 
 
 def sign_round(
-    keys: bls.KeyPair, verifier: str, market: str, project_id: int, round_: int, digest: bytes
+    keys: bls.KeyPair, verifier: str, market: str, project_id: int, round_: int, digest: bytes | str
 ) -> VerifierSignature:
     """Sign a round's result digest (only after recomputing the round and finding the same digest)."""
     digest = _parse_digest(digest)

@@ -22,6 +22,7 @@ _SUBCOMMANDS: list[tuple[str, str]] = [
     ("chain", "chain"),
     ("rag", "rag"),
     ("storage", "storage"),
+    ("verifier", "verifier"),
 ]
 # Modules that add top-level commands themselves: each exposes `register(app)`.
 _TOP_LEVEL: list[str] = []
