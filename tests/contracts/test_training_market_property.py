@@ -1,0 +1,241 @@
+"""Property: whatever sequence of calls happens, TrainingMarket never pays out more than it holds, and once every
+participant has claimed a project's escrow is exactly zero.
+
+Hypothesis draws a project configuration and a program of calls (registrations, submissions, finalizations
+with arbitrary scores and flags, time jumps, cancels, challenges and rulings, claims); calls that revert are part
+of the program too (they must leave the books unchanged). After every call the contract's balance must equal the
+deposits minus everything paid or burned (read from the Claimed and Burned events), and equal the escrow it
+books. At the end, everything is wound down by rule and every claimant claims exactly its `claimable`.
+
+The calls go through web3 (the same anvil and deployment as Ape's fixtures) because Ape's per-transaction
+tracing would make a few hundred calls per run far too slow.
+"""
+
+# Fixtures come from the support module by import, so their names reappear as test arguments.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from test_training_market_support import (  # noqa: F401  (fixtures are imported by name)
+    ARBITRATION_PERIOD,
+    BOND,
+    CHALLENGE_WINDOW,
+    DURATION,
+    MIN_STAKE,
+    cid,
+    market,
+    owner,
+    params,
+    sha,
+)
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+from web3.logs import DISCARD
+
+N_TRAINERS = 4
+ACTIVE, OPEN = 1, 1
+MASKS = st.integers(0, 2**N_TRAINERS - 1)  # which trainers take part
+SCORES = st.lists(
+    st.one_of(st.just(0), st.integers(1, 10), st.integers(0, 2**64 - 1)),
+    min_size=N_TRAINERS,
+    max_size=N_TRAINERS,
+)
+# Calls that may come at any point; most of them revert at most points, which is part of the property.
+EXTRA = st.one_of(
+    st.tuples(st.just("register"), MASKS, st.integers(0, 3)),
+    st.tuples(st.just("submit"), MASKS),
+    st.tuples(st.just("finalize"), SCORES, MASKS),
+    st.tuples(st.just("warp"), st.sampled_from([1, CHALLENGE_WINDOW + 1, DURATION + 1, 2 * DURATION])),
+    st.tuples(st.just("cancel")),
+    st.tuples(st.just("challenge"), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("resolve"), st.booleans()),
+    st.tuples(st.just("expire")),
+    st.tuples(st.just("claim"), st.integers(0, 9)),
+)
+# How a finalized round is disputed: not at all, or challenged and then rejected, upheld or left to lapse.
+DISPUTES = st.sampled_from(
+    [
+        (),
+        (("challenge", 0, 0), ("resolve", False)),
+        (("challenge", 0, 1), ("resolve", True)),
+        (("challenge", 0, 0), ("expire",)),
+    ]
+)
+# A round as it usually goes (some trainers submit, the aggregator finalizes, perhaps a dispute), then whatever
+# else happens.
+ROUND = st.tuples(MASKS, SCORES, MASKS, DISPUTES, st.lists(EXTRA, max_size=3))
+PROGRAMS = st.tuples(MASKS, st.integers(0, 3), st.lists(ROUND, max_size=4), st.lists(EXTRA, max_size=4))
+CONFIGS = st.fixed_dictionaries(
+    {
+        "rounds": st.integers(1, 3),
+        "pool": st.integers(1, 10**20),
+        "slashAfterFlags": st.integers(0, 2),
+        "slashBps": st.integers(0, 10_000),
+    }
+)
+
+
+class Books:
+    """Drives one project through web3 and keeps the independent ledger the contract is checked against."""
+
+    def __init__(self, w3, contract, accounts: list[str], config: dict[str, Any]):
+        self.w3, self.contract, self.accounts = w3, contract, accounts
+        self.owner, self.aggregator, self.arbiter = accounts[0], accounts[1], accounts[2]
+        self.trainers = accounts[3 : 3 + N_TRAINERS]
+        self.challengers = accounts[8:10]
+        self.deposited = 0
+        self.paid_out = 0
+        pool = config.pop("pool")
+        overrides = {**config, "maxTrainers": N_TRAINERS}
+        struct = params(self.aggregator, self.arbiter, **overrides)
+        self.send(self.owner, "createProject", struct, value=pool)
+        self.pid = contract.functions.projectCount().call()
+
+    def send(self, sender: str, fn: str, *args: Any, value: int = 0) -> int | None:
+        """Transact; a revert is allowed (it must change nothing). Returns the wei claimed by the call, or None
+        if it reverted."""
+        try:
+            tx = getattr(self.contract.functions, fn)(*args).transact({"from": sender, "value": value})
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            # A panic (overflow, underflow, division by zero) is a bug even where a revert is fine.
+            assert not isinstance(exc, ContractPanicError), f"{fn}{args} panicked: {exc}"
+            return None
+        event(f"{fn} went through")  # hypothesis statistics: which paths the programs reach
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        assert receipt.status == 1
+        self.deposited += value
+        claimed = sum(
+            event.args.amount
+            for event in self.contract.events.Claimed().process_receipt(receipt, errors=DISCARD)
+        )
+        burned = sum(
+            event.args.amount
+            for event in self.contract.events.Burned().process_receipt(receipt, errors=DISCARD)
+        )
+        self.paid_out += claimed + burned
+        return claimed
+
+    def view(self, fn: str, *args: Any) -> Any:
+        return getattr(self.contract.functions, fn)(*args).call()
+
+    def project(self) -> Any:
+        return self.view("getProject", self.pid)
+
+    def check(self) -> None:
+        balance = self.w3.eth.get_balance(self.contract.address)
+        escrow = self.project().escrow
+        assert self.paid_out <= self.deposited
+        assert balance == self.deposited - self.paid_out == escrow
+
+    def warp(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])
+        self.w3.provider.make_request("evm_mine", [])
+
+    def finalize(self, scores: list[int], flag_mask: int) -> None:
+        """Post a well-formed result for the open round (waiting out the window if someone did not submit)."""
+        round_ = self.project().currentRound
+        submitters = sorted(
+            (t for t in self.trainers if self.view("getSubmission", self.pid, round_, t).submitted),
+            key=lambda address: int(address, 16),
+        )
+        flagged = [t for i, t in enumerate(submitters) if flag_mask >> i & 1]
+        result = (
+            cid(f"m{round_}"),
+            sha(f"m{round_}"),
+            submitters,
+            [0 if t in flagged else scores[i] for i, t in enumerate(submitters)],
+            flagged,
+            cid(f"r{round_}"),
+            sha(f"r{round_}"),
+        )
+        if self.send(self.aggregator, "finalizeRound", self.pid, round_, result) is None:
+            self.warp(DURATION + 1)
+            self.send(self.aggregator, "finalizeRound", self.pid, round_, result)
+
+    def challenged_rounds(self) -> list[int]:
+        return [
+            r for r in range(self.project().rounds) if self.view("getRound", self.pid, r).challenge == OPEN
+        ]
+
+    def run(self, op: tuple) -> None:
+        kind, *args = op
+        if kind == "register":
+            for i, trainer in enumerate(self.trainers):
+                if args[0] >> i & 1:
+                    self.send(trainer, "register", self.pid, value=MIN_STAKE * (1 + args[1] + i))
+        elif kind == "submit":
+            round_ = self.project().currentRound
+            for i, trainer in enumerate(self.trainers):
+                if args[0] >> i & 1:
+                    self.send(
+                        trainer, "submitUpdate", self.pid, round_, cid(f"{round_}-{i}"), sha(f"{round_}-{i}")
+                    )
+        elif kind == "finalize":
+            self.finalize(*args)
+        elif kind == "warp":
+            self.warp(args[0])
+        elif kind == "cancel":
+            self.send(self.accounts[9], "cancel", self.pid)
+        elif kind == "challenge":
+            round_ = self.project().currentRound - 1 - args[0]  # the last finalized round, or the one before
+            self.send(self.challengers[args[1]], "challenge", self.pid, max(round_, 0), value=BOND)
+        elif kind == "resolve":
+            for round_ in self.challenged_rounds()[:1]:
+                self.send(self.arbiter, "resolveChallenge", self.pid, round_, args[0])
+        elif kind == "expire":
+            for round_ in self.challenged_rounds()[:1]:
+                self.warp(ARBITRATION_PERIOD + 1)
+                self.send(self.accounts[9], "expireChallenge", self.pid, round_)
+        elif kind == "claim":
+            self.send(self.accounts[args[0]], "claim", self.pid)
+
+    def wind_down(self) -> None:
+        """Let every clock run out, close what is open by rule, and have everyone claim what they are owed."""
+        self.warp(ARBITRATION_PERIOD + 4 * DURATION)
+        for round_ in range(self.project().rounds):
+            if self.view("getRound", self.pid, round_).challenge == OPEN:
+                assert self.send(self.accounts[9], "expireChallenge", self.pid, round_) is not None
+        if self.project().status == ACTIVE:
+            assert self.send(self.accounts[9], "cancel", self.pid) is not None
+        assert self.view("claimsOpen", self.pid)
+        for account in self.accounts:
+            owed = self.view("claimable", self.pid, account)
+            claimed = self.send(account, "claim", self.pid)
+            assert claimed == owed or (claimed is None and owed == 0)
+            self.check()
+        assert self.w3.eth.get_balance(self.contract.address) == 0
+        assert self.deposited == self.paid_out
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(config=CONFIGS, program=PROGRAMS)
+def test_never_pays_out_more_than_it_holds(market, chain, accounts, config, program):
+    w3 = chain.provider.web3
+    abi = market.contract_type.model_dump(mode="json", by_alias=True)["abi"]
+    contract = w3.eth.contract(address=market.address, abi=abi, decode_tuples=True)
+    snapshot = chain.snapshot()
+    try:
+        books = Books(w3, contract, [a.address for a in accounts][:10], dict(config))
+        books.check()
+        registered, stake, rounds, extras = program
+        books.run(("register", registered, stake))
+        books.check()
+        for submitters, scores, flag_mask, dispute, round_extras in rounds:
+            for op in [("submit", submitters), ("finalize", scores, flag_mask), *dispute, *round_extras]:
+                books.run(op)
+                books.check()
+        for op in extras:
+            books.run(op)
+            books.check()
+        books.wind_down()
+    finally:
+        chain.restore(snapshot)
