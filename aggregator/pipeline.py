@@ -206,7 +206,8 @@ def _run(inputs: RoundInputs) -> RoundOutcome:
     scores_fixed = fixed_point_scores(valuation.scores)
     next_params = stepped.advance(before.loss, after.loss)
     history = update_history(inputs.history, found.sketches, inputs.outliers.history_decay)
-    new_state = unflatten_state(new_flat, inputs.global_state)
+    # Flat vectors follow the spec's order; a decoded state dict may list its tensors in another.
+    new_state = unflatten_state(new_flat, {k: inputs.global_state[k] for k in spec})
     encoded = model_bytes(new_state)
     metrics = {
         "accuracy_before": before.accuracy,
