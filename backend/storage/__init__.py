@@ -18,6 +18,7 @@ from backend.storage.errors import (
     StoreFullError,
     StoreUnavailable,
 )
+from backend.storage.kubo import KuboStore
 from backend.storage.local import LocalStore
 
 
@@ -26,8 +27,6 @@ def open_store(settings: Settings) -> ContentStore:
     if settings.store == "local":
         return LocalStore(settings.resolved_store_path)
     if settings.store == "kubo":
-        from backend.storage.kubo import KuboStore
-
         return KuboStore(settings.kubo_url)
     raise StorageError(f"unknown store kind {settings.store!r} (expected 'local' or 'kubo')")
 
@@ -39,6 +38,7 @@ __all__ = [
     "ContentStore",
     "CorruptedBlock",
     "IntegrityError",
+    "KuboStore",
     "LocalStore",
     "StorageError",
     "StoreFullError",

@@ -14,8 +14,10 @@ from storage_helpers import generated
 from backend.settings import Settings
 from backend.storage import (
     ContentNotFound,
+    ContentStore,
     CorruptedBlock,
     IntegrityError,
+    KuboStore,
     LocalStore,
     StorageError,
     StoreFullError,
@@ -27,7 +29,6 @@ from backend.storage import (
 from backend.storage import cids as cidlib
 from backend.storage import local as local_module
 from backend.storage.dagpb import decode_node
-from backend.storage.kubo import KuboStore
 
 MB = 1_000_000
 
@@ -317,6 +318,9 @@ def test_open_store_follows_settings(tmp_path) -> None:
     assert isinstance(local, LocalStore) and local.root == tmp_path / "s"
     kubo = open_store(Settings(store="kubo", kubo_url="http://127.0.0.1:5999"))
     assert isinstance(kubo, KuboStore) and kubo.url == "http://127.0.0.1:5999"
+    assert isinstance(local, ContentStore) and isinstance(kubo, ContentStore)
+    with pytest.raises(StorageError, match="unknown store kind 'ftp'"):
+        open_store(Settings.model_construct(store="ftp"))
 
 
 class _GeneratedStream(io.RawIOBase):
