@@ -1,0 +1,193 @@
+"""Gas of TrainingMarket calls: createProject, register, submitUpdate, finalizeRound at 10 and 100 trainers, claim.
+
+Runs through Ape on its own anvil (ape-foundry, free port). Each finalizeRound posts a realistic result: every
+submitter scored (distinct, non-zero scores), one of them flagged, 59-character CIDs. The baseline, measured in
+the same run, is a plain ETH transfer (21,000 gas): every figure is also given as a multiple of it. The per-trainer
+marginal cost of finalizeRound is (gas at 100 - gas at 10) / 90; from it, the projected gas of a full project
+(MAX_TRAINERS) is compared with anvil's block gas limit. Prints a markdown table (or JSON with --json).
+
+    python bench/gas_training_market.py [--json] [--trainers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+POOL = 10**19
+STAKE = 10**17
+BOND = 10**17
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _sha(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+def _cid(label: str) -> str:
+    # The length of a CIDv1 (base32, raw, sha2-256), so string storage costs what it will in use.
+    return "bafkrei" + hashlib.sha256(label.encode()).hexdigest()[:52]
+
+
+def _params(aggregator: str, arbiter: str, rounds: int, max_trainers: int) -> dict:
+    return {
+        "initialModelCid": _cid("model-0"),
+        "initialModelSha256": _sha("model-0"),
+        "configCid": _cid("config"),
+        "configSha256": _sha("config"),
+        "rounds": rounds,
+        "roundDuration": 3600,
+        "aggregationWindow": 3600,
+        "minStake": STAKE,
+        "maxTrainers": max_trainers,
+        "aggregator": aggregator,
+        "arbiter": arbiter,
+        "challengeWindow": 600,
+        "challengeBond": BOND,
+        "slashAfterFlags": 2,
+        "slashBps": 5_000,
+    }
+
+
+def _result(round_: int, trainers: list[str]) -> dict:
+    ordered = sorted(trainers, key=lambda address: int(address, 16))
+    scores = [0] + [10**18 // len(ordered) + i for i in range(1, len(ordered))]
+    return {
+        "modelCid": _cid(f"model-{round_ + 1}"),
+        "modelSha256": _sha(f"model-{round_ + 1}"),
+        "trainers": ordered,
+        "scores": scores,
+        "flagged": ordered[:1],
+        "reportCid": _cid(f"report-{round_}"),
+        "reportSha256": _sha(f"report-{round_}"),
+    }
+
+
+def _run_project(market, roles, trainers, gas: dict, label: str) -> int:
+    """One two-round project with `trainers`; records the gas of every call under `label`."""
+    owner, aggregator, arbiter = roles
+    n = len(trainers)
+    tx = market.createProject(
+        _params(aggregator.address, arbiter.address, 2, max(n, 1)), sender=owner, value=POOL
+    )
+    gas.setdefault("createProject", tx.gas_used)
+    pid = market.projectCount()
+    registered = [market.register(pid, sender=t, value=STAKE).gas_used for t in trainers]
+    gas.setdefault("register", registered[0])
+    for round_ in range(2):
+        submitted = [
+            market.submitUpdate(
+                pid, round_, _cid(f"{round_}-{t.address}"), _sha(f"{round_}-{t.address}"), sender=t
+            ).gas_used
+            for t in trainers
+        ]
+        gas.setdefault("submitUpdate (first of a round)", submitted[0])
+        gas.setdefault("submitUpdate (mean)", round(statistics.mean(submitted)))
+        tx = market.finalizeRound(
+            pid, round_, _result(round_, [t.address for t in trainers]), sender=aggregator
+        )
+        gas[f"finalizeRound, {label}" + (", last round" if round_ == 1 else "")] = tx.gas_used
+    return pid
+
+
+def measure(max_trainers: int) -> dict:
+    os.chdir(ROOT)  # ape.project is the project in the working directory
+    import ape
+    from ape.logging import logger
+
+    logger.set_level("ERROR")
+    port = _free_port()
+    network = ape.networks.parse_network_choice(
+        "ethereum:local:foundry", provider_settings={"host": f"http://127.0.0.1:{port}"}
+    )
+    gas: dict[str, int] = {}
+    with network as provider:
+        test_accounts = ape.accounts.test_accounts
+        owner, aggregator, arbiter, outsider = (test_accounts[i] for i in range(4))
+        baseline = owner.transfer(outsider, 1).gas_used
+        market = owner.deploy(ape.project.TrainingMarket)
+        trainers = [test_accounts.generate_test_account() for _ in range(max_trainers)]
+        for trainer in trainers:
+            provider.set_balance(trainer.address, 10**21)
+
+        _run_project(market, (owner, aggregator, arbiter), trainers[:10], gas, "10 trainers")
+        pid = _run_project(market, (owner, aggregator, arbiter), trainers, gas, f"{max_trainers} trainers")
+
+        # Payouts of the larger project: a challenge rejected, then claims once the windows are over.
+        gas["challenge"] = market.challenge(pid, 1, sender=outsider, value=BOND).gas_used
+        gas["resolveChallenge (rejected: bond burned)"] = market.resolveChallenge(
+            pid, 1, False, sender=arbiter
+        ).gas_used
+        ape.chain.pending_timestamp += 601
+        flagged = _result(1, [t.address for t in trainers])["flagged"][0]
+        honest = next(t for t in trainers if t.address != flagged)
+        gas["claim (trainer)"] = market.claim(pid, sender=honest).gas_used
+        gas["claim (trainer flagged twice: stake slashed and burned)"] = market.claim(
+            pid, sender=next(t for t in trainers if t.address == flagged)
+        ).gas_used
+        gas["claim (owner refund)"] = market.claim(pid, sender=owner).gas_used
+
+        # The liveness path on a fresh project: one round submitted, the aggregator stalls, anyone cancels.
+        market.createProject(_params(aggregator.address, arbiter.address, 2, 10), sender=owner, value=POOL)
+        stalled = market.projectCount()
+        for trainer in trainers[:10]:
+            market.register(stalled, sender=trainer, value=STAKE)
+            market.submitUpdate(stalled, 0, _cid(trainer.address), _sha(trainer.address), sender=trainer)
+        ape.chain.pending_timestamp += 7201
+        gas["cancel"] = market.cancel(stalled, sender=outsider).gas_used
+        gas["claim (trainer, after cancel)"] = market.claim(stalled, sender=trainers[0]).gas_used
+        block_gas_limit = ape.chain.blocks.head.gas_limit
+        cap = market.MAX_TRAINERS()
+
+    at_10, at_n = gas["finalizeRound, 10 trainers"], gas[f"finalizeRound, {max_trainers} trainers"]
+    marginal = (at_n - at_10) / (max_trainers - 10)
+    return {
+        "gas": gas,
+        "baseline_eth_transfer": baseline,
+        "finalize_marginal_per_trainer": marginal,
+        "finalize_projected_at_cap": at_10 + marginal * (cap - 10),
+        "max_trainers_cap": cap,
+        "block_gas_limit": block_gas_limit,
+    }
+
+
+def markdown(report: dict) -> str:
+    base = report["baseline_eth_transfer"]
+    lines = ["| call | gas | x ETH transfer |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {gas:,} | {gas / base:.1f}x |" for name, gas in report["gas"].items()]
+    lines.append(f"| baseline: plain ETH transfer | {base:,} | 1.0x |")
+    lines.append("")
+    lines.append(
+        f"finalizeRound costs {report['finalize_marginal_per_trainer']:,.0f} gas per additional trainer; at the "
+        f"cap of {report['max_trainers_cap']:,} trainers that projects to "
+        f"{report['finalize_projected_at_cap']:,.0f} gas (block gas limit {report['block_gas_limit']:,})."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--trainers", type=int, default=100, help="size of the large project (> 10)")
+    args = parser.parse_args()
+    if args.trainers <= 10:
+        parser.error("--trainers must be more than 10")
+    sys.path.insert(0, str(ROOT))
+    report = measure(args.trainers)
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
+
+
+if __name__ == "__main__":
+    main()
