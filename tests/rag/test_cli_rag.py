@@ -1,0 +1,109 @@
+"""`trustmarket rag`: register, serve (a real process), query and eval, and every failure as one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from backend.chain.anvil import free_port
+from backend.cli import app
+
+pytestmark = pytest.mark.chain
+
+PACKAGED = Path(__file__).resolve().parents[2] / "rag" / "data" / "squad_paragraphs.jsonl"
+
+
+@pytest.fixture
+def env(tmp_path, anvil_node, compiled_artifacts):
+    return {
+        "TRUSTMARKET_HOME": str(tmp_path / "home"),
+        "TRUSTMARKET_CHAIN_URL": anvil_node.url,
+        "TRUSTMARKET_DEPLOYMENTS_DIR": str(tmp_path / "deployments"),
+        "TRUSTMARKET_ARTIFACTS_PATH": str(compiled_artifacts.path),
+    }
+
+
+@pytest.fixture
+def small_jsonl(tmp_path):
+    path = tmp_path / "small.jsonl"
+    path.write_text("\n".join(PACKAGED.read_text().splitlines()[:6]) + "\n")
+    return path
+
+
+def run(env, *args):
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_errors_are_one_line_with_exit_2(env, tmp_path, small_jsonl):
+    code, _, err = run(env, "rag", "eval", "--corpus", str(tmp_path / "absent.jsonl"))
+    assert code == 2 and "no corpus at" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(env, "rag", "query", "Who?")
+    assert code == 2 and "no deployments file" in err
+    code, _, err = run(env, "rag", "source", "serve", "--corpus", str(small_jsonl), "--source-id", "1",
+                       "--dev-account", "5")  # fmt: skip
+    assert code == 2 and "no deployments file" in err
+    code, _, err = run(env, "rag", "eval", "--queries", "0")
+    assert code == 2 and "queries must be at least 1" in err
+
+
+@pytest.mark.slow
+def test_register_serve_and_query(env, small_jsonl, tmp_path):
+    assert run(env, "chain", "deploy", "--dev-account", "0")[0] == 0
+    port = free_port()
+    code, out, err = run(env, "rag", "source", "register", "--corpus", str(small_jsonl), "--endpoint",
+                         f"http://127.0.0.1:{port}", "--dev-account", "5", "--json")  # fmt: skip
+    assert code == 0, err
+    source_id = json.loads(out)["source_id"]
+    # The key must be the operator's, and the corpus the one committed on chain.
+    code, _, err = run(env, "rag", "source", "serve", "--corpus", str(small_jsonl), "--source-id",
+                       str(source_id), "--dev-account", "6")  # fmt: skip
+    assert code == 2 and "is operated by" in err
+    other = tmp_path / "other.jsonl"
+    other.write_text(small_jsonl.read_text().replace("Rollo", "Hastein"))
+    code, _, err = run(env, "rag", "source", "serve", "--corpus", str(other), "--source-id", str(source_id),
+                       "--dev-account", "5")  # fmt: skip
+    assert code == 2 and "does not match the commitment" in err
+    command = [sys.executable, "-c", "from backend.cli import main; main()", "rag", "source", "serve", "--corpus",
+               str(small_jsonl), "--source-id", str(source_id), "--dev-account", "5", "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode()
+            assert time.monotonic() < deadline, "the source node did not start"
+            time.sleep(0.5)
+        code, out, err = run(env, "rag", "query", "Who was the Norse leader?", "--sources", "1", "--json",
+                             "--dev-account", "0")  # fmt: skip
+        assert code == 0, err
+        answer = json.loads(out)
+        assert "Rollo" in answer["answer"] and answer["citations"][0]["source_id"] == source_id
+        assert answer["sources"][0]["status"] == "ok"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_eval_json(env, small_jsonl):
+    code, out, err = run(
+        env, "rag", "eval", "--corpus", str(small_jsonl), "--queries", "6", "--no-clean", "--json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report) >= {"decentralized", "centralized", "sources", "gas", "metric", "queries"}
+    assert report["queries"] == 6 and len(report["sources"]) == 6
