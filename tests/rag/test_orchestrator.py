@@ -181,3 +181,27 @@ def test_config_validation():
                 {"dense_weight": 0, "lexical_weight": 0, "reliability_weight": 0}]:  # fmt: skip
         with pytest.raises(RagError):
             OrchestratorConfig(**bad)
+
+
+def test_chat_generator_end_to_end(network):
+    """A short answer from an OpenAI-compatible endpoint is mapped to its cited sentence for the feedback."""
+    from fastapi import FastAPI
+
+    from rag.generators import ChatGenerator
+
+    llm = FastAPI()
+
+    @llm.post("/v1/chat/completions")
+    def complete(body: dict) -> dict:
+        return {"choices": [{"message": {"role": "assistant", "content": "Rollo [1]"}}]}
+
+    server = start_background_server(llm)
+    try:
+        orchestrator = network.orchestrator()
+        orchestrator.generator = ChatGenerator(server.url + "/v1", "tiny")
+        result = orchestrator.query(QUESTION)
+    finally:
+        server.stop()
+    assert (result.answer, result.short) == ("Rollo", True)
+    assert result.citations and result.citations[0][0] in {1, 2, 3, 4}
+    assert result.deltas[4].negative >= 1.0 and all(result.deltas[s].positive >= 1.0 for s in (1, 2, 3))
