@@ -1,0 +1,271 @@
+"""The round runner: from on-chain submissions to a finalized round.
+
+For a project and round it reads the submissions from `UpdateSubmitted` events, fetches each update by CID and
+checks the sha256 recorded on chain, decodes it against the manifest's model spec, runs the deterministic
+pipeline (`aggregator.pipeline.run_round`), stores the new model and the round report, and calls
+`finalizeRound`. A trainer whose update is missing, corrupt or malformed is flagged with the reason and scores
+0; the round still finalizes. A store that is down stops the round instead: a flag would then blame the trainer
+for the store's outage, and the verifier could not reproduce it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from eth_account.signers.local import LocalAccount
+
+from aggregator.contribution import ContributionConfig
+from aggregator.history import history_from_report
+from aggregator.hyperparams import HyperParams
+from aggregator.manifest import ContentRef, ProjectManifest
+from aggregator.models import model_spec
+from aggregator.outliers import OutlierConfig
+from aggregator.pipeline import RoundInputs, RoundOutcome, run_round
+from backend.chain.training_market import ProjectInfo, RoundResult, TrainingMarket
+from backend.marketplace.errors import MarketplaceError, RoundNotReady
+from backend.marketplace.publish import load_manifest, load_model, load_validation
+from backend.storage import (
+    CodecError,
+    ContentNotFound,
+    ContentStore,
+    CorruptedBlock,
+    IntegrityError,
+    StorageError,
+    StoreUnavailable,
+    fetch_verified,
+)
+from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND, ModelSpec, decode_state
+
+__all__ = ["FinalizedRound", "ProjectContext", "RoundRunner"]
+
+log = logging.getLogger("trustmarket.aggregator")
+
+# Failures that are the submitter's doing (or at least reproducible by anyone): flag, do not abort.
+_TRAINER_FAULTS = (ContentNotFound, CorruptedBlock, IntegrityError, CodecError)
+
+
+@dataclass(frozen=True)
+class ProjectContext:
+    """What every round of a project shares, read once and verified."""
+
+    project_id: int
+    info: ProjectInfo
+    manifest: ProjectManifest
+    validation: tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FinalizedRound:
+    project_id: int
+    round: int
+    outcome: RoundOutcome
+    model: ContentRef
+    report: ContentRef
+    transaction: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+def _hex(value: bytes | str) -> str:
+    return value.hex() if isinstance(value, bytes) else value.lower().removeprefix("0x")
+
+
+def _config(cls, values: dict[str, Any], what: str):
+    """A config dataclass from the manifest's section, with a clear error for unknown or bad settings."""
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise MarketplaceError(f"manifest {what}: {exc}") from None
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for dist in ("trustmarket", "numpy", "safetensors"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - always installed in practice
+            versions[dist] = "unknown"
+    return versions
+
+
+class RoundRunner:
+    """Computes rounds for the projects of one `TrainingMarket`; finalizes them when given the aggregator's key."""
+
+    def __init__(self, market: TrainingMarket, store: ContentStore, account: LocalAccount | None = None):
+        self.market = market
+        self.store = store
+        self.account = account
+        self._contexts: dict[int, ProjectContext] = {}
+
+    # -- inputs -----------------------------------------------------------------------------------------------
+
+    def context(self, project_id: int) -> ProjectContext:
+        if project_id not in self._contexts:
+            info = self.market.project(project_id)
+            manifest = load_manifest(
+                self.store, ContentRef(cid=info.config_cid, sha256=_hex(info.config_sha256))
+            )
+            if manifest.hyperparams.get("optimizer", "sgd") != "sgd":
+                # FedAdam's moment tensors would have to travel between rounds beside the report.
+                raise MarketplaceError("the round runner supports the 'sgd' server optimizer only")
+            self._contexts[project_id] = ProjectContext(
+                project_id, info, manifest, load_validation(self.store, manifest)
+            )
+        return self._contexts[project_id]
+
+    def _previous(self, ctx: ProjectContext, round_: int) -> tuple[ContentRef, dict[str, Any] | None]:
+        """The global model this round starts from, and the previous round's report (None for round 0)."""
+        if round_ == 0:
+            return ContentRef(
+                cid=ctx.info.initial_model_cid, sha256=_hex(ctx.info.initial_model_sha256)
+            ), None
+        prev = self.market.round(ctx.project_id, round_ - 1)
+        if not prev.finalized_at:
+            raise RoundNotReady(f"project {ctx.project_id}: round {round_ - 1} is not finalized yet")
+        report = json.loads(fetch_verified(self.store, prev.report_cid, _hex(prev.report_sha256)))
+        return ContentRef(cid=prev.model_cid, sha256=_hex(prev.model_sha256)), report
+
+    def _decode_update(self, ctx: ProjectContext, round_: int, base: ContentRef, cid: str, sha256: str):
+        data = fetch_verified(self.store, cid, sha256)
+        tensors, meta = decode_state(data, ModelSpec(model_spec(ctx.manifest.model)))
+        # An update made for another project, round or base model is a replay, not a contribution.
+        expected = {META_PROJECT: str(ctx.project_id), META_ROUND: str(round_), META_BASE_MODEL: base.cid}
+        for key, want in expected.items():
+            if meta.get(key) != want:
+                raise CodecError(f"update metadata {key}={meta.get(key)!r}, expected {want!r}")
+        return tensors
+
+    def inputs(self, project_id: int, round_: int) -> RoundInputs:
+        """The round's deterministic inputs, everything verified against the chain."""
+        ctx = self.context(project_id)
+        base, previous_report = self._previous(ctx, round_)
+        global_state = load_model(self.store, base, ctx.manifest)
+        updates: dict[str, Any] = {}
+        invalid: dict[str, str] = {}
+        submitted: dict[str, dict[str, str]] = {}
+        for sub in self.market.submissions(project_id, round_):
+            sha = _hex(sub.sha256)
+            submitted[sub.trainer] = {"cid": sub.cid, "sha256": sha}
+            try:
+                updates[sub.trainer] = self._decode_update(ctx, round_, base, sub.cid, sha)
+            except StoreUnavailable:
+                raise
+            except _TRAINER_FAULTS as exc:
+                invalid[sub.trainer] = f"{type(exc).__name__}: {exc}"
+        manifest = ctx.manifest
+        hyper = _config(HyperParams, manifest.hyperparams, "hyperparams")
+        contribution = _config(
+            ContributionConfig, {"seed": manifest.seed, **manifest.contribution}, "contribution"
+        )
+        history = {}
+        if previous_report is not None:
+            hyper = HyperParams.from_report(previous_report["hyperparams"]["next"])
+            history = history_from_report(previous_report)
+        return RoundInputs(
+            model=manifest.model,
+            global_state=global_state,
+            updates=updates,
+            invalid=invalid,
+            validation=ctx.validation,
+            rule=manifest.rule,
+            rule_params=manifest.rule_params,
+            outliers=_config(OutlierConfig, manifest.outliers, "outliers"),
+            # A fresh, reproducible Monte Carlo seed per round.
+            contribution=replace(contribution, seed=contribution.seed + round_),
+            hyperparams=hyper,
+            history=history,
+            round_index=round_,
+            context={
+                "project": project_id,
+                "chain_id": self.market.client.chain_id,
+                "market": self.market.address,
+                "global_model": base.model_dump(),
+                "submissions": submitted,
+                "versions": _versions(),
+            },
+        )
+
+    def compute(self, project_id: int, round_: int) -> tuple[RoundInputs, RoundOutcome]:
+        inputs = self.inputs(project_id, round_)
+        return inputs, run_round(inputs)
+
+    # -- finalizing -------------------------------------------------------------------------------------------
+
+    def ready(self, project_id: int) -> int | None:
+        """The open round if it can be finalized now (window over, or every registered trainer submitted)."""
+        info = self.market.project(project_id)
+        if info.status != "Active" or info.current_round >= info.rounds:
+            return None
+        window_over = self.market.client.timestamp() > info.round_opened_at + info.round_duration
+        all_in = info.trainer_count > 0 and info.round_submissions >= info.trainer_count
+        return info.current_round if (window_over or all_in) else None
+
+    def finalize(self, project_id: int, round_: int) -> FinalizedRound:
+        """Compute the round, store model and report, post the result on chain."""
+        if self.account is None:
+            raise MarketplaceError("finalizing needs the aggregator's key")
+        info = self.market.project(project_id)
+        if info.aggregator.lower() != self.account.address.lower():
+            raise MarketplaceError(f"{self.account.address} is not the aggregator of project {project_id}")
+        if round_ != info.current_round:
+            raise RoundNotReady(
+                f"project {project_id}: round {round_} is not the open round ({info.current_round})"
+            )
+        inputs, outcome = self.compute(project_id, round_)
+        model = ContentRef(cid=self.store.put(outcome.model_bytes), sha256=outcome.model_sha256)
+        report = ContentRef(cid=self.store.put(outcome.report_bytes), sha256=outcome.report_sha256)
+        trainers = sorted(outcome.scores_fixed, key=lambda a: int(a, 16))
+        result = RoundResult(
+            model_cid=model.cid,
+            model_sha256=model.sha256,
+            trainers=trainers,
+            scores=[outcome.scores_fixed[t] for t in trainers],
+            flagged=sorted(outcome.flagged, key=lambda a: int(a, 16)),
+            report_cid=report.cid,
+            report_sha256=report.sha256,
+        )
+        receipt = self.market.finalize_round(self.account, project_id, round_, result)
+        log.info("finalized project=%s round=%s flagged=%d", project_id, round_, len(outcome.flagged))
+        return FinalizedRound(
+            project_id,
+            round_,
+            outcome,
+            model,
+            report,
+            receipt["transactionHash"].to_0x_hex(),
+            dict(inputs.context),
+        )
+
+    def watch(
+        self,
+        project_ids: Iterable[int],
+        *,
+        poll: float = 2.0,
+        until: Callable[[], bool] = lambda: False,
+        on_finalized: Callable[[FinalizedRound], None] | None = None,
+    ) -> None:
+        """Finalize rounds as they become ready, until `until()` is true or every project has ended."""
+        pending = set(project_ids)
+        while pending and not until():
+            for project_id in sorted(pending):
+                info = self.market.project(project_id)
+                if info.status != "Active":
+                    pending.discard(project_id)
+                    continue
+                round_ = self.ready(project_id)
+                if round_ is not None:
+                    try:
+                        done = self.finalize(project_id, round_)
+                    except StorageError as exc:
+                        log.warning("project=%s round=%s not finalized: %s", project_id, round_, exc)
+                        continue
+                    if on_finalized is not None:
+                        on_finalized(done)
+            time.sleep(poll)
