@@ -1,12 +1,12 @@
-"""Typed facade over `TrainingMarket.sol`: the proof-of-contribution marketplace (docs/contracts.md).
+"""Typed facade over TrainingMarket.sol: snake_case dataclasses in, frozen dataclasses out.
 
-Inputs are checked before anything is sent (`MarketInputError`); reverts come back as `ContractRevert` subclasses
-named after the contract's errors (`revert_class("NotRegistered")`, ...), through the `ChainClient`. Submissions are
-read from `UpdateSubmitted` events, everything else from the contract's views.
+Hashes cross this boundary as 64 lower-case hex digits (no 0x), amounts as wei ints, addresses checksummed.
+Reverts surface as `ContractRevert` subclasses named after the contract's custom errors.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -14,227 +14,314 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from backend.chain.client import ChainClient
-from backend.chain.training_market_types import (
-    ZERO_ADDRESS,
-    ChallengeState,
-    MarketInputError,
-    ProjectInfo,
-    ProjectParams,
-    ProjectStatus,
-    RoundInfo,
-    RoundResult,
-    Submission,
-    TrainerInfo,
-    _address,
-    _cid,
-    _uint,
-    compute_result_digest,
-    sha256_bytes,
-    sha256_hex,
-)
+from backend.chain.errors import ChainError
 
-__all__ = ["CONTRACT", "TrainingMarket", "deploy_training_market"]
+__all__ = [
+    "STATUSES",
+    "Claim",
+    "ProjectInfo",
+    "ProjectParams",
+    "RoundInfo",
+    "RoundResult",
+    "Submission",
+    "TrainerInfo",
+    "TrainingMarket",
+]
 
-CONTRACT = "TrainingMarket"
+NAME = "TrainingMarket"
+STATUSES = ("None", "Active", "Completed", "Cancelled")
+CHALLENGE_STATES = ("None", "Open", "Rejected", "Upheld", "Lapsed")
+
+
+def _b32(hex_digest: str) -> bytes:
+    raw = bytes.fromhex(hex_digest.lower().removeprefix("0x"))
+    if len(raw) != 32:
+        raise ValueError(f"expected a 32-byte hash as 64 hex digits, got {hex_digest!r}")
+    return raw
+
+
+def _hex(value: bytes) -> str:
+    return bytes(value).hex()
+
+
+@dataclass(frozen=True)
+class ProjectParams:
+    """`createProject`'s parameters (see ITrainingMarket.ProjectParams)."""
+
+    initial_model_cid: str
+    initial_model_sha256: str
+    config_cid: str
+    config_sha256: str
+    rounds: int
+    round_duration: int
+    aggregation_window: int
+    min_stake: int
+    max_trainers: int
+    aggregator: str
+    arbiter: str
+    challenge_window: int
+    challenge_bond: int
+    slash_after_flags: int = 0
+    slash_bps: int = 0
+
+    def to_abi(self) -> tuple:
+        return (
+            self.initial_model_cid,
+            _b32(self.initial_model_sha256),
+            self.config_cid,
+            _b32(self.config_sha256),
+            self.rounds,
+            self.round_duration,
+            self.aggregation_window,
+            self.min_stake,
+            self.max_trainers,
+            Web3.to_checksum_address(self.aggregator),
+            Web3.to_checksum_address(self.arbiter),
+            self.challenge_window,
+            self.challenge_bond,
+            self.slash_after_flags,
+            self.slash_bps,
+        )
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What the aggregator posts; `trainers` and `flagged` sorted by ascending address."""
+
+    model_cid: str
+    model_sha256: str
+    trainers: list[str]
+    scores: list[int]
+    flagged: list[str]
+    report_cid: str
+    report_sha256: str
+
+    def to_abi(self) -> tuple:
+        return (
+            self.model_cid,
+            _b32(self.model_sha256),
+            [Web3.to_checksum_address(t) for t in self.trainers],
+            list(self.scores),
+            [Web3.to_checksum_address(t) for t in self.flagged],
+            self.report_cid,
+            _b32(self.report_sha256),
+        )
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    project_id: int
+    owner: str
+    aggregator: str
+    arbiter: str
+    status: str
+    rounds: int
+    current_round: int
+    round_opened_at: int
+    round_duration: int
+    aggregation_window: int
+    round_submissions: int
+    trainer_count: int
+    max_trainers: int
+    min_stake: int
+    pool: int
+    escrow: int
+    challenge_window: int
+    challenge_bond: int
+    open_challenges: int
+    initial_model_cid: str
+    initial_model_sha256: str
+    config_cid: str
+    config_sha256: str
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    project_id: int
+    round: int
+    opened_at: int
+    finalized_at: int
+    allocated: int
+    submitters: int
+    flagged_count: int
+    challenge: str
+    result_digest: str
+    model_cid: str
+    model_sha256: str
+    report_cid: str
+    report_sha256: str
+
+
+@dataclass(frozen=True)
+class TrainerInfo:
+    stake: int
+    reward: int
+    submissions: int
+    flags: int
+    registered: bool
+    claimed: bool
+
+
+@dataclass(frozen=True)
+class Submission:
+    trainer: str
+    cid: str
+    sha256: str
+    block: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    amount: int
+    slashed: int
+    transaction: str
+
+
+def _named(client: ChainClient, fn: str, value: tuple) -> dict[str, Any]:
+    """A struct returned by `fn`, keyed by its ABI component names."""
+    abi = next(i for i in client.artifacts.abi(NAME) if i.get("type") == "function" and i["name"] == fn)
+    components = abi["outputs"][0]["components"]
+    return {c["name"]: v for c, v in zip(components, value, strict=True)}
 
 
 class TrainingMarket:
-    """The deployed TrainingMarket (or the one at `address`), through a `ChainClient`."""
+    """The deployed TrainingMarket (or the one at `address`)."""
 
     def __init__(self, client: ChainClient, address: str | None = None):
         self.client = client
-        self._address = address
+        self.address = client.contract(NAME, address).address
 
-    @property
-    def address(self) -> str:
-        return Web3.to_checksum_address(self._address or self.client.address_of(CONTRACT))
+    # -- transactions -----------------------------------------------------------------------------------------
 
-    def _call(self, fn: str, *args: Any) -> Any:
-        return self.client.call(CONTRACT, fn, *args, address=self._address)
+    def _send(self, account: LocalAccount, fn: str, *args: Any, value: int = 0) -> TxReceipt:
+        return self.client.transact(account, NAME, fn, *args, value=value, address=self.address)
 
-    def _transact(self, account: LocalAccount, fn: str, *args: Any, value: int = 0) -> TxReceipt:
-        return self.client.transact(account, CONTRACT, fn, *args, value=value, address=self._address)
+    def _event(self, receipt: TxReceipt, event: str) -> dict[str, Any]:
+        contract = self.client.contract(NAME, self.address)
+        logs = getattr(contract.events, event)().process_receipt(receipt)
+        if not logs:
+            raise ChainError(
+                f"{NAME}: transaction {receipt['transactionHash'].to_0x_hex()} emitted no {event}"
+            )
+        return dict(logs[0]["args"])
 
-    def _event(self, receipt: TxReceipt, name: str) -> Any:
-        contract = self.client.contract(CONTRACT, self._address)
-        events = getattr(contract.events, name)().process_receipt(receipt)
-        return events[0]["args"]
-
-    # -- writes ------------------------------------------------------------------------------------------------
-
-    def create_project(self, account: LocalAccount, params: ProjectParams, pool_wei: int) -> int:
-        """Escrow `pool_wei` as the reward pool and create the project; returns its id (round 0 is open)."""
-        struct = params.to_abi()
-        receipt = self._transact(account, "createProject", struct, value=_uint(pool_wei, 96, "pool_wei", 1))
+    def create_project(self, account: LocalAccount, params: ProjectParams, value: int) -> int:
+        """Escrow `value` wei as the pool; returns the new project id."""
+        receipt = self._send(account, "createProject", params.to_abi(), value=value)
         return int(self._event(receipt, "ProjectCreated")["projectId"])
 
     def register(self, account: LocalAccount, project_id: int, stake_wei: int) -> TxReceipt:
-        """Join the project with `stake_wei` (>= its minStake) as stake."""
-        return self._transact(account, "register", project_id, value=_uint(stake_wei, 96, "stake_wei"))
+        return self._send(account, "register", project_id, value=stake_wei)
 
     def submit_update(
-        self, account: LocalAccount, project_id: int, round: int, cid: str, sha256_hex: str | bytes
+        self, account: LocalAccount, project_id: int, round_: int, cid: str, sha256: str
     ) -> TxReceipt:
-        """Record this trainer's update (its CID and the sha256 of its bytes) for the open round."""
-        digest = sha256_bytes(sha256_hex, "sha256_hex")
-        return self._transact(
-            account, "submitUpdate", project_id, _uint(round, 16, "round"), _cid(cid, "cid"), digest
-        )
+        return self._send(account, "submitUpdate", project_id, round_, cid, _b32(sha256))
 
     def finalize_round(
-        self, account: LocalAccount, project_id: int, round: int, result: RoundResult
+        self, account: LocalAccount, project_id: int, round_: int, result: RoundResult
     ) -> TxReceipt:
-        """Post the round's result (aggregator only); `result_digest(project_id, round)` then returns its digest."""
-        return self._transact(account, "finalizeRound", project_id, _uint(round, 16, "round"), result.to_abi())
+        return self._send(account, "finalizeRound", project_id, round_, result.to_abi())
+
+    def claim(self, account: LocalAccount, project_id: int) -> Claim:
+        receipt = self._send(account, "claim", project_id)
+        args = self._event(receipt, "Claimed")
+        return Claim(int(args["amount"]), int(args["slashed"]), receipt["transactionHash"].to_0x_hex())
 
     def cancel(self, account: LocalAccount, project_id: int) -> TxReceipt:
-        """Cancel a project whose aggregator missed the open round's deadline (anyone)."""
-        return self._transact(account, "cancel", project_id)
+        return self._send(account, "cancel", project_id)
 
-    def challenge(
-        self, account: LocalAccount, project_id: int, round: int, bond_wei: int | None = None
+    def challenge(self, account: LocalAccount, project_id: int, round_: int, bond_wei: int) -> TxReceipt:
+        return self._send(account, "challenge", project_id, round_, value=bond_wei)
+
+    def resolve_challenge(
+        self, account: LocalAccount, project_id: int, round_: int, upheld: bool
     ) -> TxReceipt:
-        """Challenge a finalized round within its window; the bond defaults to the project's challengeBond."""
-        bond = self.project(project_id).challenge_bond if bond_wei is None else _uint(bond_wei, 96, "bond_wei")
-        return self._transact(account, "challenge", project_id, _uint(round, 16, "round"), value=bond)
+        return self._send(account, "resolveChallenge", project_id, round_, upheld)
 
-    def resolve_challenge(self, account: LocalAccount, project_id: int, round: int, upheld: bool) -> TxReceipt:
-        """The arbiter's ruling on an open challenge."""
-        if not isinstance(upheld, bool):
-            raise MarketInputError(f"upheld must be a bool, not {upheld!r}")
-        return self._transact(account, "resolveChallenge", project_id, _uint(round, 16, "round"), upheld)
+    # -- reads ------------------------------------------------------------------------------------------------
 
-    def expire_challenge(self, account: LocalAccount, project_id: int, round: int) -> TxReceipt:
-        """Close a challenge the arbiter left unresolved past the arbitration period (anyone)."""
-        return self._transact(account, "expireChallenge", project_id, _uint(round, 16, "round"))
-
-    def claim(self, account: LocalAccount, project_id: int) -> int:
-        """Pull everything the project owes `account`; returns the wei paid."""
-        receipt = self._transact(account, "claim", project_id)
-        return int(self._event(receipt, "Claimed")["amount"])
-
-    # -- reads -------------------------------------------------------------------------------------------------
-
-    def project_count(self) -> int:
-        return int(self._call("projectCount"))
+    def _call(self, fn: str, *args: Any) -> Any:
+        return self.client.call(NAME, fn, *args, address=self.address)
 
     def project(self, project_id: int) -> ProjectInfo:
-        p = self._call("getProject", project_id)
+        p = _named(self.client, "getProject", self._call("getProject", project_id))
         return ProjectInfo(
             project_id=project_id,
-            owner=p[0],
-            round_opened_at=int(p[1]),
-            rounds=int(p[2]),
-            current_round=int(p[3]),
-            aggregator=p[4],
-            round_duration=int(p[5]),
-            aggregation_window=int(p[6]),
-            round_submissions=int(p[7]),
-            status=ProjectStatus(p[8]),
-            owner_claimed=bool(p[9]),
-            arbiter=p[10],
-            challenge_window=int(p[11]),
-            max_trainers=int(p[12]),
-            trainer_count=int(p[13]),
-            slash_after_flags=int(p[14]),
-            slash_bps=int(p[15]),
-            pool=int(p[16]),
-            min_stake=int(p[17]),
-            last_finalized_at=int(p[18]),
-            challenge_bond=int(p[19]),
-            escrow=int(p[20]),
-            total_submissions=int(p[21]),
-            open_challenges=int(p[22]),
-            allocated_pool=int(p[23]),
-            owner_refund=int(p[24]),
-            total_flags=int(p[25]),
-            initial_model_sha256=sha256_hex(p[26]),
-            config_sha256=sha256_hex(p[27]),
-            initial_model_cid=p[28],
-            config_cid=p[29],
+            owner=p["owner"],
+            aggregator=p["aggregator"],
+            arbiter=p["arbiter"],
+            status=STATUSES[p["status"]],
+            rounds=p["rounds"],
+            current_round=p["currentRound"],
+            round_opened_at=p["roundOpenedAt"],
+            round_duration=p["roundDuration"],
+            aggregation_window=p["aggregationWindow"],
+            round_submissions=p["roundSubmissions"],
+            trainer_count=p["trainerCount"],
+            max_trainers=p["maxTrainers"],
+            min_stake=p["minStake"],
+            pool=p["pool"],
+            escrow=p["escrow"],
+            challenge_window=p["challengeWindow"],
+            challenge_bond=p["challengeBond"],
+            open_challenges=p["openChallenges"],
+            initial_model_cid=p["initialModelCid"],
+            initial_model_sha256=_hex(p["initialModelSha256"]),
+            config_cid=p["configCid"],
+            config_sha256=_hex(p["configSha256"]),
         )
 
-    def round(self, project_id: int, round: int) -> RoundInfo:
-        r = self._call("getRound", project_id, _uint(round, 16, "round"))
+    def round(self, project_id: int, round_: int) -> RoundInfo:
+        r = _named(self.client, "getRound", self._call("getRound", project_id, round_))
         return RoundInfo(
             project_id=project_id,
-            round=round,
-            opened_at=int(r[0]),
-            finalized_at=int(r[1]),
-            allocated=int(r[2]),
-            submitters=int(r[3]),
-            flagged_count=int(r[4]),
-            challenger=None if r[5] == ZERO_ADDRESS else r[5],
-            challenged_at=int(r[6]),
-            challenge=ChallengeState(r[7]),
-            result_digest=bytes(r[8]),
-            model_sha256=sha256_hex(r[9]),
-            report_sha256=sha256_hex(r[10]),
-            model_cid=r[11],
-            report_cid=r[12],
+            round=round_,
+            opened_at=r["openedAt"],
+            finalized_at=r["finalizedAt"],
+            allocated=r["allocated"],
+            submitters=r["submitters"],
+            flagged_count=r["flaggedCount"],
+            challenge=CHALLENGE_STATES[r["challenge"]],
+            result_digest=_hex(r["resultDigest"]),
+            model_cid=r["modelCid"],
+            model_sha256=_hex(r["modelSha256"]),
+            report_cid=r["reportCid"],
+            report_sha256=_hex(r["reportSha256"]),
         )
 
-    def trainer(self, project_id: int, trainer: str) -> TrainerInfo:
-        address = _address(trainer, "trainer")
-        stake, reward, submissions, flags, registered, claimed = self._call("getTrainer", project_id, address)
-        return TrainerInfo(
-            project_id, address, bool(registered), int(stake), int(reward), int(submissions), int(flags),
-            bool(claimed),
-        )  # fmt: skip
+    def trainer(self, project_id: int, address: str) -> TrainerInfo:
+        t = _named(
+            self.client, "getTrainer", self._call("getTrainer", project_id, Web3.to_checksum_address(address))
+        )
+        return TrainerInfo(**{f.name: t[f.name] for f in fields(TrainerInfo)})
 
-    def has_submitted(self, project_id: int, round: int, trainer: str) -> bool:
-        entry = self._call("getSubmission", project_id, _uint(round, 16, "round"), _address(trainer, "trainer"))
-        return bool(entry[0])
-
-    def submissions(self, project_id: int, round: int, from_block: int | None = None) -> list[Submission]:
-        """The round's submissions in chain order, from `UpdateSubmitted` events (what the round runner reads)."""
+    def submissions(self, project_id: int, round_: int) -> list[Submission]:
+        """The round's submissions from `UpdateSubmitted` events, in chain order."""
         logs = self.client.events(
-            CONTRACT,
-            "UpdateSubmitted",
-            from_block=from_block,
-            filters={"projectId": project_id, "round": _uint(round, 16, "round")},
-            address=self._address,
+            NAME, "UpdateSubmitted", filters={"projectId": project_id, "round": round_}, address=self.address
         )
         return [
             Submission(
-                project_id=int(log["args"]["projectId"]),
-                round=int(log["args"]["round"]),
-                trainer=log["args"]["trainer"],
-                cid=log["args"]["cid"],
-                sha256=sha256_hex(log["args"]["sha256"]),
-                block_number=int(log["blockNumber"]),
-                tx_hash=bytes(log["transactionHash"]).hex(),
+                log["args"]["trainer"], log["args"]["cid"], _hex(log["args"]["sha256"]), log["blockNumber"]
             )
             for log in logs
         ]
 
     def claimable(self, project_id: int, account: str) -> int:
-        """Wei `claim` would pay `account` now (0 while claims are not open)."""
-        return int(self._call("claimable", project_id, _address(account, "account")))
+        return int(self._call("claimable", project_id, Web3.to_checksum_address(account)))
 
     def claims_open(self, project_id: int) -> bool:
         return bool(self._call("claimsOpen", project_id))
 
     def deadlines(self, project_id: int) -> tuple[int, int]:
-        """The open round's (submission window end, aggregator deadline), both included."""
-        window_end, deadline = self._call("roundDeadlines", project_id)
-        return int(window_end), int(deadline)
+        """(end of the open round's submission window, the aggregator's deadline)."""
+        window_end, aggregator_deadline = self._call("roundDeadlines", project_id)
+        return int(window_end), int(aggregator_deadline)
 
-    def is_round_final(self, project_id: int, round: int) -> bool:
-        return bool(self._call("isRoundFinal", project_id, _uint(round, 16, "round")))
+    def result_digest_of(self, project_id: int, round_: int, result: RoundResult) -> str:
+        """The digest the contract would record for `result` (what verifiers compare and sign)."""
+        return _hex(self._call("resultDigestOf", project_id, round_, result.to_abi()))
 
-    def reversed_rounds(self, project_id: int) -> list[int]:
-        return [int(r) for r in self._call("reversedRounds", project_id)]
-
-    def result_digest(self, project_id: int, round: int, result: RoundResult | None = None) -> bytes:
-        """The digest of `result` for this round of this market and chain, computed locally; without `result`,
-        the digest stored when the round was finalized (32 zero bytes if it was not)."""
-        if result is None:
-            return bytes(self._call("roundResultDigest", project_id, _uint(round, 16, "round")))
-        return compute_result_digest(self.client.chain_id, self.address, project_id, round, result)
-
-
-def deploy_training_market(client: ChainClient, account: LocalAccount) -> TrainingMarket:
-    """Deploy a fresh TrainingMarket (for tests and experiments; `trustmarket chain deploy` deploys the real one)."""
-    receipt = client.deploy(account, CONTRACT)
-    return TrainingMarket(client, receipt["contractAddress"])
+    def project_count(self) -> int:
+        return int(self._call("projectCount"))
