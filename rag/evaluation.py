@@ -36,6 +36,7 @@ from rag.orchestrator import Orchestrator, OrchestratorConfig
 from rag.pollution import Pollution, pollute
 from rag.reader import Context, ExtractiveReader
 from rag.signing import SigningDomain
+from rag.sources import SourceDirectory
 
 __all__ = ["DEFAULT_POLLUTION", "EvalConfig", "run_evaluation"]
 
@@ -116,8 +117,6 @@ def _setting(
     generator = ExtractiveGenerator(reader)
     central = _Centralized(copies, embedder, reader, config.orchestrator)
     with tempfile.TemporaryDirectory() as tmp, _Serving(apps, operators, registry, config.http) as transports:
-        from rag.sources import SourceDirectory
-
         directory = SourceDirectory(registry)
         engine = make_engine(f"sqlite:///{Path(tmp) / 'feedback.db'}")
         queue = FeedbackQueue(engine, registry, evaluator, max_queries=config.batch_queries, max_age=1e9,

@@ -9,7 +9,9 @@ totals above the contract's `maxDelta` are applied up to the bound and the rest 
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -24,7 +26,9 @@ from backend.db import Base, create_all, session_scope
 from rag.errors import QueueError
 from rag.signals import Deltas
 
-__all__ = ["FeedbackQueue", "PendingBatch", "PendingUpdate"]
+__all__ = ["FeedbackQueue", "FlushTimer", "PendingBatch", "PendingUpdate"]
+
+log = logging.getLogger(__name__)
 
 _SENT, _APPLIED, _ABANDONED = "sent", "applied", "abandoned"
 
@@ -228,3 +232,31 @@ class FeedbackQueue:
                 select(func.count()).select_from(PendingUpdate).where(PendingUpdate.batch_id.is_(None))
             )
         return {"pending_updates": pending or 0, **{f"batches_{k}": v for k, v in counts.items()}}
+
+
+class FlushTimer:
+    """Flush a queue on time even when no query comes to trigger it: checks `due()` every `interval` seconds."""
+
+    def __init__(self, queue: FeedbackQueue, interval: float):
+        if not (math.isfinite(interval) and interval > 0):
+            raise QueueError(f"flush interval must be a positive number of seconds, got {interval}")
+        self.queue, self.interval = queue, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feedback-flush", daemon=True)
+        self.errors: list[str] = []
+
+    def start(self) -> FlushTimer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.queue.maybe_flush()
+            except Exception as exc:  # the updates stay queued; the next tick tries again
+                self.errors.append(str(exc))
+                log.warning("feedback flush failed: %s", exc)

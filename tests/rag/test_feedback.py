@@ -184,3 +184,24 @@ def test_bad_settings(engine, registry, dev_accounts):
         make_queue(engine, registry, dev_accounts, Clock(), max_queries=0)
     with pytest.raises(QueueError):
         make_queue(engine, registry, dev_accounts, Clock(), max_age=math.nan)
+
+
+def test_timer_flushes_without_queries(engine, registry, dev_accounts):
+    import time
+
+    from rag.feedback import FlushTimer
+
+    clock = Clock()
+    queue = make_queue(engine, registry, dev_accounts, clock, max_queries=100, max_age=30)
+    queue.enqueue("q1", {1: Deltas(1, 0)})
+    timer = FlushTimer(queue, 0.05).start()
+    try:
+        clock.now += 31  # the update is now older than max_age; no further query arrives
+        deadline = time.monotonic() + 30
+        while registry.epoch() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        timer.stop()
+    assert registry.epoch() == 1 and counts(registry, 1) == (1000, 0) and timer.errors == []
+    with pytest.raises(QueueError, match="interval"):
+        FlushTimer(queue, 0)
