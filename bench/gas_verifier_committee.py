@@ -96,11 +96,20 @@ def measure(sizes: list[int]) -> dict:
                     "ratio_separate_over_aggregated": baseline * n / measured["attest_gas"][n],
                 }
             )
-    per_signer = None
+    per_member = None
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
-        per_signer = (last["attest_all"] - first["attest_all"]) / (last["committee"] - first["committee"])
-    return {"baseline_one_member": baseline, "goal": GOAL, "per_signer_slope": per_signer, "rows": rows}
+        per_member = (last["attest_all"] - first["attest_all"]) / (last["committee"] - first["committee"])
+    last = rows[-1]
+    missing = last["committee"] - last["quorum_signers"]
+    per_absent = (last["attest_quorum"] - last["attest_all"]) / missing if missing else None
+    return {
+        "baseline_one_member": baseline,
+        "goal": GOAL,
+        "per_member_all_sign": per_member,
+        "per_absent_signer": per_absent,
+        "rows": rows,
+    }
 
 
 def markdown(report: dict) -> str:
@@ -115,10 +124,11 @@ def markdown(report: dict) -> str:
             f"{r['separate_signatures']:,} | {r['ratio_separate_over_aggregated']:.1f}x | {r['register_nth']:,} |"
         )
     lines.append("")
-    slope = report["per_signer_slope"]
+    per_member, per_absent = report["per_member_all_sign"], report["per_absent_signer"]
     lines.append(
         f"Baseline (one-member committee, same run): {report['baseline_one_member']:,} gas. "
-        + (f"Marginal gas per signer: {slope:,.0f}. " if slope is not None else "")
+        + (f"Marginal gas per member when all sign: {per_member:,.0f}. " if per_member is not None else "")
+        + (f"Per member who did not sign (largest n): {per_absent:,.0f}. " if per_absent is not None else "")
         + f"Goal: <= {report['goal']:,} gas per attestation."
     )
     return "\n".join(lines)

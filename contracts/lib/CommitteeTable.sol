@@ -8,8 +8,8 @@ import {BN254} from "./BN254.sol";
 ///         the sum of all members' G1 keys (HEADER_BYTES), then one ENTRY_BYTES entry per member, in bitmap
 ///         order: pkG1.x | pkG1.y | address (20 bytes) stake (12 bytes).
 /// @dev `aggregate` adds the signers' keys, or subtracts the non-signers' from the stored sum when more than
-///      half signed, visiting only those members (lowest set bit first): at most size/2 ecAdds, none when
-///      everyone signed, which keeps an attestation's gas nearly flat in the committee size.
+///      half signed: at most size/2 ecAdds, none when everyone signed, which keeps an attestation's gas nearly
+///      flat in the committee size.
 library CommitteeTable {
     uint256 internal constant HEADER_BYTES = 64;
     uint256 internal constant ENTRY_BYTES = 96;
@@ -104,40 +104,13 @@ library CommitteeTable {
                 mstore(buf, mload(add(table, 0x20)))
                 mstore(add(buf, 0x20), mload(add(table, 0x40)))
             }
-            for {} visit {} {
-                // i = index of the lowest set bit, by binary search on the isolated bit.
-                let bit := and(visit, sub(0, visit))
-                visit := xor(visit, bit)
-                let i := 0
-                if iszero(and(bit, 0xffffffffffffffffffffffffffffffff)) {
-                    i := 128
-                    bit := shr(128, bit)
-                }
-                if iszero(and(bit, 0xffffffffffffffff)) {
-                    i := add(i, 64)
-                    bit := shr(64, bit)
-                }
-                if iszero(and(bit, 0xffffffff)) {
-                    i := add(i, 32)
-                    bit := shr(32, bit)
-                }
-                if iszero(and(bit, 0xffff)) {
-                    i := add(i, 16)
-                    bit := shr(16, bit)
-                }
-                if iszero(and(bit, 0xff)) {
-                    i := add(i, 8)
-                    bit := shr(8, bit)
-                }
-                if iszero(and(bit, 0xf)) {
-                    i := add(i, 4)
-                    bit := shr(4, bit)
-                }
-                if iszero(and(bit, 0x3)) {
-                    i := add(i, 2)
-                    bit := shr(2, bit)
-                }
-                if iszero(and(bit, 0x1)) { i := add(i, 1) }
+            // A shift per member up to the highest one visited (~35 gas), an ecAdd per visited one; measured
+            // cheaper than finding each set bit by binary search when a third of the members are visited.
+            for { let i := 0 } visit {
+                i := add(i, 1)
+                visit := shr(1, visit)
+            } {
+                if iszero(and(visit, 1)) { continue }
                 let entry := add(entries, mul(i, ENTRY_BYTES))
                 mstore(add(buf, 0x40), mload(entry))
                 let y := mload(add(entry, 0x20))
