@@ -20,12 +20,14 @@ app = typer.Typer(
 _SUBCOMMANDS: list[tuple[str, str]] = [
     ("api", "api"),
     ("chain", "chain"),
+    ("project", "project"),
     ("rag", "rag"),
     ("storage", "storage"),
+    ("trainer", "trainer"),
     ("verifier", "verifier"),
 ]
 # Modules that add top-level commands themselves: each exposes `register(app)`.
-_TOP_LEVEL: list[str] = []
+_TOP_LEVEL: list[str] = ["aggregate"]
 
 for _module, _name in _SUBCOMMANDS:
     app.add_typer(importlib.import_module(f"backend.cli.{_module}").app, name=_name)

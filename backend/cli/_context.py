@@ -51,3 +51,33 @@ def signer(
     if password is None:
         password = typer.prompt(f"Password for {path}", hide_input=True)
     return keys.load_keystore(path, password)
+
+
+def market(cfg: Settings | None = None):
+    """The deployed TrainingMarket."""
+    from backend.chain.training_market import TrainingMarket
+
+    return TrainingMarket(chain_client(cfg))
+
+
+def store(cfg: Settings | None = None):
+    """The configured content store."""
+    from backend.storage import open_store
+
+    return open_store(cfg or settings())
+
+
+def to_wei(amount_eth: str, what: str) -> int:
+    """An ether amount given on the command line, as wei; refuses negatives and garbage."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(amount_eth)
+    except InvalidOperation:
+        raise ValueError(f"{what}: {amount_eth!r} is not a number of ether") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{what}: {amount_eth!r} must be a non-negative number of ether")
+    wei = value * 10**18
+    if wei != wei.to_integral_value():
+        raise ValueError(f"{what}: {amount_eth!r} has more than 18 decimals")
+    return int(wei)

@@ -21,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.data import load_digits_data, non_iid_splits
 from aggregator.models import evaluate
 from aggregator.runner import FinalizedRound, RoundRunner
-from aggregator.simulation import DEMO_ATTACKERS
+from aggregator.simulation import DEMO_ATTACKERS, simulate
 from aggregator.simulation import _submissions as role_updates
 from aggregator.verifier import verify_round
 from backend.chain.anvil import Anvil, start_anvil
@@ -180,6 +180,18 @@ def _run(out_dir, config, settings, url, on_round) -> dict[str, Any]:
     market.claim(owner, project_id)
 
     report = _report(market, client, project_id, trainers, role_of, rounds, payouts, config, verified)
+    baseline = simulate(
+        config.n_honest,
+        {},
+        config.rounds,
+        config.rule,
+        config.seed,
+        data=data,
+        n_shards=len(shard_owners),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+    )
+    report["baseline_accuracy"] = baseline.test_accuracy
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
 
@@ -198,7 +210,10 @@ def _report(
                 "flagged_rounds": [r["round"] for r in rounds if trainer.address in r["flagged"]],
             }
         )
+    pool = config.pool_wei
     return {
+        "honest_share": sum(int(e["reward_wei"]) for e in entries if e["role"] == "honest") / pool,
+        "final_accuracy": rounds[-1]["accuracy"],
         "trainers": entries,
         "rounds": [{"round": r["round"], "accuracy": r["accuracy"], "flagged": r["flagged"]} for r in rounds],
         "pool_wei": str(config.pool_wei),

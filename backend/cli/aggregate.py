@@ -1,0 +1,188 @@
+"""Top-level `trustmarket aggregate`, `verify` and `demo`."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from backend.cli._common import JsonOption, console, emit, handles_errors
+from backend.cli._context import (
+    AccountOption,
+    DevAccountOption,
+    KeystoreOption,
+    market,
+    settings,
+    signer,
+    store,
+)
+from backend.cli._progress import step
+from backend.marketplace.errors import RoundNotReady
+
+ProjectOption = Annotated[int, typer.Option("--project", "-p", help="Project id.")]
+
+
+def _finalized_payload(done) -> dict:
+    return {
+        "project": done.project_id,
+        "round": done.round,
+        "model": done.model.model_dump(),
+        "report": done.report.model_dump(),
+        "flagged": {f.trainer: f.reason for f in done.outcome.flags},
+        "scores": done.outcome.scores,
+        "metrics": done.outcome.metrics,
+        "transaction": done.transaction,
+    }
+
+
+def _render_finalized(p: dict) -> None:
+    console.print(
+        f"project {p['project']} round {p['round']}: validation accuracy "
+        f"{p['metrics']['accuracy_before']:.3f} -> {p['metrics']['accuracy_after']:.3f}, model {p['model']['cid']}"
+    )
+    table = Table("trainer", "score", "flag")
+    for trainer, score in sorted(p["scores"].items(), key=lambda kv: -kv[1]):
+        table.add_row(trainer, f"{score:.4f}", p["flagged"].get(trainer, ""))
+    console.print(table)
+
+
+def aggregate(
+    project: ProjectOption,
+    round_: Annotated[
+        int | None, typer.Option("--round", "-r", help="Round to finalize (default: the open one).")
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep finalizing rounds as they become ready.")
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 5.0,
+    keystore: KeystoreOption = None,
+    account: AccountOption = None,
+    dev_account: DevAccountOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Aggregate a round and post the result on chain (as the project's aggregator)."""
+    from aggregator.runner import RoundRunner
+
+    cfg = settings()
+    tm = market(cfg)
+    runner = RoundRunner(tm, store(cfg), signer(tm.client, keystore, account, dev_account))
+    if watch:
+        console.print(f"watching project {project}; Ctrl-C stops")
+        with contextlib.suppress(KeyboardInterrupt):
+            runner.watch(
+                [project],
+                poll=poll,
+                on_finalized=lambda d: emit(_finalized_payload(d), as_json, _render_finalized),
+            )
+        return
+    target = round_ if round_ is not None else runner.ready(project)
+    if target is None:
+        info = tm.project(project)
+        raise RoundNotReady(
+            f"project {project}: round {info.current_round} is still open (not every trainer submitted and its "
+            f"window has not ended); use --watch to finalize it when it is ready"
+            if info.status == "Active"
+            else f"project {project} is {info.status}: no round to aggregate"
+        )
+    with step(f"aggregating round {target}", as_json):
+        done = runner.finalize(project, target)
+    emit(_finalized_payload(done), as_json, _render_finalized)
+
+
+def verify(
+    project: ProjectOption,
+    round_: Annotated[
+        int | None, typer.Option("--round", "-r", help="Round to verify (default: every finalized round).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recompute finalized rounds from on-chain inputs; exit 1 if any result does not match what was posted."""
+    from aggregator.verifier import verify_round
+
+    cfg = settings()
+    tm, content = market(cfg), store(cfg)
+    if round_ is not None:
+        rounds = [round_]
+    else:
+        info = tm.project(project)
+        rounds = [r for r in range(info.rounds) if tm.round(project, r).finalized_at]
+    reports = []
+    for r in rounds:
+        with step(f"recomputing round {r}", as_json):
+            reports.append(verify_round(tm, content, project, r).to_dict())
+
+    def render(items: list[dict]) -> None:
+        for rep in items:
+            verdict = "[green]match[/green]" if rep["match"] else "[red]MISMATCH[/red]"
+            console.print(
+                f"project {rep['project']} round {rep['round']}: {verdict} ({rep['onchain_digest'][:16]}…)"
+            )
+            for line in rep["mismatches"]:
+                console.print(f"  {line}")
+
+    emit(reports, as_json, render)
+    if not all(rep["match"] for rep in reports):
+        raise typer.Exit(code=1)
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the report and the demo's content store.")] = Path(
+        "runs/demo"
+    ),
+    rounds: Annotated[int, typer.Option(min=1)] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the training marketplace end to end on a fresh local anvil (see docs/quickstart.md)."""
+    from backend.marketplace.demo import DemoConfig, run_demo
+
+    def show_round(row: dict) -> None:
+        if as_json:
+            return
+        roles = row["roles"]
+        flagged = (
+            ", ".join(f"{roles[t]} ({reason})" for t, reason in sorted(row["reasons"].items())) or "none"
+        )
+        console.print(f"round {row['round']}: test accuracy {row['accuracy']:.3f}; flagged: {flagged}")
+
+    def show_final(report: dict) -> None:
+        pool = int(report["pool_wei"])
+        table = Table(
+            "trainer",
+            "role",
+            "score",
+            "reward (ETH)",
+            "share",
+            "stake back (ETH)",
+            "slashed (ETH)",
+            "flagged in",
+        )
+        for t in report["trainers"]:
+            table.add_row(
+                t["address"][:12] + "…",
+                t["role"],
+                f"{t['score']:.3f}",
+                f"{int(t['reward_wei']) / 1e18:.4f}",
+                f"{int(t['reward_wei']) / pool:.1%}",
+                f"{int(t['stake_returned_wei']) / 1e18:.3f}",
+                f"{int(t['slashed_wei']) / 1e18:.3f}",
+                ",".join(map(str, t["flagged_rounds"])) or "-",
+            )
+        console.print(table)
+        console.print(
+            f"honest trainers received {report['honest_share']:.1%} of the pool; final accuracy "
+            f"{report['final_accuracy']:.3f} (without attackers: {report['baseline_accuracy']:.3f}); every round "
+            f"verified: {all(v['match'] for v in report['verified'])}; contract balance after claims: "
+            f"{report['contract_balance_wei']} wei; report: {out / 'report.json'}"
+        )
+
+    report = run_demo(out, DemoConfig(rounds=rounds), on_round=show_round)
+    emit(report, as_json, show_final)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("aggregate")(handles_errors(aggregate))
+    app.command("verify")(handles_errors(verify))
+    app.command("demo")(handles_errors(demo))

@@ -1,0 +1,148 @@
+"""`trustmarket project`: an owner creates a project (escrowing the reward) and follows its rounds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from aggregator.dataset_io import load_dataset_file
+from aggregator.rules import RULES
+from backend.chain.training_market import ProjectParams
+from backend.cli._common import JsonOption, console, emit, handles_errors
+from backend.cli._context import (
+    AccountOption,
+    DevAccountOption,
+    KeystoreOption,
+    market,
+    settings,
+    signer,
+    store,
+    to_wei,
+)
+from backend.cli._progress import step
+from backend.marketplace.publish import publish_project
+
+app = typer.Typer(help="Create a training project and follow its rounds (owners).", no_args_is_help=True)
+
+
+def _params(pairs: list[str]) -> dict:
+    """`--rule-param f=1 --rule-param beta=0.1` -> {"f": 1, "beta": 0.1} (values parsed as JSON when they can be)."""
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--rule-param expects NAME=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@app.command()
+@handles_errors
+def create(
+    validation: Annotated[Path, typer.Option(help="The owner's validation set (.npz with X, y, or .csv).")],
+    aggregator: Annotated[str, typer.Option(help="Address of the aggregator that finalizes rounds.")],
+    arbiter: Annotated[str, typer.Option(help="Address that resolves challenges.")],
+    reward: Annotated[str, typer.Option(help="Reward pool to escrow, in ether.")],
+    model: Annotated[str, typer.Option(help="Model from aggregator.models.")] = "digits_mlp",
+    rounds: Annotated[int, typer.Option(min=1)] = 5,
+    stake: Annotated[str, typer.Option(help="Minimum trainer stake, in ether.")] = "0.1",
+    max_trainers: Annotated[int, typer.Option(min=1)] = 100,
+    round_duration: Annotated[int, typer.Option(help="Seconds a round accepts submissions.", min=1)] = 3600,
+    aggregation_window: Annotated[
+        int, typer.Option(help="Seconds the aggregator has after a round.", min=1)
+    ] = 3600,
+    challenge_window: Annotated[int, typer.Option(help="Seconds to challenge a finalized round.")] = 3600,
+    challenge_bond: Annotated[str, typer.Option(help="Bond a challenger posts, in ether.")] = "0.1",
+    slash_after: Annotated[
+        int, typer.Option(help="Slash trainers flagged in this many rounds (0: never).")
+    ] = 3,
+    slash_bps: Annotated[int, typer.Option(help="Share of the stake slashed, in basis points.")] = 5000,
+    rule: Annotated[str, typer.Option(help=f"Aggregation rule: {', '.join(RULES)}.")] = "multi_krum",
+    rule_param: Annotated[list[str], typer.Option(help="Rule parameter NAME=VALUE (repeatable).")] = [],  # noqa: B006
+    seed: int = 0,
+    keystore: KeystoreOption = None,
+    account: AccountOption = None,
+    dev_account: DevAccountOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Publish the initial model, validation set and manifest, then escrow the reward on chain."""
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    cfg = settings()
+    tm = market(cfg)
+    owner = signer(tm.client, keystore, account, dev_account)
+    X, y = load_dataset_file(validation)
+    with step("publishing model, validation set and manifest", as_json):
+        published = publish_project(
+            store(cfg), model=model, validation=(X, y), rule=rule, rule_params=_params(rule_param), seed=seed
+        )
+    params = ProjectParams(
+        initial_model_cid=published.initial_model.cid,
+        initial_model_sha256=published.initial_model.sha256,
+        config_cid=published.manifest.cid,
+        config_sha256=published.manifest.sha256,
+        rounds=rounds,
+        round_duration=round_duration,
+        aggregation_window=aggregation_window,
+        min_stake=to_wei(stake, "--stake"),
+        max_trainers=max_trainers,
+        aggregator=aggregator,
+        arbiter=arbiter,
+        challenge_window=challenge_window,
+        challenge_bond=to_wei(challenge_bond, "--challenge-bond"),
+        slash_after_flags=slash_after,
+        slash_bps=slash_bps,
+    )
+    with step("escrowing the reward (waiting for the receipt)", as_json):
+        project_id = tm.create_project(owner, params, value=to_wei(reward, "--reward"))
+    payload = {
+        "project": project_id,
+        "initial_model": published.initial_model.model_dump(),
+        "manifest": published.manifest.model_dump(),
+    }
+    emit(
+        payload,
+        as_json,
+        lambda p: console.print(f"created project {p['project']} (manifest {p['manifest']['cid']})"),
+    )
+
+
+@app.command()
+@handles_errors
+def status(project: Annotated[int, typer.Argument(help="Project id.")], as_json: JsonOption = False) -> None:
+    """A project's state and its finalized rounds."""
+    tm = market()
+    info = tm.project(project)
+    rounds = [tm.round(project, r) for r in range(min(info.current_round + 1, info.rounds))]
+    payload = {
+        "project": info.__dict__,
+        "rounds": [r.__dict__ for r in rounds],
+        "claims_open": tm.claims_open(project),
+    }
+
+    def render(p: dict) -> None:
+        i = p["project"]
+        console.print(
+            f"project {project}: {i['status']}, round {i['current_round']}/{i['rounds']}, "
+            f"{i['trainer_count']} trainers, pool {i['pool'] / 1e18:g} ETH, escrow {i['escrow'] / 1e18:g} ETH"
+        )
+        table = Table("round", "finalized", "submitters", "flagged", "challenge", "model")
+        for r in p["rounds"]:
+            table.add_row(
+                str(r["round"]),
+                "yes" if r["finalized_at"] else "open",
+                str(r["submitters"]),
+                str(r["flagged_count"]),
+                r["challenge"],
+                r["model_cid"] or "-",
+            )
+        console.print(table)
+
+    emit(payload, as_json, render)
