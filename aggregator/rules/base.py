@@ -152,6 +152,7 @@ class UpdateMatrix:
         if n > 0 and self.d == 0:
             raise InvalidUpdate("updates have zero columns")
         self.rows: tuple[int, ...] = tuple(range(n))
+        self._all_rows = True
         # Half precision is upcast: sums over millions of columns need at least float32.
         self.compute_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
 
@@ -164,23 +165,54 @@ class UpdateMatrix:
         view = object.__new__(UpdateMatrix)
         view.__dict__.update(self.__dict__)
         view.rows = tuple(self.rows[i] for i in rows)
+        view._all_rows = view.rows == tuple(range(len(self._tensor) if self._tensor is not None else 0))
         return view
 
+    def read_into(self, start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+        """Copy columns `[start, stop)` of every row into `out[:n, :stop - start]` (converting dtype and device
+        on the way), one row at a time: no gather, no temporary, the same bytes whatever the source."""
+        width = stop - start
+        if self._tensor is not None and self._all_rows:
+            return out[: self.n, :width].copy_(self._tensor[:, start:stop])  # one op: per-op overhead adds up
+        for k, i in enumerate(self.rows):
+            src = (
+                self._tensor[i, start:stop]
+                if self._tensor is not None
+                else _read_row(self._sources[i], start, stop)
+            )
+            out[k, :width].copy_(src)
+        return out[: self.n, :width]
+
+    def in_memory_float(self, check_finite: bool = False) -> bool:
+        """Whether passes can read the caller's tensor directly (all rows, compute dtype, CPU, no checks)."""
+        return (
+            self._tensor is not None
+            and self._all_rows
+            and not check_finite
+            and self._tensor.dtype == self.compute_dtype
+            and self.device.type == "cpu"
+            and self._tensor.device.type == "cpu"
+        )
+
+    def tensor_view(self) -> torch.Tensor:
+        if self._tensor is None:
+            raise AggregatorError("not an in-memory update matrix")
+        return self._tensor
+
+    def buffer(self, rows: int, chunk: int) -> torch.Tensor:
+        """A reusable work buffer: filling fresh memory for every chunk would cost a page fault per 4 KiB."""
+        return torch.zeros(rows, min(chunk, max(self.d, 1)), dtype=self.compute_dtype, device=self.device)
+
     def read(self, start: int, stop: int) -> torch.Tensor:
-        """Columns `[start, stop)` of every row, contiguous, in the compute dtype, on the device."""
-        if self._tensor is not None:
-            if self.rows == tuple(range(self._tensor.shape[0])):
-                part = self._tensor[:, start:stop]
-            else:
-                part = self._tensor[list(self.rows), start:stop]
-        else:
-            part = torch.stack([_read_row(self._sources[i], start, stop) for i in self.rows])
-        return part.to(device=self.device, dtype=self.compute_dtype).contiguous()
+        """Columns `[start, stop)` of every row as a new `[n, stop - start]` tensor (compute dtype, device)."""
+        return self.read_into(start, stop, self.buffer(self.n, stop - start))
 
     def chunks(self, chunk: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """`(start, stop, block)` over the columns; `block` lives in one buffer that the next step overwrites."""
+        buf = self.buffer(self.n, chunk)
         for start in range(0, self.d, chunk):
             stop = min(start + chunk, self.d)
-            yield start, stop, self.read(start, stop)
+            yield start, stop, self.read_into(start, stop, buf)
 
     def raise_if_not_finite(self, block: torch.Tensor, start: int) -> None:
         """Refuse NaN/Inf in a chunk, naming the rows (as indices of the caller's original matrix)."""
@@ -231,13 +263,27 @@ class GramStats:
 
 def gram_stats(matrix: UpdateMatrix, chunk: int = DEFAULT_CHUNK) -> GramStats:
     """One pass over the columns, accumulating partial Gram matrices (float32 products, float64 sums)."""
-    total = torch.zeros(matrix.n + 1, matrix.n + 1, dtype=torch.float64, device=matrix.device)
-    for start, _stop, block in matrix.chunks(chunk):
-        mean = block.mean(dim=0, keepdim=True)
-        centered = torch.cat([block - mean, -mean])
-        part = centered @ centered.T
+    n = matrix.n
+    # Rows padded to a multiple of 8 (zeros): BLAS runs ~1.5x faster on aligned row counts than on n + 1.
+    buf = matrix.buffer(-(-(n + 1) // 8) * 8, chunk)
+    to_mean = torch.full((n,), 1.0 / n, dtype=matrix.compute_dtype, device=matrix.device)
+    total = torch.zeros(n + 1, n + 1, dtype=torch.float64, device=matrix.device)
+    direct = matrix.in_memory_float()
+    for start in range(0, matrix.d, chunk):
+        stop = min(start + chunk, matrix.d)
+        if direct:  # mean and centering straight from the caller's tensor: one read, one write, no copy
+            view = matrix.tensor_view()[:, start:stop]
+            mean = to_mean @ view
+            torch.sub(view, mean, out=buf[:n, : stop - start])
+        else:
+            block = matrix.read_into(start, stop, buf)
+            mean = to_mean @ block
+            block -= mean
+        torch.neg(mean, out=buf[n, : stop - start])
+        work = buf[:, : stop - start]
+        part = (work @ work.T)[: n + 1, : n + 1]
         if not bool(torch.isfinite(part).all()):
-            matrix.raise_if_not_finite(block, start)
+            matrix.raise_if_not_finite(matrix.read(start, stop), start)
             raise InvalidUpdate(f"updates too large: squared norms overflow {matrix.compute_dtype}")
         total += part.to(torch.float64)
     return GramStats(total.cpu())
@@ -254,8 +300,16 @@ def weighted_sum(
 ) -> torch.Tensor:
     """`sum_i coeffs[i] * row_i` as a `[d]` tensor in the compute dtype, one chunk at a time.
 
-    Rows with a zero coefficient are not read at all (only their columns are skipped for memory-mapped rows).
+    Rows with a zero coefficient are never read from row sources (memory-mapped pages stay untouched); an
+    in-memory matrix is multiplied in place, with no copy at all.
     """
+    if matrix.in_memory_float(check_finite):
+        src = matrix.tensor_view()
+        c = coeffs.to(device=matrix.device, dtype=matrix.compute_dtype)
+        out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
+        for start in range(0, matrix.d, chunk):
+            out[start : start + chunk] = (c @ src[:, start : start + chunk]).cpu()
+        return out
     nonzero = torch.nonzero(coeffs).flatten().tolist()
     view = matrix if len(nonzero) == matrix.n else matrix.subset(nonzero)
     c = coeffs[nonzero].to(device=matrix.device, dtype=matrix.compute_dtype)

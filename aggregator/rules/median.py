@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from aggregator.rules._order import column_median, credit
+from aggregator.errors import InvalidUpdate
+from aggregator.rules._order import middle_band
 from aggregator.rules.base import BaseRule, UpdateMatrix
 
 __all__ = ["CoordinateMedian"]
@@ -27,14 +28,15 @@ class CoordinateMedian(BaseRule):
         self, matrix: UpdateMatrix, prior: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         n = matrix.n
+        lo, hi = (n - 1) // 2, n // 2 + 1
         out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
         counts = torch.zeros(n, dtype=torch.float64)
         for start, stop, block in matrix.chunks(self.chunk):
-            matrix.raise_if_not_finite(block, start)
-            values, order = torch.sort(block, dim=0, stable=True)
-            out[start:stop] = column_median(values).cpu()
-            if n % 2:
-                counts += credit(order[n // 2], n)
-            else:
-                counts += credit(order[n // 2 - 1 : n // 2 + 1], n, 0.5)
+            band = middle_band(block, lo, hi)
+            if band is None:
+                matrix.raise_if_not_finite(block, start)
+                raise InvalidUpdate("non-finite values")  # not reached: the line above names the rows
+            values, shares = band
+            out[start:stop] = values.cpu()
+            counts += shares
         return out, counts / counts.sum(), {}

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from aggregator.rules._order import credit
+from aggregator.errors import InvalidUpdate
+from aggregator.rules._order import middle_band
 from aggregator.rules.base import BaseRule, UpdateMatrix, check_float
 
 __all__ = ["TrimmedMean"]
@@ -38,12 +39,16 @@ class TrimmedMean(BaseRule):
         out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
         counts = torch.zeros(n, dtype=torch.float64)
         for start, stop, block in matrix.chunks(self.chunk):
-            matrix.raise_if_not_finite(block, start)
             if trim == 0:
+                matrix.raise_if_not_finite(block, start)
                 out[start:stop] = block.mean(dim=0).cpu()
                 counts += stop - start
                 continue
-            values, order = torch.sort(block, dim=0, stable=True)
-            out[start:stop] = values[trim : n - trim].mean(dim=0).cpu()
-            counts += credit(order[trim : n - trim], n)
+            band = middle_band(block, trim, n - trim)
+            if band is None:
+                matrix.raise_if_not_finite(block, start)
+                raise InvalidUpdate("non-finite values")  # not reached: the line above names the rows
+            values, shares = band
+            out[start:stop] = values.cpu()
+            counts += shares
         return out, counts / counts.sum(), {"trimmed_each_end": trim}
