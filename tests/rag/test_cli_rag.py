@@ -14,6 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from backend.chain.anvil import free_port
+from backend.chain.client import ChainClient
+from backend.chain.deploy import deploy_contracts
+from backend.chain.source_registry import CONTRACT, DEFAULT_MAX_DELTA
 from backend.cli import app
 
 pytestmark = pytest.mark.chain
@@ -56,8 +59,12 @@ def test_errors_are_one_line_with_exit_2(env, tmp_path, small_jsonl):
 
 
 @pytest.mark.slow
-def test_register_serve_and_query(env, small_jsonl, tmp_path):
-    assert run(env, "chain", "deploy", "--dev-account", "0")[0] == 0
+def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compiled_artifacts, dev_accounts):
+    # Only the registry, with this package's defaults: the test does not depend on the other contracts' set-up.
+    client = ChainClient(anvil_node.url, compiled_artifacts)
+    deployments = deploy_contracts(client, dev_accounts[0], network="ethereum:local:foundry", names=(CONTRACT,),
+                                   overrides={CONTRACT: {"maxDelta": DEFAULT_MAX_DELTA}})  # fmt: skip
+    deployments.save(tmp_path / "deployments" / "local.json")
     port = free_port()
     code, out, err = run(env, "rag", "source", "register", "--corpus", str(small_jsonl), "--endpoint",
                          f"http://127.0.0.1:{port}", "--dev-account", "5", "--json")  # fmt: skip
