@@ -11,6 +11,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from backend.chain.client import ChainClient
@@ -19,6 +20,7 @@ from backend.chain.errors import ChainError
 __all__ = [
     "STATUSES",
     "Claim",
+    "MarketInputError",
     "ProjectInfo",
     "ProjectParams",
     "RoundInfo",
@@ -33,11 +35,15 @@ STATUSES = ("None", "Active", "Completed", "Cancelled")
 CHALLENGE_STATES = ("None", "Open", "Rejected", "Upheld", "Lapsed")
 
 
+class MarketInputError(ChainError, ValueError):
+    """A value that cannot go to the contract as given (e.g. a hash that is not 64 hex digits)."""
+
+
 def _b32(hex_digest: str) -> bytes:
-    raw = bytes.fromhex(hex_digest.lower().removeprefix("0x"))
-    if len(raw) != 32:
-        raise ValueError(f"expected a 32-byte hash as 64 hex digits, got {hex_digest!r}")
-    return raw
+    digits = hex_digest.lower().removeprefix("0x") if isinstance(hex_digest, str) else None
+    if digits is None or len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise MarketInputError(f"expected a 32-byte hash as 64 hex digits, got {hex_digest!r}")
+    return bytes.fromhex(digits)
 
 
 def _hex(value: bytes) -> str:
@@ -198,7 +204,8 @@ class TrainingMarket:
 
     def _event(self, receipt: TxReceipt, event: str) -> dict[str, Any]:
         contract = self.client.contract(NAME, self.address)
-        logs = getattr(contract.events, event)().process_receipt(receipt)
+        # DISCARD: the receipt also holds the transaction's other events, which are not errors.
+        logs = getattr(contract.events, event)().process_receipt(receipt, errors=DISCARD)
         if not logs:
             raise ChainError(
                 f"{NAME}: transaction {receipt['transactionHash'].to_0x_hex()} emitted no {event}"
@@ -238,6 +245,10 @@ class TrainingMarket:
         self, account: LocalAccount, project_id: int, round_: int, upheld: bool
     ) -> TxReceipt:
         return self._send(account, "resolveChallenge", project_id, round_, upheld)
+
+    def expire_challenge(self, account: LocalAccount, project_id: int, round_: int) -> TxReceipt:
+        """Close a challenge the arbiter left unresolved for ARBITRATION_PERIOD (anyone may)."""
+        return self._send(account, "expireChallenge", project_id, round_)
 
     # -- reads ------------------------------------------------------------------------------------------------
 
@@ -318,6 +329,22 @@ class TrainingMarket:
         """(end of the open round's submission window, the aggregator's deadline)."""
         window_end, aggregator_deadline = self._call("roundDeadlines", project_id)
         return int(window_end), int(aggregator_deadline)
+
+    def has_submitted(self, project_id: int, round_: int, trainer: str) -> bool:
+        entry = self._call("getSubmission", project_id, round_, Web3.to_checksum_address(trainer))
+        return bool(entry[0])
+
+    def is_round_final(self, project_id: int, round_: int) -> bool:
+        """Finalized, not under an open or upheld challenge, and past its challenge window."""
+        return bool(self._call("isRoundFinal", project_id, round_))
+
+    def reversed_rounds(self, project_id: int) -> list[int]:
+        """Rounds whose allocations an upheld challenge reversed."""
+        return [int(r) for r in self._call("reversedRounds", project_id)]
+
+    def result_digest(self, project_id: int, round_: int) -> str:
+        """The digest stored when the round was finalized (64 zeros if it was not)."""
+        return _hex(self._call("roundResultDigest", project_id, round_))
 
     def result_digest_of(self, project_id: int, round_: int, result: RoundResult) -> str:
         """The digest the contract would record for `result` (what verifiers compare and sign)."""
