@@ -12,8 +12,9 @@ from backend.cli._common import err_console
 
 @contextmanager
 def step(description: str, quiet: bool = False) -> Iterator[None]:
-    """A spinner with elapsed time on stderr while the block runs."""
-    if quiet:
+    """A spinner with elapsed time on stderr while the block runs (only on a terminal: logs and pipes get
+    nothing but the result and, on failure, the one-line error)."""
+    if quiet or not err_console.is_terminal:
         with nullcontext():
             yield
         return
