@@ -2,10 +2,12 @@
 
 A verifier recomputes a finalized round itself (`trustmarket verify`) and signs only the digest it got; `sign`
 refuses a digest the market does not store. Anyone can `aggregate` the signature files and `submit` the result.
+`run` does all of it as a service: recompute every finalized round, sign or challenge, attest at quorum.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -24,7 +26,14 @@ from backend.chain.verifier_committee import (
     sign_round,
 )
 from backend.cli._common import JsonOption, console, emit, handles_errors
-from backend.cli._context import AccountOption, DevAccountOption, KeystoreOption, chain_client, signer
+from backend.cli._context import (
+    AccountOption,
+    DevAccountOption,
+    KeystoreOption,
+    chain_client,
+    signer,
+    store,
+)
 
 app = typer.Typer(
     help="The BLS verifier committee: keys, registration, signing round results, attestations.",
@@ -294,3 +303,66 @@ def withdraw(
     vc = _committee(committee)
     amount = vc.withdraw(signer(vc.client, keystore, account, dev_account))
     emit({"withdrawn": amount}, as_json, lambda p: console.print(f"withdrew {p['withdrawn']} wei"))
+
+
+@app.command()
+@handles_errors
+def run(
+    bls_key: BlsKeyOption,
+    exchange: Annotated[
+        Path, typer.Option("--exchange", help="Folder the committee shares for signature files.")
+    ],
+    once: Annotated[bool, typer.Option("--once", help="One pass over finalized rounds, then exit.")] = False,
+    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between passes.")] = 5.0,
+    from_block: Annotated[
+        int, typer.Option("--from-block", min=0, help="Where to start reading events.")
+    ] = 0,
+    no_challenge: Annotated[
+        bool, typer.Option("--no-challenge", help="Report mismatches without raising the challenge.")
+    ] = False,
+    committee: CommitteeOption = None,
+    keystore: KeystoreOption = None,
+    account: AccountOption = None,
+    dev_account: DevAccountOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Watch finalized rounds: recompute each, sign on a match (attest at quorum), challenge on a mismatch."""
+    from aggregator.committee import CommitteeService, SignatureExchange
+    from backend.chain.training_market import TrainingMarket
+
+    keys = _load_key(bls_key)
+    vc = _committee(committee)
+    who = signer(vc.client, keystore, account, dev_account)
+    service = CommitteeService(
+        TrainingMarket(vc.client),
+        vc,
+        store(),
+        keys,
+        who,
+        SignatureExchange(exchange),
+        challenge=not no_challenge,
+    )
+
+    def show(outcome) -> None:
+        line = {
+            "project": outcome.project_id,
+            "round": outcome.round,
+            "action": outcome.action,
+            "detail": outcome.detail,
+        }
+        emit(
+            line,
+            as_json,
+            lambda p: console.print(
+                f"project {p['project']} round {p['round']}: {p['action']} {p['detail']}"
+            ),
+        )
+
+    if once:
+        for outcome in service.run_once(from_block):
+            show(outcome)
+        return
+    if not as_json:
+        console.print(f"verifying rounds as {who.address}; Ctrl-C stops")
+    with contextlib.suppress(KeyboardInterrupt):
+        service.run(poll=poll, from_block=from_block, on_outcome=show)
