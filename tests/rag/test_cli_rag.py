@@ -106,11 +106,14 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
 
 
 @pytest.mark.slow
-def test_eval_json(env, small_jsonl):
-    code, out, err = run(
-        env, "rag", "eval", "--corpus", str(small_jsonl), "--queries", "6", "--no-clean", "--json"
-    )
+def test_eval_json_over_real_http(env, small_jsonl):
+    """A small run of the experiment with the six nodes served by uvicorn on loopback ports."""
+    args = ["rag", "eval", "--corpus", str(small_jsonl), "--queries", "12", "--no-clean", "--http", "--json"]
+    code, out, err = run(env, *args)
     assert code == 0, err
     report = json.loads(out)
     assert set(report) >= {"decentralized", "centralized", "sources", "gas", "metric", "queries"}
-    assert report["queries"] == 6 and len(report["sources"]) == 6
+    assert "clean" not in report and report["queries"] == 12 and len(report["sources"]) == 6
+    assert report["gas"]["batches"] == 2  # one batch per 10 queries, then the final flush
+    assert 0 <= report["decentralized"]["accuracy"] <= 1 and 0 <= report["centralized"]["accuracy"] <= 1
+    assert sum(s["observations"] for s in report["sources"]) > 0

@@ -33,18 +33,6 @@ def test_acceptance_reliability_ranks_pollution_and_beats_centralized(artifacts_
     assert all(0 < s["reliability"] < 1 for s in report["sources"])
 
 
-def test_small_run_over_real_http(artifacts_path, embedder, tmp_path):
-    corpus = tmp_path / "small.jsonl"
-    lines = (artifacts_path.parents[1] / "rag" / "data" / "squad_paragraphs.jsonl").read_text().splitlines()
-    corpus.write_text("\n".join(lines[:10]) + "\n")
-    config = EvalConfig(corpus=corpus, queries=12, clean=False, http=True, batch_queries=5, seed=3)
-    report = run_evaluation(config, artifacts_path=artifacts_path, embedder=embedder)
-    assert set(report) >= ROOT_KEYS and "clean" not in report
-    assert report["queries"] == 12 and report["gas"]["batches"] == 3
-    assert 0 <= report["decentralized"]["accuracy"] <= 1 and 0 <= report["centralized"]["accuracy"] <= 1
-    assert sum(s["observations"] for s in report["sources"]) > 0
-
-
 def test_bad_configurations(artifacts_path, tmp_path):
     with pytest.raises(RagError, match="queries"):
         run_evaluation(EvalConfig(queries=0), artifacts_path=artifacts_path)
