@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 from rag.errors import RagError
 from rag.text import contains_phrase, normalize_answer
 
-__all__ = ["METRIC_EXACT_MATCH", "METRIC_SENTENCE", "exact_match", "sentence_correct", "spearman"]
+__all__ = ["METRIC_EXACT_MATCH", "METRIC_SENTENCE", "exact_match", "sentence_correct", "spearman", "token_f1"]
 
 METRIC_EXACT_MATCH = "squad_exact_match"
 METRIC_SENTENCE = "sentence_contains_gold_not_planted"
@@ -35,3 +35,15 @@ def spearman(scores: Sequence[float], truth: Sequence[float]) -> float:
     if len(set(scores)) < 2 or len(set(truth)) < 2:
         raise RagError("spearman is undefined for a constant sequence")
     return float(spearmanr(scores, truth).statistic)
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD's token F1 between two answers after normalization (1.0 when both are empty)."""
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum(min(predicted.count(w), expected.count(w)) for w in set(predicted))
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)

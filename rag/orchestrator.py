@@ -22,13 +22,14 @@ from rag.errors import RagError, SignatureError, SourceUnavailable
 from rag.feedback import FeedbackQueue
 from rag.generators import Generation, Generator
 from rag.index import Embedder
+from rag.metrics import token_f1
 from rag.node import RetrievedDocument
 from rag.reader import Context
 from rag.reliability import sample_sources
 from rag.signals import Deltas, feedback_deltas
 from rag.signing import new_nonce
 from rag.sources import SourceDirectory, fetch_retrieval
-from rag.text import contains_phrase, content_tokens, normalize_answer, split_sentences
+from rag.text import contains_phrase, content_tokens, split_sentences
 
 __all__ = ["Orchestrator", "OrchestratorConfig", "QueryResult", "SourceOutcome"]
 
@@ -139,7 +140,7 @@ class Orchestrator:
                     outcome.contribution = 1.0
                     continue
                 reduced = self._contexts(question, query_vector, rest, weights)
-                outcome.contribution = 1.0 - _token_f1(
+                outcome.contribution = 1.0 - token_f1(
                     claim, _claim(self.generator.generate(question, reduced), reduced)
                 )
         deltas = feedback_deltas(
@@ -198,15 +199,3 @@ def _claim(generation: Generation, contexts: Sequence[Context]) -> str:
             if contains_phrase(sentence, generation.text):
                 return sentence
     return generation.text
-
-
-def _token_f1(a: str, b: str) -> float:
-    """SQuAD's token F1 between two answers (1.0 when they say the same)."""
-    ta, tb = normalize_answer(a).split(), normalize_answer(b).split()
-    if not ta or not tb:
-        return float(ta == tb)
-    common = sum(min(ta.count(w), tb.count(w)) for w in set(ta))
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(ta), common / len(tb)
-    return 2 * precision * recall / (precision + recall)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.errors import RagError
-from rag.metrics import exact_match, sentence_correct, spearman
+from rag.metrics import exact_match, sentence_correct, spearman, token_f1
 from rag.text import contains_phrase, content_tokens, normalize_answer, split_sentences
 
 
@@ -45,3 +45,10 @@ def test_spearman():
     for scores, truth in [([1.0], [1.0]), ([1.0, 2.0], [1.0]), ([1.0, 1.0], [1.0, 2.0])]:
         with pytest.raises(RagError):
             spearman(scores, truth)
+
+
+def test_token_f1():
+    assert token_f1("the Norse leader Rollo", "Rollo") == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
+    assert token_f1("Rollo", "rollo.") == 1.0
+    assert token_f1("Rollo", "Hastein") == 0.0
+    assert token_f1("", "the") == 1.0 and token_f1("", "Rollo") == 0.0
