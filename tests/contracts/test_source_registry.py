@@ -305,3 +305,10 @@ def test_withdraw_to_hostile_contract_fails_cleanly(registry, admin, chain, host
         hostile.withdraw(sender=admin)
     assert registry.balance == MIN_BOND
     assert tuple(registry.source(hostile.id()))[1:3] == (MIN_BOND, 2)
+
+
+def test_bond_above_uint96_is_refused(registry, operator):
+    # Bonds are stored in 96 bits; anvil lets the test fund an account past that.
+    operator.balance = 2**97
+    with ape.reverts(registry.BondTooLarge, sent=2**96):
+        registry.registerSource(ENDPOINT, ROOT, sender=operator, value=2**96)
