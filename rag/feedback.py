@@ -187,12 +187,12 @@ class FeedbackQueue:
 
     def _mark_applied(self, batch_id: int, gas_used: int | None) -> None:
         with session_scope(self._sessions) as session:
-            batch = session.get(PendingBatch, batch_id)
+            batch = session.get_one(PendingBatch, batch_id)
             batch.status, batch.gas_used = _APPLIED, gas_used
 
     def _abandon(self, batch_id: int) -> None:
         with session_scope(self._sessions) as session:
-            batch = session.get(PendingBatch, batch_id)
+            batch = session.get_one(PendingBatch, batch_id)
             batch.status = _ABANDONED
             for row in session.scalars(select(PendingUpdate).where(PendingUpdate.batch_id == batch_id)):
                 row.batch_id = None

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from backend.chain.source_registry import SourceRegistry
@@ -178,7 +178,7 @@ def evaluate(
     config = EvalConfig(corpus=corpus or DEFAULT_CORPUS, queries=queries, seed=seed, clean=clean, http=http,
                         cache_dir=cfg.home / "cache" / "embeddings")  # fmt: skip
     with Progress(console=console, transient=True, disable=as_json) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def tick(label: str, done: int, total: int) -> None:
             if label not in tasks:
