@@ -22,7 +22,17 @@ from backend.settings import Settings, get_settings
 __all__ = ["ROUTERS", "create_app"]
 
 # Route modules under backend.api.routes, each exposing `router`.
-ROUTERS: tuple[str, ...] = ("health", "auth", "me", "terms", "applications", "uploads", "rag")
+ROUTERS: tuple[str, ...] = (
+    "health",
+    "auth",
+    "me",
+    "terms",
+    "applications",
+    "projects",
+    "predict",
+    "uploads",
+    "rag",
+)
 
 _DESCRIPTION = """
 Structured access to trustmarket: sign in with Ethereum, hold a tier granted on chain, accept the terms, and use
@@ -54,6 +64,7 @@ def create_app(
             {"name": "terms", "description": "Terms of use, accepted by EIP-712 signature on chain"},
             {"name": "access", "description": "Applications for a tier, reviews and decisions"},
             {"name": "trainers", "description": "Upload updates, projects and rounds, gasless submissions"},
+            {"name": "models", "description": "Query trained models (never download them)"},
             {"name": "rag", "description": "Reliability-weighted retrieval over registered sources"},
             {"name": "health", "description": "Liveness, readiness, metrics"},
         ],

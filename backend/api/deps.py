@@ -44,7 +44,8 @@ _bearer = HTTPBearer(
 )
 
 
-def get_services(request: Request) -> ApiServices:
+async def get_services(request: Request) -> ApiServices:
+    # async: a sync dependency would cost every request a trip through the thread pool.
     return request.app.state.services
 
 
@@ -52,7 +53,7 @@ Services = Annotated[ApiServices, Depends(get_services)]
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 
 
-def public(request: Request) -> None:
+async def public(request: Request) -> None:
     """Declares a route open to anyone (still audited and metered)."""
     request.state.audit = {"decision": "public"}
 

@@ -122,9 +122,9 @@ class ApiServices:
         if isinstance(value, Lazy):
             try:
                 value = value.build()
-            except TrustmarketError as exc:
-                value = Missing(part, str(exc))
-            except ImportError as exc:
+            except TrustmarketError as exc:  # perhaps passing (a node restarting): try again next time
+                raise Missing(part, str(exc)).fail() from None
+            except ImportError as exc:  # will not pass: remember
                 value = Missing(part, f"not installed: {exc}")
             self.parts[part] = value
         if value is None:
@@ -169,6 +169,14 @@ def _build_store(settings: Settings) -> Any:
         return Missing("store", f"storage is not installed: {exc}")
     except TrustmarketError as exc:
         return Missing("store", str(exc))
+
+
+def _build_market(chain: ChainClient | Missing) -> Any:
+    from backend.chain.training_market import TrainingMarket
+
+    if isinstance(chain, Missing):
+        raise chain.fail()
+    return TrainingMarket(chain)
 
 
 def _build_rag(
@@ -234,6 +242,12 @@ def build_services(
     parts = dict(parts or {})
     if "store" not in parts:
         parts["store"] = _build_store(settings)
+    if "models" not in parts:
+        from backend.api.inference import ModelCache
+
+        parts["models"] = ModelCache()
+    if "market" not in parts:
+        parts["market"] = Lazy(lambda: _build_market(chain))
     if "rag" not in parts:
         parts["rag"] = Lazy(lambda: _build_rag(settings, chain, relayer, engine))
 

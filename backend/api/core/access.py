@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from backend.api.core.config import ACCOUNT_SCOPES, REVIEW_SCOPES, ApiSettings, TierPolicy
 from backend.chain.access_registry import AccessGrant
@@ -80,7 +81,9 @@ class Caller:
 
 def scopes_of(grant: AccessGrant, api: ApiSettings) -> frozenset[str]:
     """Account scopes for everyone, the tier's scopes, and review scopes for on-chain grantors."""
-    scopes = set(ACCOUNT_SCOPES) | api.policy(grant.tier).scopes
-    if grant.grantor:
-        scopes |= REVIEW_SCOPES
-    return frozenset(scopes)
+    return _scopes(api.policy(grant.tier).scopes, grant.grantor)
+
+
+@lru_cache(maxsize=256)
+def _scopes(tier_scopes: frozenset[str], grantor: bool) -> frozenset[str]:
+    return ACCOUNT_SCOPES | tier_scopes | (REVIEW_SCOPES if grantor else frozenset())

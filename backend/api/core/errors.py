@@ -30,6 +30,7 @@ __all__ = [
     "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
+    "Unprocessable",
     "install_error_handlers",
     "problem_response",
     "problem_responses",
@@ -86,6 +87,10 @@ class PayloadTooLarge(ApiError):
     status, kind, title = 413, "payload-too-large", "Payload too large"
 
 
+class Unprocessable(ApiError):
+    status, kind, title = 422, "unprocessable", "Unprocessable input"
+
+
 class TooManyRequests(ApiError):
     status, kind, title = 429, "rate-limited", "Too many requests"
 
@@ -127,6 +132,7 @@ _MAPPED: dict[str, tuple[int, str, str]] = {
     "NotDeployed": (503, "chain-misconfigured", "A contract is not deployed"),
     "ArtifactsMissing": (503, "chain-misconfigured", "Contracts are not compiled"),
     "TransactionFailed": (502, "transaction-failed", "The transaction failed"),
+    "UnknownProject": (404, "unknown-project", "No such project"),
     "ContractRevert": (409, "contract-revert", "The contract refused"),
     "ChainError": (502, "chain-error", "Chain error"),
     "StoreUnavailable": (503, "store-unavailable", "The content store is unreachable"),

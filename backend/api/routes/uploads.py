@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from aggregator.models import model_spec
 from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, PayloadTooLarge, problem_responses
 from backend.api.deps import Services, require_scope
+from backend.api.inference import ModelCache
+from backend.api.routes.projects import market_project
 from backend.storage import sha256_hex
-from backend.storage.codec import decode_state
+from backend.storage.codec import ModelSpec, decode_state
 
 __all__ = ["router"]
 
@@ -47,6 +50,9 @@ async def upload_update(
     request: Request,
     caller: Annotated[Caller, require_scope("updates:upload", cost="upload")],
     services: Services,
+    project_id: Annotated[
+        int | None, Query(ge=1, lt=2**256, description="Check the update against this project's model spec.")
+    ] = None,
 ) -> Uploaded:
     """Store a safetensors model update; returns its CID and sha256 (what `submitUpdate` takes)."""
     store = services.require("store")
@@ -65,7 +71,13 @@ async def upload_update(
         raise BadRequest("the body is empty; send the safetensors bytes", kind="empty-upload")
 
     def validate_and_store() -> Uploaded:
-        tensors, _ = decode_state(data)  # CodecError (422) for anything but finite safetensors
+        spec = None
+        if project_id is not None:
+            _, info = market_project(services, project_id)
+            models: ModelCache = services.require("models")
+            spec = ModelSpec(model_spec(models.manifest(store, info).model))
+        # CodecError (422) for anything but finite safetensors (with the project's tensors, if one is named).
+        tensors, _ = decode_state(data, spec)
         return Uploaded(cid=store.put(data), sha256=sha256_hex(data), size=len(data), tensors=len(tensors))
 
     # Parsing and hashing megabytes is CPU work: keep it off the event loop.

@@ -15,7 +15,7 @@ from backend.settings import Settings
 
 # The contracts the API composes. Deploying only these keeps the API's tests independent of contracts it does
 # not use (and of their constructor parameters).
-API_CONTRACTS = ("AccessRegistry", "SourceRegistry")
+API_CONTRACTS = ("TrainingMarket", "AccessRegistry", "SourceRegistry")
 
 
 @pytest.fixture(scope="session")
