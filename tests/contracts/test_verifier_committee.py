@@ -78,11 +78,12 @@ def register(committee, chain, account, keys, stake=MIN_STAKE):
     )
 
 
-@pytest.fixture
-def seated(committee, chain, members):
-    """Four members with equal stakes, indices 0..3."""
-    for account, keys in zip(members[:4], KEYS[:4], strict=True):
-        register(committee, chain, account, keys)
+@pytest.fixture(scope="module")
+def seated(project, chain, accounts):
+    """Four members with equal stakes, indices 0..3; set up once, each test rolls back to this state."""
+    committee = accounts[0].deploy(project.VerifierCommittee, MIN_STAKE, EXIT_DELAY)
+    for i, keys in enumerate(KEYS[:4]):
+        register(committee, chain, accounts[1 + i], keys)
     return committee
 
 
