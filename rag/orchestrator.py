@@ -11,6 +11,7 @@ leave-one-context-out, and queue the feedback deltas (see `rag.signals`) for the
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from backend.errors import TrustmarketError
 from rag.errors import RagError, SignatureError, SourceUnavailable
 from rag.feedback import FeedbackQueue
 from rag.generators import Generation, Generator
@@ -32,6 +34,8 @@ from rag.sources import SourceDirectory, fetch_retrieval
 from rag.text import contains_phrase, content_tokens, split_sentences
 
 __all__ = ["Orchestrator", "OrchestratorConfig", "QueryResult", "SourceOutcome"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,11 @@ class Orchestrator:
         query_id = query_id or uuid.uuid4().hex
         if self.queue is not None:
             self.queue.enqueue(query_id, deltas)
-            self.queue.maybe_flush()
+            try:
+                self.queue.maybe_flush()
+            except TrustmarketError as exc:
+                # The deltas are stored; a chain hiccup must not cost the user the answer already computed.
+                log.warning("feedback flush failed, updates stay queued: %s", exc)
         citations = [(contexts[i].source_id, contexts[i].doc_id) for i in generation.cited]
         return QueryResult(
             query_id, question, generation.text, generation.short, citations, outcomes, epoch, deltas

@@ -205,3 +205,19 @@ def test_chat_generator_end_to_end(network):
     assert (result.answer, result.short) == ("Rollo", True)
     assert result.citations and result.citations[0][0] in {1, 2, 3, 4}
     assert result.deltas[4].negative >= 1.0 and all(result.deltas[s].positive >= 1.0 for s in (1, 2, 3))
+
+
+def test_answer_survives_a_chain_outage_at_flush_time(network, monkeypatch, caplog):
+    from backend.chain.errors import ChainUnavailable
+
+    def down(*args):
+        raise ChainUnavailable("cannot reach the chain")
+
+    monkeypatch.setattr(network.registry, "apply_feedback", down)
+    orchestrator = network.orchestrator()
+    orchestrator.query(QUESTION)
+    result = orchestrator.query("In what country is Normandy located?")  # the queue is due: the flush fails
+    assert result.answer and "updates stay queued" in caplog.text
+    monkeypatch.undo()
+    assert network.queue.flush().epoch == 1  # nothing was lost: both queries' deltas land in the next batch
+    assert network.queue.stats()["pending_updates"] == 0
