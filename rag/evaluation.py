@@ -109,7 +109,7 @@ def _setting(
     apps, operators, source_ids = {}, {}, []
     for i, (copy, _) in enumerate(copies):
         operator = dev_account(2 + i, chain_id)
-        sid = registry.register(operator, f"http://source-{i}.local", copy.commitment, 10**15)
+        sid = registry.register(operator, f"http://127.0.0.1:{9001 + i}", copy.commitment, 10**15)
         apps[sid] = create_node_app(SourceNode(copy, HybridIndex(copy, embedder), operator, sid, domain))
         operators[sid] = operator
         source_ids.append(sid)

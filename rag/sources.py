@@ -142,7 +142,7 @@ async def fetch_retrieval(
         ) as client:
             # wait_for also bounds in-process transports, which ignore httpx's network timeouts.
             reply = await asyncio.wait_for(client.post("/retrieve", json=body), timeout)
-    except TimeoutError:
+    except (TimeoutError, httpx.TimeoutException):
         raise SourceUnavailable(f"source {source.source_id}: no answer within {timeout:.1f}s") from None
     except httpx.HTTPError as exc:
         raise SourceUnavailable(f"source {source.source_id}: unreachable ({type(exc).__name__})") from None

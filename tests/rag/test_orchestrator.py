@@ -39,7 +39,7 @@ class Network:
         self.operators, self.apps = {}, {}
         for i, copy in enumerate(self.copies):
             operator = dev_accounts[2 + i]
-            sid = self.registry.register(operator, f"http://source-{sid_hint(i)}", copy.commitment, 10**15)
+            sid = self.registry.register(operator, f"http://127.0.0.1:{sid_hint(i)}", copy.commitment, 10**15)
             self.operators[sid] = operator
             self.apps[sid] = self.app(sid, operator)
         self.directory = SourceDirectory(self.registry)
@@ -65,7 +65,7 @@ class Network:
 
 
 def sid_hint(i):
-    return i + 1
+    return i + 1  # a closed low loopback port: no name to resolve, a refused connection when not in-process
 
 
 @pytest.fixture
@@ -221,3 +221,26 @@ def test_answer_survives_a_chain_outage_at_flush_time(network, monkeypatch, capl
     monkeypatch.undo()
     assert network.queue.flush().epoch == 1  # nothing was lost: both queries' deltas land in the next batch
     assert network.queue.stats()["pending_updates"] == 0
+
+
+def test_slow_node_over_http_times_out(network):
+    from fastapi import FastAPI
+
+    stalled = FastAPI()
+
+    @stalled.post("/retrieve")
+    async def retrieve() -> dict:
+        await asyncio.sleep(3)
+        return {}
+
+    servers = [start_background_server(network.apps[1]), start_background_server(stalled)]
+    try:
+        network.registry.update_endpoint(network.operators[1], 1, servers[0].url)
+        network.registry.update_endpoint(network.operators[2], 2, servers[1].url)
+        result = network.orchestrator(transports={}, sources_per_query=4, timeout=0.5).query(QUESTION)
+    finally:
+        for server in servers:
+            server.stop()
+    status = {o.source_id: (o.status, o.detail) for o in result.sources}
+    assert status[1][0] == "ok" and status[2] == ("unavailable", "source 2: no answer within 0.5s")
+    assert status[3][0] == status[4][0] == "unavailable"  # nothing listens at their loopback placeholders
