@@ -264,11 +264,12 @@ def members(
     """The committee of an epoch, in signer-bitmap order."""
     vc = _committee(committee)
     seats = [{"index": m.index, "verifier": m.address, "stake": m.stake} for m in vc.members(epoch)]
-    emit(
-        seats,
-        as_json,
-        lambda rows: [console.print(f"{r['index']:3} {r['verifier']} {r['stake']}") for r in rows],
-    )
+
+    def render(rows: list[dict]) -> None:
+        for r in rows:
+            console.print(f"{r['index']:3} {r['verifier']} {r['stake']}")
+
+    emit(seats, as_json, render)
 
 
 @app.command("exit")
