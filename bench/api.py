@@ -29,7 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 SECRET = "bench secret, long enough for HS256 signing keys"
 TWIN_PREFIX = "/bench/ungated"
-ENDPOINTS = {"sources": ("GET", "/v1/rag/sources")}
+# name -> (method, path); predict posts PREDICT_ROWS digits rows to project 1's current model.
+ENDPOINTS = {"sources": ("GET", "/v1/rag/sources"), "predict": ("POST", "/v1/projects/1/predict")}
+PREDICT_ROWS = 16
+GATES = {"sources": ("rag:sources", "read"), "predict": ("models:predict", "predict")}
 
 
 # -- server side -------------------------------------------------------------------------------------------------
@@ -40,17 +43,21 @@ def serve(port: int) -> None:
     import uvicorn
     from fastapi import Depends
 
-    from backend.api import ApiSettings, create_app
     from backend.api.deps import Services, public
+    from backend.api.routes.predict import PredictIn, Prediction, run_prediction
     from backend.api.routes.rag import SourceView, list_sources
-    from backend.settings import Settings
+    from backend.cli.api import served_app
 
-    app = create_app(Settings(), ApiSettings())
+    app = served_app()
 
-    # Same handler body, same response model (FastAPI validates it in the thread pool): only the gate differs.
+    # Same handler bodies, same response models (FastAPI validates them in the thread pool): only the gate differs.
     @app.get(f"{TWIN_PREFIX}/v1/rag/sources", dependencies=[Depends(public)])
     def sources_ungated(services: Services) -> list[SourceView]:
         return list_sources(services)
+
+    @app.post(f"{TWIN_PREFIX}/v1/projects/{{project_id}}/predict", dependencies=[Depends(public)])
+    def predict_ungated(project_id: int, body: PredictIn, services: Services) -> Prediction:
+        return run_prediction(services, project_id, body, max_rows=PREDICT_ROWS, tier="none")
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -81,9 +88,17 @@ async def _worker(
         writer.close()
 
 
-def drive(port: int, path: str, token: str | None, seconds: float, concurrency: int) -> dict[str, float]:
+def drive(
+    port: int, path: str, token: str | None, seconds: float, concurrency: int, body: bytes | None = None
+) -> dict[str, float]:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n".encode()
+    if body is None:
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n".encode()
+    else:
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
     latencies: list[float] = []
     errors: list[int] = []
 
@@ -124,7 +139,10 @@ def _chain(home: Path):
     client = ChainClient(node.url, Artifacts.load(ROOT / ".build" / "__local__.json"))
     admin = dev_account(0, 31337)
     deployments = deploy_contracts(
-        client, admin, network="ethereum:local:foundry", names=("AccessRegistry", "SourceRegistry")
+        client,
+        admin,
+        network="ethereum:local:foundry",
+        names=("TrainingMarket", "AccessRegistry", "SourceRegistry"),
     )
     deployments.save(home / "deployments" / "local.json")
     client.deployments = deployments
@@ -137,7 +155,34 @@ def _chain(home: Path):
     registry.accept_terms_for(
         admin, user.address, terms, deadline, registry.sign_acceptance(user, terms, deadline)
     )
+    _project(client, home)
     return node, user
+
+
+def _project(client, home: Path) -> None:
+    """Project 1: digits_mlp's initial model and manifest in the server's store, created on chain."""
+    from aggregator.data import load_digits_data
+    from backend.chain.keys import dev_account
+    from backend.chain.training_market import ProjectParams, TrainingMarket
+    from backend.marketplace.publish import publish_project
+    from backend.storage import LocalStore
+
+    data = load_digits_data(0)
+    published = publish_project(
+        LocalStore(home / "store"), model="digits_mlp", validation=(data.validation.X, data.validation.y),
+        rule="fedavg",
+    )  # fmt: skip
+    owner, aggregator = dev_account(2, 31337), dev_account(3, 31337)
+    TrainingMarket(client).create_project(
+        owner,
+        ProjectParams(
+            initial_model_cid=published.initial_model.cid, initial_model_sha256=published.initial_model.sha256,
+            config_cid=published.manifest.cid, config_sha256=published.manifest.sha256, rounds=1,
+            round_duration=86_400, aggregation_window=3600, min_stake=10**15, max_trainers=4,
+            aggregator=aggregator.address, arbiter=aggregator.address, challenge_window=0, challenge_bond=0,
+        ),
+        value=10**18,
+    )  # fmt: skip
 
 
 def _login(base: str, user) -> str:
@@ -200,7 +245,7 @@ def gas() -> dict[str, int]:
         node.stop()
 
 
-def gate_alone(env: dict[str, str], user, calls: int = 20_000) -> float:
+def gate_alone(env: dict[str, str], user, scope: str, cost: str, calls: int = 20_000) -> float:
     """Microseconds per admission by `require_scope`'s logic in-process (no HTTP, no framework), the common
     case: a known token, a cached tier, quota from the lease."""
     from fastapi.security import HTTPAuthorizationCredentials
@@ -221,10 +266,10 @@ def gate_alone(env: dict[str, str], user, calls: int = 20_000) -> float:
 
     async def loop() -> float:
         for _ in range(100):  # warm: token remembered, tier cached, lease taken
-            await _admit(services, credentials, "rag:sources", True, "read", {})
+            await _admit(services, credentials, scope, True, cost, {})
         started = time.perf_counter()
         for _ in range(calls):
-            await _admit(services, credentials, "rag:sources", True, "read", {})
+            await _admit(services, credentials, scope, True, cost, {})
         return (time.perf_counter() - started) / calls * 1e6
 
     try:
@@ -261,7 +306,8 @@ def main() -> int:
         "0": {"name": "none", "requests_per_minute": 10, "daily_units": 100},
         "3": {
             "name": "bench",
-            "scopes": ["rag:sources"],
+            "scopes": ["rag:sources", "models:predict"],
+            "max_predict_rows": PREDICT_ROWS,
             "requests_per_minute": 10**9,
             "daily_units": 10**12,
         },
@@ -292,9 +338,14 @@ def main() -> int:
                 raise SystemExit("the API did not start")
             time.sleep(0.2)
         token = _login(base, user)
-        _, path = ENDPOINTS[args.endpoint]
-        drive(port, path, token, 1.0, args.concurrency)  # warm-up: caches, connections, JIT-free Python paths
-        drive(port, TWIN_PREFIX + path, None, 1.0, args.concurrency)
+        method, path = ENDPOINTS[args.endpoint]
+        body = None
+        if method == "POST":
+            from aggregator.data import load_digits_data
+
+            body = json.dumps({"inputs": load_digits_data(0).test.X[:PREDICT_ROWS].tolist()}).encode()
+        drive(port, path, token, 1.0, args.concurrency, body)  # warm-up: caches, connections, the model
+        drive(port, TWIN_PREFIX + path, None, 1.0, args.concurrency, body)
         runs: dict[str, list[dict[str, float]]] = {"gated": [], "ungated": []}
         for i in range(args.slices):
             # Pairs of adjacent slices, the order swapped every pair: load from other processes drifts, and
@@ -302,10 +353,10 @@ def main() -> int:
             sides = ("gated", "ungated") if i % 2 == 0 else ("ungated", "gated")
             for side in sides:
                 target, bearer = (path, token) if side == "gated" else (TWIN_PREFIX + path, None)
-                runs[side].append(drive(port, target, bearer, args.seconds, args.concurrency))
+                runs[side].append(drive(port, target, bearer, args.seconds, args.concurrency, body))
         server.terminate()
         server.wait(timeout=10)
-        admission_us = gate_alone(env, user)
+        admission_us = gate_alone(env, user, *GATES[args.endpoint])
     finally:
         server.terminate()
         server.wait(timeout=10)

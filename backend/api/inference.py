@@ -76,6 +76,13 @@ class ModelCache:
     def current(self, market: TrainingMarket, store: ContentStore, project_id: int) -> LoadedModel:
         info = market.project(project_id)
         round_, ref = current_model_ref(market, info)
+        return self.load(store, info, round_, ref)
+
+    def load(
+        self, store: ContentStore, info: ProjectInfo, round_: int | None, ref: ContentRef
+    ) -> LoadedModel:
+        """The model `ref` of project `info` (from memory if it was loaded before)."""
+        project_id = info.project_id
         key = (project_id, ref.cid)
         with self._lock:
             hit = self._models.get(key)

@@ -87,12 +87,13 @@ class ApiServices:
     # Composed parts, by name: "store", "market", "models", "rag" (a value or a Missing).
     parts: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
     _memo: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     def memo(self, key: str, thunk: Callable[[], Any], ttl_s: float | None = None) -> Any:
         """`thunk()` remembered for `ttl_s` (default: the tier cache TTL): public reads must not hit the node."""
         ttl = self.api.tier_cache_ttl_s if ttl_s is None else ttl_s
-        now = time.monotonic()
+        now = self.monotonic()
         hit = self._memo.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
@@ -288,4 +289,5 @@ def build_services(
         relayer=relayer,
         parts=parts,
         clock=clock,
+        monotonic=monotonic,
     )

@@ -22,6 +22,18 @@ def _build():
     return create_app(Settings(), ApiSettings())
 
 
+def served_app():
+    """The app as a serving process runs it (uvicorn's factory for several workers)."""
+    import torch
+
+    from backend.api import ApiSettings
+
+    # Model queries are small and many run at once: one intra-op thread each is several times faster than a
+    # thread team woken per query (measured 0.44 ms against 5.7 ms per 16-row digits_mlp query on 2 cores).
+    torch.set_num_threads(ApiSettings().torch_threads)
+    return _build()
+
+
 @app.command()
 @handles_errors
 def serve(
@@ -39,14 +51,14 @@ def serve(
     if workers > 1 and api.jwt_secret is None:
         raise ValueError("several workers must share TRUSTMARKET_API_JWT_SECRET (each would make its own)")
     # Built once here so a bad configuration is one line on stderr, not a traceback inside a worker.
-    application = _build()
+    application = served_app()
     bind_host, bind_port = host or api.host, port or api.port
     console.print(f"trustmarket API on http://{bind_host}:{bind_port} (OpenAPI at /docs)", highlight=False)
     if workers == 1:
         uvicorn.run(application, host=bind_host, port=bind_port, log_level=log_level)
     else:
         uvicorn.run(
-            "backend.api.app:create_app",
+            "backend.cli.api:served_app",
             factory=True,
             host=bind_host,
             port=bind_port,

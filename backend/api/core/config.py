@@ -137,6 +137,11 @@ class ApiSettings(BaseSettings):
     costs: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_COSTS))
     grant_days_default: int = Field(default=90, ge=1, le=3650)
 
+    # Serving
+    torch_threads: int = Field(
+        default=1, ge=1, le=256, description="Intra-op threads for model queries in `trustmarket api serve`."
+    )
+
     # Requests
     max_body_bytes: int = Field(default=80 * 2**20, ge=1024, description="Above this: 413 before reading.")
     audit_flush_s: float = Field(default=0.2, gt=0)

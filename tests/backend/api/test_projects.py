@@ -133,9 +133,12 @@ def test_finalized_round_shows_scores_and_predictions_follow_the_new_model(api, 
     assert report["round"] == 0
     assert report["model"] == "digits_linear"
 
-    after = api.client.post(
-        f"/v1/projects/{project_id}/predict", headers=headers, json={"inputs": rows}
-    ).json()
+    url = f"/v1/projects/{project_id}/predict"
+    # Which model is current is read from chain at most once per cache TTL, like tiers.
+    stale = api.client.post(url, headers=headers, json={"inputs": rows}).json()
+    assert stale["model_round"] is None
+    api.clock.advance(api.services.api.tier_cache_ttl_s + 1)
+    after = api.client.post(url, headers=headers, json={"inputs": rows}).json()
     assert after["model_round"] == 0
     assert after["model_cid"] == done.model.cid
     assert len(after["predictions"]) == 3
