@@ -42,6 +42,7 @@ from backend.storage import (
     StoreUnavailable,
     fetch_verified,
 )
+from backend.storage.cids import parse_cid
 from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND, ModelSpec, decode_state
 
 __all__ = ["FinalizedRound", "ProjectContext", "RoundRunner"]
@@ -133,6 +134,12 @@ class RoundRunner:
         return ContentRef(cid=prev.model_cid, sha256=_hex(prev.model_sha256)), report
 
     def _decode_update(self, ctx: ProjectContext, round_: int, base: ContentRef, cid: str, sha256: str):
+        try:
+            parse_cid(cid)
+        except StorageError as exc:
+            # The contract takes any short string as a CID: one that no store can parse is the submitter's fault,
+            # and must not stop the round for everyone else.
+            raise ContentNotFound(cid, f"unusable CID: {exc}") from None
         data = fetch_verified(self.store, cid, sha256)
         tensors, meta = decode_state(data, ModelSpec(model_spec(ctx.manifest.model)))
         # An update made for another project, round or base model is a replay, not a contribution.
