@@ -96,6 +96,27 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _deadline(info: ProjectInfo) -> int:
+    """The last second at which the open round can be finalized (the contract's aggregation deadline)."""
+    return info.round_opened_at + info.round_duration + info.aggregation_window
+
+
+def _not_due(info: ProjectInfo, now: int) -> str | None:
+    """Why the open round cannot be finalized at chain time `now`, or None if it can (the contract's rules)."""
+    if info.status != "Active" or info.current_round >= info.rounds:
+        return f"the project is {info.status}"
+    if now > _deadline(info):
+        return f"the aggregation deadline ({_deadline(info)}) has passed; the project can only be cancelled"
+    window_over = now > info.round_opened_at + info.round_duration
+    all_in = info.trainer_count > 0 and info.round_submissions >= info.trainer_count
+    if not (window_over or all_in):
+        return (
+            f"{info.round_submissions} of {info.trainer_count} trainers submitted and the window is open until "
+            f"{info.round_opened_at + info.round_duration}"
+        )
+    return None
+
+
 class RoundRunner:
     """Computes rounds for the projects of one `TrainingMarket`; finalizes them when given the aggregator's key."""
 
@@ -206,13 +227,12 @@ class RoundRunner:
     # -- finalizing -------------------------------------------------------------------------------------------
 
     def ready(self, project_id: int) -> int | None:
-        """The open round if it can be finalized now (window over, or every registered trainer submitted)."""
+        """The open round if it can be finalized now: its window is over or every registered trainer submitted,
+        and the aggregator's deadline has not passed (after it the contract only allows `cancel`)."""
         info = self.market.project(project_id)
-        if info.status != "Active" or info.current_round >= info.rounds:
+        if _not_due(info, self.market.client.timestamp()) is not None:
             return None
-        window_over = self.market.client.timestamp() > info.round_opened_at + info.round_duration
-        all_in = info.trainer_count > 0 and info.round_submissions >= info.trainer_count
-        return info.current_round if (window_over or all_in) else None
+        return info.current_round
 
     def finalize(self, project_id: int, round_: int) -> FinalizedRound:
         """Compute the round, store model and report, post the result on chain."""
@@ -225,6 +245,10 @@ class RoundRunner:
             raise RoundNotReady(
                 f"project {project_id}: round {round_} is not the open round ({info.current_round})"
             )
+        # Checked before any work: the contract would revert only after the model and report were stored.
+        reason = _not_due(info, self.market.client.timestamp())
+        if reason is not None:
+            raise RoundNotReady(f"project {project_id} round {round_}: {reason}")
         inputs, outcome = self.compute(project_id, round_)
         model = ContentRef(cid=self.store.put(outcome.model_bytes), sha256=outcome.model_sha256)
         report = ContentRef(cid=self.store.put(outcome.report_bytes), sha256=outcome.report_sha256)
@@ -264,6 +288,11 @@ class RoundRunner:
             for project_id in sorted(pending):
                 info = self.market.project(project_id)
                 if info.status != "Active":
+                    pending.discard(project_id)
+                    continue
+                if self.market.client.timestamp() > _deadline(info):
+                    # Nobody can finalize this round any more; waiting for it would never end.
+                    log.warning("project=%s round=%s missed its deadline", project_id, info.current_round)
                     pending.discard(project_id)
                     continue
                 round_ = self.ready(project_id)
