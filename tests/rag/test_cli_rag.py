@@ -26,6 +26,11 @@ PACKAGED = Path(__file__).resolve().parents[2] / "rag" / "data" / "squad_paragra
 
 @pytest.fixture
 def env(tmp_path, anvil_node, compiled_artifacts):
+    # A fresh home, but the project's embedding cache: vectors are keyed by content, so sharing them is safe.
+    shared = PACKAGED.parents[2] / ".trustmarket" / "cache" / "embeddings"
+    shared.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "home" / "cache").mkdir(parents=True)
+    (tmp_path / "home" / "cache" / "embeddings").symlink_to(shared)
     return {
         "TRUSTMARKET_HOME": str(tmp_path / "home"),
         "TRUSTMARKET_CHAIN_URL": anvil_node.url,
