@@ -117,7 +117,7 @@ def measure(max_trainers: int) -> dict:
         test_accounts = ape.accounts.test_accounts
         owner, aggregator, arbiter, outsider = (test_accounts[i] for i in range(4))
         baseline = owner.transfer(outsider, 1).gas_used
-        market = owner.deploy(ape.project.TrainingMarket)
+        market = owner.deploy(ape.project.TrainingMarket, "0x" + "00" * 20)
         trainers = [test_accounts.generate_test_account() for _ in range(max_trainers)]
         for trainer in trainers:
             provider.set_balance(trainer.address, 10**21)

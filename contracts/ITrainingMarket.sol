@@ -1,6 +1,17 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+/// @title IRoundAttestor: what TrainingMarket needs from a verifier committee
+/// @notice {VerifierCommittee} implements it: `isAttested` says whether a quorum of the committee signed the result
+/// digest the market stores for a round now; `pinSnapshot` fixes which committee epoch may attest it (idempotent).
+/// @dev `pinSnapshot` returns the epoch in VerifierCommittee; the market ignores it, and the selector does not
+/// depend on return types.
+interface IRoundAttestor {
+    function isAttested(address market, uint256 projectId, uint16 round) external view returns (bool);
+
+    function pinSnapshot(address market, uint256 projectId, uint16 round) external;
+}
+
 /// @title ITrainingMarket: types, events and errors of the proof-of-contribution training marketplace
 /// @notice The implementation is {TrainingMarket}; this file is the surface that off-chain code (the aggregator,
 /// the round runner, the CLI) decodes. Amounts are wei in uint96, times are unix seconds in uint64, durations are
@@ -183,6 +194,9 @@ interface ITrainingMarket {
     event RoundReversed(uint256 indexed projectId, uint16 indexed round, uint96 allocated);
     event Burned(uint256 indexed projectId, address indexed from, uint256 amount);
     event Claimed(uint256 indexed projectId, address indexed account, uint256 amount, uint256 slashed);
+    /// @notice The committee's `pinSnapshot` reverted at finalization; the round was finalized anyway and the
+    /// committee pins its snapshot at the first attestation instead.
+    event CommitteePinFailed(uint256 indexed projectId, uint16 indexed round);
 
     error UnknownProject(uint256 projectId);
     error ProjectNotActive(uint256 projectId, Status status);
@@ -220,4 +234,9 @@ interface ITrainingMarket {
     error ClaimsNotOpen(uint256 projectId);
     error AlreadyClaimed(uint256 projectId, address account);
     error NothingToClaim(uint256 projectId, address account);
+    /// @notice A quorum of the verifier committee attested this round's result: the arbiter path is for rounds
+    /// without one.
+    error RoundAlreadyAttested(uint256 projectId, uint16 round);
+    /// @notice Too little gas left to give a committee call all of COMMITTEE_CALL_GAS (send more gas).
+    error CommitteeGasTooLow(uint256 gasLeft, uint256 needed);
 }

@@ -3,13 +3,15 @@ pragma solidity ^0.8.24;
 
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
-import {ITrainingMarket} from "./ITrainingMarket.sol";
+import {IRoundAttestor, ITrainingMarket} from "./ITrainingMarket.sol";
 
 /// @title TrainingMarket: proof-of-contribution marketplace for collaborative model training
 /// @notice An owner escrows a reward pool; trainers stake, submit one model update per round, and are paid by the
 /// contribution scores an aggregator posts. Every wei escrowed leaves by rule: the owner cannot take the pool
 /// back by stalling (missed deadlines cancel the project and pay submitted work), a round can be challenged and
-/// reversed by a named arbiter, and trainers flagged often enough lose part of their stake (burned).
+/// reversed by a named arbiter, and trainers flagged often enough lose part of their stake (burned). With a
+/// verifier committee, a round whose result a quorum of independent verifiers recomputed and signed is final at
+/// once: it cannot be challenged, and claims need not wait for its challenge window.
 /// @dev Payouts are pull-only (`claim`), computed in O(1) per account: shares are credited to trainers when a
 /// round is finalized. Types, events and errors live in {ITrainingMarket}. Burned wei (slashes, forfeited bonds)
 /// are sent to BURN_ADDRESS so that a project's escrow always drains to exactly zero.
@@ -27,6 +29,16 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
     /// @notice Where slashed stakes and forfeited bonds go, so nobody profits from a slash or a rejected challenge
     /// (the conventional 0x…dEaD rather than address(0), which dev chains use as the fee recipient).
     address payable public constant BURN_ADDRESS = payable(0x000000000000000000000000000000000000dEaD);
+    /// @notice Gas each call into the committee may use (VerifierCommittee needs about 35k to pin a snapshot
+    /// and 10k to answer `isAttested`), so a misbehaving committee can never take a caller's whole budget.
+    uint256 public constant COMMITTEE_CALL_GAS = 100_000;
+    /// @notice What must be left before a committee call: COMMITTEE_CALL_GAS plus the 1/64 that EIP-150 keeps
+    /// back plus the call's own overhead, so that the committee gets all of COMMITTEE_CALL_GAS.
+    uint256 public constant COMMITTEE_GAS_RESERVE = COMMITTEE_CALL_GAS + COMMITTEE_CALL_GAS / 63 + 10_000;
+
+    /// @notice The verifier committee whose quorum attestations make rounds final before their challenge window
+    /// ends (see {VerifierCommittee}); zero when this market has none. Set once: it is trusted like the code.
+    IRoundAttestor public immutable committee;
 
     /// @notice Number of projects created; ids run 1..projectCount.
     uint256 public projectCount;
@@ -38,6 +50,14 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
         _submissions;
     mapping(uint256 projectId => uint16[]) private _reversed;
     mapping(uint256 projectId => mapping(address challenger => uint96)) private _bondRefunds;
+
+    /// @param committee_ A contract implementing {IRoundAttestor}, or address(0) for a market without a committee
+    /// (then rounds become final only when their challenge window ends, as before).
+    constructor(address committee_) {
+        // A high-level call to an address without code reverts before `try` can catch it.
+        if (committee_ != address(0) && committee_.code.length == 0) revert InvalidParameter("committee");
+        committee = IRoundAttestor(committee_);
+    }
 
     // ------------------------------------------------------------------ owner
 
@@ -127,7 +147,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
     /// Allowed once the submission window has closed, or earlier once every registered trainer has submitted,
     /// and never past the aggregation deadline (then only `cancel` remains). Credits each trainer
     /// floor(roundPool * score / sum(scores)); the dust, or the whole round pool if every score is 0, goes to the
-    /// owner's refund. Opens the next round, or completes the project after the last one.
+    /// owner's refund. Opens the next round, or completes the project after the last one. Last, if the market
+    /// has a committee, pins the committee snapshot that may attest this result (see {_pinSnapshot}).
     /// @param projectId The project.
     /// @param round The open round.
     /// @param r The result (see {ITrainingMarket-RoundResult}: trainers sorted ascending, exactly the submitters).
@@ -174,6 +195,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
             p.roundOpenedAt = uint64(block.timestamp);
             emit RoundOpened(projectId, round + 1, uint64(block.timestamp));
         }
+        // The only interaction, after every effect (the committee reads the digest stored above).
+        _pinSnapshot(projectId, round);
     }
 
     // ---------------------------------------------------------------- liveness
@@ -193,7 +216,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
     // -------------------------------------------------------------- challenges
 
     /// @notice Dispute a finalized round within challengeWindow of its finalization, with exactly challengeBond.
-    /// Freezes every payout of the project until the arbiter rules (or the challenge lapses).
+    /// Freezes every payout of the project until the arbiter rules (or the challenge lapses). A round the
+    /// committee attested cannot be challenged (RoundAlreadyAttested): a quorum of verifiers has vouched for it.
     /// @param projectId The project.
     /// @param round The finalized round disputed (each round can be challenged once).
     function challenge(uint256 projectId, uint16 round) external payable nonReentrant {
@@ -205,6 +229,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
         uint64 closesAt = rd.finalizedAt + p.challengeWindow;
         if (block.timestamp > closesAt) revert ChallengeWindowClosed(projectId, round, closesAt);
         if (msg.value != p.challengeBond) revert WrongBond(msg.value, p.challengeBond);
+        if (_isAttested(projectId, round)) revert RoundAlreadyAttested(projectId, round);
         p.escrow = _toAmount(uint256(p.escrow) + msg.value);
         p.openChallenges += 1;
         rd.challenge = ChallengeState.Open;
@@ -260,13 +285,13 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
 
     /// @notice Pull everything this project owes the caller, in every role it holds: as a trainer, reward +
     /// stake - slash (the slash is burned); as the owner, the refund; as a challenger, bonds owed back. Open once
-    /// the project is completed or cancelled, no challenge is open and the last finalized round's challenge
-    /// window has passed.
+    /// the project is completed or cancelled, no challenge is open and every round that still stands is final:
+    /// attested by the committee, or past its challenge window.
     /// @param projectId The project.
     /// @return amount Wei sent to the caller.
     function claim(uint256 projectId) external nonReentrant returns (uint256 amount) {
         Project storage p = _existingProject(projectId);
-        if (!_claimsOpen(p)) revert ClaimsNotOpen(projectId);
+        if (!_claimsOpen(projectId, p)) revert ClaimsNotOpen(projectId);
         Trainer storage t = _trainers[projectId][msg.sender];
         bool asTrainer = t.registered && !t.claimed;
         bool asOwner = msg.sender == p.owner && !p.ownerClaimed;
@@ -337,7 +362,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
     /// @notice Wei `claim` would send `account` now (0 if claims are not open or nothing is owed).
     function claimable(uint256 projectId, address account) external view returns (uint256 amount) {
         Project storage p = _existingProject(projectId);
-        if (!_claimsOpen(p)) return 0;
+        if (!_claimsOpen(projectId, p)) return 0;
         Trainer storage t = _trainers[projectId][account];
         if (t.registered && !t.claimed) (amount,) = _trainerPayout(projectId, p, t, account);
         if (account == p.owner && !p.ownerClaimed) amount += _ownerPayout(p);
@@ -346,7 +371,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
 
     /// @notice Whether `claim` is open for the project.
     function claimsOpen(uint256 projectId) external view returns (bool) {
-        return _claimsOpen(_existingProject(projectId));
+        return _claimsOpen(projectId, _existingProject(projectId));
     }
 
     /// @notice The open round's submission-window end and the aggregator's deadline.
@@ -362,10 +387,20 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
         return _rounds[projectId][round].resultDigest;
     }
 
-    /// @notice Whether a round's result can no longer change: finalized, not reversed, no open challenge and its
-    /// challenge window over.
+    /// @notice Whether a round's result can no longer change: finalized, not reversed, no open challenge, and
+    /// either attested by the committee or past its challenge window.
     function isRoundFinal(uint256 projectId, uint16 round) external view returns (bool) {
-        return _isRoundFinal(_existingProject(projectId), _rounds[projectId][round]);
+        Project storage p = _existingProject(projectId);
+        Round storage rd = _rounds[projectId][round];
+        if (rd.finalizedAt == 0) return false;
+        if (rd.challenge == ChallengeState.Open || rd.challenge == ChallengeState.Upheld) return false;
+        return block.timestamp > uint256(rd.finalizedAt) + p.challengeWindow || _isAttested(projectId, round);
+    }
+
+    /// @notice Whether the committee attests the round's current result (false without a committee).
+    function isRoundAttested(uint256 projectId, uint16 round) external view returns (bool) {
+        _existingProject(projectId);
+        return _isAttested(projectId, round);
     }
 
     /// @notice The digest a round result commits to, as `finalizeRound` computes it (and the verifier committee
@@ -547,18 +582,57 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
         remainder = unallocated - perWork * work;
     }
 
-    function _claimsOpen(Project storage p) private view returns (bool) {
+    /// @dev Completed or cancelled, no open challenge, and every standing round final. Rounds are finalized in
+    /// order, so their windows end in order: once the last one's has passed, all have (no committee call), and
+    /// otherwise only the rounds still inside their window need the committee, newest first.
+    function _claimsOpen(uint256 projectId, Project storage p) private view returns (bool) {
         if (p.status != Status.Completed && p.status != Status.Cancelled) return false;
         if (p.openChallenges != 0) return false;
-        // Every finalized round's challenge window ends no later than the last one's.
-        return p.lastFinalizedAt == 0 || block.timestamp > uint256(p.lastFinalizedAt) + p.challengeWindow;
+        uint256 window = p.challengeWindow;
+        if (p.lastFinalizedAt == 0 || block.timestamp > p.lastFinalizedAt + window) return true;
+        if (address(committee) == address(0)) return false;
+        // Rounds 0..currentRound-1 are the finalized ones (in a cancelled project currentRound is still open).
+        for (uint16 round = p.currentRound; round != 0;) {
+            --round;
+            Round storage rd = _rounds[projectId][round];
+            if (block.timestamp > rd.finalizedAt + window) break;
+            // A reversed round no longer stands; its pool is paid by the liveness rule.
+            if (rd.challenge == ChallengeState.Upheld) continue;
+            if (!_isAttested(projectId, round)) return false;
+        }
+        return true;
     }
 
-    /// @dev The "final" notion a future verifier committee can shortcut: today, only the challenge window ends it.
-    function _isRoundFinal(Project storage p, Round storage rd) private view returns (bool) {
-        if (rd.finalizedAt == 0) return false;
-        if (rd.challenge == ChallengeState.Open || rd.challenge == ChallengeState.Upheld) return false;
-        return block.timestamp > uint256(rd.finalizedAt) + p.challengeWindow;
+    /// @dev Fixes the committee snapshot of the round just finalized, so nobody can join the committee between
+    /// finalization and the first attestation. The committee is a trusted deployment parameter, but finalization
+    /// must not depend on it: a pin that reverts (or runs out of its COMMITTEE_CALL_GAS) is reported and
+    /// skipped, and VerifierCommittee then pins at the first attestation instead. The reserve check comes first
+    /// so that a caller cannot make the pin fail on purpose by sending just too little gas.
+    function _pinSnapshot(uint256 projectId, uint16 round) private {
+        if (address(committee) == address(0)) return;
+        _checkCommitteeGas();
+        try committee.pinSnapshot{gas: COMMITTEE_CALL_GAS}(address(this), projectId, round) {}
+        catch {
+            emit CommitteePinFailed(projectId, round);
+        }
+    }
+
+    /// @dev Whether the committee attests the round's current result. Anything but a well-formed `true` (a
+    /// revert, running out of COMMITTEE_CALL_GAS, short or odd return data) reads as "not attested", so a broken
+    /// committee only takes the market back to the challenge-window rule. The reserve check keeps a caller from
+    /// starving the query to pass an attested round off as unattested (e.g. to challenge it).
+    function _isAttested(uint256 projectId, uint16 round) private view returns (bool) {
+        if (address(committee) == address(0)) return false;
+        _checkCommitteeGas();
+        (bool ok, bytes memory answer) = address(committee).staticcall{gas: COMMITTEE_CALL_GAS}(
+            abi.encodeCall(IRoundAttestor.isAttested, (address(this), projectId, round))
+        );
+        return ok && answer.length == 32 && abi.decode(answer, (uint256)) == 1;
+    }
+
+    function _checkCommitteeGas() private view {
+        uint256 left = gasleft();
+        if (left < COMMITTEE_GAS_RESERVE) revert CommitteeGasTooLow(left, COMMITTEE_GAS_RESERVE);
     }
 
     function _roundPool(Project storage p, uint16 round) private view returns (uint96) {

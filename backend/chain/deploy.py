@@ -21,8 +21,11 @@ from backend.settings import project_root
 
 __all__ = ["CONSTRUCTOR_DEFAULTS", "CONTRACTS", "deploy_contracts"]
 
-# What `trustmarket chain deploy` deploys, in order (later ones may take earlier ones' addresses by name).
-CONTRACTS: tuple[str, ...] = ("TrainingMarket", "SourceRegistry", "AccessRegistry", "VerifierCommittee")
+# What `trustmarket chain deploy` deploys, in order (later ones may take earlier ones' addresses by name):
+# TrainingMarket takes the VerifierCommittee's address, fixed at construction.
+CONTRACTS: tuple[str, ...] = ("VerifierCommittee", "TrainingMarket", "SourceRegistry", "AccessRegistry")
+
+_NO_CONTRACT = "0x0000000000000000000000000000000000000000"
 
 # Parameters whose value is the deployer's address.
 _ROLE_PARAMETERS = frozenset({"admin", "owner", "initialAdmin", "evaluator", "initialOwner", "governor"})
@@ -43,6 +46,9 @@ CONSTRUCTOR_DEFAULTS: dict[str, Any | Callable[[_Context], Any]] = {
     "minStake": 10**16,  # verifier committee stake
     "market": lambda ctx: ctx.deployed.get("TrainingMarket"),
     "trainingMarket": lambda ctx: ctx.deployed.get("TrainingMarket"),
+    # A market deployed without a committee (e.g. `names=("TrainingMarket",)`) has none: the challenge window
+    # alone makes its rounds final. Deploy VerifierCommittee first, in the same call, to wire it in.
+    "committee": lambda ctx: ctx.deployed.get("VerifierCommittee", _NO_CONTRACT),
 }
 
 

@@ -28,6 +28,7 @@ CHALLENGE_WINDOW = 300
 ARBITRATION_PERIOD = 7 * 24 * 3600
 SCORE_ONE = 10**18
 BURN = "0x000000000000000000000000000000000000dEaD"
+NO_COMMITTEE = "0x0000000000000000000000000000000000000000"
 
 # Status and ChallengeState as the contract numbers them.
 ACTIVE, COMPLETED, CANCELLED = 1, 2, 3
@@ -202,7 +203,8 @@ def outsider(accounts):
 
 @pytest.fixture
 def market(project, owner):
-    return owner.deploy(project.TrainingMarket)
+    """A market without a verifier committee (the committee tests deploy their own)."""
+    return owner.deploy(project.TrainingMarket, NO_COMMITTEE)
 
 
 @pytest.fixture
