@@ -65,7 +65,7 @@ class FeedbackQueue:
         self,
         engine: Engine,
         registry: SourceRegistry,
-        evaluator: LocalAccount,
+        evaluator: LocalAccount | None,
         *,
         max_queries: int = 10,
         max_age: float = 60.0,
@@ -126,12 +126,15 @@ class FeedbackQueue:
         return self.pending_queries() >= self.max_queries or self.clock() - oldest >= self.max_age
 
     def maybe_flush(self) -> FeedbackBatch | None:
-        return self.flush() if self.due() else None
+        """Flush if due; a queue without an evaluator key only stores (a later `flush` with a key sends)."""
+        return self.flush() if self.evaluator is not None and self.due() else None
 
     # -- flush -----------------------------------------------------------------------------------------------
 
     def flush(self) -> FeedbackBatch | None:
         """Send everything pending as one batch (up to `maxDelta` per source; the rest is carried)."""
+        if self.evaluator is None:
+            raise QueueError("no evaluator key: the updates stay queued until a flush with one")
         self.recover()
         if self._max_delta is None:
             self._max_delta = self.registry.max_delta()
@@ -163,6 +166,7 @@ class FeedbackQueue:
         return self._send(batch_id, epoch, entries)
 
     def _send(self, batch_id: int, epoch: int, entries: list[FeedbackEntry]) -> FeedbackBatch:
+        assert self.evaluator is not None  # checked by flush
         try:
             applied = self.registry.apply_feedback(self.evaluator, epoch, entries)
         except revert_class("WrongEpoch"):
@@ -212,6 +216,7 @@ class FeedbackQueue:
         if not sent:
             return
         on_chain = {b.epoch: b for b in self.registry.feedback_batches()}
+        assert self.evaluator is not None  # checked by flush
         for batch_id, epoch, entries in sent:
             found = on_chain.get(epoch)
             if (

@@ -137,16 +137,49 @@ def query(
         if chat_url
         else ExtractiveGenerator(ExtractiveReader(embedder))
     )
-    queue = None
+    evaluator = None
     if any(x is not None for x in (keystore, account, dev_account)):
         evaluator = signer(client, keystore, account, dev_account)
-        queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry, evaluator,
-                              on_applied=directory.on_applied)  # fmt: skip
+    # Always stored; sent on chain when due if an evaluator key was given (else by `trustmarket rag flush`).
+    queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry, evaluator,
+                          on_applied=directory.on_applied)  # fmt: skip
     config = OrchestratorConfig(sources_per_query=sources, k=k, contexts=contexts, timeout=timeout)
     orchestrator = Orchestrator(directory, generator, embedder, queue=queue, config=config)
     judge = (lambda sentence: sentence_correct(sentence, gold)) if gold else None
     result = orchestrator.query(question, judge=judge, rating=rating)
     emit(result.to_json(), as_json, _render_answer)
+
+
+@app.command()
+@handles_errors
+def flush(
+    keystore: KeystoreOption = None,
+    account: AccountOption = None,
+    dev_account: DevAccountOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send the queued feedback on chain now, as one batch, with the evaluator's key."""
+    from backend.db import make_engine
+    from rag.feedback import FeedbackQueue
+
+    cfg = settings()
+    client = chain_client(cfg)
+    registry = SourceRegistry(client)
+    queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry,
+                          signer(client, keystore, account, dev_account))  # fmt: skip
+    batch = queue.flush()
+    payload = (
+        {"epoch": batch.epoch, "sources": len(batch.entries), "gas_used": batch.gas_used} if batch else {}
+    )
+    emit(
+        payload,
+        as_json,
+        lambda p: console.print(
+            f"applied epoch {p['epoch']}: {p['sources']} sources, {p['gas_used']:,} gas"
+            if p
+            else "nothing queued"
+        ),
+    )
 
 
 def _render_answer(payload: dict) -> None:

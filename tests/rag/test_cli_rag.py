@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from backend.chain.anvil import free_port
 from backend.chain.client import ChainClient
 from backend.chain.deploy import deploy_contracts
-from backend.chain.source_registry import CONTRACT, DEFAULT_MAX_DELTA
+from backend.chain.source_registry import CONTRACT, DEFAULT_MAX_DELTA, SourceRegistry
 from backend.cli import app
 
 pytestmark = pytest.mark.chain
@@ -99,12 +99,20 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
             assert server.poll() is None, server.stderr.read().decode()
             assert time.monotonic() < deadline, "the source node did not start"
             time.sleep(0.5)
-        code, out, err = run(env, "rag", "query", "Who was the Norse leader?", "--sources", "1", "--json",
-                             "--dev-account", "0")  # fmt: skip
+        code, out, err = run(env, "rag", "query", "Who was the Norse leader?", "--sources", "1", "--json")
         assert code == 0, err
         answer = json.loads(out)
         assert "Rollo" in answer["answer"] and answer["citations"][0]["source_id"] == source_id
         assert answer["sources"][0]["status"] == "ok"
+        # No key was given: the feedback is stored, and goes on chain with a flush by the evaluator only.
+        code, _, err = run(env, "rag", "flush", "--dev-account", "0")
+        assert code == 2 and "AccessControlUnauthorizedAccount" in err and len(err.strip().splitlines()) == 1
+        registry = SourceRegistry(ChainClient(anvil_node.url, compiled_artifacts, deployments))
+        registry.grant_evaluator(dev_accounts[0], dev_accounts[1].address)
+        code, out, err = run(env, "rag", "flush", "--dev-account", "1", "--json")
+        assert code == 0, err
+        assert json.loads(out)["epoch"] == 1 and registry.reliability(source_id).observations > 0
+        assert json.loads(run(env, "rag", "flush", "--dev-account", "1", "--json")[1]) == {}
     finally:
         server.terminate()
         server.wait(timeout=10)

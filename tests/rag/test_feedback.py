@@ -205,3 +205,12 @@ def test_timer_flushes_without_queries(engine, registry, dev_accounts):
     assert registry.epoch() == 1 and counts(registry, 1) == (1000, 0) and timer.errors == []
     with pytest.raises(QueueError, match="interval"):
         FlushTimer(queue, 0)
+
+
+def test_queue_without_a_key_only_stores(engine, registry, dev_accounts):
+    queue = FeedbackQueue(engine, registry, None, max_queries=1, clock=Clock())
+    queue.enqueue("q1", {1: Deltas(1, 0)})
+    assert queue.due() and queue.maybe_flush() is None
+    with pytest.raises(QueueError, match="no evaluator key"):
+        queue.flush()
+    assert make_queue(engine, registry, dev_accounts, Clock()).flush().epoch == 1
