@@ -1,0 +1,247 @@
+"""A real training marketplace for the round runner and verifier tests: the session's anvil with the deployed
+TrainingMarket (rolled back after each test by `chain_client`), a `LocalStore` in `tmp_path`, dev accounts as
+owner, aggregator, arbiter and trainers, and digits updates trained for one epoch.
+
+`tests/aggregator/conftest.py` is another engineer's file, so each test module declares its own `marketplace`
+fixture with `open_marketplace`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from eth_account.signers.local import LocalAccount
+from safetensors.torch import save as st_save
+
+from aggregator.data import DigitsData, load_digits_data, non_iid_splits
+from aggregator.manifest import ContentRef
+from aggregator.runner import FinalizedRound, RoundRunner
+from backend.chain.client import ChainClient
+from backend.chain.training_market import ProjectParams, RoundResult, TrainingMarket
+from backend.marketplace.publish import PublishedProject, publish_project, put_ref
+from backend.marketplace.trainer import GlobalModel, current_model, encode_update, train_update
+from backend.storage import ContentStore, LocalStore
+from backend.storage.codec import state_metadata
+
+__all__ = [
+    "ETH",
+    "MODEL",
+    "Marketplace",
+    "Project",
+    "advance_time",
+    "digits",
+    "open_marketplace",
+    "raw_safetensors",
+    "round_result",
+    "shards",
+]
+
+ETH = 10**18
+MODEL = "digits_mlp"
+# Few permutations keep a round under a second; the valuation stays deterministic all the same.
+FAST_CONTRIBUTION = {"max_permutations": 20}
+# Training is deterministic given the base model, learning rate and seed: train once per session.
+_TRAINED: dict[tuple[str, float, int], dict[str, torch.Tensor]] = {}
+
+
+@cache
+def digits() -> DigitsData:
+    return load_digits_data(0)
+
+
+@cache
+def shards(n: int = 7) -> tuple[Any, ...]:
+    return tuple(non_iid_splits(digits().train, n, 1.0, 0))
+
+
+def raw_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes written directly, without `encode_state`'s checks (which refuse NaN/Inf)."""
+    return st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+
+
+def advance_time(client: ChainClient, seconds: int) -> None:
+    """Move the chain's clock forward and mine a block at the new time."""
+    client.w3.provider.make_request("evm_increaseTime", [seconds])
+    client.w3.provider.make_request("evm_mine", [])
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    published: PublishedProject
+    trainers: tuple[LocalAccount, ...]
+
+
+@dataclass
+class Marketplace:
+    """The deployed market, a fresh store and the accounts of one test."""
+
+    client: ChainClient
+    market: TrainingMarket
+    store: ContentStore
+    owner: LocalAccount
+    aggregator: LocalAccount
+    arbiter: LocalAccount
+    outsider: LocalAccount
+    accounts: list[LocalAccount]
+
+    def create(
+        self,
+        *,
+        rule: str = "fedavg",
+        rule_params: dict[str, Any] | None = None,
+        n_trainers: int = 5,
+        rounds: int = 1,
+        round_duration: int = 3600,
+        aggregation_window: int = 3600,
+        contribution: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> Project:
+        """Publish a digits_mlp project, escrow 1 ETH and register `n_trainers` trainers (accounts 5, 6, ...)."""
+        published = publish_project(
+            self.store,
+            model=MODEL,
+            validation=(digits().validation.X, digits().validation.y),
+            rule=rule,
+            rule_params=rule_params or {},
+            contribution=contribution if contribution is not None else FAST_CONTRIBUTION,
+            seed=seed,
+        )
+        trainers = tuple(self.accounts[5 : 5 + n_trainers])
+        project_id = self.market.create_project(
+            self.owner,
+            ProjectParams(
+                initial_model_cid=published.initial_model.cid,
+                initial_model_sha256=published.initial_model.sha256,
+                config_cid=published.manifest.cid,
+                config_sha256=published.manifest.sha256,
+                rounds=rounds,
+                round_duration=round_duration,
+                aggregation_window=aggregation_window,
+                min_stake=ETH // 100,
+                max_trainers=len(trainers),
+                aggregator=self.aggregator.address,
+                arbiter=self.arbiter.address,
+                challenge_window=0,
+                challenge_bond=0,
+            ),
+            ETH,
+        )
+        for trainer in trainers:
+            self.market.register(trainer, project_id, ETH // 100)
+        return Project(project_id, published, trainers)
+
+    def model(self, project: Project) -> GlobalModel:
+        return current_model(self.market, self.store, project.id)
+
+    def honest_delta(self, project: Project, index: int, model: GlobalModel | None = None) -> dict[str, Any]:
+        """Trainer `index`'s delta for the open round: one epoch on its own non-IID shard."""
+        model = model or self.model(project)
+        key = (model.ref.sha256, model.client_lr, index)
+        if key not in _TRAINED:
+            shard = shards()[index % len(shards())]
+            _TRAINED[key] = train_update(model, shard.X, shard.y, epochs=1, batch_size=32, seed=index)
+        return {name: t.clone() for name, t in _TRAINED[key].items()}
+
+    def honest_update(self, project: Project, index: int, model: GlobalModel | None = None) -> bytes:
+        model = model or self.model(project)
+        return encode_update(model, self.honest_delta(project, index, model))
+
+    def submit_bytes(
+        self,
+        project: Project,
+        trainer: LocalAccount,
+        data: bytes,
+        *,
+        round_: int | None = None,
+        sha256: str | None = None,
+        cid: str | None = None,
+    ) -> ContentRef:
+        """Store `data` and submit its CID on chain as it is, with no client-side checks (what a dishonest or
+        broken trainer can do); `sha256`/`cid` override what is recorded on chain."""
+        ref = put_ref(self.store, data)
+        round_ = self.market.project(project.id).current_round if round_ is None else round_
+        self.market.submit_update(trainer, project.id, round_, cid or ref.cid, sha256 or ref.sha256)
+        return ContentRef(cid=cid or ref.cid, sha256=sha256 or ref.sha256)
+
+    def submit_honest(self, project: Project, trainers: list[LocalAccount] | None = None) -> None:
+        """Every given trainer (default: all) submits its honest update for the open round."""
+        model = self.model(project)
+        for trainer in trainers if trainers is not None else project.trainers:
+            index = project.trainers.index(trainer)
+            self.submit_bytes(project, trainer, self.honest_update(project, index, model))
+
+    def runner(self, account: LocalAccount | None = None) -> RoundRunner:
+        """A round runner over this market and store, signing with `account` (default: the aggregator)."""
+        return RoundRunner(self.market, self.store, account or self.aggregator)
+
+    def submission(self, project: Project, round_: int, trainer: LocalAccount) -> tuple[bool, bool, int]:
+        """(submitted, flagged, share in wei) of one trainer's entry in one round, as the contract stores it."""
+        submitted, flagged, share = self.client.call(
+            "TrainingMarket",
+            "getSubmission",
+            project.id,
+            round_,
+            trainer.address,
+            address=self.market.address,
+        )
+        return bool(submitted), bool(flagged), int(share)
+
+    def posted(self, project: Project, round_: int) -> tuple[dict[str, int], list[str]]:
+        """The scores and flagged trainers `finalizeRound` recorded (its `RoundScored` event)."""
+        logs = self.client.events(
+            "TrainingMarket",
+            "RoundScored",
+            filters={"projectId": project.id, "round": round_},
+            address=self.market.address,
+        )
+        if len(logs) != 1:
+            raise AssertionError(f"expected one RoundScored event, found {len(logs)}")
+        args = logs[0]["args"]
+        return dict(zip(args["trainers"], (int(s) for s in args["scores"]), strict=True)), list(
+            args["flagged"]
+        )
+
+    def metadata(
+        self, project: Project, round_: int | None = None, base: str | None = None
+    ) -> dict[str, str]:
+        """The metadata an update for the open round carries (overridable to forge a replay)."""
+        model = self.model(project)
+        return state_metadata(
+            project.id, model.round if round_ is None else round_, base or model.ref.cid, kind="delta"
+        )
+
+
+def round_result(done: FinalizedRound) -> RoundResult:
+    """The `RoundResult` the runner posted for `done` (sorted as the contract wants it)."""
+    trainers = sorted(done.outcome.scores_fixed, key=lambda a: int(a, 16))
+    return RoundResult(
+        model_cid=done.model.cid,
+        model_sha256=done.model.sha256,
+        trainers=trainers,
+        scores=[done.outcome.scores_fixed[t] for t in trainers],
+        flagged=sorted(done.outcome.flagged, key=lambda a: int(a, 16)),
+        report_cid=done.report.cid,
+        report_sha256=done.report.sha256,
+    )
+
+
+def open_marketplace(
+    chain_client: ChainClient, dev_accounts: list[LocalAccount], tmp_path: Path
+) -> Marketplace:
+    """The `marketplace` fixture's value (each test module declares the fixture: conftest.py is not ours).
+    Accounts: 0 deployed the contracts, 1 owner, 2 aggregator, 3 arbiter, 4 outsider, 5.. trainers."""
+    return Marketplace(
+        client=chain_client,
+        market=TrainingMarket(chain_client),
+        store=LocalStore(tmp_path / "store"),
+        owner=dev_accounts[1],
+        aggregator=dev_accounts[2],
+        arbiter=dev_accounts[3],
+        outsider=dev_accounts[4],
+        accounts=list(dev_accounts),
+    )

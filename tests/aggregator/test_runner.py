@@ -1,0 +1,437 @@
+"""The round runner against a real anvil with the deployed TrainingMarket and a LocalStore in tmp_path.
+
+Every trainer here really registers, stores its update and submits it on chain; the runner reads the submissions
+from the contract's events, and every assertion about the result reads it back from the chain or the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import socket
+import time
+
+import pytest
+import torch
+from marketplace_helpers import (
+    MODEL,
+    Marketplace,
+    Project,
+    advance_time,
+    open_marketplace,
+    raw_safetensors,
+    round_result,
+)
+
+from aggregator.errors import InsufficientUpdates
+from aggregator.models import model_spec
+from aggregator.runner import RoundRunner
+from backend.marketplace.errors import MarketplaceError, RoundNotReady
+from backend.storage import KuboStore, LocalStore, StoreUnavailable, compute_cid, fetch_verified, sha256_hex
+from backend.storage.codec import ModelSpec, decode_state, encode_state
+
+pytestmark = pytest.mark.chain
+
+
+@pytest.fixture
+def marketplace(chain_client, dev_accounts, tmp_path) -> Marketplace:
+    return open_marketplace(chain_client, dev_accounts, tmp_path)
+
+
+def _assert_nothing_posted(m: Marketplace, project: Project, pins_before: list[str], round_: int = 0) -> None:
+    """The round is still open on chain, and neither a model nor a report went into the store."""
+    info = m.market.project(project.id)
+    assert (info.status, info.current_round) == ("Active", round_)
+    assert m.market.round(project.id, round_).finalized_at == 0
+    finalized = m.client.events(
+        "TrainingMarket", "RoundFinalized", filters={"projectId": project.id}, address=m.market.address
+    )
+    assert [int(e["args"]["round"]) for e in finalized] == list(range(round_))
+    assert m.store.pins() == pins_before
+
+
+# -- a round that goes well ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "rule_params", "n_trainers"), [("fedavg", {}, 5), ("multi_krum", {"f": 1}, 6)]
+)
+def test_finalizes_and_posts_model_and_report_matching_the_chain(marketplace, rule, rule_params, n_trainers):
+    m = marketplace
+    project = m.create(rule=rule, rule_params=rule_params, n_trainers=n_trainers)
+    m.submit_honest(project)
+    submitted = {s.trainer: s for s in m.market.submissions(project.id, 0)}
+    assert len(submitted) == n_trainers
+
+    done = m.runner().finalize(project.id, 0)
+
+    info, posted = m.market.project(project.id), m.market.round(project.id, 0)
+    assert (info.status, info.current_round) == ("Completed", 1)
+    assert posted.finalized_at > 0
+    assert (posted.model_cid, posted.model_sha256) == (done.model.cid, done.model.sha256)
+    assert (posted.report_cid, posted.report_sha256) == (done.report.cid, done.report.sha256)
+    assert posted.result_digest == m.market.result_digest_of(project.id, 0, round_result(done))
+
+    # Model and report are stored under the posted CIDs and hash to the posted sha256.
+    model_bytes = fetch_verified(m.store, posted.model_cid, posted.model_sha256)
+    report_bytes = fetch_verified(m.store, posted.report_cid, posted.report_sha256)
+    assert (model_bytes, report_bytes) == (done.outcome.model_bytes, done.outcome.report_bytes)
+    tensors, _ = decode_state(model_bytes, ModelSpec(model_spec(MODEL)))
+    assert all(torch.equal(tensors[k], done.outcome.global_state[k]) for k in tensors)
+
+    report = json.loads(report_bytes)
+    context = report["context"]
+    # Inputs: each submission's CID and sha256 as the chain recorded them, and the model the round started from.
+    assert context["submissions"] == {t: {"cid": s.cid, "sha256": s.sha256} for t, s in submitted.items()}
+    assert context["global_model"] == project.published.initial_model.model_dump()
+    assert (context["project"], context["chain_id"], context["market"]) == (
+        project.id,
+        31337,
+        m.market.address,
+    )
+    assert report["rule"]["name"] == rule
+    assert {k: report["rule"]["params"][k] for k in rule_params} == rule_params
+    # Flags with reasons and scores, per trainer.
+    assert set(report["trainers"]) == set(submitted)
+    for trainer, entry in report["trainers"].items():
+        assert entry["score"] == done.outcome.scores[trainer]
+        assert entry["status"] == ("flagged" if trainer in done.outcome.flagged else "scored")
+        assert [f["reason"] for f in entry["flags"]] == [
+            f.reason for f in done.outcome.flags if f.trainer == trainer
+        ]
+    assert report["flagged"] == done.outcome.flagged
+    # Metrics, hyper-parameters (this round's and the next round's) and library versions.
+    assert set(report["metrics"]) == {"accuracy_before", "accuracy_after", "loss_before", "loss_after"}
+    assert all(math.isfinite(v) for v in report["metrics"].values())
+    assert report["metrics"]["loss_after"] < report["metrics"]["loss_before"]
+    assert report["hyperparams"]["next"]["client_lr"] < report["hyperparams"]["used"]["client_lr"]
+    assert {"python", "torch", "numpy", "safetensors", "trustmarket"} <= set(context["versions"])
+    assert context["versions"]["torch"] == torch.__version__
+
+    # The chain recorded the runner's fixed-point scores and flags; scored trainers got a share of the pool.
+    scores, flagged = m.posted(project, 0)
+    assert scores == done.outcome.scores_fixed
+    assert set(flagged) == set(done.outcome.flagged)
+    assert sum(scores.values()) > 0
+    for trainer in project.trainers:
+        _, is_flagged, share = m.submission(project, 0, trainer)
+        assert is_flagged == (trainer.address in done.outcome.flagged)
+        assert (share > 0) == (scores[trainer.address] > 0)
+
+
+def test_a_poisoned_update_is_flagged_as_an_outlier_and_scores_zero(marketplace):
+    m = marketplace
+    project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=6)
+    m.submit_honest(project, list(project.trainers[:5]))
+    attacker = project.trainers[5]
+    model = m.model(project)
+    poisoned = {k: -20.0 * v for k, v in m.honest_delta(project, 5, model).items()}  # sign flip, scaled
+    m.submit_bytes(project, attacker, encode_state(poisoned, m.metadata(project)))
+
+    done = m.runner().finalize(project.id, 0)
+
+    assert done.outcome.flagged == [attacker.address]
+    reasons = {f.reason for f in done.outcome.flags if f.trainer == attacker.address}
+    assert reasons and "invalid" not in reasons
+    scores, flagged = m.posted(project, 0)
+    assert flagged == [attacker.address] and scores[attacker.address] == 0
+    assert m.submission(project, 0, attacker)[1:] == (True, 0)
+    report = json.loads(fetch_verified(m.store, done.report.cid, done.report.sha256))
+    assert report["trainers"][attacker.address]["status"] == "flagged"
+    assert {f["reason"] for f in report["trainers"][attacker.address]["flags"]} == reasons
+
+
+# -- bad input: the trainer is flagged with the reason and scores 0; the round still finalizes ------------------
+
+
+def _other_bytes() -> bytes:
+    return b"bytes nobody stored"
+
+
+def _bad_submission(m: Marketplace, project: Project, trainer, case: str) -> None:
+    model = m.model(project)
+    delta = m.honest_delta(project, 5, model)
+    meta = m.metadata(project)
+    first = next(iter(delta))
+    if case == "wrong_shape":
+        delta[first] = delta[first][:-1].contiguous()
+        m.submit_bytes(project, trainer, encode_state(delta, meta))
+    elif case == "wrong_dtype":
+        m.submit_bytes(project, trainer, encode_state({k: v.double() for k, v in delta.items()}, meta))
+    elif case == "missing_tensor":
+        m.submit_bytes(project, trainer, encode_state({k: v for k, v in delta.items() if k != first}, meta))
+    elif case in ("nan", "inf"):
+        delta[first].view(-1)[3] = float("nan") if case == "nan" else float("-inf")
+        m.submit_bytes(project, trainer, raw_safetensors(delta, meta))
+    elif case == "garbage":
+        m.submit_bytes(project, trainer, b"\x07\x00\x00\x00\x00\x00\x00\x00{garbage" + bytes(range(256)))
+    elif case == "unreachable_cid":
+        # A well-formed CID and its true sha256, but the bytes were never put in the store.
+        m.market.submit_update(
+            trainer, project.id, 0, compute_cid(_other_bytes()), sha256_hex(_other_bytes())
+        )
+    elif case == "invalid_cid":
+        m.market.submit_update(trainer, project.id, 0, "not-a-cid", sha256_hex(_other_bytes()))
+    elif case == "hash_mismatch":
+        m.submit_bytes(project, trainer, encode_state(delta, meta), sha256=sha256_hex(_other_bytes()))
+    elif case == "other_round":
+        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, round_=1)))
+    elif case == "other_project":
+        m.submit_bytes(project, trainer, encode_state(delta, {**meta, "project": str(project.id + 1)}))
+    elif case == "other_base_model":
+        base = project.published.manifest.cid  # any CID other than the round's global model
+        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, base=base)))
+    else:  # pragma: no cover - a typo in the parametrization
+        raise AssertionError(case)
+
+
+BAD_INPUTS = {
+    "wrong_shape": "has shape",
+    "wrong_dtype": "has dtype float64, expected float32",
+    "missing_tensor": "missing tensor",
+    "nan": "non-finite",
+    "inf": "non-finite",
+    "garbage": "not a safetensors file",
+    "unreachable_cid": "ContentNotFound",
+    "invalid_cid": "unusable CID: not a valid CID",
+    "hash_mismatch": "IntegrityError",
+    "other_round": "round='1', expected '0'",
+    "other_project": "project=",
+    "other_base_model": "base_model_cid=",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_update_is_flagged_with_its_reason_scores_zero_and_the_round_finalizes(marketplace, case):
+    m = marketplace
+    project = m.create(rule="fedavg", n_trainers=6)
+    honest, bad = list(project.trainers[:5]), project.trainers[5]
+    m.submit_honest(project, honest)
+    _bad_submission(m, project, bad, case)
+
+    done = m.runner().finalize(project.id, 0)
+
+    flags = [f for f in done.outcome.flags if f.trainer == bad.address]
+    assert [f.reason for f in flags] == ["invalid"]
+    assert BAD_INPUTS[case] in flags[0].detail["error"]
+    assert done.outcome.flagged == [bad.address], "only the bad trainer is flagged"
+    # On chain: the round is final, the bad trainer is flagged with score 0 and no share, the others are paid.
+    assert m.market.project(project.id).status == "Completed"
+    scores, flagged = m.posted(project, 0)
+    assert flagged == [bad.address] and scores[bad.address] == 0
+    assert m.submission(project, 0, bad) == (True, True, 0)
+    assert m.market.trainer(project.id, bad.address).flags == 1
+    assert sum(m.submission(project, 0, t)[2] for t in honest) > 0
+    report = json.loads(fetch_verified(m.store, done.report.cid, done.report.sha256))
+    entry = report["trainers"][bad.address]
+    assert entry["status"] == "flagged" and entry["score"] == 0.0 and entry["update_sha256"] is None
+    assert BAD_INPUTS[case] in entry["flags"][0]["detail"]["error"]
+
+
+# -- too few valid updates, a store that is down: an error and nothing posted ---------------------------------
+
+
+def test_too_few_valid_updates_for_the_rule_raises_and_posts_nothing(marketplace):
+    m = marketplace
+    project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=5)  # Krum: n >= 2f + 3 = 5
+    m.submit_honest(project, list(project.trainers[:4]))
+    _bad_submission(m, project, project.trainers[4], "garbage")
+    pins = m.store.pins()
+
+    with pytest.raises(InsufficientUpdates, match="needs 5 usable updates, got 4 of 5") as caught:
+        m.runner().finalize(project.id, 0)
+
+    assert (caught.value.have, caught.value.need) == (4, 5)
+    _assert_nothing_posted(m, project, pins)
+
+
+def test_a_round_without_submissions_raises_and_posts_nothing(marketplace):
+    m = marketplace
+    project = m.create(rule="fedavg", n_trainers=5, round_duration=60)
+    advance_time(m.client, 61)
+    runner = m.runner()
+    assert runner.ready(project.id) == 0  # the window is over: the round is due
+    pins = m.store.pins()
+
+    with pytest.raises(InsufficientUpdates, match="got 0 of 0"):
+        runner.finalize(project.id, 0)
+
+    _assert_nothing_posted(m, project, pins)
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed on exit: nothing listens there
+
+
+def test_a_kubo_node_that_is_down_stops_the_round(marketplace):
+    m = marketplace
+    project = m.create(n_trainers=5)
+    m.submit_honest(project)
+    pins = m.store.pins()
+    runner = RoundRunner(m.market, KuboStore(f"http://127.0.0.1:{_dead_port()}", timeout=2.0), m.aggregator)
+
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        runner.finalize(project.id, 0)
+
+    _assert_nothing_posted(m, project, pins)
+
+
+class _StoreDownFor(LocalStore):
+    """A LocalStore whose reads of some CIDs fail as if the node serving them were down."""
+
+    def __init__(self, root, down: set[str]):
+        super().__init__(root)
+        self.down = down
+
+    def get(self, cid: str) -> bytes:
+        if cid in self.down:
+            raise StoreUnavailable(f"store timed out reading {cid}")
+        return super().get(cid)
+
+
+def test_a_store_outage_while_reading_updates_stops_the_round_instead_of_flagging(marketplace, tmp_path):
+    m = marketplace
+    project = m.create(n_trainers=5)
+    m.submit_honest(project)
+    victim = m.market.submissions(project.id, 0)[2]
+    pins = m.store.pins()
+    store = _StoreDownFor(tmp_path / "store", {victim.cid})  # the same directory as m.store
+
+    with pytest.raises(StoreUnavailable, match=victim.cid):
+        RoundRunner(m.market, store, m.aggregator).finalize(project.id, 0)
+
+    _assert_nothing_posted(m, project, pins)
+    store.down.clear()  # once the store is back, the very same round finalizes with nobody flagged
+    assert RoundRunner(m.market, store, m.aggregator).finalize(project.id, 0).outcome.flagged == []
+
+
+# -- determinism -----------------------------------------------------------------------------------------------
+
+
+def test_computing_a_round_twice_gives_identical_bytes_and_digest(marketplace, tmp_path):
+    m = marketplace
+    project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=6)
+    m.submit_honest(project, list(project.trainers[:5]))
+    _bad_submission(m, project, project.trainers[5], "nan")
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "store", copy)
+
+    _, first = m.runner().compute(project.id, 0)
+    _, again = RoundRunner(m.market, LocalStore(copy)).compute(project.id, 0)  # other store path, no key
+    done = m.runner().finalize(project.id, 0)
+
+    for outcome in (again, done.outcome):
+        assert outcome.model_bytes == first.model_bytes
+        assert outcome.report_bytes == first.report_bytes
+        assert outcome.result_digest == first.result_digest
+        assert outcome.scores_fixed == first.scores_fixed and outcome.flagged == first.flagged
+    assert m.market.round(project.id, 0).report_sha256 == sha256_hex(first.report_bytes)
+
+
+# -- keys and rounds -------------------------------------------------------------------------------------------
+
+
+def test_finalize_refuses_a_key_that_is_not_the_projects_aggregator(marketplace):
+    m = marketplace
+    project = m.create(n_trainers=5)
+    m.submit_honest(project)
+    pins = m.store.pins()
+
+    with pytest.raises(MarketplaceError, match=f"{m.outsider.address} is not the aggregator of project"):
+        m.runner(m.outsider).finalize(project.id, 0)
+    with pytest.raises(MarketplaceError, match="needs the aggregator's key"):
+        RoundRunner(m.market, m.store).finalize(project.id, 0)
+
+    _assert_nothing_posted(m, project, pins)
+
+
+def test_finalize_refuses_a_round_that_is_not_the_open_one(marketplace):
+    m = marketplace
+    project = m.create(n_trainers=5, rounds=2)
+    m.submit_honest(project)
+    runner = m.runner()
+    with pytest.raises(RoundNotReady, match="round 1 is not the open round"):
+        runner.finalize(project.id, 1)
+    runner.finalize(project.id, 0)
+    with pytest.raises(RoundNotReady, match="round 0 is not the open round"):
+        runner.finalize(project.id, 0)
+    with pytest.raises(RoundNotReady, match="round 2 is not the open round"):
+        runner.finalize(project.id, 2)
+
+
+def test_ready_follows_submissions_the_window_and_the_deadline(marketplace):
+    m = marketplace
+    project = m.create(n_trainers=5, round_duration=60, aggregation_window=60)
+    runner = m.runner()
+    m.submit_honest(project, list(project.trainers[:4]))
+    pins = m.store.pins()
+    assert runner.ready(project.id) is None  # one trainer missing and the window still open
+    with pytest.raises(RoundNotReady, match="4 of 5 trainers submitted and the window is open until"):
+        runner.finalize(project.id, 0)
+    advance_time(m.client, 61)
+    assert runner.ready(project.id) == 0  # the window is over
+    advance_time(m.client, 61)
+    assert runner.ready(project.id) is None  # past the aggregator's deadline: only cancel remains
+    with pytest.raises(
+        RoundNotReady, match=r"deadline \(\d+\) has passed; the project can only be cancelled"
+    ):
+        runner.finalize(project.id, 0)
+    _assert_nothing_posted(m, project, pins)
+
+
+# -- watch -----------------------------------------------------------------------------------------------------
+
+
+def test_watch_finalizes_rounds_as_they_become_ready_and_stops_when_the_project_ends(marketplace):
+    m = marketplace
+    project = m.create(n_trainers=5, rounds=3, round_duration=60)
+    m.submit_honest(project)  # round 0: everyone submits, so it is ready at once
+    finalized = []
+
+    def next_round(done) -> None:
+        finalized.append(done)
+        if done.round == 0:  # round 1: one trainer stays away; the round is ready once its window is over
+            m.submit_honest(project, list(project.trainers[:4]))
+            advance_time(m.client, 61)
+        elif done.round == 1:
+            m.submit_honest(project)
+            # Not in the second of the last finalization: anvil estimates gas at the latest block's time, and a
+            # write of an unchanged lastFinalizedAt costs less there than in the next block (see the report).
+            advance_time(m.client, 1)
+
+    deadline = time.monotonic() + 120  # the guard: the test can never hang
+    m.runner().watch(
+        [project.id], poll=0.05, until=lambda: time.monotonic() > deadline, on_finalized=next_round
+    )
+
+    assert time.monotonic() <= deadline, "watch returned because the project ended, not through the guard"
+    assert [d.round for d in finalized] == [0, 1, 2]
+    assert m.market.project(project.id).status == "Completed"
+    assert [len(m.posted(project, r)[0]) for r in range(3)] == [5, 4, 5]
+    for done in finalized:
+        assert m.market.round(project.id, done.round).report_sha256 == done.report.sha256
+
+
+def test_watch_stops_at_its_guard_while_no_round_is_ready(marketplace):
+    m = marketplace
+    project = m.create(n_trainers=5)
+    m.submit_honest(project, list(project.trainers[:2]))
+    polls = []
+    m.runner().watch([project.id], poll=0.01, until=lambda: polls.append(1) or len(polls) > 3)
+    assert len(polls) == 4
+    assert m.market.project(project.id).current_round == 0
+
+
+def test_watch_gives_up_on_a_project_whose_deadline_passed(marketplace):
+    m = marketplace
+    project = m.create(n_trainers=5, round_duration=60, aggregation_window=60)
+    m.submit_honest(project, list(project.trainers[:4]))
+    advance_time(m.client, 122)
+    pins = m.store.pins()
+    guard = []
+    m.runner().watch([project.id], poll=0.01, until=lambda: guard.append(1) or len(guard) > 50)
+    assert len(guard) < 50, "watch returned by itself instead of waiting for a round nobody can finalize"
+    _assert_nothing_posted(m, project, pins)
