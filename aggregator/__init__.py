@@ -1,0 +1,8 @@
+"""The aggregator: robust aggregation rules, outlier detection, contribution valuation and the deterministic
+round pipeline (`aggregator.pipeline.run_round`), plus the round runner and verifier around them.
+
+Submodules are imported where used (`from aggregator.rules import get_rule`), so importing the package stays
+cheap; see docs/aggregator.md.
+"""
+
+__all__: list[str] = []

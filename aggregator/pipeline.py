@@ -163,7 +163,8 @@ def _run(inputs: RoundInputs) -> RoundOutcome:
         global_flat = flatten_state(inputs.global_state, spec)
     except InvalidUpdate as exc:
         raise AggregatorError(f"the global model does not match {inputs.model}: {exc}") from None
-    rule = get_rule(inputs.rule, **dict(inputs.rule_params), device="cpu")
+    # Always the CPU: a verifier without a GPU must reproduce the aggregator's bytes.
+    rule = get_rule(inputs.rule, **{**dict(inputs.rule_params), "device": "cpu"})
     deltas, invalid = _decode(inputs, global_flat)
     submitters = _sorted_addresses([*inputs.updates, *inputs.invalid])
     if len(deltas) < rule.min_updates:

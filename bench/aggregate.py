@@ -132,7 +132,8 @@ def main() -> int:
         print(json.dumps(_worker(args.worker, args)))
         return 0
 
-    forwarded = [a for a in sys.argv[1:] if not a.startswith("--cases")]
+    names = ("n", "d", "f", "beta", "chunk", "threads", "seed", "ref_budget")
+    forwarded = [x for k in names for x in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]
     results = {}
     for case in args.cases.split(","):
         proc = subprocess.run(

@@ -128,11 +128,12 @@ def test_dirichlet_shards_partition_the_data_with_label_skew(data):
 
 def test_local_training_is_deterministic_and_learns(data):
     g = initial_state(MLP)
-    a = train_local(MLP, g, data.train.X, data.train.y, seed=3, **TRAIN)
-    b = train_local(MLP, g, data.train.X, data.train.y, seed=3, **TRAIN)
+    X, y = data.train.X[:500], data.train.y[:500]
+    a = train_local(MLP, g, X, y, seed=3, **TRAIN)
+    b = train_local(MLP, g, X, y, seed=3, **TRAIN)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert evaluate(MLP, a, data.test.X, data.test.y).accuracy > 0.8
-    c = train_local(MLP, g, data.train.X, data.train.y, seed=4, **TRAIN)
+    assert evaluate(MLP, a, data.test.X, data.test.y).accuracy > 0.7
+    c = train_local(MLP, g, X, y, seed=4, **TRAIN)
     assert not torch.equal(a["0.weight"], c["0.weight"])
     for bad in ({"epochs": 0}, {"lr": 0.0}, {"batch_size": 0}):
         with pytest.raises(AggregatorError):
