@@ -103,7 +103,9 @@ async def _admit(
     if services.revocations.stale():
         await run_in_threadpool(services.revocations.sync)
     services.revocations.check(claims)
-    grant = services.access.peek(claims.wallet) or await run_in_threadpool(services.access.get, claims.wallet)
+    grant = services.access.peek(claims.wallet)
+    if grant is None:
+        grant = await run_in_threadpool(services.access.get, claims.wallet)
     info["tier"] = grant.tier
     policy = services.api.policy(grant.tier)
     scopes = scopes_of(grant, services.api)

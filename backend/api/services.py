@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -209,7 +210,7 @@ def _build_relayer(api: ApiSettings, chain: ChainClient | Missing) -> LocalAccou
     try:
         if api.relayer_keystore:
             password = api.relayer_password.get_secret_value() if api.relayer_password else ""
-            return load_keystore(api.relayer_keystore, password)
+            return load_keystore(Path(api.relayer_keystore), password)
         if api.relayer_dev_account is not None:
             if isinstance(chain, Missing):
                 return Missing("relayer", f"needs the chain to check it is local: {chain.reason}")

@@ -86,14 +86,15 @@ class AuditLog:
         stop = False
         while not stop:
             batch: list[AuditRecord] = []
+            taken = 0
             try:
                 first = self._queue.get(timeout=self._interval)
+                taken = 1
             except queue.Empty:
-                first = False  # nothing queued: a chance for maintenance
-            taken = 0 if first is False else 1
-            if first is None:
+                pass  # nothing queued: a chance for maintenance
+            if taken and first is None:
                 stop = True
-            elif first is not False:
+            elif taken and first is not None:
                 batch.append(first)
                 while len(batch) < _BATCH:
                     try:

@@ -12,8 +12,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.core.errors import BadRequest, ServiceUnavailable, Unauthorized
@@ -108,8 +109,9 @@ class SiweVerifier:
 
     def _consume(self, nonce: str, now: float) -> None:
         with session_scope(self._sessions) as session:
-            deleted = session.execute(
+            result = session.execute(
                 delete(IssuedNonce).where(IssuedNonce.nonce == nonce, IssuedNonce.expires_at > now)
-            ).rowcount
+            )
+            deleted = cast(CursorResult, result).rowcount
         if deleted != 1:
             raise Unauthorized("the nonce is unknown, expired or already used", kind="siwe-nonce")
