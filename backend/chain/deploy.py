@@ -41,7 +41,7 @@ class _Context:
 CONSTRUCTOR_DEFAULTS: dict[str, Any | Callable[[_Context], Any]] = {
     "minBond": 10**16,  # 0.01 ETH to register a data source
     "exitDelay": 3600,  # a source's bond is returned an hour after it asks to leave
-    "maxDelta": 100,  # most evidence one feedback batch may add to a source
+    "maxDelta": 10_000,  # most evidence one feedback batch may add to a source (1,000 units = one observation)
     "maxTier": 3,  # access tiers 1..3 (0 = none)
     "minStake": 10**16,  # verifier committee stake
     "market": lambda ctx: ctx.deployed.get("TrainingMarket"),
@@ -106,6 +106,12 @@ def deploy_contracts(
             block=receipt["blockNumber"],
             transaction=receipt["transactionHash"].to_0x_hex(),
         )
+    if "SourceRegistry" in deployed:
+        # The deployer evaluates until it hands the role to the query service's relayer.
+        from backend.chain.source_registry import SourceRegistry
+
+        registry = SourceRegistry(client, address=deployed["SourceRegistry"].address)
+        registry.grant_evaluator(account, account.address)
     return Deployments(
         network=network,
         chain_id=chain_id,

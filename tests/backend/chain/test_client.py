@@ -119,3 +119,14 @@ def test_deploy_writes_a_usable_record(deployed, anvil_node, compiled_artifacts)
     assert client.check() == 31337
     for name in deployed.contracts:
         assert client.contract(name).address == deployed.address(name)
+
+
+def test_deployer_may_apply_source_feedback(deployed, anvil_node, compiled_artifacts):
+    from web3 import Web3
+
+    from backend.chain.source_registry import EVALUATOR_ROLE
+
+    client = ChainClient(anvil_node.url, compiled_artifacts, deployed)
+    assert client.call(
+        "SourceRegistry", "hasRole", EVALUATOR_ROLE, Web3.to_checksum_address(deployed.deployer)
+    )
