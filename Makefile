@@ -26,8 +26,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# OpenZeppelin's npm package also ships 258 Hardhat JSON artifacts in build/: Ape copies the whole package into
+# contracts/.cache, and its source scan stops at 500 files, which could then miss our own contracts.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	rm -rf node_modules/@openzeppelin/contracts/build
 	touch $@
 
 # py-solc-x (and so ape-solidity) finds compilers only as `solc-vX.Y.Z` files in SOLCX_BINARY_PATH:
@@ -37,7 +40,9 @@ $(SOLC_SHIM): tools/solc-shim.js node_modules/.installed
 	printf '#!/bin/sh\nexec node "%s/tools/solc-shim.js" "$$@"\n' "$(CURDIR)" > $@
 	chmod +x $@
 
-.build/.compiled: $(VENV)/.installed $(SOLC_SHIM) $(wildcard contracts/*.sol contracts/**/*.sol) ape-config.yaml
+.build/.compiled: $(VENV)/.installed $(SOLC_SHIM) $(wildcard contracts/*.sol contracts/*/*.sol) ape-config.yaml
+	@# A dependency cache unpacked from an older OpenZeppelin copy (with build/) would keep the file count high.
+	if [ -d contracts/.cache/openzeppelin/5.7.0/build ]; then rm -rf contracts/.cache; $(VENV)/bin/ape pm install --force; fi
 	$(VENV)/bin/ape compile
 	touch $@
 
