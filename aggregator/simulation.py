@@ -34,7 +34,16 @@ from aggregator.training import (
     train_local,
 )
 
-__all__ = ["DEMO_ATTACKERS", "ROLES", "DemoResult", "SimulationResult", "demo", "simulate", "trainer_address"]
+__all__ = [
+    "DEMO_ATTACKERS",
+    "ROLES",
+    "DemoResult",
+    "SimulationResult",
+    "demo",
+    "role_updates",
+    "simulate",
+    "trainer_address",
+]
 
 ROLES = (
     "free_rider",
@@ -92,7 +101,7 @@ class DemoResult:
         return self.baseline.test_accuracy - self.attacked.test_accuracy
 
 
-def _submissions(
+def role_updates(
     roles: dict[str, str],
     shards: dict[str, Any],
     model: str,
@@ -100,7 +109,8 @@ def _submissions(
     train: dict[str, Any],
     round_seed: int,
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """What every simulated trainer uploads this round, as deltas."""
+    """What every simulated trainer uploads this round, as delta state dicts: `roles` maps address -> role,
+    `shards` address -> its `Split` (Sybils share one), `train` the keyword arguments of `train_local`."""
     models: dict[str, dict[str, torch.Tensor]] = {}
     honest_norms = []
     sybil_base: dict[str, torch.Tensor] | None = None
@@ -133,6 +143,9 @@ def _submissions(
         if role == "gaussian_noise":  # as large as a typical honest update, pointing nowhere
             models[trainer] = gaussian_noise(model, global_state, std=noise_std, seed=round_seed + k)
     return {t: state_delta(models[t], global_state) for t in sorted(models)}
+
+
+_submissions = role_updates  # the name backend/marketplace/demo.py imports today
 
 
 @contextmanager
@@ -230,7 +243,7 @@ def _simulate(
     hp, history, outcomes = hyperparams or HyperParams(), {}, []
     for r in range(rounds):
         train = {"epochs": epochs, "lr": hp.client_lr, "batch_size": batch_size}
-        updates = _submissions(roles, shards, model, state, train, round_seed=seed * 1_000_003 + r * 1000)
+        updates = role_updates(roles, shards, model, state, train, round_seed=seed * 1_000_003 + r * 1000)
         outcome = run_round(
             RoundInputs(
                 model=model,
