@@ -20,6 +20,7 @@ import torch
 from aggregator.contribution import ContributionConfig
 from aggregator.data import DigitsData, load_digits_data, non_iid_splits
 from aggregator.errors import AggregatorError
+from aggregator.history import TrainerHistory
 from aggregator.hyperparams import HyperParams
 from aggregator.models import evaluate, initial_state, state_delta
 from aggregator.outliers import OutlierConfig
@@ -240,7 +241,9 @@ def _simulate(
     params = dict(rule_params) if rule_params is not None else _default_rule_params(rule, attackers)
     contribution = contribution or ContributionConfig(seed=seed)
     state = initial_state(model, seed)
-    hp, history, outcomes = hyperparams or HyperParams(), {}, []
+    hp = hyperparams or HyperParams()
+    history: dict[str, TrainerHistory] = {}
+    outcomes: list[RoundOutcome] = []
     for r in range(rounds):
         train = {"epochs": epochs, "lr": hp.client_lr, "batch_size": batch_size}
         updates = role_updates(roles, shards, model, state, train, round_seed=seed * 1_000_003 + r * 1000)

@@ -27,18 +27,25 @@ def middle_band(block: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, to
     without another pass.
     """
     if block.device.type == "cpu":
-        # All in numpy on the CPU: single-threaded vectorised loops beat torch's OpenMP regions for these
-        # memory-bound steps, above all when other processes hold the cores.
-        values = block.numpy()
-        ranked = np.sort(values, axis=0)
-        if not (np.isfinite(ranked[0]).all() and np.isfinite(ranked[-1]).all()):
-            return None
-        inside = (values >= ranked[lo]) & (values <= ranked[hi - 1])
-        per_column = np.count_nonzero(inside, axis=0)
-        band = torch.from_numpy(ranked[lo:hi].mean(axis=0, dtype=np.float64).astype(values.dtype))
-        if (per_column == hi - lo).all():
-            return band, torch.from_numpy(np.count_nonzero(inside, axis=1).astype(np.float64))
-        return band, torch.from_numpy(inside.astype(np.float64) @ ((hi - lo) / per_column))
+        return _band_numpy(block.numpy(), lo, hi)
+    return _band_torch(block, lo, hi)
+
+
+def _band_numpy(values: np.ndarray, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    # All in numpy on the CPU: single-threaded vectorised loops beat torch's OpenMP regions for these
+    # memory-bound steps, above all when other processes hold the cores.
+    ranked = np.sort(values, axis=0)
+    if not (np.isfinite(ranked[0]).all() and np.isfinite(ranked[-1]).all()):
+        return None
+    inside = (values >= ranked[lo]) & (values <= ranked[hi - 1])
+    per_column = np.count_nonzero(inside, axis=0)
+    band = torch.from_numpy(ranked[lo:hi].mean(axis=0, dtype=np.float64).astype(values.dtype))
+    if (per_column == hi - lo).all():
+        return band, torch.from_numpy(np.count_nonzero(inside, axis=1).astype(np.float64))
+    return band, torch.from_numpy(inside.astype(np.float64) @ ((hi - lo) / per_column))
+
+
+def _band_torch(block: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     ranked = torch.sort(block, dim=0).values
     if not (bool(torch.isfinite(ranked[0]).all()) and bool(torch.isfinite(ranked[-1]).all())):
         return None

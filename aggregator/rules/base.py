@@ -62,7 +62,10 @@ class AggregationResult:
 class AggregationRule(Protocol):
     """One robust aggregation rule: `get_rule(name, **params)` builds one."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The rule's name in `RULES`."""
+        ...
 
     @property
     def min_updates(self) -> int:
