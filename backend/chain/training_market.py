@@ -2,6 +2,10 @@
 
 Hashes cross this boundary as 64 lower-case hex digits (no 0x), amounts as wei ints, addresses checksummed.
 Reverts surface as `ContractRevert` subclasses named after the contract's custom errors.
+
+A market may have a verifier committee (fixed at deployment, `committee_address`): a round its quorum attests is
+final at once (`is_round_attested`, `is_round_final`), cannot be challenged (`RoundAlreadyAttested`) and does
+not hold claims back until its challenge window ends.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
 ]
 
 NAME = "TrainingMarket"
+_NO_CONTRACT = "0x0000000000000000000000000000000000000000"
 STATUSES = ("None", "Active", "Completed", "Cancelled")
 CHALLENGE_STATES = ("None", "Open", "Rejected", "Upheld", "Lapsed")
 
@@ -335,8 +340,17 @@ class TrainingMarket:
         return bool(entry[0])
 
     def is_round_final(self, project_id: int, round_: int) -> bool:
-        """Finalized, not under an open or upheld challenge, and past its challenge window."""
+        """Finalized, not under an open or upheld challenge, and attested or past its challenge window."""
         return bool(self._call("isRoundFinal", project_id, round_))
+
+    def is_round_attested(self, project_id: int, round_: int) -> bool:
+        """Whether the market's committee attests the round's current result (False without a committee)."""
+        return bool(self._call("isRoundAttested", project_id, round_))
+
+    def committee_address(self) -> str | None:
+        """The verifier committee this market trusts, or None for a market without one."""
+        address = self._call("committee")
+        return None if int(address, 16) == 0 else Web3.to_checksum_address(address)
 
     def reversed_rounds(self, project_id: int) -> list[int]:
         """Rounds whose allocations an upheld challenge reversed."""
