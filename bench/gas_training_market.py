@@ -4,7 +4,9 @@ Runs through Ape on its own anvil (ape-foundry, free port). Each finalizeRound p
 submitter scored (distinct, non-zero scores), one of them flagged, 59-character CIDs. The baseline, measured in
 the same run, is a plain ETH transfer (21,000 gas): every figure is also given as a multiple of it. The per-trainer
 marginal cost of finalizeRound is (gas at 100 - gas at 10) / 90; from it, the projected gas of a full project
-(MAX_TRAINERS) is compared with anvil's block gas limit. Prints a markdown table (or JSON with --json).
+(MAX_TRAINERS) is compared with anvil's block gas limit. The main figures come from a market without a verifier
+committee; the 10-trainer project is then run again in a market wired to a VerifierCommittee of three (finalize
+pins the snapshot; challenge and early claims ask the committee). Prints a markdown table (or JSON with --json).
 
     python bench/gas_training_market.py [--json] [--trainers 100]
 """
@@ -102,6 +104,49 @@ def _run_project(market, roles, trainers, gas: dict, label: str) -> int:
     return pid
 
 
+def _committee_market(ape, owner, members):
+    """A VerifierCommittee with `members` seated (BLS keys from aggregator.bls) and a market wired to it."""
+    from aggregator import bls
+
+    committee = owner.deploy(ape.project.VerifierCommittee, STAKE, 3600)
+    keys = [bls.derive_keypair(hashlib.sha256(f"gas bench verifier {i}".encode()).digest()) for i in range(3)]
+    for member, key in zip(members, keys, strict=True):
+        proof = bls.prove_possession(key, member.address, ape.chain.chain_id, committee.address)
+        committee.register(key.public_g1, key.public_g2, proof, sender=member, value=STAKE)
+    return committee, keys, owner.deploy(ape.project.TrainingMarket, committee.address)
+
+
+def _attest(committee, keys, market, pid: int, round_: int, sender) -> None:
+    from aggregator import bls
+
+    digest = bytes(market.roundResultDigest(pid, round_))
+    signature = bls.aggregate_g1(bls.sign(k.secret, digest) for k in keys)
+    apk = bls.aggregate_g2(k.public_g2 for k in keys)
+    bitmap = bls.signer_bitmap(range(len(keys)), 255)
+    committee.attest(market, pid, round_, digest, bitmap, apk, signature, sender=sender)
+
+
+def _with_committee(ape, roles, outsider, members, trainers, gas: dict) -> None:
+    """The 10-trainer project in a market with a committee: what finalize, challenge and an early claim cost."""
+    owner, _, arbiter = roles
+    committee, keys, market = _committee_market(ape, owner, members)
+    committee_gas: dict[str, int] = {}
+    pid = _run_project(market, roles, trainers, committee_gas, "10 trainers")
+    gas["with committee: finalizeRound, 10 trainers (pins the snapshot)"] = committee_gas[
+        "finalizeRound, 10 trainers"
+    ]
+    _attest(committee, keys, market, pid, 1, outsider)
+    gas["with committee: challenge (asks isAttested)"] = market.challenge(
+        pid, 0, sender=outsider, value=BOND
+    ).gas_used
+    market.resolveChallenge(pid, 0, False, sender=arbiter)
+    _attest(committee, keys, market, pid, 0, outsider)
+    # Both rounds are attested: claims open at once, each asking the committee about the two rounds.
+    gas["with committee: claim (trainer, 2 attested rounds, inside the window)"] = market.claim(
+        pid, sender=trainers[1]
+    ).gas_used
+
+
 def measure(max_trainers: int) -> dict:
     os.chdir(ROOT)  # ape.project is the project in the working directory
     import ape
@@ -117,7 +162,7 @@ def measure(max_trainers: int) -> dict:
         test_accounts = ape.accounts.test_accounts
         owner, aggregator, arbiter, outsider = (test_accounts[i] for i in range(4))
         baseline = owner.transfer(outsider, 1).gas_used
-        market = owner.deploy(ape.project.TrainingMarket, "0x" + "00" * 20)
+        market = owner.deploy(ape.project.TrainingMarket, "0x" + "00" * 20)  # no committee
         trainers = [test_accounts.generate_test_account() for _ in range(max_trainers)]
         for trainer in trainers:
             provider.set_balance(trainer.address, 10**21)
@@ -148,12 +193,17 @@ def measure(max_trainers: int) -> dict:
         ape.chain.pending_timestamp += 7201
         gas["cancel"] = market.cancel(stalled, sender=outsider).gas_used
         gas["claim (trainer, after cancel)"] = market.claim(stalled, sender=trainers[0]).gas_used
+
+        members = [test_accounts[i] for i in range(4, 7)]
+        _with_committee(ape, (owner, aggregator, arbiter), outsider, members, trainers[:10], gas)
         block_gas_limit = ape.chain.blocks.head.gas_limit
         cap = market.MAX_TRAINERS()
 
     at_10, at_n = gas["finalizeRound, 10 trainers"], gas[f"finalizeRound, {max_trainers} trainers"]
     marginal = (at_n - at_10) / (max_trainers - 10)
+    pin = gas["with committee: finalizeRound, 10 trainers (pins the snapshot)"] - at_10
     return {
+        "committee_pin_overhead": pin,
         "gas": gas,
         "baseline_eth_transfer": baseline,
         "finalize_marginal_per_trainer": marginal,
@@ -172,7 +222,8 @@ def markdown(report: dict) -> str:
     lines.append(
         f"finalizeRound costs {report['finalize_marginal_per_trainer']:,.0f} gas per additional trainer; at the "
         f"cap of {report['max_trainers_cap']:,} trainers that projects to "
-        f"{report['finalize_projected_at_cap']:,.0f} gas (block gas limit {report['block_gas_limit']:,})."
+        f"{report['finalize_projected_at_cap']:,.0f} gas (block gas limit {report['block_gas_limit']:,}). "
+        f"Pinning the committee snapshot adds {report['committee_pin_overhead']:,} gas to finalizeRound."
     )
     return "\n".join(lines)
 
