@@ -16,7 +16,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.types import TxReceipt
 
-from backend.chain.client import ChainClient
+from backend.chain.facade import ContractFacade
 
 __all__ = ["ACCEPT_TERMS_TYPES", "AccessGrant", "AccessRegistry", "TermsInfo", "decision_ref"]
 
@@ -63,22 +63,10 @@ def decision_ref(text: str) -> bytes:
     return keccak(text=text)
 
 
-class AccessRegistry:
+class AccessRegistry(ContractFacade):
     """The deployed AccessRegistry (or the one at `address`), through a `ChainClient`."""
 
-    def __init__(self, client: ChainClient, address: str | None = None):
-        self.client = client
-        self._address = address
-
-    @property
-    def address(self) -> str:
-        return Web3.to_checksum_address(self._address or self.client.address_of(CONTRACT))
-
-    def _call(self, fn: str, *args: Any) -> Any:
-        return self.client.call(CONTRACT, fn, *args, address=self._address)
-
-    def _transact(self, account: LocalAccount, fn: str, *args: Any) -> TxReceipt:
-        return self.client.transact(account, CONTRACT, fn, *args, address=self._address)
+    contract_name = CONTRACT
 
     # -- reads -----------------------------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -21,6 +20,7 @@ from web3.types import TxReceipt
 
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainError
+from backend.chain.facade import ContractFacade
 
 __all__ = [
     "CONTRACT",
@@ -158,27 +158,10 @@ def decode_feedback(data: bytes) -> tuple[FeedbackEntry, ...]:
     return tuple(FeedbackEntry(*struct.unpack_from(ENTRY_FORMAT, data, i)) for i in range(0, len(data), size))
 
 
-class SourceRegistry:
+class SourceRegistry(ContractFacade):
     """The deployed SourceRegistry (or the one at `address`), through a `ChainClient`."""
 
-    def __init__(self, client: ChainClient, address: str | None = None):
-        self.client = client
-        self._address = address
-
-    @property
-    def address(self) -> str:
-        return Web3.to_checksum_address(self._address or self.client.address_of(CONTRACT))
-
-    def _call(self, fn: str, *args: Any) -> Any:
-        return self.client.call(CONTRACT, fn, *args, address=self._address)
-
-    def _transact(self, account: LocalAccount, fn: str, *args: Any, value: int = 0) -> TxReceipt:
-        return self.client.transact(account, CONTRACT, fn, *args, value=value, address=self._address)
-
-    def _event(self, receipt: TxReceipt, name: str) -> Any:
-        contract = self.client.contract(CONTRACT, self._address)
-        (event,) = getattr(contract.events, name)().process_receipt(receipt)
-        return event["args"]
+    contract_name = CONTRACT
 
     # -- reads -----------------------------------------------------------------------------------------------
 

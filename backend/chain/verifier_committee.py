@@ -16,12 +16,11 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.logs import DISCARD
-from web3.types import TxReceipt
 
 from aggregator import bls
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainError
+from backend.chain.facade import ContractFacade
 
 __all__ = [
     "CONTRACT",
@@ -222,28 +221,10 @@ class AttestationResult:
     gas_used: int
 
 
-class VerifierCommittee:
+class VerifierCommittee(ContractFacade):
     """The deployed VerifierCommittee (or the one at `address`), through a `ChainClient`."""
 
-    def __init__(self, client: ChainClient, address: str | None = None):
-        self.client = client
-        self._address = address
-
-    @property
-    def address(self) -> str:
-        return Web3.to_checksum_address(self._address or self.client.address_of(CONTRACT))
-
-    def _call(self, fn: str, *args: Any) -> Any:
-        return self.client.call(CONTRACT, fn, *args, address=self._address)
-
-    def _transact(self, account: LocalAccount, fn: str, *args: Any, value: int = 0) -> TxReceipt:
-        return self.client.transact(account, CONTRACT, fn, *args, value=value, address=self._address)
-
-    def _event(self, receipt: TxReceipt, name: str) -> Any:
-        contract = self.client.contract(CONTRACT, self._address)
-        # DISCARD: the receipt also holds the committee's other events (e.g. SnapshotPinned before RoundAttested).
-        (event,) = getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD)
-        return event["args"]
+    contract_name = CONTRACT
 
     # -- reads -----------------------------------------------------------------------------------------------
 
