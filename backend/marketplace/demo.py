@@ -21,8 +21,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.data import load_digits_data, non_iid_splits
 from aggregator.models import evaluate
 from aggregator.runner import FinalizedRound, RoundRunner
-from aggregator.simulation import DEMO_ATTACKERS, simulate
-from aggregator.simulation import _submissions as role_updates
+from aggregator.simulation import DEMO_ATTACKERS, role_updates, simulate
 from aggregator.verifier import verify_round
 from backend.chain.anvil import Anvil, start_anvil
 from backend.chain.artifacts import Artifacts
@@ -77,9 +76,14 @@ def run_demo(
     settings = settings or Settings()
     out_dir.mkdir(parents=True, exist_ok=True)
     node: Anvil = start_anvil(chain_url, attach=chain_url is not None)
+    # Digits-sized tensors gain nothing from intra-op threads, and on a busy machine OpenMP workers waiting for a
+    # core make every small op many times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         return _run(out_dir, config, settings, node.url, on_round)
     finally:
+        torch.set_num_threads(threads)
         node.stop()
 
 
