@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from eth_account.signers.local import LocalAccount
 
 from aggregator.data import load_digits_data, non_iid_splits
