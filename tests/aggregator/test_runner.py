@@ -362,6 +362,28 @@ def test_finalize_refuses_a_round_that_is_not_the_open_one(marketplace):
         runner.finalize(project.id, 2)
 
 
+def test_a_round_finalized_in_the_same_second_as_the_previous_one_gets_enough_gas(marketplace):
+    m = marketplace
+    project = m.create(n_trainers=5, rounds=2)
+    m.submit_honest(project)
+    runner = m.runner()
+    runner.finalize(project.id, 0)
+    finalized_at = m.client.timestamp()
+    rpc = m.client.w3.provider.make_request
+    # Round 1's submissions land in the second round 0 was finalized, so gas is estimated where rewriting
+    # lastFinalizedAt costs nothing; the transaction itself is mined a second later, where it does.
+    rpc("anvil_setBlockTimestampInterval", [0])
+    try:
+        m.submit_honest(project)
+        assert m.client.timestamp() == finalized_at
+        rpc("evm_setNextBlockTimestamp", [finalized_at + 1])
+        done = runner.finalize(project.id, 1)
+    finally:
+        rpc("anvil_removeBlockTimestampInterval", [])  # node configuration: a snapshot revert keeps it
+    assert m.market.round(project.id, 1).finalized_at == finalized_at + 1
+    assert m.market.round(project.id, 1).report_sha256 == done.report.sha256
+
+
 def test_ready_follows_submissions_the_window_and_the_deadline(marketplace):
     m = marketplace
     project = m.create(n_trainers=5, round_duration=60, aggregation_window=60)
@@ -398,9 +420,6 @@ def test_watch_finalizes_rounds_as_they_become_ready_and_stops_when_the_project_
             advance_time(m.client, 61)
         elif done.round == 1:
             m.submit_honest(project)
-            # Not in the second of the last finalization: anvil estimates gas at the latest block's time, and a
-            # write of an unchanged lastFinalizedAt costs less there than in the next block (see the report).
-            advance_time(m.client, 1)
 
     deadline = time.monotonic() + 120  # the guard: the test can never hang
     m.runner().watch(
