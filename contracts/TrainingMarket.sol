@@ -29,7 +29,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
     /// @notice Where slashed stakes and forfeited bonds go, so nobody profits from a slash or a rejected challenge
     /// (the conventional 0x…dEaD rather than address(0), which dev chains use as the fee recipient).
     address payable public constant BURN_ADDRESS = payable(0x000000000000000000000000000000000000dEaD);
-    /// @notice Gas each call into the committee may use (VerifierCommittee needs about 35k to pin a snapshot
+    /// @notice Gas each call into the committee may use (VerifierCommittee needs about 33k to pin a snapshot
     /// and 10k to answer `isAttested`), so a misbehaving committee can never take a caller's whole budget.
     uint256 public constant COMMITTEE_CALL_GAS = 100_000;
     /// @notice What must be left before a committee call: COMMITTEE_CALL_GAS plus the 1/64 that EIP-150 keeps
