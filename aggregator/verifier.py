@@ -1,7 +1,9 @@
 """`trustmarket verify`: recompute a finalized round from on-chain inputs and compare it with what was posted.
 
 The aggregator is deterministic, so an honest result is reproduced bit for bit: the same model bytes, the same
-report bytes, the same fixed-point scores and flags, hence the same on-chain result digest.
+report bytes, the same fixed-point scores and flags, hence the same on-chain result digest. A mismatch names what
+differs: the model or report hash, each trainer whose posted score or flag differs (read from the round's
+`RoundScored` event), or a posted CID that does not serve the posted bytes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from aggregator.runner import RoundRunner
 from backend.chain.training_market import RoundResult, TrainingMarket
 from backend.marketplace.errors import RoundNotReady
-from backend.storage import ContentStore
+from backend.storage import ContentStore, StorageError, StoreUnavailable, fetch_verified
 
 __all__ = ["VerifyReport", "verify_round"]
 
@@ -38,6 +40,55 @@ class VerifyReport:
 
 def _hex(value: bytes | str) -> str:
     return value.hex() if isinstance(value, bytes) else value.lower().removeprefix("0x")
+
+
+def _posted_allocation(
+    market: TrainingMarket, project_id: int, round_: int
+) -> tuple[dict[str, int], set[str]]:
+    """The scores and flags `finalizeRound` recorded, from its `RoundScored` event (the views keep only shares)."""
+    logs = market.client.events(
+        "TrainingMarket",
+        "RoundScored",
+        filters={"projectId": project_id, "round": round_},
+        address=market.address,
+    )
+    if not logs:
+        return {}, set()
+    args = logs[-1]["args"]
+    return dict(zip(args["trainers"], (int(s) for s in args["scores"]), strict=True)), set(args["flagged"])
+
+
+def _allocation_mismatches(
+    posted: tuple[dict[str, int], set[str]], scores: dict[str, int], flagged: set[str]
+) -> list[str]:
+    """One line per trainer whose posted score or flag differs from the recomputed one."""
+    posted_scores, posted_flagged = posted
+    lines = []
+    for trainer in sorted(set(posted_scores) | set(scores), key=lambda a: int(a, 16)):
+        if posted_scores.get(trainer) != scores.get(trainer):
+            lines.append(
+                f"score of {trainer}: posted {posted_scores.get(trainer)}, recomputed {scores.get(trainer)}"
+            )
+    for trainer in sorted(posted_flagged ^ flagged, key=lambda a: int(a, 16)):
+        side = "posted" if trainer in posted_flagged else "recomputed"
+        lines.append(f"flag of {trainer}: only the {side} result flags it")
+    return lines
+
+
+def _content_mismatches(store: ContentStore, posted) -> list[str]:
+    """The posted CIDs must hold the posted bytes: the digest covers the hashes only, and trainers fetch by CID."""
+    lines = []
+    for what, cid, sha256 in (
+        ("model", posted.model_cid, _hex(posted.model_sha256)),
+        ("report", posted.report_cid, _hex(posted.report_sha256)),
+    ):
+        try:
+            fetch_verified(store, cid, sha256)
+        except StoreUnavailable:
+            raise
+        except StorageError as exc:
+            lines.append(f"{what} CID {cid} does not serve the posted {what}: {exc}")
+    return lines
 
 
 def verify_round(market: TrainingMarket, store: ContentStore, project_id: int, round_: int) -> VerifyReport:
@@ -67,6 +118,10 @@ def verify_round(market: TrainingMarket, store: ContentStore, project_id: int, r
         mismatches.append(
             f"report sha256: posted {_hex(posted.report_sha256)}, recomputed {outcome.report_sha256}"
         )
+    mismatches += _allocation_mismatches(
+        _posted_allocation(market, project_id, round_), dict(outcome.scores_fixed), set(outcome.flagged)
+    )
+    mismatches += _content_mismatches(store, posted)
     if digest != onchain and not mismatches:
-        mismatches.append("scores or flagged trainers differ from those posted")
-    return VerifyReport(project_id, round_, digest == onchain, onchain, digest, mismatches)
+        mismatches.append("the result digest differs from the one posted")
+    return VerifyReport(project_id, round_, digest == onchain and not mismatches, onchain, digest, mismatches)
