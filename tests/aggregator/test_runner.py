@@ -10,7 +10,10 @@ import json
 import math
 import shutil
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -329,6 +332,44 @@ def test_computing_a_round_twice_gives_identical_bytes_and_digest(marketplace, t
         assert outcome.result_digest == first.result_digest
         assert outcome.scores_fixed == first.scores_fixed and outcome.flagged == first.flagged
     assert m.market.round(project.id, 0).report_sha256 == sha256_hex(first.report_bytes)
+
+
+_RECOMPUTE = """
+import json, sys
+import torch
+from backend.chain.artifacts import Artifacts
+from backend.chain.client import ChainClient
+from backend.chain.training_market import TrainingMarket
+from aggregator.runner import RoundRunner
+from backend.storage import LocalStore
+url, artifacts, market, store, project = sys.argv[1:]
+torch.set_num_threads(1)  # another thread count than the test process's
+runner = RoundRunner(TrainingMarket(ChainClient(url, Artifacts.load(artifacts)), market), LocalStore(store))
+_, outcome = runner.compute(int(project), 0)
+print(json.dumps([outcome.model_sha256, outcome.report_sha256, outcome.result_digest]))
+"""
+
+
+@pytest.mark.slow
+def test_another_process_recomputes_the_same_bytes_and_digest(marketplace, tmp_path):
+    m = marketplace
+    project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=6)
+    m.submit_honest(project)
+    done = m.runner().finalize(project.id, 0)
+    root = Path(__file__).resolve().parents[2]
+    artifacts = root / ".build" / "__local__.json"
+    args = [m.client.url, str(artifacts), m.market.address, str(tmp_path / "store"), str(project.id)]
+    out = subprocess.run(
+        [sys.executable, "-c", _RECOMPUTE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=root,
+    )
+    model_sha, report_sha, digest = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (model_sha, report_sha) == (done.model.sha256, done.report.sha256)
+    assert digest == done.outcome.result_digest
 
 
 # -- keys and rounds -------------------------------------------------------------------------------------------
