@@ -152,7 +152,7 @@ def test_a_tampered_result_is_challenged_not_signed(
 
     quiet = service(chain_client, committee, store, dev_accounts, 1, exchange, challenge=False)
     (seen,) = quiet.run_once()
-    assert seen.action == "mismatch" and "differ" in seen.detail
+    assert seen.action == "mismatch" and f"score of {trainers[0]}: posted {scores[0]}" in seen.detail
     (raised,) = service(chain_client, committee, store, dev_accounts, 0, exchange).run_once()
     assert raised.action == "challenged"
     assert market.round(project, 0).challenge == "Open"
