@@ -5,7 +5,6 @@ The trainer's data never leaves `train_update`: only the model delta is encoded,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +17,8 @@ from aggregator.training import train_local
 from backend.chain.training_market import TrainingMarket
 from backend.marketplace.errors import MarketplaceError
 from backend.marketplace.publish import load_manifest, load_model, put_ref
-from backend.storage import ContentStore, fetch_verified
+from backend.marketplace.rounds import round_start
+from backend.storage import ContentStore
 from backend.storage.codec import META_PROJECT, META_ROUND, decode_state, encode_state, state_metadata
 
 __all__ = ["GlobalModel", "Submitted", "current_model", "encode_update", "submit_update", "train_update"]
@@ -44,24 +44,18 @@ class Submitted:
     transaction: str
 
 
-def _hex(value: bytes | str) -> str:
-    return value.hex() if isinstance(value, bytes) else value.lower().removeprefix("0x")
-
-
 def current_model(market: TrainingMarket, store: ContentStore, project_id: int) -> GlobalModel:
     """The open round's starting model: the initial model for round 0, else the last finalized round's."""
     info = market.project(project_id)
     if info.status != "Active" or info.current_round >= info.rounds:
         raise MarketplaceError(f"project {project_id} has no open round (status {info.status})")
-    manifest = load_manifest(store, ContentRef(cid=info.config_cid, sha256=_hex(info.config_sha256)))
-    if info.current_round == 0:
-        ref = ContentRef(cid=info.initial_model_cid, sha256=_hex(info.initial_model_sha256))
+    manifest = load_manifest(store, ContentRef(cid=info.config_cid, sha256=info.config_sha256))
+    start = round_start(market, store, info, info.current_round)
+    if start.previous_report is None:
         client_lr = HyperParams(**manifest.hyperparams).client_lr
     else:
-        prev = market.round(project_id, info.current_round - 1)
-        ref = ContentRef(cid=prev.model_cid, sha256=_hex(prev.model_sha256))
-        report = json.loads(fetch_verified(store, prev.report_cid, _hex(prev.report_sha256)))
-        client_lr = float(report["hyperparams"]["next"]["client_lr"])
+        client_lr = float(start.previous_report["hyperparams"]["next"]["client_lr"])
+    ref = start.model
     return GlobalModel(
         project_id, info.current_round, ref, manifest, load_model(store, ref, manifest), client_lr
     )
