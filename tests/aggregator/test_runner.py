@@ -232,6 +232,27 @@ def test_bad_update_is_flagged_with_its_reason_scores_zero_and_the_round_finaliz
     assert BAD_INPUTS[case] in entry["flags"][0]["detail"]["error"]
 
 
+def test_resubmitting_last_rounds_update_is_a_replay_flagged_in_the_new_round(marketplace):
+    m = marketplace
+    project = m.create(rule="fedavg", n_trainers=5, rounds=2)
+    m.submit_honest(project)
+    runner = m.runner()
+    runner.finalize(project.id, 0)
+    lazy = project.trainers[4]
+    old = next(s for s in m.market.submissions(project.id, 0) if s.trainer == lazy.address)
+    m.submit_honest(project, list(project.trainers[:4]))
+    m.market.submit_update(
+        lazy, project.id, 1, old.cid, old.sha256
+    )  # the very bytes that were paid in round 0
+
+    done = runner.finalize(project.id, 1)
+
+    assert done.outcome.flagged == [lazy.address]
+    assert "round='0', expected '1'" in done.outcome.flags[0].detail["error"]
+    assert m.submission(project, 1, lazy) == (True, True, 0)
+    assert m.submission(project, 0, lazy)[1] is False  # its round-0 standing is untouched
+
+
 # -- too few valid updates, a store that is down: an error and nothing posted ---------------------------------
 
 
