@@ -24,8 +24,8 @@ from backend.chain.client import ChainClient
 from backend.chain.training_market import ProjectParams, RoundResult, TrainingMarket
 from backend.marketplace.publish import PublishedProject, publish_project, put_ref
 from backend.marketplace.trainer import GlobalModel, current_model, encode_update, train_update
-from backend.storage import ContentStore, LocalStore
-from backend.storage.codec import state_metadata
+from backend.storage import ContentStore, LocalStore, compute_cid, sha256_hex
+from backend.storage.codec import encode_state, state_metadata
 
 __all__ = [
     "ETH",
@@ -33,6 +33,8 @@ __all__ = [
     "Marketplace",
     "Project",
     "advance_time",
+    "assert_nothing_posted",
+    "bad_submission",
     "digits",
     "open_marketplace",
     "raw_safetensors",
@@ -245,3 +247,57 @@ def open_marketplace(
         outsider=dev_accounts[4],
         accounts=list(dev_accounts),
     )
+
+
+def assert_nothing_posted(m: Marketplace, project: Project, pins_before: list[str], round_: int = 0) -> None:
+    """The round is still open on chain, and neither a model nor a report went into the store."""
+    info = m.market.project(project.id)
+    assert (info.status, info.current_round) == ("Active", round_)
+    assert m.market.round(project.id, round_).finalized_at == 0
+    finalized = m.client.events(
+        "TrainingMarket", "RoundFinalized", filters={"projectId": project.id}, address=m.market.address
+    )
+    assert [int(e["args"]["round"]) for e in finalized] == list(range(round_))
+    assert m.store.pins() == pins_before
+
+
+def _other_bytes() -> bytes:
+    return b"bytes nobody stored"
+
+
+def bad_submission(m: Marketplace, project: Project, trainer: LocalAccount, case: str) -> None:
+    """`trainer` submits a bad update for the open round: `case` names what is wrong with it."""
+    model = m.model(project)
+    delta = m.honest_delta(project, 5, model)
+    meta = m.metadata(project)
+    first = next(iter(delta))
+    if case == "wrong_shape":
+        delta[first] = delta[first][:-1].contiguous()
+        m.submit_bytes(project, trainer, encode_state(delta, meta))
+    elif case == "wrong_dtype":
+        m.submit_bytes(project, trainer, encode_state({k: v.double() for k, v in delta.items()}, meta))
+    elif case == "missing_tensor":
+        m.submit_bytes(project, trainer, encode_state({k: v for k, v in delta.items() if k != first}, meta))
+    elif case in ("nan", "inf"):
+        delta[first].view(-1)[3] = float("nan") if case == "nan" else float("-inf")
+        m.submit_bytes(project, trainer, raw_safetensors(delta, meta))
+    elif case == "garbage":
+        m.submit_bytes(project, trainer, b"\x07\x00\x00\x00\x00\x00\x00\x00{garbage" + bytes(range(256)))
+    elif case == "unreachable_cid":
+        # A well-formed CID and its true sha256, but the bytes were never put in the store.
+        m.market.submit_update(
+            trainer, project.id, model.round, compute_cid(_other_bytes()), sha256_hex(_other_bytes())
+        )
+    elif case == "invalid_cid":
+        m.market.submit_update(trainer, project.id, model.round, "not-a-cid", sha256_hex(_other_bytes()))
+    elif case == "hash_mismatch":
+        m.submit_bytes(project, trainer, encode_state(delta, meta), sha256=sha256_hex(_other_bytes()))
+    elif case == "other_round":
+        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, round_=model.round + 1)))
+    elif case == "other_project":
+        m.submit_bytes(project, trainer, encode_state(delta, {**meta, "project": str(project.id + 1)}))
+    elif case == "other_base_model":
+        base = project.published.manifest.cid  # any CID other than the round's global model
+        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, base=base)))
+    else:  # pragma: no cover - a typo in the parametrization
+        raise AssertionError(case)

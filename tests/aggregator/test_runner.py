@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,17 @@ import torch
 from marketplace_helpers import (
     MODEL,
     Marketplace,
-    Project,
     advance_time,
+    assert_nothing_posted,
+    bad_submission,
     open_marketplace,
-    raw_safetensors,
     round_result,
 )
 
-from aggregator.errors import InsufficientUpdates
 from aggregator.models import model_spec
 from aggregator.runner import RoundRunner
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
-from backend.storage import KuboStore, LocalStore, StoreUnavailable, compute_cid, fetch_verified, sha256_hex
+from backend.storage import LocalStore, fetch_verified, sha256_hex
 from backend.storage.codec import ModelSpec, decode_state, encode_state
 
 pytestmark = pytest.mark.chain
@@ -40,18 +38,6 @@ pytestmark = pytest.mark.chain
 @pytest.fixture
 def marketplace(chain_client, dev_accounts, tmp_path) -> Marketplace:
     return open_marketplace(chain_client, dev_accounts, tmp_path)
-
-
-def _assert_nothing_posted(m: Marketplace, project: Project, pins_before: list[str], round_: int = 0) -> None:
-    """The round is still open on chain, and neither a model nor a report went into the store."""
-    info = m.market.project(project.id)
-    assert (info.status, info.current_round) == ("Active", round_)
-    assert m.market.round(project.id, round_).finalized_at == 0
-    finalized = m.client.events(
-        "TrainingMarket", "RoundFinalized", filters={"projectId": project.id}, address=m.market.address
-    )
-    assert [int(e["args"]["round"]) for e in finalized] == list(range(round_))
-    assert m.store.pins() == pins_before
 
 
 # -- a round that goes well ------------------------------------------------------------------------------------
@@ -145,193 +131,6 @@ def test_a_poisoned_update_is_flagged_as_an_outlier_and_scores_zero(marketplace)
     assert {f["reason"] for f in report["trainers"][attacker.address]["flags"]} == reasons
 
 
-# -- bad input: the trainer is flagged with the reason and scores 0; the round still finalizes ------------------
-
-
-def _other_bytes() -> bytes:
-    return b"bytes nobody stored"
-
-
-def _bad_submission(m: Marketplace, project: Project, trainer, case: str) -> None:
-    model = m.model(project)
-    delta = m.honest_delta(project, 5, model)
-    meta = m.metadata(project)
-    first = next(iter(delta))
-    if case == "wrong_shape":
-        delta[first] = delta[first][:-1].contiguous()
-        m.submit_bytes(project, trainer, encode_state(delta, meta))
-    elif case == "wrong_dtype":
-        m.submit_bytes(project, trainer, encode_state({k: v.double() for k, v in delta.items()}, meta))
-    elif case == "missing_tensor":
-        m.submit_bytes(project, trainer, encode_state({k: v for k, v in delta.items() if k != first}, meta))
-    elif case in ("nan", "inf"):
-        delta[first].view(-1)[3] = float("nan") if case == "nan" else float("-inf")
-        m.submit_bytes(project, trainer, raw_safetensors(delta, meta))
-    elif case == "garbage":
-        m.submit_bytes(project, trainer, b"\x07\x00\x00\x00\x00\x00\x00\x00{garbage" + bytes(range(256)))
-    elif case == "unreachable_cid":
-        # A well-formed CID and its true sha256, but the bytes were never put in the store.
-        m.market.submit_update(
-            trainer, project.id, 0, compute_cid(_other_bytes()), sha256_hex(_other_bytes())
-        )
-    elif case == "invalid_cid":
-        m.market.submit_update(trainer, project.id, 0, "not-a-cid", sha256_hex(_other_bytes()))
-    elif case == "hash_mismatch":
-        m.submit_bytes(project, trainer, encode_state(delta, meta), sha256=sha256_hex(_other_bytes()))
-    elif case == "other_round":
-        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, round_=1)))
-    elif case == "other_project":
-        m.submit_bytes(project, trainer, encode_state(delta, {**meta, "project": str(project.id + 1)}))
-    elif case == "other_base_model":
-        base = project.published.manifest.cid  # any CID other than the round's global model
-        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, base=base)))
-    else:  # pragma: no cover - a typo in the parametrization
-        raise AssertionError(case)
-
-
-BAD_INPUTS = {
-    "wrong_shape": "has shape",
-    "wrong_dtype": "has dtype float64, expected float32",
-    "missing_tensor": "missing tensor",
-    "nan": "non-finite",
-    "inf": "non-finite",
-    "garbage": "not a safetensors file",
-    "unreachable_cid": "ContentNotFound",
-    "invalid_cid": "unusable CID: not a valid CID",
-    "hash_mismatch": "IntegrityError",
-    "other_round": "round='1', expected '0'",
-    "other_project": "project=",
-    "other_base_model": "base_model_cid=",
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_update_is_flagged_with_its_reason_scores_zero_and_the_round_finalizes(marketplace, case):
-    m = marketplace
-    project = m.create(rule="fedavg", n_trainers=6)
-    honest, bad = list(project.trainers[:5]), project.trainers[5]
-    m.submit_honest(project, honest)
-    _bad_submission(m, project, bad, case)
-
-    done = m.runner().finalize(project.id, 0)
-
-    flags = [f for f in done.outcome.flags if f.trainer == bad.address]
-    assert [f.reason for f in flags] == ["invalid"]
-    assert BAD_INPUTS[case] in flags[0].detail["error"]
-    assert done.outcome.flagged == [bad.address], "only the bad trainer is flagged"
-    # On chain: the round is final, the bad trainer is flagged with score 0 and no share, the others are paid.
-    assert m.market.project(project.id).status == "Completed"
-    scores, flagged = m.posted(project, 0)
-    assert flagged == [bad.address] and scores[bad.address] == 0
-    assert m.submission(project, 0, bad) == (True, True, 0)
-    assert m.market.trainer(project.id, bad.address).flags == 1
-    assert sum(m.submission(project, 0, t)[2] for t in honest) > 0
-    report = json.loads(fetch_verified(m.store, done.report.cid, done.report.sha256))
-    entry = report["trainers"][bad.address]
-    assert entry["status"] == "flagged" and entry["score"] == 0.0 and entry["update_sha256"] is None
-    assert BAD_INPUTS[case] in entry["flags"][0]["detail"]["error"]
-
-
-def test_resubmitting_last_rounds_update_is_a_replay_flagged_in_the_new_round(marketplace):
-    m = marketplace
-    project = m.create(rule="fedavg", n_trainers=5, rounds=2)
-    m.submit_honest(project)
-    runner = m.runner()
-    runner.finalize(project.id, 0)
-    lazy = project.trainers[4]
-    old = next(s for s in m.market.submissions(project.id, 0) if s.trainer == lazy.address)
-    m.submit_honest(project, list(project.trainers[:4]))
-    m.market.submit_update(
-        lazy, project.id, 1, old.cid, old.sha256
-    )  # the very bytes that were paid in round 0
-
-    done = runner.finalize(project.id, 1)
-
-    assert done.outcome.flagged == [lazy.address]
-    assert "round='0', expected '1'" in done.outcome.flags[0].detail["error"]
-    assert m.submission(project, 1, lazy) == (True, True, 0)
-    assert m.submission(project, 0, lazy)[1] is False  # its round-0 standing is untouched
-
-
-# -- too few valid updates, a store that is down: an error and nothing posted ---------------------------------
-
-
-def test_too_few_valid_updates_for_the_rule_raises_and_posts_nothing(marketplace):
-    m = marketplace
-    project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=5)  # Krum: n >= 2f + 3 = 5
-    m.submit_honest(project, list(project.trainers[:4]))
-    _bad_submission(m, project, project.trainers[4], "garbage")
-    pins = m.store.pins()
-
-    with pytest.raises(InsufficientUpdates, match="needs 5 usable updates, got 4 of 5") as caught:
-        m.runner().finalize(project.id, 0)
-
-    assert (caught.value.have, caught.value.need) == (4, 5)
-    _assert_nothing_posted(m, project, pins)
-
-
-def test_a_round_without_submissions_raises_and_posts_nothing(marketplace):
-    m = marketplace
-    project = m.create(rule="fedavg", n_trainers=5, round_duration=60)
-    advance_time(m.client, 61)
-    runner = m.runner()
-    assert runner.ready(project.id) == 0  # the window is over: the round is due
-    pins = m.store.pins()
-
-    with pytest.raises(InsufficientUpdates, match="got 0 of 0"):
-        runner.finalize(project.id, 0)
-
-    _assert_nothing_posted(m, project, pins)
-
-
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed on exit: nothing listens there
-
-
-def test_a_kubo_node_that_is_down_stops_the_round(marketplace):
-    m = marketplace
-    project = m.create(n_trainers=5)
-    m.submit_honest(project)
-    pins = m.store.pins()
-    runner = RoundRunner(m.market, KuboStore(f"http://127.0.0.1:{_dead_port()}", timeout=2.0), m.aggregator)
-
-    with pytest.raises(StoreUnavailable, match="unreachable"):
-        runner.finalize(project.id, 0)
-
-    _assert_nothing_posted(m, project, pins)
-
-
-class _StoreDownFor(LocalStore):
-    """A LocalStore whose reads of some CIDs fail as if the node serving them were down."""
-
-    def __init__(self, root, down: set[str]):
-        super().__init__(root)
-        self.down = down
-
-    def get(self, cid: str) -> bytes:
-        if cid in self.down:
-            raise StoreUnavailable(f"store timed out reading {cid}")
-        return super().get(cid)
-
-
-def test_a_store_outage_while_reading_updates_stops_the_round_instead_of_flagging(marketplace, tmp_path):
-    m = marketplace
-    project = m.create(n_trainers=5)
-    m.submit_honest(project)
-    victim = m.market.submissions(project.id, 0)[2]
-    pins = m.store.pins()
-    store = _StoreDownFor(tmp_path / "store", {victim.cid})  # the same directory as m.store
-
-    with pytest.raises(StoreUnavailable, match=victim.cid):
-        RoundRunner(m.market, store, m.aggregator).finalize(project.id, 0)
-
-    _assert_nothing_posted(m, project, pins)
-    store.down.clear()  # once the store is back, the very same round finalizes with nobody flagged
-    assert RoundRunner(m.market, store, m.aggregator).finalize(project.id, 0).outcome.flagged == []
-
-
 # -- determinism -----------------------------------------------------------------------------------------------
 
 
@@ -339,7 +138,7 @@ def test_computing_a_round_twice_gives_identical_bytes_and_digest(marketplace, t
     m = marketplace
     project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=6)
     m.submit_honest(project, list(project.trainers[:5]))
-    _bad_submission(m, project, project.trainers[5], "nan")
+    bad_submission(m, project, project.trainers[5], "nan")
     copy = tmp_path / "copy"
     shutil.copytree(tmp_path / "store", copy)
 
@@ -407,7 +206,7 @@ def test_finalize_refuses_a_key_that_is_not_the_projects_aggregator(marketplace)
     with pytest.raises(MarketplaceError, match="needs the aggregator's key"):
         RoundRunner(m.market, m.store).finalize(project.id, 0)
 
-    _assert_nothing_posted(m, project, pins)
+    assert_nothing_posted(m, project, pins)
 
 
 def test_finalize_refuses_a_round_that_is_not_the_open_one(marketplace):
@@ -463,7 +262,7 @@ def test_ready_follows_submissions_the_window_and_the_deadline(marketplace):
         RoundNotReady, match=r"deadline \(\d+\) has passed; the project can only be cancelled"
     ):
         runner.finalize(project.id, 0)
-    _assert_nothing_posted(m, project, pins)
+    assert_nothing_posted(m, project, pins)
 
 
 # -- watch -----------------------------------------------------------------------------------------------------
@@ -515,4 +314,4 @@ def test_watch_gives_up_on_a_project_whose_deadline_passed(marketplace):
     guard = []
     m.runner().watch([project.id], poll=0.01, until=lambda: guard.append(1) or len(guard) > 50)
     assert len(guard) < 50, "watch returned by itself instead of waiting for a round nobody can finalize"
-    _assert_nothing_posted(m, project, pins)
+    assert_nothing_posted(m, project, pins)
