@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from aggregator.runner import RoundRunner
 from backend.chain.training_market import RoundResult, TrainingMarket
-from backend.marketplace.errors import RoundNotReady
+from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.storage import ContentStore, StorageError, StoreUnavailable, fetch_verified
 
-__all__ = ["VerifyReport", "verify_round"]
+__all__ = ["VerificationIncomplete", "VerifyReport", "verify_round"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class VerifyReport:
             "recomputed_digest": self.recomputed_digest,
             "mismatches": self.mismatches,
         }
+
+
+class VerificationIncomplete(MarketplaceError):
+    """The round cannot be recomputed here (content the aggregator used is missing from this store)."""
 
 
 def _hex(value: bytes | str) -> str:
@@ -91,12 +95,27 @@ def _content_mismatches(store: ContentStore, posted) -> list[str]:
     return lines
 
 
+def _check_complete(invalid: dict[str, str], posted_flagged: set[str], project_id: int, round_: int) -> None:
+    """An update this verifier cannot fetch, which the aggregator did use, makes the round unverifiable here, not
+    wrong: say so instead of reporting a mismatch."""
+    missing = sorted(
+        t for t, reason in invalid.items() if reason.startswith("ContentNotFound") and t not in posted_flagged
+    )
+    if missing:
+        raise VerificationIncomplete(
+            f"cannot verify project {project_id} round {round_}: this store lacks the update of "
+            f"{', '.join(missing)}, which the aggregator used; fetch it from a store that has it"
+        )
+
+
 def verify_round(market: TrainingMarket, store: ContentStore, project_id: int, round_: int) -> VerifyReport:
     """Recompute round `round_` of `project_id` and compare it field by field with the chain."""
     posted = market.round(project_id, round_)
     if not posted.finalized_at:
         raise RoundNotReady(f"project {project_id}: round {round_} has not been finalized")
-    _, outcome = RoundRunner(market, store).compute(project_id, round_)
+    inputs, outcome = RoundRunner(market, store).compute(project_id, round_)
+    posted_allocation = _posted_allocation(market, project_id, round_)
+    _check_complete(inputs.invalid, posted_allocation[1], project_id, round_)
     trainers = sorted(outcome.scores_fixed, key=lambda a: int(a, 16))
     recomputed = RoundResult(
         model_cid=posted.model_cid,
@@ -118,9 +137,7 @@ def verify_round(market: TrainingMarket, store: ContentStore, project_id: int, r
         mismatches.append(
             f"report sha256: posted {_hex(posted.report_sha256)}, recomputed {outcome.report_sha256}"
         )
-    mismatches += _allocation_mismatches(
-        _posted_allocation(market, project_id, round_), dict(outcome.scores_fixed), set(outcome.flagged)
-    )
+    mismatches += _allocation_mismatches(posted_allocation, dict(outcome.scores_fixed), set(outcome.flagged))
     mismatches += _content_mismatches(store, posted)
     if digest != onchain and not mismatches:
         mismatches.append("the result digest differs from the one posted")

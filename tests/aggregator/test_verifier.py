@@ -10,7 +10,7 @@ import pytest
 from marketplace_helpers import Marketplace, Project, open_marketplace, round_result
 
 from aggregator.report import model_bytes
-from aggregator.verifier import VerifyReport, verify_round
+from aggregator.verifier import VerificationIncomplete, VerifyReport, verify_round
 from backend.chain.training_market import RoundResult
 from backend.marketplace.errors import RoundNotReady
 from backend.marketplace.publish import put_ref
@@ -200,3 +200,19 @@ def test_a_verifier_with_its_own_copy_of_the_content_reaches_the_same_digest(mar
     report = verify_round(m.market, copy, project.id, 0)
 
     assert report.match, report.mismatches
+
+
+def test_a_verifier_missing_an_update_the_aggregator_used_cannot_verify_rather_than_mismatch(
+    marketplace, tmp_path
+):
+    m = marketplace
+    project = _round(m)
+    m.runner().finalize(project.id, 0)
+    skipped = m.market.submissions(project.id, 0)[0]
+    copy = LocalStore(tmp_path / "verifier")
+    for cid in m.store.pins():
+        if cid != skipped.cid:
+            copy.put(m.store.get(cid))
+
+    with pytest.raises(VerificationIncomplete, match=f"lacks the update of {skipped.trainer}"):
+        verify_round(m.market, copy, project.id, 0)
