@@ -35,7 +35,17 @@ from backend.chain.errors import (
 )
 from backend.settings import Settings
 
-__all__ = ["ChainClient"]
+__all__ = ["GAS_MARGIN", "ChainClient"]
+
+# The estimate runs against the latest block, the transaction in the next one, where storage writes can cost more
+# (a slot written in the same second, a timestamp that moved) and gas-reserve checks (TrainingMarket's committee
+# calls) then fail short of their threshold. Unused gas is refunded, so a margin costs nothing.
+GAS_MARGIN = 1.25
+
+
+def _with_margin(estimate: int) -> int:
+    return int(estimate * GAS_MARGIN)
+
 
 _CONNECTION_ERRORS = (
     requests.exceptions.ConnectionError,
@@ -169,6 +179,8 @@ class ChainClient:
         with self._send_lock:
             # Estimating gas simulates the call, so a revert surfaces here with its data, before anything is sent.
             tx = self._with_decoded_reverts(name, lambda: function.build_transaction(params))
+            if gas is None:
+                tx["gas"] = _with_margin(tx["gas"])
             tx["nonce"] = self._rpc(lambda: self.w3.eth.get_transaction_count(account.address, "pending"))
             signed = account.sign_transaction(tx)
             tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))

@@ -233,17 +233,7 @@ class TrainingMarket:
     def finalize_round(
         self, account: LocalAccount, project_id: int, round_: int, result: RoundResult
     ) -> TxReceipt:
-        args = (project_id, round_, result.to_abi())
-        function = self.client.contract(NAME, self.address).functions.finalizeRound(*args)
-        # The estimate runs at the latest block, the transaction in the next: there, writing lastFinalizedAt
-        # costs 2,800 gas more when the estimate's timestamp equalled it, and finalizeRound reverts with
-        # CommitteeGasTooLow (or runs out of gas) short of COMMITTEE_GAS_RESERVE. A quarter more covers it.
-        estimate = self.client._with_decoded_reverts(
-            NAME, lambda: function.estimate_gas({"from": account.address})
-        )
-        return self.client.transact(
-            account, NAME, "finalizeRound", *args, address=self.address, gas=estimate + estimate // 4
-        )
+        return self._send(account, "finalizeRound", project_id, round_, result.to_abi())
 
     def claim(self, account: LocalAccount, project_id: int) -> Claim:
         receipt = self._send(account, "claim", project_id)
