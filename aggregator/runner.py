@@ -23,6 +23,7 @@ import torch
 from eth_account.signers.local import LocalAccount
 
 from aggregator.contribution import ContributionConfig
+from aggregator.errors import InsufficientUpdates
 from aggregator.history import history_from_report
 from aggregator.hyperparams import HyperParams
 from aggregator.manifest import ContentRef, ProjectManifest
@@ -299,8 +300,14 @@ class RoundRunner:
                 if round_ is not None:
                     try:
                         done = self.finalize(project_id, round_)
-                    except StorageError as exc:
+                    except StorageError as exc:  # the store may come back: try again next poll
                         log.warning("project=%s round=%s not finalized: %s", project_id, round_, exc)
+                        continue
+                    except InsufficientUpdates as exc:
+                        # The round is closed with too few usable updates: it ends by the liveness rule
+                        # (anyone may cancel past the deadline), and must not stop the other projects.
+                        log.warning("project=%s round=%s cannot be aggregated: %s", project_id, round_, exc)
+                        pending.discard(project_id)
                         continue
                     if on_finalized is not None:
                         on_finalized(done)

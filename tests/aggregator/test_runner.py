@@ -315,3 +315,25 @@ def test_watch_gives_up_on_a_project_whose_deadline_passed(marketplace):
     m.runner().watch([project.id], poll=0.01, until=lambda: guard.append(1) or len(guard) > 50)
     assert len(guard) < 50, "watch returned by itself instead of waiting for a round nobody can finalize"
     assert_nothing_posted(m, project, pins)
+
+
+def test_watch_moves_on_from_a_round_with_too_few_updates_to_the_other_projects(marketplace):
+    m = marketplace
+    stuck = m.create(n_trainers=6, rule="multi_krum", rule_params={"f": 1}, round_duration=60)
+    m.submit_honest(
+        stuck, list(stuck.trainers[:2])
+    )  # Krum with f=1 needs 5: this round can never be aggregated
+    healthy = m.create(n_trainers=5)
+    m.submit_honest(healthy)
+    advance_time(m.client, 61)  # the stuck round's window ends, so watch tries it
+    finalized = []
+    guard = []
+    m.runner().watch(
+        [stuck.id, healthy.id],
+        poll=0.01,
+        until=lambda: guard.append(1) or len(guard) > 100,
+        on_finalized=finalized.append,
+    )
+    assert len(guard) < 100, "watch should end once the healthy project is done and the stuck one given up"
+    assert [(d.project_id, d.round) for d in finalized] == [(healthy.id, 0)]
+    assert m.market.project(stuck.id).current_round == 0
