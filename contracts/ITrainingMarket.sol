@@ -239,4 +239,8 @@ interface ITrainingMarket {
     error RoundAlreadyAttested(uint256 projectId, uint16 round);
     /// @notice Too little gas left to give a committee call all of COMMITTEE_CALL_GAS (send more gas).
     error CommitteeGasTooLow(uint256 gasLeft, uint256 needed);
+    /// @notice A relayed submission (`submitUpdateFor`) whose signature deadline has passed.
+    error SignatureExpired(uint256 deadline, uint256 nowTimestamp);
+    /// @notice A relayed submission whose signature is not the trainer's over exactly these fields and its nonce.
+    error InvalidSignature(address trainer);
 }

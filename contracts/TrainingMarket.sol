@@ -2,7 +2,10 @@
 pragma solidity ^0.8.24;
 
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IRoundAttestor, ITrainingMarket} from "./ITrainingMarket.sol";
 
 /// @title TrainingMarket: proof-of-contribution marketplace for collaborative model training
@@ -14,8 +17,9 @@ import {IRoundAttestor, ITrainingMarket} from "./ITrainingMarket.sol";
 /// once: it cannot be challenged, and claims need not wait for its challenge window.
 /// @dev Payouts are pull-only (`claim`), computed in O(1) per account: shares are credited to trainers when a
 /// round is finalized. Types, events and errors live in {ITrainingMarket}. Burned wei (slashes, forfeited bonds)
-/// are sent to BURN_ADDRESS so that a project's escrow always drains to exactly zero.
-contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
+/// are sent to BURN_ADDRESS so that a project's escrow always drains to exactly zero. A trainer without gas may
+/// sign its submission (EIP-712) and let anyone relay it (`submitUpdateFor`).
+contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient, EIP712, Nonces {
     using Address for address payable;
 
     /// @notice Basis points denominator of `slashBps`.
@@ -35,6 +39,10 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
     /// @notice What must be left before a committee call: COMMITTEE_CALL_GAS plus the 1/64 that EIP-150 keeps
     /// back plus the call's own overhead, so that the committee gets all of COMMITTEE_CALL_GAS.
     uint256 public constant COMMITTEE_GAS_RESERVE = COMMITTEE_CALL_GAS + COMMITTEE_CALL_GAS / 63 + 10_000;
+    /// @notice EIP-712 type of a relayed submission (`cid` is hashed as EIP-712 hashes strings).
+    bytes32 public constant SUBMIT_UPDATE_TYPEHASH = keccak256(
+        "SubmitUpdate(address trainer,uint256 projectId,uint16 round,string cid,bytes32 sha256,uint256 nonce,uint256 deadline)"
+    );
 
     /// @notice The verifier committee whose quorum attestations make rounds final before their challenge window
     /// ends (see {VerifierCommittee}); zero when this market has none. Set once: it is trusted like the code.
@@ -53,7 +61,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
 
     /// @param committee_ A contract implementing {IRoundAttestor}, or address(0) for a market without a committee
     /// (then rounds become final only when their challenge window ends, as before).
-    constructor(address committee_) {
+    constructor(address committee_) EIP712("trustmarket TrainingMarket", "1") {
         // A high-level call to an address without code reverts before `try` can catch it.
         if (committee_ != address(0) && committee_.code.length == 0) revert InvalidParameter("committee");
         committee = IRoundAttestor(committee_);
@@ -126,19 +134,35 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
         external
         nonReentrant
     {
-        Project storage p = _activeProject(projectId);
-        if (round != p.currentRound) revert WrongRound(projectId, round, p.currentRound);
-        uint64 closesAt = _windowEnd(p);
-        if (block.timestamp > closesAt) revert SubmissionWindowClosed(projectId, round, closesAt);
-        _checkContent(cid, sha256Digest);
-        Trainer storage t = _trainers[projectId][msg.sender];
-        if (!t.registered) revert NotRegistered(projectId, msg.sender);
-        Submission storage s = _submissions[projectId][round][msg.sender];
-        if (s.submitted) revert AlreadySubmitted(projectId, round, msg.sender);
-        s.submitted = true;
-        t.submissions += 1;
-        p.roundSubmissions += 1;
-        emit UpdateSubmitted(projectId, round, msg.sender, cid, sha256Digest);
+        _submitUpdate(msg.sender, projectId, round, cid, sha256Digest);
+    }
+
+    /// @notice Record `trainer`'s update on the strength of its EIP-712 signature, so that a trainer without gas
+    /// can submit through a relayer. Then exactly the checks and effects of `submitUpdate` for `trainer`.
+    /// @dev Anyone may relay; the signature binds the trainer, project, round, CID, digest, the trainer's nonce
+    /// (`nonces(trainer)`, consumed here, so a replay reverts) and a deadline. ERC-1271 wallets are accepted.
+    /// UpdateSubmitted names the trainer, never the relayer.
+    /// @param trainer The registered trainer whose update this is.
+    /// @param projectId The project.
+    /// @param round The open round.
+    /// @param cid CID of the update's bytes (safetensors) in the content store.
+    /// @param sha256Digest sha256 of those bytes.
+    /// @param deadline Unix time after which the signature is void.
+    /// @param signature `trainer`'s signature over SubmitUpdate(trainer, projectId, round, cid, sha256,
+    /// nonces(trainer), deadline) under this contract's domain ("trustmarket TrainingMarket", "1").
+    function submitUpdateFor(
+        address trainer,
+        uint256 projectId,
+        uint16 round,
+        string calldata cid,
+        bytes32 sha256Digest,
+        uint256 deadline,
+        bytes calldata signature
+    ) external nonReentrant {
+        if (block.timestamp > deadline) revert SignatureExpired(deadline, block.timestamp);
+        bytes32 digest = _submissionDigest(trainer, projectId, round, keccak256(bytes(cid)), sha256Digest, deadline);
+        if (!SignatureChecker.isValidSignatureNow(trainer, digest, signature)) revert InvalidSignature(trainer);
+        _submitUpdate(trainer, projectId, round, cid, sha256Digest);
     }
 
     // -------------------------------------------------------------- aggregator
@@ -639,6 +663,43 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
         uint96 perRound = p.pool / p.rounds;
         // The division remainder rides on the last round, so trainers (not the owner) receive it.
         return round + 1 == p.rounds ? perRound + (p.pool % p.rounds) : perRound;
+    }
+
+    /// @dev `submitUpdate`'s checks and effects for `trainer` (the caller, or the signer of a relayed one).
+    function _submitUpdate(address trainer, uint256 projectId, uint16 round, string calldata cid, bytes32 sha256Digest)
+        private
+    {
+        Project storage p = _activeProject(projectId);
+        if (round != p.currentRound) revert WrongRound(projectId, round, p.currentRound);
+        uint64 closesAt = _windowEnd(p);
+        if (block.timestamp > closesAt) revert SubmissionWindowClosed(projectId, round, closesAt);
+        _checkContent(cid, sha256Digest);
+        Trainer storage t = _trainers[projectId][trainer];
+        if (!t.registered) revert NotRegistered(projectId, trainer);
+        Submission storage s = _submissions[projectId][round][trainer];
+        if (s.submitted) revert AlreadySubmitted(projectId, round, trainer);
+        s.submitted = true;
+        t.submissions += 1;
+        p.roundSubmissions += 1;
+        emit UpdateSubmitted(projectId, round, trainer, cid, sha256Digest);
+    }
+
+    /// @dev The EIP-712 digest of a relayed submission; consumes `trainer`'s nonce (a reverted call restores it).
+    /// A function of its own, so that submitUpdateFor's many calldata arguments stay within the stack.
+    function _submissionDigest(
+        address trainer,
+        uint256 projectId,
+        uint16 round,
+        bytes32 cidHash,
+        bytes32 sha256Digest,
+        uint256 deadline
+    ) private returns (bytes32) {
+        uint256 nonce = _useNonce(trainer);
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(SUBMIT_UPDATE_TYPEHASH, trainer, projectId, round, cidHash, sha256Digest, nonce, deadline)
+            )
+        );
     }
 
     function _windowEnd(Project storage p) private view returns (uint64) {

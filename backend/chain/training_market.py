@@ -6,6 +6,9 @@ Reverts surface as `ContractRevert` subclasses named after the contract's custom
 A market may have a verifier committee (fixed at deployment, `committee_address`): a round its quorum attests is
 final at once (`is_round_attested`, `is_round_final`), cannot be challenged (`RoundAlreadyAttested`) and does
 not hold claims back until its challenge window ends.
+
+A trainer without gas signs its submission as EIP-712 typed data (`submission_typed_data`, `sign_submission`)
+and a relayer sends it (`submit_update_for`); the chain records it as the trainer's.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.logs import DISCARD
@@ -23,6 +27,7 @@ from backend.chain.errors import ChainError
 
 __all__ = [
     "STATUSES",
+    "SUBMIT_UPDATE_TYPES",
     "Claim",
     "MarketInputError",
     "ProjectInfo",
@@ -38,6 +43,21 @@ NAME = "TrainingMarket"
 _NO_CONTRACT = "0x0000000000000000000000000000000000000000"
 STATUSES = ("None", "Active", "Completed", "Cancelled")
 CHALLENGE_STATES = ("None", "Open", "Rejected", "Upheld", "Lapsed")
+EIP712_NAME = "trustmarket TrainingMarket"
+EIP712_VERSION = "1"
+
+# Must match SUBMIT_UPDATE_TYPEHASH in the contract.
+SUBMIT_UPDATE_TYPES: dict[str, list[dict[str, str]]] = {
+    "SubmitUpdate": [
+        {"name": "trainer", "type": "address"},
+        {"name": "projectId", "type": "uint256"},
+        {"name": "round", "type": "uint16"},
+        {"name": "cid", "type": "string"},
+        {"name": "sha256", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ]
+}
 
 
 class MarketInputError(ChainError, ValueError):
@@ -230,6 +250,70 @@ class TrainingMarket:
     ) -> TxReceipt:
         return self._send(account, "submitUpdate", project_id, round_, cid, _b32(sha256))
 
+    def submit_update_for(
+        self,
+        relayer: LocalAccount,
+        trainer: str,
+        project_id: int,
+        round_: int,
+        cid: str,
+        sha256: str,
+        deadline: int,
+        signature: bytes,
+    ) -> TxReceipt:
+        """Relay `trainer`'s signed submission; `relayer` pays the gas, the chain records the trainer."""
+        return self._send(
+            relayer,
+            "submitUpdateFor",
+            Web3.to_checksum_address(trainer),
+            project_id,
+            round_,
+            cid,
+            _b32(sha256),
+            deadline,
+            bytes(signature),
+        )
+
+    def submission_typed_data(
+        self, trainer: str, project_id: int, round_: int, cid: str, sha256: str, deadline: int
+    ) -> dict[str, Any]:
+        """The EIP-712 payload `trainer` signs to have a relayer submit its update (eth_signTypedData_v4
+        layout), with the trainer's current nonce."""
+        return {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                **SUBMIT_UPDATE_TYPES,
+            },
+            "primaryType": "SubmitUpdate",
+            "domain": {
+                "name": EIP712_NAME,
+                "version": EIP712_VERSION,
+                "chainId": self.client.chain_id,
+                "verifyingContract": self.address,
+            },
+            "message": {
+                "trainer": Web3.to_checksum_address(trainer),
+                "projectId": int(project_id),
+                "round": int(round_),
+                "cid": cid,
+                "sha256": "0x" + _b32(sha256).hex(),
+                "nonce": self.submission_nonce(trainer),
+                "deadline": int(deadline),
+            },
+        }
+
+    def sign_submission(
+        self, account: LocalAccount, project_id: int, round_: int, cid: str, sha256: str, deadline: int
+    ) -> bytes:
+        """Sign a submission with a local key (tests, CLI users holding a keystore)."""
+        payload = self.submission_typed_data(account.address, project_id, round_, cid, sha256, deadline)
+        return bytes(Account.sign_typed_data(account.key, full_message=payload).signature)
+
     def finalize_round(
         self, account: LocalAccount, project_id: int, round_: int, result: RoundResult
     ) -> TxReceipt:
@@ -363,6 +447,10 @@ class TrainingMarket:
     def result_digest_of(self, project_id: int, round_: int, result: RoundResult) -> str:
         """The digest the contract would record for `result` (what verifiers compare and sign)."""
         return _hex(self._call("resultDigestOf", project_id, round_, result.to_abi()))
+
+    def submission_nonce(self, trainer: str) -> int:
+        """The nonce `trainer`'s next signed submission must carry (consumed by each relayed one)."""
+        return int(self._call("nonces", Web3.to_checksum_address(trainer)))
 
     def project_count(self) -> int:
         return int(self._call("projectCount"))
