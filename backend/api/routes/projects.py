@@ -1,16 +1,18 @@
-"""The training marketplace, read side: projects, rounds (status, report, scores) and the report itself, all
-from the TrainingMarket contract and the content store (verified against the on-chain sha256)."""
+"""The training marketplace: projects, rounds (status, report, scores) and the report itself, all from the
+TrainingMarket contract and the content store (verified against the on-chain sha256); and the gasless submission
+path, where a trainer signs its submission (EIP-712) and the service's relayer sends it (`submitUpdateFor`)."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from backend.api.core.access import Caller
-from backend.api.core.errors import NotFound, problem_responses
+from backend.api.core.errors import BadRequest, Conflict, Forbidden, NotFound, problem_responses
 from backend.api.deps import Services, require_scope
 from backend.api.inference import current_model_ref
 from backend.api.services import ApiServices
@@ -26,6 +28,8 @@ router = APIRouter(
 
 ProjectId = Annotated[int, Path(ge=1, lt=2**256, description="Project id (ids start at 1).")]
 RoundIndex = Annotated[int, Path(ge=0, lt=2**16, description="Round index (0-based).")]
+_SHA256 = r"^(0x)?[0-9a-fA-F]{64}$"
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 
 
 class ContentView(BaseModel):
@@ -186,3 +190,103 @@ def round_report(
     if not rd.finalized_at:
         raise NotFound(f"round {round_index} of project {project_id} is not finalized", kind="no-report")
     return _report(services, rd)
+
+
+class RelayedSubmission(BaseModel):
+    cid: str = Field(min_length=1, max_length=128, description="CID of the update (POST /v1/uploads).")
+    sha256: str = Field(pattern=_SHA256, description="sha256 of the update's bytes, 64 hex digits.")
+    deadline: int = Field(ge=0, lt=2**64, description="Unix time after which the signature is void.")
+    signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,1024}$", description="EIP-712 signature.")
+    trainer: str | None = Field(
+        default=None,
+        pattern=_ADDRESS,
+        description="The trainer named in the signed message; must be the caller.",
+    )
+
+
+class Relayed(BaseModel):
+    project_id: int
+    round: int
+    trainer: str
+    cid: str
+    sha256: str
+    transaction: str
+
+
+def _open_round(services: ApiServices, project_id: int, round_index: int) -> TrainingMarket:
+    market, info = market_project(services, project_id)
+    if round_index >= info.rounds:
+        raise NotFound(f"project {project_id} has rounds 0..{info.rounds - 1}", kind="unknown-round")
+    return market
+
+
+@router.get("/{project_id}/rounds/{round_index}/submissions:relay", responses=problem_responses(404))
+def submission_payload(
+    project_id: ProjectId,
+    round_index: RoundIndex,
+    caller: Annotated[Caller, require_scope("updates:relay", cost="free")],
+    services: Services,
+    cid: Annotated[str, Query(min_length=1, max_length=128)],
+    sha256: Annotated[str, Query(pattern=_SHA256)],
+    deadline: Annotated[int | None, Query(ge=0, lt=2**64, description="Default: one hour from now.")] = None,
+) -> dict[str, Any]:
+    """The EIP-712 typed data (eth_signTypedData_v4) that submits this update for the caller, with its nonce."""
+    market = _open_round(services, project_id, round_index)
+    when = deadline if deadline is not None else int(time.time()) + 3600
+    return market.submission_typed_data(caller.wallet, project_id, round_index, cid, sha256, when)
+
+
+@router.post(
+    "/{project_id}/rounds/{round_index}/submissions:relay", responses=problem_responses(400, 404, 409, 502)
+)
+def relay_submission(
+    project_id: ProjectId,
+    round_index: RoundIndex,
+    body: RelayedSubmission,
+    caller: Annotated[Caller, require_scope("updates:relay", cost="relay")],
+    services: Services,
+) -> Relayed:
+    """Relay the caller's signed submission to TrainingMarket.submitUpdateFor (the service pays the gas). The
+    chain records it as the caller's: the service never relays for anyone but the signed-in trainer."""
+    if body.trainer is not None and body.trainer.lower() != caller.wallet.lower():
+        raise Forbidden("the signed submission names another trainer than the caller", kind="not-the-trainer")
+    market = _open_round(services, project_id, round_index)
+    relayer = services.require_relayer()
+    # A replayed submission would fail on chain as a bad signature (its nonce is spent): say what it is.
+    if market.has_submitted(project_id, round_index, caller.wallet):
+        raise Conflict(f"the caller already submitted to round {round_index}", kind="already-submitted")
+    sha256 = body.sha256.lower().removeprefix("0x")
+    try:
+        receipt = market.submit_update_for(
+            relayer, caller.wallet, project_id, round_index, body.cid, sha256, body.deadline,
+            bytes.fromhex(body.signature[2:]),
+        )  # fmt: skip
+    except revert_class("InvalidSignature"):
+        raise BadRequest(
+            "the signature is not the caller's over this project, round, CID, sha256, deadline and nonce",
+            kind="invalid-signature",
+        ) from None
+    except revert_class("SignatureExpired"):
+        raise BadRequest("the signature's deadline has passed", kind="signature-expired") from None
+    except revert_class("InvalidContentReference"):
+        raise BadRequest("the CID is empty or too long, or the sha256 is zero", kind="bad-request") from None
+    except revert_class("AlreadySubmitted"):
+        raise Conflict(
+            f"the caller already submitted to round {round_index}", kind="already-submitted"
+        ) from None
+    except revert_class("WrongRound"):
+        raise Conflict(f"round {round_index} is not the open round", kind="wrong-round") from None
+    except revert_class("SubmissionWindowClosed"):
+        raise Conflict(f"round {round_index}'s submission window has closed", kind="window-closed") from None
+    except revert_class("NotRegistered"):
+        raise Conflict(
+            f"the caller is not registered in project {project_id}", kind="not-registered"
+        ) from None
+    return Relayed(
+        project_id=project_id,
+        round=round_index,
+        trainer=caller.wallet,
+        cid=body.cid,
+        sha256=sha256,
+        transaction=receipt["transactionHash"].to_0x_hex(),
+    )
