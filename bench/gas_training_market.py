@@ -1,4 +1,5 @@
-"""Gas of TrainingMarket calls: createProject, register, submitUpdate, finalizeRound at 10 and 100 trainers, claim.
+"""Gas of TrainingMarket calls: createProject, register, submitUpdate (direct and relayed), finalizeRound at 10 and
+100 trainers, claim.
 
 Runs through Ape on its own anvil (ape-foundry, free port). Each finalizeRound posts a realistic result: every
 submitter scored (distinct, non-zero scores), one of them flagged, 59-character CIDs. The baseline, measured in
@@ -75,6 +76,34 @@ def _result(round_: int, trainers: list[str]) -> dict:
         "reportCid": _cid(f"report-{round_}"),
         "reportSha256": _sha(f"report-{round_}"),
     }
+
+
+def _sign_submission(ape, market, trainer, pid: int, round_: int, deadline: int) -> bytes:
+    """`trainer`'s EIP-712 signature over SubmitUpdate (as backend.chain.training_market builds it)."""
+    from eth_account import Account
+
+    from backend.chain.training_market import SUBMIT_UPDATE_TYPES
+
+    signed = Account.sign_typed_data(
+        trainer.private_key,
+        domain_data={
+            "name": "trustmarket TrainingMarket",
+            "version": "1",
+            "chainId": ape.chain.chain_id,
+            "verifyingContract": market.address,
+        },
+        message_types=SUBMIT_UPDATE_TYPES,
+        message_data={
+            "trainer": trainer.address,
+            "projectId": pid,
+            "round": round_,
+            "cid": _cid(trainer.address),
+            "sha256": _sha(trainer.address),
+            "nonce": market.nonces(trainer.address),
+            "deadline": deadline,
+        },
+    )
+    return bytes(signed.signature)
 
 
 def _run_project(market, roles, trainers, gas: dict, label: str) -> int:
@@ -187,9 +216,18 @@ def measure(max_trainers: int) -> dict:
         # The liveness path on a fresh project: one round submitted, the aggregator stalls, anyone cancels.
         market.createProject(_params(aggregator.address, arbiter.address, 2, 10), sender=owner, value=POOL)
         stalled = market.projectCount()
-        for trainer in trainers[:10]:
+        for trainer in trainers[:9]:
             market.register(stalled, sender=trainer, value=STAKE)
             market.submitUpdate(stalled, 0, _cid(trainer.address), _sha(trainer.address), sender=trainer)
+        # The tenth submits gaslessly: it signs, the outsider relays (compare with "submitUpdate (mean)").
+        relayed = trainers[9]
+        market.register(stalled, sender=relayed, value=STAKE)
+        deadline = ape.chain.pending_timestamp + 600
+        signature = _sign_submission(ape, market, relayed, stalled, 0, deadline)
+        gas["submitUpdateFor (relayed, the trainer's first signed submission)"] = market.submitUpdateFor(
+            relayed.address, stalled, 0, _cid(relayed.address), _sha(relayed.address), deadline, signature,
+            sender=outsider,
+        ).gas_used  # fmt: skip
         ape.chain.pending_timestamp += 7201
         gas["cancel"] = market.cancel(stalled, sender=outsider).gas_used
         gas["claim (trainer, after cancel)"] = market.claim(stalled, sender=trainers[0]).gas_used
