@@ -34,7 +34,9 @@ class ProjectManifest(BaseModel):
 
     schema_: Literal["trustmarket.project/1"] = Field(default=MANIFEST_SCHEMA, alias="schema")
     model: str = Field(description="A model name from aggregator.models.")
-    spec: dict[str, Any] = Field(description="The model's tensor spec (backend.storage.codec.ModelSpec JSON).")
+    spec: dict[str, Any] = Field(
+        description="The model's tensor spec (backend.storage.codec.ModelSpec JSON)."
+    )
     validation: ContentRef = Field(description="The owner's validation set (safetensors: X, y).")
     rule: str = "multi_krum"
     rule_params: dict[str, Any] = Field(default_factory=dict)

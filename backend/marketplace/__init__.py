@@ -1,8 +1,21 @@
 """The marketplace services: publishing a project, a trainer's round, and the end-to-end demo."""
 
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
-from backend.marketplace.publish import PublishedProject, load_manifest, load_model, load_validation, publish_project
-from backend.marketplace.trainer import GlobalModel, Submitted, current_model, encode_update, submit_update, train_update
+from backend.marketplace.publish import (
+    PublishedProject,
+    load_manifest,
+    load_model,
+    load_validation,
+    publish_project,
+)
+from backend.marketplace.trainer import (
+    GlobalModel,
+    Submitted,
+    current_model,
+    encode_update,
+    submit_update,
+    train_update,
+)
 
 __all__ = [
     "GlobalModel",
