@@ -104,8 +104,9 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
         answer = json.loads(out)
         assert "Rollo" in answer["answer"] and answer["citations"][0]["source_id"] == source_id
         assert answer["sources"][0]["status"] == "ok"
-        # No key was given: the feedback is stored, and goes on chain with a flush by the evaluator only.
-        code, _, err = run(env, "rag", "flush", "--dev-account", "0")
+        # No key was given: the feedback is stored, and goes on chain with a flush by an evaluator only (the
+        # deployer, account 0, is one; account 2 is not).
+        code, _, err = run(env, "rag", "flush", "--dev-account", "2")
         assert code == 2 and "AccessControlUnauthorizedAccount" in err and len(err.strip().splitlines()) == 1
         registry = SourceRegistry(ChainClient(anvil_node.url, compiled_artifacts, deployments))
         registry.grant_evaluator(dev_accounts[0], dev_accounts[1].address)
