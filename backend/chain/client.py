@@ -7,7 +7,6 @@ Typed facades per contract (`backend.chain.training_market`, ...) build on `Chai
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -199,23 +198,6 @@ class ChainClient:
             tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
         return self._wait(name, tx_hash, replay=None)
 
-    def send_value(self, account: LocalAccount, to: str, value: int) -> TxReceipt:
-        """A plain transfer (used to fund fresh accounts on a local chain)."""
-        tx = {
-            "from": account.address,
-            "to": Web3.to_checksum_address(to),
-            "value": value,
-            "chainId": self.chain_id,
-            "gas": 21_000,
-            "gasPrice": self._rpc(lambda: self.w3.eth.gas_price),
-        }
-        with self._send_lock:
-            tx["nonce"] = self._rpc(lambda: self.w3.eth.get_transaction_count(account.address, "pending"))
-            tx_hash = self._rpc(
-                lambda: self.w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
-            )
-        return self._wait("transfer", tx_hash, replay=None)
-
     def _wait(self, name: str, tx_hash: bytes, replay) -> TxReceipt:
         try:
             receipt = self._rpc(
@@ -267,13 +249,3 @@ class ChainClient:
                 from_block=from_block, to_block=to_block, argument_filters=dict(filters or {})
             )
         )
-
-    def wait_until(self, predicate, *, timeout: float, poll: float = 0.5) -> bool:
-        """Poll `predicate()` until it is true or `timeout` seconds pass; returns its last value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if predicate():
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(poll)
