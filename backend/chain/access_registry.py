@@ -16,7 +16,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.types import TxReceipt
 
-from backend.chain.facade import ContractFacade
+from backend.chain.facade import ContractFacade, typed_data
 
 __all__ = ["ACCEPT_TERMS_TYPES", "AccessGrant", "AccessRegistry", "TermsInfo", "decision_ref"]
 
@@ -93,30 +93,19 @@ class AccessRegistry(ContractFacade):
 
     def acceptance_typed_data(self, account: str, terms_hash: bytes, deadline: int) -> dict[str, Any]:
         """The EIP-712 payload `account` signs to accept `terms_hash` (eth_signTypedData_v4 layout)."""
-        return {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                **ACCEPT_TERMS_TYPES,
-            },
-            "primaryType": "AcceptTerms",
-            "domain": {
-                "name": EIP712_NAME,
-                "version": EIP712_VERSION,
-                "chainId": self.client.chain_id,
-                "verifyingContract": self.address,
-            },
-            "message": {
+        return typed_data(
+            self.client,
+            self.address,
+            (EIP712_NAME, EIP712_VERSION),
+            ACCEPT_TERMS_TYPES,
+            "AcceptTerms",
+            {
                 "account": Web3.to_checksum_address(account),
                 "termsHash": "0x" + bytes(terms_hash).hex(),
                 "nonce": self.nonce_of(account),
                 "deadline": int(deadline),
             },
-        }
+        )
 
     def sign_acceptance(self, signer: LocalAccount, terms_hash: bytes, deadline: int) -> bytes:
         """Sign the acceptance of `terms_hash` with a local key (tests, CLI users holding a keystore)."""

@@ -12,7 +12,14 @@ from web3.types import TxReceipt
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainError
 
-__all__ = ["ContractFacade"]
+__all__ = ["ContractFacade", "typed_data"]
+
+_EIP712_DOMAIN = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
 
 
 class ContractFacade:
@@ -45,3 +52,27 @@ class ContractFacade:
                 f"{self.contract_name}: transaction {receipt['transactionHash'].to_0x_hex()} emitted no {name}"
             )
         return logs[0]["args"]
+
+
+def typed_data(
+    client: ChainClient,
+    address: str,
+    domain: tuple[str, str],
+    types: dict[str, Any],
+    primary_type: str,
+    message: dict[str, Any],
+) -> dict[str, Any]:
+    """An EIP-712 payload (eth_signTypedData_v4 layout) under the domain (name, version) of the contract at
+    `address` on `client`'s chain."""
+    name, version = domain
+    return {
+        "types": {"EIP712Domain": _EIP712_DOMAIN, **types},
+        "primaryType": primary_type,
+        "domain": {
+            "name": name,
+            "version": version,
+            "chainId": client.chain_id,
+            "verifyingContract": address,
+        },
+        "message": message,
+    }

@@ -24,6 +24,7 @@ from web3.types import TxReceipt
 
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainError
+from backend.chain.facade import typed_data
 
 __all__ = [
     "STATUSES",
@@ -279,24 +280,13 @@ class TrainingMarket:
     ) -> dict[str, Any]:
         """The EIP-712 payload `trainer` signs to have a relayer submit its update (eth_signTypedData_v4
         layout), with the trainer's current nonce."""
-        return {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                **SUBMIT_UPDATE_TYPES,
-            },
-            "primaryType": "SubmitUpdate",
-            "domain": {
-                "name": EIP712_NAME,
-                "version": EIP712_VERSION,
-                "chainId": self.client.chain_id,
-                "verifyingContract": self.address,
-            },
-            "message": {
+        return typed_data(
+            self.client,
+            self.address,
+            (EIP712_NAME, EIP712_VERSION),
+            SUBMIT_UPDATE_TYPES,
+            "SubmitUpdate",
+            {
                 "trainer": Web3.to_checksum_address(trainer),
                 "projectId": int(project_id),
                 "round": int(round_),
@@ -305,7 +295,7 @@ class TrainingMarket:
                 "nonce": self.submission_nonce(trainer),
                 "deadline": int(deadline),
             },
-        }
+        )
 
     def sign_submission(
         self, account: LocalAccount, project_id: int, round_: int, cid: str, sha256: str, deadline: int
