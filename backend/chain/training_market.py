@@ -19,12 +19,11 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainError
-from backend.chain.facade import typed_data
+from backend.chain.facade import ContractFacade, typed_data
 
 __all__ = [
     "STATUSES",
@@ -216,40 +215,28 @@ def _named(client: ChainClient, fn: str, value: tuple) -> dict[str, Any]:
     return {c["name"]: v for c, v in zip(components, value, strict=True)}
 
 
-class TrainingMarket:
-    """The deployed TrainingMarket (or the one at `address`)."""
+class TrainingMarket(ContractFacade):
+    """The deployed TrainingMarket (or the one at `address`), checked to have code when built."""
+
+    contract_name = NAME
 
     def __init__(self, client: ChainClient, address: str | None = None):
-        self.client = client
-        self.address = client.contract(NAME, address).address
+        super().__init__(client, client.contract(NAME, address).address)
 
     # -- transactions -----------------------------------------------------------------------------------------
 
-    def _send(self, account: LocalAccount, fn: str, *args: Any, value: int = 0) -> TxReceipt:
-        return self.client.transact(account, NAME, fn, *args, value=value, address=self.address)
-
-    def _event(self, receipt: TxReceipt, event: str) -> dict[str, Any]:
-        contract = self.client.contract(NAME, self.address)
-        # DISCARD: the receipt also holds the transaction's other events, which are not errors.
-        logs = getattr(contract.events, event)().process_receipt(receipt, errors=DISCARD)
-        if not logs:
-            raise ChainError(
-                f"{NAME}: transaction {receipt['transactionHash'].to_0x_hex()} emitted no {event}"
-            )
-        return dict(logs[0]["args"])
-
     def create_project(self, account: LocalAccount, params: ProjectParams, value: int) -> int:
         """Escrow `value` wei as the pool; returns the new project id."""
-        receipt = self._send(account, "createProject", params.to_abi(), value=value)
+        receipt = self._transact(account, "createProject", params.to_abi(), value=value)
         return int(self._event(receipt, "ProjectCreated")["projectId"])
 
     def register(self, account: LocalAccount, project_id: int, stake_wei: int) -> TxReceipt:
-        return self._send(account, "register", project_id, value=stake_wei)
+        return self._transact(account, "register", project_id, value=stake_wei)
 
     def submit_update(
         self, account: LocalAccount, project_id: int, round_: int, cid: str, sha256: str
     ) -> TxReceipt:
-        return self._send(account, "submitUpdate", project_id, round_, cid, _b32(sha256))
+        return self._transact(account, "submitUpdate", project_id, round_, cid, _b32(sha256))
 
     def submit_update_for(
         self,
@@ -263,7 +250,7 @@ class TrainingMarket:
         signature: bytes,
     ) -> TxReceipt:
         """Relay `trainer`'s signed submission; `relayer` pays the gas, the chain records the trainer."""
-        return self._send(
+        return self._transact(
             relayer,
             "submitUpdateFor",
             Web3.to_checksum_address(trainer),
@@ -307,32 +294,29 @@ class TrainingMarket:
     def finalize_round(
         self, account: LocalAccount, project_id: int, round_: int, result: RoundResult
     ) -> TxReceipt:
-        return self._send(account, "finalizeRound", project_id, round_, result.to_abi())
+        return self._transact(account, "finalizeRound", project_id, round_, result.to_abi())
 
     def claim(self, account: LocalAccount, project_id: int) -> Claim:
-        receipt = self._send(account, "claim", project_id)
+        receipt = self._transact(account, "claim", project_id)
         args = self._event(receipt, "Claimed")
         return Claim(int(args["amount"]), int(args["slashed"]), receipt["transactionHash"].to_0x_hex())
 
     def cancel(self, account: LocalAccount, project_id: int) -> TxReceipt:
-        return self._send(account, "cancel", project_id)
+        return self._transact(account, "cancel", project_id)
 
     def challenge(self, account: LocalAccount, project_id: int, round_: int, bond_wei: int) -> TxReceipt:
-        return self._send(account, "challenge", project_id, round_, value=bond_wei)
+        return self._transact(account, "challenge", project_id, round_, value=bond_wei)
 
     def resolve_challenge(
         self, account: LocalAccount, project_id: int, round_: int, upheld: bool
     ) -> TxReceipt:
-        return self._send(account, "resolveChallenge", project_id, round_, upheld)
+        return self._transact(account, "resolveChallenge", project_id, round_, upheld)
 
     def expire_challenge(self, account: LocalAccount, project_id: int, round_: int) -> TxReceipt:
         """Close a challenge the arbiter left unresolved for ARBITRATION_PERIOD (anyone may)."""
-        return self._send(account, "expireChallenge", project_id, round_)
+        return self._transact(account, "expireChallenge", project_id, round_)
 
     # -- reads ------------------------------------------------------------------------------------------------
-
-    def _call(self, fn: str, *args: Any) -> Any:
-        return self.client.call(NAME, fn, *args, address=self.address)
 
     def project(self, project_id: int) -> ProjectInfo:
         p = _named(self.client, "getProject", self._call("getProject", project_id))
