@@ -11,7 +11,6 @@ for the store's outage, and the verifier could not reproduce it.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
 import platform
 import time
@@ -33,6 +32,7 @@ from aggregator.pipeline import RoundInputs, RoundOutcome, run_round
 from backend.chain.training_market import ProjectInfo, RoundResult, TrainingMarket
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.marketplace.publish import load_manifest, load_model, load_validation
+from backend.marketplace.rounds import round_start
 from backend.storage import (
     CodecError,
     ContentNotFound,
@@ -73,10 +73,6 @@ class FinalizedRound:
     report: ContentRef
     transaction: str | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
-
-
-def _hex(value: bytes | str) -> str:
-    return value.hex() if isinstance(value, bytes) else value.lower().removeprefix("0x")
 
 
 def _config(cls, values: dict[str, Any], what: str):
@@ -132,9 +128,7 @@ class RoundRunner:
     def context(self, project_id: int) -> ProjectContext:
         if project_id not in self._contexts:
             info = self.market.project(project_id)
-            manifest = load_manifest(
-                self.store, ContentRef(cid=info.config_cid, sha256=_hex(info.config_sha256))
-            )
+            manifest = load_manifest(self.store, ContentRef(cid=info.config_cid, sha256=info.config_sha256))
             if manifest.hyperparams.get("optimizer", "sgd") != "sgd":
                 # FedAdam's moment tensors would have to travel between rounds beside the report.
                 raise MarketplaceError("the round runner supports the 'sgd' server optimizer only")
@@ -142,18 +136,6 @@ class RoundRunner:
                 project_id, info, manifest, load_validation(self.store, manifest)
             )
         return self._contexts[project_id]
-
-    def _previous(self, ctx: ProjectContext, round_: int) -> tuple[ContentRef, dict[str, Any] | None]:
-        """The global model this round starts from, and the previous round's report (None for round 0)."""
-        if round_ == 0:
-            return ContentRef(
-                cid=ctx.info.initial_model_cid, sha256=_hex(ctx.info.initial_model_sha256)
-            ), None
-        prev = self.market.round(ctx.project_id, round_ - 1)
-        if not prev.finalized_at:
-            raise RoundNotReady(f"project {ctx.project_id}: round {round_ - 1} is not finalized yet")
-        report = json.loads(fetch_verified(self.store, prev.report_cid, _hex(prev.report_sha256)))
-        return ContentRef(cid=prev.model_cid, sha256=_hex(prev.model_sha256)), report
 
     def _decode_update(self, ctx: ProjectContext, round_: int, base: ContentRef, cid: str, sha256: str):
         try:
@@ -174,13 +156,14 @@ class RoundRunner:
     def inputs(self, project_id: int, round_: int) -> RoundInputs:
         """The round's deterministic inputs, everything verified against the chain."""
         ctx = self.context(project_id)
-        base, previous_report = self._previous(ctx, round_)
+        start = round_start(self.market, self.store, ctx.info, round_)
+        base, previous_report = start.model, start.previous_report
         global_state = load_model(self.store, base, ctx.manifest)
         updates: dict[str, Any] = {}
         invalid: dict[str, str] = {}
         submitted: dict[str, dict[str, str]] = {}
         for sub in self.market.submissions(project_id, round_):
-            sha = _hex(sub.sha256)
+            sha = sub.sha256
             submitted[sub.trainer] = {"cid": sub.cid, "sha256": sha}
             try:
                 updates[sub.trainer] = self._decode_update(ctx, round_, base, sub.cid, sha)

@@ -42,10 +42,6 @@ class VerificationIncomplete(MarketplaceError):
     """The round cannot be recomputed here (content the aggregator used is missing from this store)."""
 
 
-def _hex(value: bytes | str) -> str:
-    return value.hex() if isinstance(value, bytes) else value.lower().removeprefix("0x")
-
-
 def _posted_allocation(
     market: TrainingMarket, project_id: int, round_: int
 ) -> tuple[dict[str, int], set[str]]:
@@ -83,8 +79,8 @@ def _content_mismatches(store: ContentStore, posted) -> list[str]:
     """The posted CIDs must hold the posted bytes: the digest covers the hashes only, and trainers fetch by CID."""
     lines = []
     for what, cid, sha256 in (
-        ("model", posted.model_cid, _hex(posted.model_sha256)),
-        ("report", posted.report_cid, _hex(posted.report_sha256)),
+        ("model", posted.model_cid, posted.model_sha256),
+        ("report", posted.report_cid, posted.report_sha256),
     ):
         try:
             fetch_verified(store, cid, sha256)
@@ -126,17 +122,13 @@ def verify_round(market: TrainingMarket, store: ContentStore, project_id: int, r
         report_cid=posted.report_cid,
         report_sha256=outcome.report_sha256,
     )
-    digest = _hex(market.result_digest_of(project_id, round_, recomputed))
-    onchain = _hex(posted.result_digest)
+    digest = market.result_digest_of(project_id, round_, recomputed)
+    onchain = posted.result_digest
     mismatches = []
-    if outcome.model_sha256 != _hex(posted.model_sha256):
-        mismatches.append(
-            f"model sha256: posted {_hex(posted.model_sha256)}, recomputed {outcome.model_sha256}"
-        )
-    if outcome.report_sha256 != _hex(posted.report_sha256):
-        mismatches.append(
-            f"report sha256: posted {_hex(posted.report_sha256)}, recomputed {outcome.report_sha256}"
-        )
+    if outcome.model_sha256 != posted.model_sha256:
+        mismatches.append(f"model sha256: posted {posted.model_sha256}, recomputed {outcome.model_sha256}")
+    if outcome.report_sha256 != posted.report_sha256:
+        mismatches.append(f"report sha256: posted {posted.report_sha256}, recomputed {outcome.report_sha256}")
     mismatches += _allocation_mismatches(posted_allocation, dict(outcome.scores_fixed), set(outcome.flagged))
     mismatches += _content_mismatches(store, posted)
     if digest != onchain and not mismatches:
