@@ -14,8 +14,9 @@ from rich.console import Console
 
 from backend.errors import TrustmarketError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (logs, `make demo > file`) gets 120 columns rather than rich's default 80, so tables stay whole.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
 
