@@ -66,3 +66,17 @@ def chain_client(anvil_node, compiled_artifacts, deployed):
     snapshot = client.w3.provider.make_request("evm_snapshot", [])["result"]
     yield client
     client.w3.provider.make_request("evm_revert", [snapshot])
+
+
+@pytest.fixture
+def deployed_cli_env(tmp_path, chain_client, compiled_artifacts):
+    """Environment for CLI runs against the session's deployments, with a fresh home and store."""
+    deployments = tmp_path / "deployments"
+    chain_client.deployments.save(deployments / "local.json")
+    return {
+        "TRUSTMARKET_HOME": str(tmp_path / "home"),
+        "TRUSTMARKET_CHAIN_URL": chain_client.url,
+        "TRUSTMARKET_DEPLOYMENTS_DIR": str(deployments),
+        "TRUSTMARKET_ARTIFACTS_PATH": str(compiled_artifacts.path),
+        "TRUSTMARKET_STORE_PATH": str(tmp_path / "store"),
+    }

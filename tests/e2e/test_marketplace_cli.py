@@ -22,16 +22,8 @@ def cli(env, *args):
 
 
 @pytest.fixture
-def env(tmp_path, chain_client, compiled_artifacts):
-    deployments = tmp_path / "deployments"
-    chain_client.deployments.save(deployments / "local.json")
-    return {
-        "TRUSTMARKET_HOME": str(tmp_path / "home"),
-        "TRUSTMARKET_CHAIN_URL": chain_client.url,
-        "TRUSTMARKET_DEPLOYMENTS_DIR": str(deployments),
-        "TRUSTMARKET_ARTIFACTS_PATH": str(compiled_artifacts.path),
-        "TRUSTMARKET_STORE_PATH": str(tmp_path / "store"),
-    }
+def env(deployed_cli_env):
+    return deployed_cli_env
 
 
 @pytest.fixture(scope="module")
