@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from aggregator.errors import AggregatorError
-from aggregator.rules.base import UpdateMatrix
+from aggregator.matrix import UpdateMatrix
 
 __all__ = ["SKETCH_BLOCK", "TrainerHistory", "direction_sketch", "history_from_report", "update_history"]
 

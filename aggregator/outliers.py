@@ -27,8 +27,8 @@ import torch
 
 from aggregator.errors import AggregatorError
 from aggregator.history import TrainerHistory, direction_sketch
+from aggregator.matrix import DEFAULT_CHUNK, GramStats, UpdateMatrix, gram_stats
 from aggregator.rules._order import column_median
-from aggregator.rules.base import DEFAULT_CHUNK, GramStats, UpdateMatrix, gram_stats
 from aggregator.rules.geometric_median import weiszfeld
 
 __all__ = [

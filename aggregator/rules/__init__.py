@@ -6,16 +6,8 @@ import inspect
 from typing import Any
 
 from aggregator.errors import AggregatorError
-from aggregator.rules.base import (
-    DEFAULT_CHUNK,
-    AggregationResult,
-    AggregationRule,
-    BaseRule,
-    GramStats,
-    UpdateMatrix,
-    gram_stats,
-    pairwise_sq_distances,
-)
+from aggregator.matrix import DEFAULT_CHUNK, GramStats, UpdateMatrix, gram_stats, pairwise_sq_distances
+from aggregator.rules.base import AggregationResult, AggregationRule, BaseRule
 from aggregator.rules.bulyan import Bulyan
 from aggregator.rules.centered_clipping import CenteredClipping
 from aggregator.rules.fedavg import FedAvg

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["column_median", "credit", "middle_band"]
+from aggregator.errors import InvalidUpdate
+from aggregator.matrix import UpdateMatrix
+
+__all__ = ["band_aggregate", "column_median", "credit", "middle_band"]
 
 
 def column_median(sorted_values: torch.Tensor) -> torch.Tensor:
@@ -62,3 +65,19 @@ def credit(indices: torch.Tensor, n: int, weight: float = 1.0) -> torch.Tensor:
     """How many times each row index appears in `indices` (times `weight`), as float64 `[n]`."""
     counts = torch.bincount(indices.flatten().cpu(), minlength=n)
     return counts.to(torch.float64) * weight
+
+
+def band_aggregate(matrix: UpdateMatrix, lo: int, hi: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The band mean of ranks `lo .. hi-1` of every column (see `middle_band`), one pass over the columns, with
+    each row's weight: its share of the (coordinate, kept value) slots. NaN or Inf rows are named."""
+    out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
+    counts = torch.zeros(matrix.n, dtype=torch.float64)
+    for start, stop, block in matrix.chunks(chunk):
+        band = middle_band(block, lo, hi)
+        if band is None:
+            matrix.raise_if_not_finite(block, start)
+            raise InvalidUpdate("non-finite values")  # not reached: the line above names the rows
+        values, shares = band
+        out[start:stop] = values.cpu()
+        counts += shares
+    return out, counts / counts.sum()

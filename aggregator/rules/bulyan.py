@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 
+from aggregator.matrix import UpdateMatrix, gram_stats
 from aggregator.rules._order import column_median, credit
-from aggregator.rules.base import BaseRule, UpdateMatrix, check_int, gram_stats
+from aggregator.rules.base import BaseRule, check_int
 from aggregator.rules.multi_krum import krum_scores, lowest
 
 __all__ = ["Bulyan"]

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from aggregator.errors import AggregatorError
-from aggregator.rules.base import BaseRule, UpdateMatrix, check_float, check_int, gram_stats, weighted_sum
+from aggregator.matrix import UpdateMatrix, gram_stats, weighted_sum
+from aggregator.rules.base import BaseRule, check_float, check_int
 
 __all__ = ["CenteredClipping"]
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from aggregator.rules.base import BaseRule, UpdateMatrix, weighted_sum
+from aggregator.matrix import UpdateMatrix, weighted_sum
+from aggregator.rules.base import BaseRule
 
 __all__ = ["FedAvg"]
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from aggregator.errors import AggregatorError
-from aggregator.rules.base import BaseRule, UpdateMatrix, check_float, gram_stats, weighted_sum
+from aggregator.matrix import UpdateMatrix, gram_stats, weighted_sum
+from aggregator.rules.base import BaseRule, check_float
 
 __all__ = ["FoolsGold", "foolsgold_weights"]
 

@@ -6,15 +6,8 @@ from typing import Any
 
 import torch
 
-from aggregator.rules.base import (
-    BaseRule,
-    GramStats,
-    UpdateMatrix,
-    check_float,
-    check_int,
-    gram_stats,
-    weighted_sum,
-)
+from aggregator.matrix import GramStats, UpdateMatrix, gram_stats, weighted_sum
+from aggregator.rules.base import BaseRule, check_float, check_int
 
 __all__ = ["GeometricMedian", "weiszfeld"]
 

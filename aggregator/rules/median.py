@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
-from aggregator.errors import InvalidUpdate
-from aggregator.rules._order import middle_band
-from aggregator.rules.base import BaseRule, UpdateMatrix
+from aggregator.matrix import UpdateMatrix
+from aggregator.rules._order import band_aggregate
+from aggregator.rules.base import BaseRule
 
 __all__ = ["CoordinateMedian"]
 
@@ -28,15 +28,5 @@ class CoordinateMedian(BaseRule):
         self, matrix: UpdateMatrix, prior: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         n = matrix.n
-        lo, hi = (n - 1) // 2, n // 2 + 1
-        out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
-        counts = torch.zeros(n, dtype=torch.float64)
-        for start, stop, block in matrix.chunks(self.chunk):
-            band = middle_band(block, lo, hi)
-            if band is None:
-                matrix.raise_if_not_finite(block, start)
-                raise InvalidUpdate("non-finite values")  # not reached: the line above names the rows
-            values, shares = band
-            out[start:stop] = values.cpu()
-            counts += shares
-        return out, counts / counts.sum(), {}
+        aggregate, weights = band_aggregate(matrix, (n - 1) // 2, n // 2 + 1, self.chunk)
+        return aggregate, weights, {}

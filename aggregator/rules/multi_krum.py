@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from aggregator.rules.base import BaseRule, UpdateMatrix, check_int, gram_stats, weighted_sum
+from aggregator.matrix import UpdateMatrix, gram_stats, weighted_sum
+from aggregator.rules.base import BaseRule, check_int
 
 __all__ = ["MultiKrum", "krum_scores"]
 

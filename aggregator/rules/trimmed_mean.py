@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from aggregator.errors import InvalidUpdate
-from aggregator.rules._order import middle_band
-from aggregator.rules.base import BaseRule, UpdateMatrix, check_float
+from aggregator.matrix import UpdateMatrix
+from aggregator.rules._order import band_aggregate
+from aggregator.rules.base import BaseRule, check_float
 
 __all__ = ["TrimmedMean"]
 
@@ -36,19 +36,14 @@ class TrimmedMean(BaseRule):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         n = matrix.n
         trim = math.floor(self.beta * n)
+        if trim == 0:
+            return self._mean(matrix), torch.full((n,), 1.0 / n, dtype=torch.float64), {"trimmed_each_end": 0}
+        aggregate, weights = band_aggregate(matrix, trim, n - trim, self.chunk)
+        return aggregate, weights, {"trimmed_each_end": trim}
+
+    def _mean(self, matrix: UpdateMatrix) -> torch.Tensor:
         out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
-        counts = torch.zeros(n, dtype=torch.float64)
         for start, stop, block in matrix.chunks(self.chunk):
-            if trim == 0:
-                matrix.raise_if_not_finite(block, start)
-                out[start:stop] = block.mean(dim=0).cpu()
-                counts += stop - start
-                continue
-            band = middle_band(block, trim, n - trim)
-            if band is None:
-                matrix.raise_if_not_finite(block, start)
-                raise InvalidUpdate("non-finite values")  # not reached: the line above names the rows
-            values, shares = band
-            out[start:stop] = values.cpu()
-            counts += shares
-        return out, counts / counts.sum(), {"trimmed_each_end": trim}
+            matrix.raise_if_not_finite(block, start)
+            out[start:stop] = block.mean(dim=0).cpu()
+        return out
