@@ -103,8 +103,8 @@ class DemoResult:
 
 
 def role_updates(
-    roles: dict[str, str],
-    shards: dict[str, Any],
+    roles: Mapping[str, str],
+    shards: Mapping[str, Any],
     model: str,
     global_state: dict[str, torch.Tensor],
     train: dict[str, Any],

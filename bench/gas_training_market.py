@@ -134,8 +134,8 @@ def _run_project(market, roles, trainers, gas: dict, label: str) -> int:
 
 
 def _committee_market(ape, owner, members):
-    """A VerifierCommittee with `members` seated (BLS keys from aggregator.bls) and a market wired to it."""
-    from aggregator import bls
+    """A VerifierCommittee with `members` seated (BLS keys from backend.committee.bls) and a market wired to it."""
+    from backend.committee import bls
 
     committee = owner.deploy(ape.project.VerifierCommittee, STAKE, 3600)
     keys = [bls.derive_keypair(hashlib.sha256(f"gas bench verifier {i}".encode()).digest()) for i in range(3)]
@@ -146,7 +146,7 @@ def _committee_market(ape, owner, members):
 
 
 def _attest(committee, keys, market, pid: int, round_: int, sender) -> None:
-    from aggregator import bls
+    from backend.committee import bls
 
     digest = bytes(market.roundResultDigest(pid, round_))
     signature = bls.aggregate_g1(bls.sign(k.secret, digest) for k in keys)

@@ -1,7 +1,7 @@
 """Gas of a VerifierCommittee attestation (one aggregated BLS signature, one pairing call) by committee size.
 
 Starts its own anvil, and for each committee size n deploys a committee, registers n verifiers (keys and proofs
-of possession from `aggregator.bls`), finalizes a round on the test market, then submits `attest` signed by
+of possession from `backend.committee.bls`), finalizes a round on the test market, then submits `attest` signed by
 every member and, separately, by the smallest quorum (ceil(2n/3) members). The baseline, measured in the same
 run, is the attestation of a one-member committee: n times it is what checking n separate BLS signatures on
 chain would cost. Every attestation signs the same digest, so hash-to-G1 costs the same in every row. Also reports the gas of the n-th registration (the committee blob is rewritten on each join).
@@ -23,12 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregator import bls  # noqa: E402
 from backend.chain.anvil import start_anvil  # noqa: E402
 from backend.chain.artifacts import Artifacts  # noqa: E402
 from backend.chain.client import ChainClient  # noqa: E402
 from backend.chain.keys import dev_account  # noqa: E402
-from backend.chain.verifier_committee import deploy_verifier_committee, sign_round  # noqa: E402
+from backend.chain.verifier_committee import deploy_verifier_committee  # noqa: E402
+from backend.committee import bls  # noqa: E402
+from backend.committee.attestation import aggregate, sign_round, submit  # noqa: E402
 
 MARKET_SOURCE = "contracts/test/TestRoundMarket.sol"
 GOAL = 250_000
@@ -70,9 +71,9 @@ def _attest_gas(client: ChainClient, deployer, n: int, signer_counts: list[int])
             sign_round(k, a.address, market, 1, round_, digest)
             for k, a in zip(keys[:count], accounts[:count], strict=True)
         ]
-        attestation, rejected = committee.aggregate(signatures)
+        attestation, rejected = aggregate(committee, signatures)
         assert not rejected, rejected
-        results[count] = committee.submit(deployer, attestation).gas_used
+        results[count] = submit(committee, deployer, attestation).gas_used
     return {"registration_gas": registration_gas, "attest_gas": results}
 
 

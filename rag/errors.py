@@ -1,8 +1,11 @@
-"""dRAG's exceptions: one base class, a subclass per kind of failure a caller can act on."""
+"""dRAG's exceptions: one base class, a subclass per kind of failure a caller can act on.
+
+Like the aggregator's, they subclass `ValueError` and import nothing of the platform layer, so the algorithm
+modules (corpus, index, reader, signals, ...) stay importable with numeric libraries only. The CLI turns any
+of them into one line and exit code 2, the API into problem+json.
+"""
 
 from __future__ import annotations
-
-from backend.errors import TrustmarketError
 
 __all__ = [
     "CorpusError",
@@ -14,7 +17,7 @@ __all__ = [
 ]
 
 
-class RagError(TrustmarketError, ValueError):
+class RagError(ValueError):
     """Base class of dRAG errors (a `ValueError`: most are bad input)."""
 
 

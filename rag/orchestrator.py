@@ -157,7 +157,7 @@ class Orchestrator:
             self.queue.enqueue(query_id, deltas)
             try:
                 self.queue.maybe_flush()
-            except TrustmarketError as exc:
+            except (TrustmarketError, RagError) as exc:
                 # The deltas are stored; a chain hiccup must not cost the user the answer already computed.
                 log.warning("feedback flush failed, updates stay queued: %s", exc)
         citations = [(contexts[i].source_id, contexts[i].doc_id) for i in generation.cited]

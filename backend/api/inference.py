@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aggregator.manifest import ContentRef, ProjectManifest
 from aggregator.models import build_model
 from backend.chain.training_market import ProjectInfo, TrainingMarket
+from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.publish import load_manifest, load_model
 from backend.storage import ContentStore
 

@@ -33,6 +33,7 @@ from backend.chain.client import ChainClient
 from backend.db import create_all, make_engine
 from backend.errors import TrustmarketError
 from backend.settings import Settings
+from rag.errors import RagError
 
 __all__ = ["ApiServices", "Lazy", "Missing", "build_services"]
 
@@ -124,7 +125,10 @@ class ApiServices:
         if isinstance(value, Lazy):
             try:
                 value = value.build()
-            except TrustmarketError as exc:  # perhaps passing (a node restarting): try again next time
+            except (
+                TrustmarketError,
+                RagError,
+            ) as exc:  # perhaps passing (a node restarting): try again later
                 raise Missing(part, str(exc)).fail() from None
             except ImportError as exc:  # will not pass: remember
                 value = Missing(part, f"not installed: {exc}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import (
@@ -21,7 +22,7 @@ from web3.exceptions import (
     TimeExhausted,
     Web3RPCError,
 )
-from web3.types import EventData, TxReceipt
+from web3.types import BlockIdentifier, EventData, TxReceipt
 
 from backend.chain.artifacts import Artifacts
 from backend.chain.deployments import Deployments
@@ -117,7 +118,7 @@ class ChainClient:
     def block_number(self) -> int:
         return self._rpc(lambda: self.w3.eth.block_number)
 
-    def timestamp(self, block: int | str = "latest") -> int:
+    def timestamp(self, block: BlockIdentifier = "latest") -> int:
         return int(self._rpc(lambda: self.w3.eth.get_block(block)["timestamp"]))
 
     def balance(self, address: str) -> int:
@@ -198,7 +199,7 @@ class ChainClient:
             tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
         return self._wait(name, tx_hash, replay=None)
 
-    def _wait(self, name: str, tx_hash: bytes, replay) -> TxReceipt:
+    def _wait(self, name: str, tx_hash: HexBytes, replay) -> TxReceipt:
         try:
             receipt = self._rpc(
                 lambda: self.w3.eth.wait_for_transaction_receipt(

@@ -102,7 +102,7 @@ def deploy_contracts(
         args = _constructor_args(client, name, ctx, (overrides or {}).get(name, {}))
         receipt = client.deploy(account, name, *args)
         deployed[name] = ContractDeployment(
-            address=receipt["contractAddress"],
+            address=str(receipt["contractAddress"]),
             block=receipt["blockNumber"],
             transaction=receipt["transactionHash"].to_0x_hex(),
         )

@@ -64,7 +64,7 @@ def aggregate(
     as_json: JsonOption = False,
 ) -> None:
     """Aggregate a round and post the result on chain (as the project's aggregator)."""
-    from aggregator.runner import RoundRunner
+    from backend.marketplace.runner import RoundRunner
 
     cfg = settings()
     tm = market(cfg)
@@ -100,7 +100,7 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Recompute finalized rounds from on-chain inputs; exit 1 if any result does not match what was posted."""
-    from aggregator.verifier import verify_round
+    from backend.marketplace.recompute import verify_round
 
     cfg = settings()
     tm, content = market(cfg), store(cfg)

@@ -102,7 +102,9 @@ def deploy(
         "chain_id": deployments.chain_id,
         "contracts": {k: v.address for k, v in deployments.contracts.items()},
     }
-    emit(payload, as_json, lambda p: [console.print(f"{k:18} {v}") for k, v in p["contracts"].items()])
+    emit(
+        payload, as_json, lambda p: console.print("\n".join(f"{k:18} {v}" for k, v in p["contracts"].items()))
+    )
 
 
 @app.command()

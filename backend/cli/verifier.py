@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from web3 import Web3
 
-from aggregator import bls
 from backend.chain.errors import ChainError
-from backend.chain.verifier_committee import (
-    Attestation,
-    CommitteeError,
-    VerifierCommittee,
-    VerifierSignature,
-    sign_round,
-)
+from backend.chain.verifier_committee import CommitteeError, VerifierCommittee
 from backend.cli._common import JsonOption, console, emit, handles_errors
 from backend.cli._context import (
     AccountOption,
@@ -34,6 +26,11 @@ from backend.cli._context import (
     signer,
     store,
 )
+from backend.committee import bls
+from backend.committee.attestation import Attestation, VerifierSignature, join, sign_round
+from backend.committee.attestation import aggregate as aggregate_signatures
+from backend.committee.attestation import submit as submit_attestation
+from backend.committee.keys import load_key, public_keys, read_json, write_key
 
 app = typer.Typer(
     help="The BLS verifier committee: keys, registration, signing round results, attestations.",
@@ -66,31 +63,9 @@ def _market(committee: VerifierCommittee, market: str | None) -> str:
     return _address(market, "--market") if market else committee.client.address_of("TrainingMarket")
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CommitteeError(f"{path}: not a {what} (invalid JSON: {exc.msg})") from None
-
-
-def _write_json(path: Path, payload: Any, *, private: bool = False) -> None:
+def _write_json(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if private:
-        # Created owner-only before anything is written: the file holds a secret key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(payload, indent=2) + "\n")
-    else:
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def _load_key(path: Path) -> bls.KeyPair:
-    data = _read_json(path, "BLS key file")
-    try:
-        keys = bls.keypair_from_secret(int(data["secret"], 16))
-    except (KeyError, TypeError, ValueError):
-        raise CommitteeError(f"{path}: not a BLS key file (needs a hex 'secret')") from None
-    return keys
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 @app.command()
@@ -101,12 +76,13 @@ def keygen(
     as_json: JsonOption = False,
 ) -> None:
     """Create a BLS key pair on BN254 (public key in G2 with its G1 twin)."""
-    if out.exists() and not force:
-        raise CommitteeError(f"{out} exists; pass --force to replace it (the old key is lost)")
     keys = bls.generate_keypair()
-    public = {"public_g1": [hex(v) for v in keys.public_g1], "public_g2": [hex(v) for v in keys.public_g2]}
-    _write_json(out, {"secret": hex(keys.secret), **public}, private=True)
-    emit({"file": str(out), **public}, as_json, lambda p: console.print(f"wrote BLS key {p['file']}"))
+    write_key(out, keys, force=force)
+    emit(
+        {"file": str(out), **public_keys(keys)},
+        as_json,
+        lambda p: console.print(f"wrote BLS key {p['file']}"),
+    )
 
 
 @app.command()
@@ -123,10 +99,10 @@ def register(
     as_json: JsonOption = False,
 ) -> None:
     """Join the committee with a stake, the BLS key and a proof of possession made for this account."""
-    keys = _load_key(bls_key)
+    keys = load_key(bls_key)
     vc = _committee(committee)
     who = signer(vc.client, keystore, account, dev_account)
-    info = vc.register(who, keys, stake if stake is not None else vc.min_stake())
+    info = join(vc, who, keys, stake if stake is not None else vc.min_stake())
     payload = {
         "verifier": info.address,
         "index": info.index,
@@ -150,7 +126,7 @@ def sign(
     as_json: JsonOption = False,
 ) -> None:
     """Sign a round's result digest, after checking it is the one the market stores and the key is yours."""
-    keys = _load_key(bls_key)
+    keys = load_key(bls_key)
     vc = _committee(committee)
     market_address = _market(vc, market)
     verifier = _address(verifier, "--verifier")
@@ -180,8 +156,8 @@ def aggregate(
 ) -> None:
     """Combine signatures into one attestation; signatures that do not verify are left out (and listed)."""
     vc = _committee(committee)
-    collected = [VerifierSignature.from_json(_read_json(p, "signature file")) for p in signatures]
-    attestation, rejected = vc.aggregate(collected)
+    collected = [VerifierSignature.from_json(read_json(p, "signature file")) for p in signatures]
+    attestation, rejected = aggregate_signatures(vc, collected)
     _write_json(out, attestation.to_json())
     payload = {
         "file": str(out),
@@ -213,9 +189,9 @@ def submit(
 ) -> None:
     """Send the attestation: the round counts as attested once it is mined."""
     vc = _committee(committee)
-    record = Attestation.from_json(_read_json(attestation, "attestation file"))
+    record = Attestation.from_json(read_json(attestation, "attestation file"))
     who = signer(vc.client, keystore, account, dev_account)
-    result = vc.submit(who, record)
+    result = submit_attestation(vc, who, record)
     payload = {
         "market": record.market,
         "project": record.project_id,
@@ -328,10 +304,11 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Watch finalized rounds: recompute each, sign on a match (attest at quorum), challenge on a mismatch."""
-    from aggregator.committee import CommitteeService, SignatureExchange
     from backend.chain.training_market import TrainingMarket
+    from backend.committee.exchange import SignatureExchange
+    from backend.committee.service import CommitteeService
 
-    keys = _load_key(bls_key)
+    keys = load_key(bls_key)
     vc = _committee(committee)
     who = signer(vc.client, keystore, account, dev_account)
     service = CommitteeService(

@@ -1,7 +1,7 @@
 """The verifier service behind `trustmarket verifier run`: recompute finalized rounds, sign or challenge, attest.
 
 For each round the market finalizes, a committee member reruns the deterministic aggregator on the on-chain inputs
-(`aggregator.verifier.verify_round`). On a match it signs the digest the market stores and drops the signature in a
+(`backend.marketplace.recompute.verify_round`). On a match it signs the digest the market stores and drops the signature in a
 shared exchange folder; on a mismatch it raises the market's challenge instead (and never signs). Whenever the
 signatures in the exchange reach the quorum, whoever sees it first aggregates them and submits one attestation;
 a second submission of the same result is harmless (`AlreadyAttested` is treated as done).
@@ -9,25 +9,24 @@ a second submission of the same result is harmless (`AlreadyAttested` is treated
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
 
-from aggregator import bls
-from aggregator.verifier import VerifyReport, verify_round
 from backend.chain.errors import ChainError, revert_class
 from backend.chain.training_market import TrainingMarket
-from backend.chain.verifier_committee import CommitteeError, VerifierCommittee, VerifierSignature, sign_round
+from backend.chain.verifier_committee import CommitteeError, VerifierCommittee
+from backend.committee import bls
+from backend.committee.attestation import aggregate, sign_round, submit
+from backend.committee.exchange import SignatureExchange
 from backend.errors import TrustmarketError
+from backend.marketplace.recompute import VerifyReport, verify_round
 from backend.storage import ContentStore
 
-__all__ = ["CommitteeService", "RoundOutcome", "SignatureExchange"]
+__all__ = ["CommitteeService", "RoundOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -41,36 +40,6 @@ class RoundOutcome:
     round: int
     action: str
     detail: str = ""
-
-
-class SignatureExchange:
-    """A folder verifiers share: `<root>/<market>/<project>/<round>/<verifier>.json`, one signature per file."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def _folder(self, market: str, project_id: int, round_: int) -> Path:
-        return self.root / Web3.to_checksum_address(market) / str(project_id) / str(round_)
-
-    def put(self, signature: VerifierSignature) -> Path:
-        folder = self._folder(signature.market, signature.project_id, signature.round)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{signature.verifier}.json"
-        # Write then rename, so a reader never sees half a file.
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(signature.to_json(), indent=2, sort_keys=True))
-        partial.replace(path)
-        return path
-
-    def collect(self, market: str, project_id: int, round_: int) -> list[VerifierSignature]:
-        """Every readable signature for the round; unreadable files are logged and skipped (the chain decides)."""
-        signatures = []
-        for path in sorted(self._folder(market, project_id, round_).glob("*.json")):
-            try:
-                signatures.append(VerifierSignature.from_json(json.loads(path.read_text())))
-            except (OSError, ValueError) as exc:
-                log.warning("skipping signature file %s: %s", path, exc)
-        return signatures
 
 
 class CommitteeService:
@@ -139,13 +108,13 @@ class CommitteeService:
     def _try_attest(self, project_id: int, round_: int) -> RoundOutcome:
         signatures = self.exchange.collect(self.market.address, project_id, round_)
         try:
-            attestation, rejected = self.committee.aggregate(signatures)
+            attestation, rejected = aggregate(self.committee, signatures)
         except CommitteeError as exc:
             return RoundOutcome(project_id, round_, "signed", str(exc))
         for verifier, why in rejected.items():
             log.warning("project=%s round=%s left out %s: %s", project_id, round_, verifier, why)
         try:
-            result = self.committee.submit(self.account, attestation)
+            result = submit(self.committee, self.account, attestation)
         except revert_class("AlreadyAttested"):
             return RoundOutcome(project_id, round_, "attested", "attested by another member")
         return RoundOutcome(

@@ -1,4 +1,6 @@
-"""The marketplace services: publishing a project, a trainer's round, and the end-to-end demo."""
+"""The training-round service: the project manifest, publishing a project, a trainer's round, the round runner,
+recomputation (`recompute.verify_round`) and the end-to-end demo. `runner`, `recompute`, `manifest` and `demo` are
+imported where used."""
 
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.marketplace.publish import (

@@ -18,12 +18,11 @@ from typing import Any
 
 import torch
 from eth_account.signers.local import LocalAccount
+from web3.types import RPCEndpoint
 
 from aggregator.data import load_digits_data, non_iid_splits
 from aggregator.models import evaluate
-from aggregator.runner import FinalizedRound, RoundRunner
 from aggregator.simulation import DEMO_ATTACKERS, role_updates, simulate
-from aggregator.verifier import verify_round
 from backend.chain.anvil import Anvil, start_anvil
 from backend.chain.artifacts import Artifacts
 from backend.chain.client import ChainClient
@@ -31,6 +30,8 @@ from backend.chain.deploy import deploy_contracts
 from backend.chain.keys import dev_account
 from backend.chain.training_market import ProjectParams, TrainingMarket
 from backend.marketplace.publish import publish_project
+from backend.marketplace.recompute import verify_round
+from backend.marketplace.runner import FinalizedRound, RoundRunner
 from backend.marketplace.trainer import current_model, encode_update, submit_update
 from backend.settings import Settings
 from backend.storage import LocalStore
@@ -100,12 +101,12 @@ def _run(out_dir, config, settings, url, on_round) -> dict[str, Any]:
 
     roles = _roles(config)
     trainers: list[LocalAccount] = [dev_account(4 + i, client.chain_id) for i in range(len(roles))]
-    role_of = {t.address: r for t, r in zip(trainers, roles, strict=True)}
+    role_of: dict[str, str] = {str(t.address): r for t, r in zip(trainers, roles, strict=True)}
     data = load_digits_data(config.seed)
     data_owners = [t.address for t, r in zip(trainers, roles, strict=True) if r not in ("free_rider",)]
     sybils = [t.address for t, r in zip(trainers, roles, strict=True) if r == "sybil"]
     shard_owners = [a for a in data_owners if a not in sybils[1:]]
-    shards = dict(
+    shards: dict[str, Any] = dict(
         zip(shard_owners, non_iid_splits(data.train, len(shard_owners), 1.0, config.seed), strict=True)
     )
     for address in sybils[1:]:
@@ -170,7 +171,7 @@ def _run(out_dir, config, settings, url, on_round) -> dict[str, Any]:
     deadline = client.timestamp() + config.challenge_window + 1
     while client.timestamp() < deadline:
         time.sleep(0.5)
-        client.w3.provider.make_request("evm_mine", [])
+        client.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
 
     verified = [verify_round(market, store, project_id, r).to_dict() for r in range(config.rounds)]
     payouts = {}

@@ -32,7 +32,7 @@ class ProjectManifest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    schema_: Literal["trustmarket.project/1"] = Field(default=MANIFEST_SCHEMA, alias="schema")
+    schema_: Literal["trustmarket.project/1"] = Field(default="trustmarket.project/1", alias="schema")
     model: str = Field(description="A model name from aggregator.models.")
     spec: dict[str, Any] = Field(
         description="The model's tensor spec (backend.storage.codec.ModelSpec JSON)."

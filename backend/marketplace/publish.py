@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from aggregator.dataset_io import decode_dataset, encode_dataset
-from aggregator.manifest import ContentRef, ProjectManifest
 from aggregator.models import initial_state, model_spec
 from backend.marketplace.errors import MarketplaceError
+from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.storage import ContentStore, fetch_verified, sha256_hex
 from backend.storage.codec import ModelSpec, decode_state, encode_state
 

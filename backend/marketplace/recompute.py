@@ -8,11 +8,12 @@ differs: the model or report hash, each trainer whose posted score or flag diffe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from aggregator.runner import RoundRunner
-from backend.chain.training_market import RoundResult, TrainingMarket
+from backend.chain.training_market import TrainingMarket
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
+from backend.marketplace.runner import RoundRunner, round_result
 from backend.storage import ContentStore, StorageError, StoreUnavailable, fetch_verified
 
 __all__ = ["VerificationIncomplete", "VerifyReport", "verify_round"]
@@ -91,7 +92,9 @@ def _content_mismatches(store: ContentStore, posted) -> list[str]:
     return lines
 
 
-def _check_complete(invalid: dict[str, str], posted_flagged: set[str], project_id: int, round_: int) -> None:
+def _check_complete(
+    invalid: Mapping[str, str], posted_flagged: set[str], project_id: int, round_: int
+) -> None:
     """An update this verifier cannot fetch, which the aggregator did use, makes the round unverifiable here, not
     wrong: say so instead of reporting a mismatch."""
     missing = sorted(
@@ -112,16 +115,7 @@ def verify_round(market: TrainingMarket, store: ContentStore, project_id: int, r
     inputs, outcome = RoundRunner(market, store).compute(project_id, round_)
     posted_allocation = _posted_allocation(market, project_id, round_)
     _check_complete(inputs.invalid, posted_allocation[1], project_id, round_)
-    trainers = sorted(outcome.scores_fixed, key=lambda a: int(a, 16))
-    recomputed = RoundResult(
-        model_cid=posted.model_cid,
-        model_sha256=outcome.model_sha256,
-        trainers=trainers,
-        scores=[outcome.scores_fixed[t] for t in trainers],
-        flagged=sorted(outcome.flagged, key=lambda a: int(a, 16)),
-        report_cid=posted.report_cid,
-        report_sha256=outcome.report_sha256,
-    )
+    recomputed = round_result(outcome, posted.model_cid, posted.report_cid)
     digest = market.result_digest_of(project_id, round_, recomputed)
     onchain = posted.result_digest
     mismatches = []

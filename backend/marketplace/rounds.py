@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from aggregator.manifest import ContentRef
 from backend.chain.training_market import ProjectInfo, TrainingMarket
 from backend.marketplace.errors import RoundNotReady
+from backend.marketplace.manifest import ContentRef
 from backend.storage import ContentStore, fetch_verified
 
 __all__ = ["RoundStart", "round_start"]

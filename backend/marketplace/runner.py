@@ -25,12 +25,12 @@ from aggregator.contribution import ContributionConfig
 from aggregator.errors import InsufficientUpdates
 from aggregator.history import history_from_report
 from aggregator.hyperparams import HyperParams
-from aggregator.manifest import ContentRef, ProjectManifest
 from aggregator.models import model_spec
 from aggregator.outliers import OutlierConfig
 from aggregator.pipeline import RoundInputs, RoundOutcome, run_round
 from backend.chain.training_market import ProjectInfo, RoundResult, TrainingMarket
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
+from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.publish import load_manifest, load_model, load_validation
 from backend.marketplace.rounds import round_start
 from backend.storage import (
@@ -46,7 +46,7 @@ from backend.storage import (
 from backend.storage.cids import parse_cid
 from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND, ModelSpec, decode_state
 
-__all__ = ["FinalizedRound", "ProjectContext", "RoundRunner"]
+__all__ = ["FinalizedRound", "ProjectContext", "RoundRunner", "round_result"]
 
 log = logging.getLogger("trustmarket.aggregator")
 
@@ -112,6 +112,21 @@ def _not_due(info: ProjectInfo, now: int) -> str | None:
             f"{info.round_opened_at + info.round_duration}"
         )
     return None
+
+
+def round_result(outcome: RoundOutcome, model_cid: str, report_cid: str) -> RoundResult:
+    """What `finalizeRound` takes for `outcome`: trainers and flags sorted by address as the contract requires,
+    the model and report named by the given CIDs and the outcome's own hashes."""
+    trainers = sorted(outcome.scores_fixed, key=lambda a: int(a, 16))
+    return RoundResult(
+        model_cid=model_cid,
+        model_sha256=outcome.model_sha256,
+        trainers=trainers,
+        scores=[outcome.scores_fixed[t] for t in trainers],
+        flagged=sorted(outcome.flagged, key=lambda a: int(a, 16)),
+        report_cid=report_cid,
+        report_sha256=outcome.report_sha256,
+    )
 
 
 class RoundRunner:
@@ -236,16 +251,7 @@ class RoundRunner:
         inputs, outcome = self.compute(project_id, round_)
         model = ContentRef(cid=self.store.put(outcome.model_bytes), sha256=outcome.model_sha256)
         report = ContentRef(cid=self.store.put(outcome.report_bytes), sha256=outcome.report_sha256)
-        trainers = sorted(outcome.scores_fixed, key=lambda a: int(a, 16))
-        result = RoundResult(
-            model_cid=model.cid,
-            model_sha256=model.sha256,
-            trainers=trainers,
-            scores=[outcome.scores_fixed[t] for t in trainers],
-            flagged=sorted(outcome.flagged, key=lambda a: int(a, 16)),
-            report_cid=report.cid,
-            report_sha256=report.sha256,
-        )
+        result = round_result(outcome, model.cid, report.cid)
         receipt = self.market.finalize_round(self.account, project_id, round_, result)
         log.info("finalized project=%s round=%s flagged=%d", project_id, round_, len(outcome.flagged))
         return FinalizedRound(

@@ -11,11 +11,11 @@ import torch
 from eth_account.signers.local import LocalAccount
 
 from aggregator.hyperparams import HyperParams
-from aggregator.manifest import ContentRef, ProjectManifest
 from aggregator.models import state_delta
 from aggregator.training import train_local
 from backend.chain.training_market import TrainingMarket
 from backend.marketplace.errors import MarketplaceError
+from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.publish import load_manifest, load_model, put_ref
 from backend.marketplace.rounds import round_start
 from backend.storage import ContentStore

@@ -2,7 +2,7 @@
 ends (claims open early, the round can no longer be challenged); without one the window and the arbiter apply.
 
 The committee is the real VerifierCommittee with four equal-stake members (quorum: three); signatures are made
-in Python (`aggregator.bls`). A test-only MisbehavingCommittee shows that a committee that reverts, burns its
+in Python (`backend.committee.bls`). A test-only MisbehavingCommittee shows that a committee that reverts, burns its
 gas or answers malformed data never blocks finalization, challenges or claims.
 """
 
@@ -39,7 +39,7 @@ from test_training_market_support import (  # noqa: F401  (fixtures are imported
     warp_to,
 )
 
-from aggregator import bls
+from backend.committee import bls
 
 VERIFIER_STAKE = 10**18
 EXIT_DELAY = 2 * 86400  # attestation window: one day after the pin

@@ -1,6 +1,6 @@
 """VerifierCommittee: staked BLS verifiers with proof of possession, exits with delay, quorum attestations.
 
-Signatures are made in Python (`aggregator.bls`) and checked on chain, so every test here is also a
+Signatures are made in Python (`backend.committee.bls`) and checked on chain, so every test here is also a
 Python -> Solidity agreement check. A test-only market (`TestRoundMarket`) stores round digests the way
 TrainingMarket computes them.
 """
@@ -14,7 +14,7 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from aggregator import bls
+from backend.committee import bls
 
 MIN_STAKE = 10**18
 EXIT_DELAY = 2 * 86400

@@ -1,5 +1,5 @@
 """Python and Solidity agree on BLS over BN254, both ways: the known-answer vectors of tests/fixtures/bls_vectors.json
-(written by `aggregator.bls`) recomputed by `BN254.sol`, and points computed on chain checked by `aggregator.bls`."""
+(written by `backend.committee.bls`) recomputed by `BN254.sol`, and points computed on chain checked by `backend.committee.bls`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import ape
 import pytest
 
-from aggregator import bls
+from backend.committee import bls
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "bls_vectors.json").read_text())
 TAGS = {VECTORS["dst"][name]: bytes.fromhex(VECTORS["tags"][name][2:]) for name in ("attest", "pop")}

@@ -3,7 +3,7 @@ and submits one BLS attestation, and the trainers claim before the round's chall
 
 Everything runs on the session's deployment (`deploy_contracts`: VerifierCommittee first, TrainingMarket wired
 to it), the project through the CLI (owner, trainers, aggregator) and the verifiers through
-`aggregator.committee.CommitteeService`.
+`backend.committee.service.CommitteeService`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from aggregator import bls
-from aggregator.committee import CommitteeService, SignatureExchange
 from aggregator.data import load_digits_data, non_iid_splits
 from backend.chain.deploy import deploy_contracts
 from backend.chain.errors import revert_class
 from backend.chain.training_market import TrainingMarket
 from backend.chain.verifier_committee import VerifierCommittee
 from backend.cli import app
+from backend.committee import bls
+from backend.committee.attestation import join
+from backend.committee.exchange import SignatureExchange
+from backend.committee.service import CommitteeService
 from backend.settings import Settings
 from backend.storage import open_store
 
@@ -69,7 +71,7 @@ def test_trainers_claim_before_the_window_once_the_committee_attests(
 ):
     committee = VerifierCommittee(chain_client)
     for i, keys in zip(VERIFIERS, KEYS, strict=True):  # seated before the round: the snapshot is pinned then
-        committee.register(dev_accounts[i], keys, committee.min_stake())
+        join(committee, dev_accounts[i], keys, committee.min_stake())
 
     data = load_digits_data(0)
     np.savez(tmp_path / "validation.npz", X=data.validation.X.numpy(), y=data.validation.y.numpy())

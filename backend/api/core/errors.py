@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.errors import TrustmarketError
+from rag.errors import RagError
 
 __all__ = [
     "PROBLEM_JSON",
@@ -141,10 +142,12 @@ _MAPPED: dict[str, tuple[int, str, str]] = {
     "ConfigError": (503, "misconfigured", "The service is misconfigured"),
     "CodecError": (422, "invalid-safetensors", "Not an acceptable safetensors file"),
     "StoreFullError": (507, "store-full", "The content store is full"),
+    "SourceUnavailable": (503, "source-unavailable", "A data source is unreachable"),
+    "GeneratorError": (502, "generator-error", "The answer generator failed"),
 }
 
 
-def _mapped(exc: TrustmarketError) -> tuple[int, str, str]:
+def _mapped(exc: TrustmarketError | RagError) -> tuple[int, str, str]:
     for cls in type(exc).__mro__:
         if cls.__name__ in _MAPPED:
             return _MAPPED[cls.__name__]
@@ -198,7 +201,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(TrustmarketError)
-    async def _domain(request: Request, exc: TrustmarketError) -> JSONResponse:
+    @app.exception_handler(RagError)
+    async def _domain(request: Request, exc: TrustmarketError | RagError) -> JSONResponse:
         status, kind, title = _mapped(exc)
         extra = {}
         if hasattr(exc, "error_name"):

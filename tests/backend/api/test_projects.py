@@ -56,7 +56,7 @@ def market_project(api, chain_client, dev_accounts):
 
 def _finalize_round_zero(market, store, project_id, trainers, aggregator):
     from aggregator.data import load_digits_data
-    from aggregator.runner import RoundRunner
+    from backend.marketplace.runner import RoundRunner
 
     model = current_model(market, store, project_id)
     train = load_digits_data(0).train

@@ -6,20 +6,18 @@ import hashlib
 
 import pytest
 
-from aggregator import bls
 from backend.chain.artifacts import Artifacts
 from backend.chain.client import ChainClient
 from backend.chain.errors import revert_class
 from backend.chain.verifier_committee import (
     QUORUM_DENOMINATOR,
     QUORUM_NUMERATOR,
-    Attestation,
     CommitteeError,
     VerifierCommittee,
-    VerifierSignature,
     VerifierStatus,
-    sign_round,
 )
+from backend.committee import bls
+from backend.committee.attestation import Attestation, VerifierSignature, aggregate, join, sign_round, submit
 
 pytestmark = pytest.mark.chain
 
@@ -53,7 +51,7 @@ def committee(client):
 def seated(committee, dev_accounts):
     stake = committee.min_stake()
     for account, keys in zip(dev_accounts[1:5], KEYS[:4], strict=True):
-        committee.register(account, keys, stake)
+        join(committee, account, keys, stake)
     return committee
 
 
@@ -94,14 +92,14 @@ def test_register_reads_back(seated, dev_accounts):
 def test_sign_aggregate_submit(seated, client, market, dev_accounts):
     digest = finalize(client, market, dev_accounts[0])
     assert not seated.is_attested(market, PROJECT, 0)
-    attestation, rejected = seated.aggregate(signatures(dev_accounts[1:4], KEYS[:3], market, digest))
+    attestation, rejected = aggregate(seated, signatures(dev_accounts[1:4], KEYS[:3], market, digest))
     assert rejected == {}
     assert (attestation.epoch, attestation.signer_bitmap, attestation.signers) == (
         4,
         0b111,
         tuple(a.address for a in dev_accounts[1:4]),
     )
-    result = seated.submit(dev_accounts[5], attestation)
+    result = submit(seated, dev_accounts[5], attestation)
     assert (result.epoch, result.signed_stake, result.total_stake) == (
         4,
         3 * seated.min_stake(),
@@ -112,7 +110,7 @@ def test_sign_aggregate_submit(seated, client, market, dev_accounts):
     record = seated.round_record(market, PROJECT, 0, digest)
     assert record.pinned and record.attested and record.epoch == 4
     with pytest.raises(revert_class("AlreadyAttested")):
-        seated.submit(dev_accounts[5], attestation)
+        submit(seated, dev_accounts[5], attestation)
 
 
 def test_aggregate_leaves_out_bad_signatures_and_says_why(seated, client, market, dev_accounts):
@@ -123,40 +121,40 @@ def test_aggregate_leaves_out_bad_signatures_and_says_why(seated, client, market
         *[*vars(wrong).values()][:5], bls.sign(KEYS[3].secret, b"another digest".ljust(32))
     )
     outsider = sign_round(KEYS[5], dev_accounts[9].address, market, PROJECT, 0, digest)
-    attestation, rejected = seated.aggregate([*good, wrong, outsider, good[0]])
+    attestation, rejected = aggregate(seated, [*good, wrong, outsider, good[0]])
     assert attestation.signers == tuple(a.address for a in dev_accounts[1:4])
     assert rejected == {
         dev_accounts[4].address: "signature does not verify for this digest",
         dev_accounts[9].address: "not a member of the snapshot committee (epoch 4)",
         dev_accounts[1].address: "signed more than once",
     }
-    seated.submit(dev_accounts[5], attestation)
+    submit(seated, dev_accounts[5], attestation)
 
 
 def test_aggregate_refuses_what_cannot_attest(seated, client, market, dev_accounts):
     digest = finalize(client, market, dev_accounts[0])
     with pytest.raises(CommitteeError, match="no signatures"):
-        seated.aggregate([])
+        aggregate(seated, [])
     with pytest.raises(
         CommitteeError, match="no quorum: valid signers hold 20000000000000000 of 40000000000000000"
     ):
-        seated.aggregate(signatures(dev_accounts[1:3], KEYS[:2], market, digest))
+        aggregate(seated, signatures(dev_accounts[1:3], KEYS[:2], market, digest))
     mixed = [
         *signatures(dev_accounts[1:3], KEYS[:2], market, digest),
         sign_round(KEYS[2], dev_accounts[3].address, market, PROJECT, 1, digest),
     ]
     with pytest.raises(CommitteeError, match="2 different round results"):
-        seated.aggregate(mixed)
+        aggregate(seated, mixed)
     stale = b"\x09" * 32
     with pytest.raises(CommitteeError, match="the market stores digest"):
-        seated.aggregate(signatures(dev_accounts[1:4], KEYS[:3], market, stale))
+        aggregate(seated, signatures(dev_accounts[1:4], KEYS[:3], market, stale))
 
 
 def test_signatures_and_attestations_round_trip_through_json(seated, client, market, dev_accounts):
     digest = finalize(client, market, dev_accounts[0])
     sigs = signatures(dev_accounts[1:4], KEYS[:3], market, digest)
     assert [VerifierSignature.from_json(s.to_json()) for s in sigs] == sigs
-    attestation, _ = seated.aggregate(sigs)
+    attestation, _ = aggregate(seated, sigs)
     assert Attestation.from_json(attestation.to_json()) == attestation
 
 

@@ -1,4 +1,4 @@
-"""BLS on BN254 (`aggregator.bls`): hashing, keys, signatures, aggregation, proofs of possession, bad input."""
+"""BLS on BN254 (`backend.committee.bls`): hashing, keys, signatures, aggregation, proofs of possession, bad input."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from py_ecc.fields import optimized_bn128_FQ2 as FQ2
 from py_ecc.optimized_bn128 import b2, curve_order, is_on_curve
 
-from aggregator import bls
 from aggregator.errors import AggregatorError
+from backend.committee import bls
 
 P = bls.FIELD_MODULUS
 OWNER = "0x" + "11" * 20

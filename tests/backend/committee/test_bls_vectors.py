@@ -1,6 +1,6 @@
-"""Known-answer vectors for `aggregator.bls`, shared with the Solidity side (tests/fixtures/bls_vectors.json).
+"""Known-answer vectors for `backend.committee.bls`, shared with the Solidity side (tests/fixtures/bls_vectors.json).
 
-The fixture is written by this module (`python tests/aggregator/test_bls_vectors.py --write`) and checked in:
+The fixture is written by this module (`python tests/backend/committee/test_bls_vectors.py --write`) and checked in:
 the test here fails if the Python implementation drifts from it, and the contract tests check the same numbers
 against `BN254.sol`, so Python and Solidity cannot drift apart silently either.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import bls
+from backend.committee import bls
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "bls_vectors.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "bls_vectors.json"
 
 # Fixed inputs: every vector is a pure function of these.
 SEEDS = [hashlib.sha256(f"trustmarket bls vector key {i}".encode()).digest() for i in range(4)]
@@ -44,9 +44,9 @@ def build_vectors() -> dict:
     apk_g2 = bls.aggregate_g2(k.public_g2 for k in keys)
     message_point = bls.hash_to_g1(DIGEST)
     return {
-        "about": "BLS on BN254 as aggregator/bls.py and contracts/lib/BN254.sol compute it; integers in hex, "
+        "about": "BLS on BN254 as backend/committee/bls.py and contracts/lib/BN254.sol compute it; integers in hex, "
         "G2 points in EIP-197 order (x_im, x_re, y_im, y_re). Regenerate with "
-        "`python tests/aggregator/test_bls_vectors.py --write`.",
+        "`python tests/backend/committee/test_bls_vectors.py --write`.",
         "dst": {"attest": bls.DST_ATTEST.decode(), "pop": bls.DST_POP.decode()},
         "tags": {
             "attest": "0x" + hashlib.sha256(bls.DST_ATTEST).hexdigest(),
@@ -135,7 +135,7 @@ def test_fixture_proofs_of_possession_verify(index):
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python tests/aggregator/test_bls_vectors.py --write")
+        sys.exit("usage: python tests/backend/committee/test_bls_vectors.py --write")
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     FIXTURE.write_text(json.dumps(build_vectors(), indent=2) + "\n")
     print(f"wrote {FIXTURE}")

@@ -1,4 +1,4 @@
-"""The verifier service (`aggregator.committee`, `trustmarket verifier run`) on a real training round.
+"""The verifier service (`backend.committee.service`, `trustmarket verifier run`) on a real training round.
 
 A project runs one round through the CLI (owner, trainers, aggregator); four committee members recompute it with
 the deterministic aggregator. Honest result: three signatures reach the quorum and the round is attested. A result
@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from aggregator import bls
-from aggregator.committee import CommitteeService, SignatureExchange
 from aggregator.data import load_digits_data, non_iid_splits
-from aggregator.manifest import ContentRef
-from aggregator.runner import RoundRunner
 from backend.chain.training_market import RoundResult, TrainingMarket
 from backend.chain.verifier_committee import CommitteeError, VerifierCommittee
 from backend.cli import app
+from backend.committee import bls
+from backend.committee.attestation import join
+from backend.committee.exchange import SignatureExchange
+from backend.committee.service import CommitteeService
+from backend.marketplace.manifest import ContentRef
+from backend.marketplace.runner import RoundRunner
 from backend.settings import Settings
 from backend.storage import open_store
 
@@ -53,7 +55,7 @@ def store(env):
 def committee(chain_client, dev_accounts):
     vc = VerifierCommittee(chain_client)
     for i, keys in zip(VERIFIERS, KEYS, strict=True):
-        vc.register(dev_accounts[i], keys, vc.min_stake())
+        join(vc, dev_accounts[i], keys, vc.min_stake())
     return vc
 
 

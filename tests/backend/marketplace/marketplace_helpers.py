@@ -18,11 +18,11 @@ from eth_account.signers.local import LocalAccount
 from safetensors.torch import save as st_save
 
 from aggregator.data import DigitsData, load_digits_data, non_iid_splits
-from aggregator.manifest import ContentRef
-from aggregator.runner import FinalizedRound, RoundRunner
 from backend.chain.client import ChainClient
 from backend.chain.training_market import ProjectParams, RoundResult, TrainingMarket
+from backend.marketplace.manifest import ContentRef
 from backend.marketplace.publish import PublishedProject, publish_project, put_ref
+from backend.marketplace.runner import FinalizedRound, RoundRunner
 from backend.marketplace.trainer import GlobalModel, current_model, encode_update, train_update
 from backend.storage import ContentStore, LocalStore, compute_cid, sha256_hex
 from backend.storage.codec import encode_state, state_metadata

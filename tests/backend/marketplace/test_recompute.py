@@ -10,10 +10,10 @@ import pytest
 from marketplace_helpers import Marketplace, Project, open_marketplace, round_result
 
 from aggregator.report import model_bytes
-from aggregator.verifier import VerificationIncomplete, VerifyReport, verify_round
 from backend.chain.training_market import RoundResult
 from backend.marketplace.errors import RoundNotReady
 from backend.marketplace.publish import put_ref
+from backend.marketplace.recompute import VerificationIncomplete, VerifyReport, verify_round
 from backend.storage import KuboStore, LocalStore, StoreUnavailable, compute_cid
 
 pytestmark = pytest.mark.chain

@@ -27,8 +27,8 @@ from marketplace_helpers import (
 )
 
 from aggregator.models import model_spec
-from aggregator.runner import RoundRunner
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
+from backend.marketplace.runner import RoundRunner
 from backend.storage import LocalStore, fetch_verified, sha256_hex
 from backend.storage.codec import ModelSpec, decode_state, encode_state
 
@@ -160,7 +160,7 @@ import torch
 from backend.chain.artifacts import Artifacts
 from backend.chain.client import ChainClient
 from backend.chain.training_market import TrainingMarket
-from aggregator.runner import RoundRunner
+from backend.marketplace.runner import RoundRunner
 from backend.storage import LocalStore
 url, artifacts, market, store, project = sys.argv[1:]
 torch.set_num_threads(1)  # another thread count than the test process's
@@ -176,7 +176,7 @@ def test_another_process_recomputes_the_same_bytes_and_digest(marketplace, tmp_p
     project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=6)
     m.submit_honest(project)
     done = m.runner().finalize(project.id, 0)
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     artifacts = root / ".build" / "__local__.json"
     args = [m.client.url, str(artifacts), m.market.address, str(tmp_path / "store"), str(project.id)]
     out = subprocess.run(

@@ -18,7 +18,7 @@ from marketplace_helpers import (
 )
 
 from aggregator.errors import InsufficientUpdates
-from aggregator.runner import RoundRunner
+from backend.marketplace.runner import RoundRunner
 from backend.storage import KuboStore, LocalStore, StoreUnavailable, fetch_verified
 
 pytestmark = pytest.mark.chain
