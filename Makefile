@@ -60,9 +60,12 @@ test-fast: install
 bench: install
 	$(PY) bench/run_all.py
 
+# Every static gate in one place: lint, format, types, the one-way layers.
 lint: install
 	$(VENV)/bin/ruff check backend aggregator rag tests bench scripts
 	$(VENV)/bin/ruff format --check backend aggregator rag tests bench scripts
+	$(VENV)/bin/mypy backend aggregator rag
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf .build .cache runs .pytest_cache
