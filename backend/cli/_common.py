@@ -1,29 +1,22 @@
-"""What every CLI command shares: one console, `--json` output and one-line errors with exit code 2."""
+"""What every CLI command shares: the consoles, one-line errors with exit code 2, and ether amounts.
+
+Kept light (no web3, no torch): `trustmarket --help` imports this module and little else.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
-from typing import Annotated, Any, ParamSpec, TypeVar
+from decimal import Decimal, InvalidOperation
 
 import typer
 from rich.console import Console
-
-from backend.errors import TrustmarketError
 
 # Piped output (logs, `make demo > file`) gets 120 columns rather than rich's default 80, so tables stay whole.
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
 EXIT_BAD_INPUT = 2
+WEI_PER_ETHER = 10**18
 
 
 def fail(message: str) -> typer.Exit:
@@ -32,33 +25,45 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=EXIT_BAD_INPUT)
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the project's exceptions (and bad values) into one line and exit code 2."""
+def parse_amount(text: str, what: str, *, in_wei: bool = False) -> int:
+    """An amount given on the command line, as wei: ether (up to 18 decimals), or whole wei with `in_wei`."""
     try:
-        yield
-    except TrustmarketError as exc:
-        raise fail(str(exc)) from None
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        raise fail(str(exc)) from None
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        unit = "wei" if in_wei else "ether"
+        raise ValueError(f"{what}: {text!r} is not a number of {unit}") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{what}: {text!r} must be a non-negative amount")
+    wei = value if in_wei else value * WEI_PER_ETHER
+    if wei != wei.to_integral_value():
+        raise ValueError(
+            f"{what}: {text!r} is not a whole number of wei"
+            if in_wei
+            else f"{what}: {text!r} has more than 18 decimals"
+        )
+    return int(wei)
 
 
-def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Decorator form of `user_errors` for command functions."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with user_errors():
-            return func(*args, **kwargs)
-
-    return wrapper
+def format_ether(wei: int) -> str:
+    """`wei` as ether, exactly, without exponent notation: 2 -> '0.000000000000000002', 10**17 -> '0.1'."""
+    text = format(Decimal(int(wei)) / WEI_PER_ETHER, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
-def emit(payload: Any, as_json: bool, render: Callable[[Any], None] | None = None) -> None:
-    """Print `payload` as JSON (with --json) or through `render` (or plainly)."""
-    if as_json:
-        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    elif render is not None:
-        render(payload)
-    else:
-        console.print(payload)
+def format_amount(wei: int, in_wei: bool = False) -> str:
+    """An amount for people: '0.1 ETH', or '100000000000000000 wei' when they asked for --wei."""
+    return f"{int(wei)} wei" if in_wei else f"{format_ether(wei)} ETH"
+
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "WEI_PER_ETHER",
+    "console",
+    "err_console",
+    "fail",
+    "format_amount",
+    "format_ether",
+    "parse_amount",
+]

@@ -7,20 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from backend.cli._common import JsonOption, console, emit, handles_errors
-from backend.cli._context import (
-    AccountOption,
-    DevAccountOption,
-    KeystoreOption,
-    market,
-    settings,
-    signer,
-    store,
-)
-from backend.cli._progress import step
-from backend.marketplace.errors import RoundNotReady
+from backend.cli._common import console
+from backend.cli._context import CliContext, Commands
+from backend.cli._signer import SignerOption
+
+# The root lists these three at the top level (backend.cli.COMMANDS); they share this module's app.
+app = Commands()
 
 ProjectOption = Annotated[int, typer.Option("--project", "-p", help="Project id.")]
 
@@ -39,6 +32,8 @@ def _finalized_payload(done) -> dict:
 
 
 def _render_finalized(p: dict) -> None:
+    from rich.table import Table
+
     console.print(
         f"project {p['project']} round {p['round']}: validation accuracy "
         f"{p['metrics']['accuracy_before']:.3f} -> {p['metrics']['accuracy_after']:.3f}, model {p['model']['cid']}"
@@ -49,7 +44,9 @@ def _render_finalized(p: dict) -> None:
     console.print(table)
 
 
+@app.command()
 def aggregate(
+    ctx: typer.Context,
     project: ProjectOption,
     round_: Annotated[
         int | None, typer.Option("--round", "-r", help="Round to finalize (default: the open one).")
@@ -58,24 +55,23 @@ def aggregate(
         bool, typer.Option("--watch", help="Keep finalizing rounds as they become ready.")
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 5.0,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
+    *,
+    signer: SignerOption,
 ) -> None:
     """Aggregate a round and post the result on chain (as the project's aggregator)."""
+    from backend.marketplace.errors import RoundNotReady
     from backend.marketplace.runner import RoundRunner
 
-    cfg = settings()
-    tm = market(cfg)
-    runner = RoundRunner(tm, store(cfg), signer(tm.client, keystore, account, dev_account))
+    cli = CliContext.of(ctx)
+    tm = cli.market
+    runner = RoundRunner(tm, cli.store, cli.account(signer))
     if watch:
-        console.print(f"watching project {project}; Ctrl-C stops")
+        cli.say(f"watching project {project}; Ctrl-C stops")
         with contextlib.suppress(KeyboardInterrupt):
             runner.watch(
                 [project],
                 poll=poll,
-                on_finalized=lambda d: emit(_finalized_payload(d), as_json, _render_finalized),
+                on_finalized=lambda d: cli.emit(_finalized_payload(d), _render_finalized),
             )
         return
     target = round_ if round_ is not None else runner.ready(project)
@@ -87,23 +83,24 @@ def aggregate(
             if info.status == "Active"
             else f"project {project} is {info.status}: no round to aggregate"
         )
-    with step(f"aggregating round {target}", as_json):
+    with cli.step(f"aggregating round {target}"):
         done = runner.finalize(project, target)
-    emit(_finalized_payload(done), as_json, _render_finalized)
+    cli.emit(_finalized_payload(done), _render_finalized)
 
 
+@app.command()
 def verify(
+    ctx: typer.Context,
     project: ProjectOption,
     round_: Annotated[
         int | None, typer.Option("--round", "-r", help="Round to verify (default: every finalized round).")
     ] = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Recompute finalized rounds from on-chain inputs; exit 1 if any result does not match what was posted."""
     from backend.marketplace.recompute import verify_round
 
-    cfg = settings()
-    tm, content = market(cfg), store(cfg)
+    cli = CliContext.of(ctx)
+    tm, content = cli.market, cli.store
     if round_ is not None:
         rounds = [round_]
     else:
@@ -111,35 +108,41 @@ def verify(
         rounds = [r for r in range(info.rounds) if tm.round(project, r).finalized_at]
     reports = []
     for r in rounds:
-        with step(f"recomputing round {r}", as_json):
+        with cli.step(f"recomputing round {r}"):
             reports.append(verify_round(tm, content, project, r).to_dict())
 
     def render(items: list[dict]) -> None:
         for rep in items:
             verdict = "[green]match[/green]" if rep["match"] else "[red]MISMATCH[/red]"
+            # The digest whole: it is what `verifier sign --digest` takes.
             console.print(
-                f"project {rep['project']} round {rep['round']}: {verdict} ({rep['onchain_digest'][:16]}…)"
+                f"project {rep['project']} round {rep['round']}: {verdict} (digest {rep['onchain_digest']})"
             )
             for line in rep["mismatches"]:
                 console.print(f"  {line}")
 
-    emit(reports, as_json, render)
+    cli.emit(reports, render)
     if not all(rep["match"] for rep in reports):
         raise typer.Exit(code=1)
 
 
+@app.command()
 def demo(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Folder for the report and the demo's content store.")] = Path(
         "runs/demo"
     ),
     rounds: Annotated[int, typer.Option(min=1)] = 5,
-    as_json: JsonOption = False,
 ) -> None:
     """Run the training marketplace end to end on a fresh local anvil (see docs/quickstart.md)."""
+    from rich.table import Table
+
     from backend.marketplace.demo import DemoConfig, run_demo
 
+    cli = CliContext.of(ctx)
+
     def show_round(row: dict) -> None:
-        if as_json:
+        if cli.as_json:
             return
         roles = row["roles"]
         flagged = (
@@ -179,10 +182,4 @@ def demo(
         )
 
     report = run_demo(out, DemoConfig(rounds=rounds), on_round=show_round)
-    emit(report, as_json, show_final)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("aggregate")(handles_errors(aggregate))
-    app.command("verify")(handles_errors(verify))
-    app.command("demo")(handles_errors(demo))
+    cli.emit(report, show_final)

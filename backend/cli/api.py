@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 
-from backend.cli._common import JsonOption, console, emit, handles_errors
+from backend.cli._common import console
+from backend.cli._context import CliContext, Commands
 
-app = typer.Typer(
-    help="The REST API: serve it, list its routes' access, export its OpenAPI.", no_args_is_help=True
-)
+app = Commands(help="The REST API: serve it, list its routes' access, export its OpenAPI.")
 
 
 def _build():
@@ -34,8 +33,7 @@ def served_app():
     return _build()
 
 
-@app.command()
-@handles_errors
+@app.command(output=False)
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default: TRUSTMARKET_API_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: TRUSTMARKET_API_PORT).")] = None,
@@ -68,8 +66,7 @@ def serve(
 
 
 @app.command()
-@handles_errors
-def routes(as_json: JsonOption = False) -> None:
+def routes(ctx: typer.Context) -> None:
     """Every route and the access it declares (a scope, or public)."""
     from backend.api.deps import check_routes_declared
 
@@ -80,11 +77,10 @@ def routes(as_json: JsonOption = False) -> None:
         for route, markers in sorted(table.items(), key=lambda kv: kv[0].split(" ", 1)[::-1]):
             console.print(f"{route:<{width}}  {', '.join(markers)}", highlight=False)
 
-    emit(declared, as_json, render)
+    CliContext.of(ctx).emit(declared, render)
 
 
-@app.command()
-@handles_errors
+@app.command(output=False)
 def openapi(
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
 ) -> None:

@@ -7,26 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from aggregator.dataset_io import load_dataset_file
-from aggregator.rules import RULES
-from backend.chain.training_market import ProjectParams
-from backend.cli._common import JsonOption, console, emit, handles_errors
-from backend.cli._context import (
-    AccountOption,
-    DevAccountOption,
-    KeystoreOption,
-    market,
-    settings,
-    signer,
-    store,
-    to_wei,
-)
-from backend.cli._progress import step
-from backend.marketplace.publish import publish_project
+from backend.cli._common import console
+from backend.cli._context import CliContext, Commands
+from backend.cli._signer import SignerOption
 
-app = typer.Typer(help="Create a training project and follow its rounds (owners).", no_args_is_help=True)
+app = Commands(help="Create a training project and follow its rounds (owners).")
 
 
 def _params(pairs: list[str]) -> dict:
@@ -43,9 +29,9 @@ def _params(pairs: list[str]) -> dict:
     return out
 
 
-@app.command()
-@handles_errors
+@app.command(amounts=True)
 def create(
+    ctx: typer.Context,
     validation: Annotated[Path, typer.Option(help="The owner's validation set (.npz with X, y, or .csv).")],
     aggregator: Annotated[str, typer.Option(help="Address of the aggregator that finalizes rounds.")],
     arbiter: Annotated[str, typer.Option(help="Address that resolves challenges.")],
@@ -64,61 +50,60 @@ def create(
         int, typer.Option(help="Slash trainers flagged in this many rounds (0: never).")
     ] = 3,
     slash_bps: Annotated[int, typer.Option(help="Share of the stake slashed, in basis points.")] = 5000,
-    rule: Annotated[str, typer.Option(help=f"Aggregation rule: {', '.join(RULES)}.")] = "multi_krum",
+    rule: Annotated[
+        str, typer.Option(help="Aggregation rule (fedavg, multi_krum, ...; a wrong name lists them all).")
+    ] = "multi_krum",
     rule_param: Annotated[list[str], typer.Option(help="Rule parameter NAME=VALUE (repeatable).")] = [],  # noqa: B006
     seed: int = 0,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
+    *,
+    signer: SignerOption,
 ) -> None:
     """Publish the initial model, validation set and manifest, then escrow the reward on chain."""
+    from aggregator.dataset_io import load_dataset_file
+    from aggregator.rules import RULES
+    from backend.marketplace.publish import publish_project
+
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
-    cfg = settings()
-    tm = market(cfg)
-    owner = signer(tm.client, keystore, account, dev_account)
+    cli = CliContext.of(ctx)
+    owner = cli.account(signer)
     X, y = load_dataset_file(validation)
-    with step("publishing model, validation set and manifest", as_json):
+    with cli.step("publishing model, validation set and manifest"):
         published = publish_project(
-            store(cfg), model=model, validation=(X, y), rule=rule, rule_params=_params(rule_param), seed=seed
+            cli.store, model=model, validation=(X, y), rule=rule, rule_params=_params(rule_param), seed=seed
         )
-    params = ProjectParams(
-        initial_model_cid=published.initial_model.cid,
-        initial_model_sha256=published.initial_model.sha256,
-        config_cid=published.manifest.cid,
-        config_sha256=published.manifest.sha256,
+    params = published.project_params(
         rounds=rounds,
         round_duration=round_duration,
         aggregation_window=aggregation_window,
-        min_stake=to_wei(stake, "--stake"),
+        min_stake=cli.wei(stake, "--stake"),
         max_trainers=max_trainers,
         aggregator=aggregator,
         arbiter=arbiter,
         challenge_window=challenge_window,
-        challenge_bond=to_wei(challenge_bond, "--challenge-bond"),
+        challenge_bond=cli.wei(challenge_bond, "--challenge-bond"),
         slash_after_flags=slash_after,
         slash_bps=slash_bps,
     )
-    with step("escrowing the reward (waiting for the receipt)", as_json):
-        project_id = tm.create_project(owner, params, value=to_wei(reward, "--reward"))
+    with cli.step("escrowing the reward (waiting for the receipt)"):
+        project_id = cli.market.create_project(owner, params, value=cli.wei(reward, "--reward"))
     payload = {
         "project": project_id,
         "initial_model": published.initial_model.model_dump(),
         "manifest": published.manifest.model_dump(),
     }
-    emit(
-        payload,
-        as_json,
-        lambda p: console.print(f"created project {p['project']} (manifest {p['manifest']['cid']})"),
+    cli.emit(
+        payload, lambda p: console.print(f"created project {p['project']} (manifest {p['manifest']['cid']})")
     )
 
 
-@app.command()
-@handles_errors
-def status(project: Annotated[int, typer.Argument(help="Project id.")], as_json: JsonOption = False) -> None:
+@app.command(amounts=True)
+def status(ctx: typer.Context, project: Annotated[int, typer.Argument(help="Project id.")]) -> None:
     """A project's state and its finalized rounds."""
-    tm = market()
+    from rich.table import Table
+
+    cli = CliContext.of(ctx)
+    tm = cli.market
     info = tm.project(project)
     rounds = [tm.round(project, r) for r in range(min(info.current_round + 1, info.rounds))]
     payload = {
@@ -131,7 +116,7 @@ def status(project: Annotated[int, typer.Argument(help="Project id.")], as_json:
         i = p["project"]
         console.print(
             f"project {project}: {i['status']}, round {i['current_round']}/{i['rounds']}, "
-            f"{i['trainer_count']} trainers, pool {i['pool'] / 1e18:g} ETH, escrow {i['escrow'] / 1e18:g} ETH"
+            f"{i['trainer_count']} trainers, pool {cli.amount(i['pool'])}, escrow {cli.amount(i['escrow'])}"
         )
         table = Table("round", "finalized", "submitters", "flagged", "challenge", "model")
         for r in p["rounds"]:
@@ -145,4 +130,4 @@ def status(project: Annotated[int, typer.Argument(help="Project id.")], as_json:
             )
         console.print(table)
 
-    emit(payload, as_json, render)
+    cli.emit(payload, render)

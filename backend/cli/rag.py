@@ -2,86 +2,99 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import Progress, TaskID
-from rich.table import Table
 
-from backend.chain.source_registry import SourceRegistry
-from backend.cli._common import JsonOption, console, emit, handles_errors
-from backend.cli._context import (
-    AccountOption,
-    DevAccountOption,
-    KeystoreOption,
-    chain_client,
-    settings,
-    signer,
-)
-from backend.errors import TrustmarketError
+from backend.cli._common import console
+from backend.cli._context import CliContext, Commands
+from backend.cli._signer import OptionalSignerOption, SignerOption
 
-app = typer.Typer(help="Decentralized RAG weighted by on-chain source reliability.", no_args_is_help=True)
-source_app = typer.Typer(help="A data owner's source node.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from backend.chain.source_registry import SourceRegistry
+    from rag.index import Embedder
+
+
+class RagContext(CliContext):
+    """The RAG commands' context: the source registry and the embedder, besides the base parts."""
+
+    @cached_property
+    def registry(self) -> SourceRegistry:
+        from backend.chain.source_registry import SourceRegistry
+
+        return SourceRegistry(self.client)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        from rag.index import Embedder
+
+        return Embedder(cache_dir=self.settings.home / "cache" / "embeddings")
+
+
+app = Commands(context=RagContext, help="Decentralized RAG weighted by on-chain source reliability.")
+source_app = Commands(context=RagContext, help="A data owner's source node.")
 app.add_typer(source_app, name="source")
 
 CorpusOption = Annotated[Path, typer.Option("--corpus", help="JSONL corpus (doc_id, title, context).")]
 
 
-def _embedder(cfg):
-    from rag.index import Embedder
-
-    return Embedder(cache_dir=cfg.home / "cache" / "embeddings")
-
-
-@source_app.command("register")
-@handles_errors
+@source_app.command("register", amounts=True)
 def register(
+    ctx: typer.Context,
     corpus: CorpusOption,
     endpoint: Annotated[str, typer.Option(help="URL where the node will serve.")],
-    bond: Annotated[int | None, typer.Option(help="Bond in wei (default: the registry's minimum).")] = None,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
+    signer: SignerOption,
+    bond: Annotated[str | None, typer.Option(help="Bond in ether (default: the registry's minimum).")] = None,
 ) -> None:
     """Register a source: lock a bond and commit to the corpus's Merkle root."""
     from rag.corpus import load_corpus
 
+    cli = RagContext.of(ctx)
     documents = load_corpus(corpus)
-    client = chain_client()
-    registry = SourceRegistry(client)
-    operator = signer(client, keystore, account, dev_account)
-    source_id = registry.register(operator, endpoint, documents.commitment, bond or registry.min_bond())
-    payload = {"source_id": source_id, "commitment": "0x" + documents.commitment.hex(), "endpoint": endpoint}
-    emit(payload, as_json, lambda p: console.print(f"registered source {p['source_id']} ({p['commitment']})"))
+    registry = cli.registry
+    operator = cli.account(signer)
+    wei = cli.wei(bond, "--bond") if bond is not None else registry.min_bond()
+    source_id = registry.register(operator, endpoint, documents.commitment, wei)
+    payload = {
+        "source_id": source_id,
+        "commitment": "0x" + documents.commitment.hex(),
+        "endpoint": endpoint,
+        "bond_wei": str(wei),
+    }
+    cli.emit(
+        payload,
+        lambda p: console.print(
+            f"registered source {p['source_id']} ({p['commitment']}) with a bond of {cli.amount(wei)}"
+        ),
+    )
 
 
-@source_app.command("serve")
-@handles_errors
+@source_app.command("serve", output=False)
 def serve(
+    ctx: typer.Context,
     corpus: CorpusOption,
     source_id: Annotated[int, typer.Option("--source-id", help="The id SourceRegistry gave this source.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
+    *,
+    signer: SignerOption,
 ) -> None:
     """Serve a corpus, signing every answer with the operator key registered on chain."""
     import uvicorn
 
+    from backend.errors import TrustmarketError
     from rag.corpus import load_corpus
     from rag.index import HybridIndex
     from rag.node import SourceNode, create_node_app
     from rag.signing import SigningDomain
 
-    cfg = settings()
+    cli = RagContext.of(ctx)
     documents = load_corpus(corpus)
-    client = chain_client(cfg)
-    registry = SourceRegistry(client)
+    client, registry = cli.client, cli.registry
     info = registry.source(source_id)
-    operator = signer(client, keystore, account, dev_account)
+    operator = cli.account(signer)
     if info.operator != operator.address:
         raise TrustmarketError(
             f"source {source_id} is operated by {info.operator}, not by {operator.address}"
@@ -91,15 +104,15 @@ def serve(
             f"{corpus} does not match the commitment of source {source_id} on chain; "
             "publish it first (SourceRegistry.updateCommitment)"
         )
-    index = HybridIndex(documents, _embedder(cfg))
+    index = HybridIndex(documents, cli.embedder)
     node = SourceNode(documents, index, operator, source_id, SigningDomain(client.chain_id, registry.address))
     console.print(f"source {source_id}: {len(documents)} documents on http://{host}:{port}")
     uvicorn.run(create_node_app(node), host=host, port=port, log_level="info")
 
 
 @app.command()
-@handles_errors
 def query(
+    ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="The question.")],
     sources: Annotated[int, typer.Option(help="Sources asked per query.")] = 4,
     k: Annotated[int, typer.Option(help="Documents asked from each source.")] = 3,
@@ -111,10 +124,7 @@ def query(
         str | None, typer.Option(help="OpenAI-compatible base URL (default: extractive).")
     ] = None,
     chat_model: Annotated[str, typer.Option(help="Model name for --chat-url.")] = "default",
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
+    signer: OptionalSignerOption = None,
 ) -> None:
     """Ask the registered sources; feedback is queued durably and flushed on chain with an evaluator key."""
     import os
@@ -127,19 +137,15 @@ def query(
     from rag.reader import ExtractiveReader
     from rag.sources import SourceDirectory
 
-    cfg = settings()
-    client = chain_client(cfg)
-    registry = SourceRegistry(client)
+    cli = RagContext.of(ctx)
+    cfg, registry, embedder = cli.settings, cli.registry, cli.embedder
     directory = SourceDirectory(registry)
-    embedder = _embedder(cfg)
     generator = (
         ChatGenerator(chat_url, chat_model, api_key=os.environ.get("TRUSTMARKET_CHAT_API_KEY"))
         if chat_url
         else ExtractiveGenerator(ExtractiveReader(embedder))
     )
-    evaluator = None
-    if any(x is not None for x in (keystore, account, dev_account)):
-        evaluator = signer(client, keystore, account, dev_account)
+    evaluator = cli.account(signer) if signer is not None else None
     # Always stored; sent on chain when due if an evaluator key was given (else by `trustmarket rag flush`).
     queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry, evaluator,
                           on_applied=directory.on_applied)  # fmt: skip
@@ -147,33 +153,23 @@ def query(
     orchestrator = Orchestrator(directory, generator, embedder, queue=queue, config=config)
     judge = (lambda sentence: sentence_correct(sentence, gold)) if gold else None
     result = orchestrator.query(question, judge=judge, rating=rating)
-    emit(result.to_json(), as_json, _render_answer)
+    cli.emit(result.to_json(), _render_answer)
 
 
 @app.command()
-@handles_errors
-def flush(
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
-) -> None:
+def flush(ctx: typer.Context, signer: SignerOption) -> None:
     """Send the queued feedback on chain now, as one batch, with the evaluator's key."""
     from backend.db import make_engine
     from rag.feedback import FeedbackQueue
 
-    cfg = settings()
-    client = chain_client(cfg)
-    registry = SourceRegistry(client)
-    queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry,
-                          signer(client, keystore, account, dev_account))  # fmt: skip
+    cli = RagContext.of(ctx)
+    queue = FeedbackQueue(make_engine(cli.settings.resolved_database_url), cli.registry, cli.account(signer))
     batch = queue.flush()
     payload = (
         {"epoch": batch.epoch, "sources": len(batch.entries), "gas_used": batch.gas_used} if batch else {}
     )
-    emit(
+    cli.emit(
         payload,
-        as_json,
         lambda p: console.print(
             f"applied epoch {p['epoch']}: {p['sources']} sources, {p['gas_used']:,} gas"
             if p
@@ -192,8 +188,8 @@ def _render_answer(payload: dict) -> None:
 
 
 @app.command("eval")
-@handles_errors
 def evaluate(
+    ctx: typer.Context,
     corpus: Annotated[
         Path | None, typer.Option(help="SQuAD-format JSONL (default: the packaged copy).")
     ] = None,
@@ -201,16 +197,18 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the pollution and the question order.")] = 0,
     clean: Annotated[bool, typer.Option(help="Also run the setting with no pollution.")] = True,
     http: Annotated[bool, typer.Option(help="Serve the nodes over real HTTP on loopback.")] = False,
-    as_json: JsonOption = False,
 ) -> None:
     """The Reliable-dRAG experiment: 6 sources, 0..100% polluted, against a centralized index."""
+    from rich.progress import Progress, TaskID
+
     from rag.corpus import DEFAULT_CORPUS
     from rag.evaluation import EvalConfig, run_evaluation
 
-    cfg = settings()
+    cli = RagContext.of(ctx)
+    cfg = cli.settings
     config = EvalConfig(corpus=corpus or DEFAULT_CORPUS, queries=queries, seed=seed, clean=clean, http=http,
                         cache_dir=cfg.home / "cache" / "embeddings")  # fmt: skip
-    with Progress(console=console, transient=True, disable=as_json) as progress:
+    with Progress(console=console, transient=True, disable=cli.as_json) as progress:
         tasks: dict[str, TaskID] = {}
 
         def tick(label: str, done: int, total: int) -> None:
@@ -219,10 +217,12 @@ def evaluate(
             progress.update(tasks[label], completed=done)
 
         report = run_evaluation(config, artifacts_path=cfg.artifacts_path, progress=tick)
-    emit(report, as_json, _render_report)
+    cli.emit(report, _render_report)
 
 
 def _render_report(report: dict) -> None:
+    from rich.table import Table
+
     table = Table(
         title=f"dRAG reliability experiment ({report['queries']} queries, metric {report['metric']})"
     )

@@ -7,55 +7,45 @@ from typing import Annotated
 
 import typer
 
-from aggregator.dataset_io import load_dataset_file
-from backend.cli._common import JsonOption, console, emit, handles_errors
-from backend.cli._context import (
-    AccountOption,
-    DevAccountOption,
-    KeystoreOption,
-    market,
-    settings,
-    signer,
-    store,
-    to_wei,
-)
-from backend.cli._progress import step
-from backend.marketplace.errors import MarketplaceError
-from backend.marketplace.trainer import current_model, encode_update, submit_update, train_update
+from backend.cli._common import console
+from backend.cli._context import CliContext, Commands
+from backend.cli._signer import SignerOption
 
-app = typer.Typer(help="Take part in a project as a trainer.", no_args_is_help=True)
+app = Commands(help="Take part in a project as a trainer.")
 
 ProjectOption = Annotated[int, typer.Option("--project", "-p", help="Project id.")]
 
 
-@app.command()
-@handles_errors
+@app.command(amounts=True)
 def register(
+    ctx: typer.Context,
     project: ProjectOption,
     stake: Annotated[str, typer.Option(help="Stake to lock, in ether (at least the project's minimum).")],
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
+    signer: SignerOption,
 ) -> None:
     """Register for a project, locking a stake."""
-    tm = market()
-    trainer = signer(tm.client, keystore, account, dev_account)
-    wei = to_wei(stake, "--stake")
-    with step("registering (waiting for the receipt)", as_json):
-        receipt = tm.register(trainer, project, wei)
+    cli = CliContext.of(ctx)
+    trainer = cli.account(signer)
+    wei = cli.wei(stake, "--stake")
+    with cli.step("registering (waiting for the receipt)"):
+        receipt = cli.market.register(trainer, project, wei)
     payload = {
         "project": project,
         "trainer": trainer.address,
         "stake_wei": str(wei),
         "transaction": receipt["transactionHash"].to_0x_hex(),
     }
-    emit(payload, as_json, lambda p: console.print(f"{p['trainer']} registered in project {p['project']}"))
+    cli.emit(
+        payload,
+        lambda p: console.print(
+            f"{p['trainer']} registered in project {p['project']} with {cli.amount(int(p['stake_wei']))}"
+        ),
+    )
 
 
 @app.command()
-@handles_errors
 def train(
+    ctx: typer.Context,
     project: ProjectOption,
     data: Annotated[
         Path,
@@ -70,15 +60,16 @@ def train(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     seed: int = 0,
-    as_json: JsonOption = False,
 ) -> None:
     """Fetch the open round's model (verified by hash), train on your data, write the update."""
-    cfg = settings()
-    tm, content = market(cfg), store(cfg)
+    from aggregator.dataset_io import load_dataset_file
+    from backend.marketplace.trainer import current_model, encode_update, train_update
+
+    cli = CliContext.of(ctx)
     X, y = load_dataset_file(data)
-    with step("fetching the global model", as_json):
-        model = current_model(tm, content, project)
-    with step(f"training {epochs} epochs on {len(y)} samples", as_json):
+    with cli.step("fetching the global model"):
+        model = current_model(cli.market, cli.store, project)
+    with cli.step(f"training {epochs} epochs on {len(y)} samples"):
         delta = train_update(model, X, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     payload_bytes = encode_update(model, delta)
     out.write_bytes(payload_bytes)
@@ -89,28 +80,27 @@ def train(
         "bytes": len(payload_bytes),
         "base_model": model.ref.cid,
     }
-    emit(payload, as_json, lambda p: console.print(f"wrote the round {p['round']} update to {p['update']}"))
+    cli.emit(payload, lambda p: console.print(f"wrote the round {p['round']} update to {p['update']}"))
 
 
 @app.command()
-@handles_errors
 def submit(
+    ctx: typer.Context,
     project: ProjectOption,
     update: Annotated[Path, typer.Option(help="The update written by `trainer train`.")],
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
+    signer: SignerOption,
 ) -> None:
     """Store the update, then submit its CID and sha256 on chain (one command)."""
-    cfg = settings()
-    tm, content = market(cfg), store(cfg)
-    trainer = signer(tm.client, keystore, account, dev_account)
+    from backend.marketplace.errors import MarketplaceError
+    from backend.marketplace.trainer import current_model, submit_update
+
+    cli = CliContext.of(ctx)
+    trainer = cli.account(signer)
     if not update.is_file():
         raise MarketplaceError(f"no update file at {update}")
-    model = current_model(tm, content, project)
-    with step("uploading the update and submitting it (waiting for the receipt)", as_json):
-        done = submit_update(tm, content, trainer, model, update.read_bytes())
+    model = current_model(cli.market, cli.store, project)
+    with cli.step("uploading the update and submitting it (waiting for the receipt)"):
+        done = submit_update(cli.market, cli.store, trainer, model, update.read_bytes())
     payload = {
         "project": project,
         "round": done.round,
@@ -118,23 +108,16 @@ def submit(
         "sha256": done.update.sha256,
         "transaction": done.transaction,
     }
-    emit(payload, as_json, lambda p: console.print(f"submitted {p['cid']} for round {p['round']}"))
+    cli.emit(payload, lambda p: console.print(f"submitted {p['cid']} for round {p['round']}"))
 
 
-@app.command()
-@handles_errors
-def claim(
-    project: ProjectOption,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@app.command(amounts=True)
+def claim(ctx: typer.Context, project: ProjectOption, signer: SignerOption) -> None:
     """Withdraw your reward share and stake (less any slashing) once the project has ended."""
-    tm = market()
-    who = signer(tm.client, keystore, account, dev_account)
-    with step("claiming (waiting for the receipt)", as_json):
-        done = tm.claim(who, project)
+    cli = CliContext.of(ctx)
+    who = cli.account(signer)
+    with cli.step("claiming (waiting for the receipt)"):
+        done = cli.market.claim(who, project)
     payload = {
         "project": project,
         "account": who.address,
@@ -142,36 +125,43 @@ def claim(
         "slashed_wei": str(done.slashed),
         "transaction": done.transaction,
     }
-    emit(
+    cli.emit(
         payload,
-        as_json,
         lambda p: console.print(
-            f"received {int(p['amount_wei']) / 1e18:g} ETH (slashed {int(p['slashed_wei']) / 1e18:g} ETH)"
+            f"received {cli.amount(int(p['amount_wei']))} (slashed {cli.amount(int(p['slashed_wei']))})"
         ),
     )
 
 
-@app.command()
-@handles_errors
+@app.command(amounts=True)
 def status(
+    ctx: typer.Context,
     project: ProjectOption,
     address: Annotated[str, typer.Option(help="The trainer's address.")],
-    as_json: JsonOption = False,
 ) -> None:
     """A trainer's stake, reward so far, submissions, flags and what it could claim now."""
-    tm = market()
+    cli = CliContext.of(ctx)
+    tm = cli.market
     info = tm.trainer(project, address)
+    claims_open = tm.claims_open(project)
     payload = {
         **info.__dict__,
         "project": project,
         "address": address,
-        "claimable_wei": str(tm.claimable(project, address)) if tm.claims_open(project) else None,
+        "claims_open": claims_open,
+        "claimable_wei": str(tm.claimable(project, address)) if claims_open else None,
     }
-    emit(
-        payload,
-        as_json,
-        lambda p: console.print(
-            f"{address}: stake {p['stake'] / 1e18:g} ETH, reward {p['reward'] / 1e18:g} ETH, "
-            f"{p['submissions']} submissions, flagged in {p['flags']} rounds"
-        ),
-    )
+
+    def render(p: dict) -> None:
+        claimable = (
+            f"claimable now: {cli.amount(int(p['claimable_wei']))}"
+            if p["claimable_wei"] is not None
+            else "claims not open yet"
+        )
+        console.print(
+            f"{address}: stake {cli.amount(p['stake'])}, reward {cli.amount(p['reward'])}, "
+            f"{p['submissions']} submissions, flagged in {p['flags']} rounds; {claimable}",
+            highlight=False,
+        )
+
+    cli.emit(payload, render)

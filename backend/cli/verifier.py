@@ -10,31 +10,33 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from web3 import Web3
 
-from backend.chain.errors import ChainError
-from backend.chain.verifier_committee import CommitteeError, VerifierCommittee
-from backend.cli._common import JsonOption, console, emit, handles_errors
-from backend.cli._context import (
-    AccountOption,
-    DevAccountOption,
-    KeystoreOption,
-    chain_client,
-    signer,
-    store,
-)
-from backend.committee import bls
-from backend.committee.attestation import Attestation, VerifierSignature, join, sign_round
-from backend.committee.attestation import aggregate as aggregate_signatures
-from backend.committee.attestation import submit as submit_attestation
-from backend.committee.keys import load_key, public_keys, read_json, write_key
+from backend.cli._common import console
+from backend.cli._context import CliContext, Commands
+from backend.cli._signer import SignerOption
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    from backend.chain.verifier_committee import VerifierCommittee
+
+
+class VerifierContext(CliContext):
+    """The committee commands' context: the committee (`--committee` or the deployed one) and the market."""
+
+    def committee(self, address: str | None) -> VerifierCommittee:
+        from backend.chain.verifier_committee import VerifierCommittee
+
+        return VerifierCommittee(self.client, _address(address, "--committee") if address else None)
+
+    def market_address(self, committee: VerifierCommittee, market: str | None) -> str:
+        return _address(market, "--market") if market else committee.client.address_of("TrainingMarket")
+
+
+app = Commands(
+    context=VerifierContext,
     help="The BLS verifier committee: keys, registration, signing round results, attestations.",
-    no_args_is_help=True,
 )
 
 BlsKeyOption = Annotated[Path, typer.Option("--bls-key", help="BLS key file written by `verifier keygen`.")]
@@ -48,19 +50,14 @@ ProjectOption = Annotated[int, typer.Option("--project", min=0, help="Project id
 RoundOption = Annotated[int, typer.Option("--round", min=0, max=65535, help="Round number.")]
 
 
-def _committee(address: str | None) -> VerifierCommittee:
-    client = chain_client()
-    return VerifierCommittee(client, _address(address, "--committee") if address else None)
-
-
 def _address(value: str, what: str) -> str:
+    from web3 import Web3
+
+    from backend.chain.verifier_committee import CommitteeError
+
     if not Web3.is_address(value):
         raise CommitteeError(f"{what}: {value!r} is not an address")
     return Web3.to_checksum_address(value)
-
-
-def _market(committee: VerifierCommittee, market: str | None) -> str:
-    return _address(market, "--market") if market else committee.client.address_of("TrainingMarket")
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -69,52 +66,59 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 @app.command()
-@handles_errors
 def keygen(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Where to write the key file (created mode 0600).")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    as_json: JsonOption = False,
 ) -> None:
     """Create a BLS key pair on BN254 (public key in G2 with its G1 twin)."""
+    from backend.committee import bls
+    from backend.committee.keys import public_keys, write_key
+
     keys = bls.generate_keypair()
     write_key(out, keys, force=force)
-    emit(
-        {"file": str(out), **public_keys(keys)},
-        as_json,
-        lambda p: console.print(f"wrote BLS key {p['file']}"),
+    CliContext.of(ctx).emit(
+        {"file": str(out), **public_keys(keys)}, lambda p: console.print(f"wrote BLS key {p['file']}")
+    )
+
+
+@app.command(amounts=True)
+def register(
+    ctx: typer.Context,
+    bls_key: BlsKeyOption,
+    signer: SignerOption,
+    stake: Annotated[
+        str | None, typer.Option("--stake", help="Stake in ether (default: the committee's minStake).")
+    ] = None,
+    committee: CommitteeOption = None,
+) -> None:
+    """Join the committee with a stake, the BLS key and a proof of possession made for this account."""
+    from backend.committee.attestation import join
+    from backend.committee.keys import load_key
+
+    cli = VerifierContext.of(ctx)
+    keys = load_key(bls_key)
+    vc = cli.committee(committee)
+    who = cli.account(signer)
+    wei = cli.wei(stake, "--stake") if stake is not None else vc.min_stake()
+    info = join(vc, who, keys, wei)
+    payload = {
+        "verifier": info.address,
+        "index": info.index,
+        "stake_wei": str(info.stake),
+        "epoch": vc.current_epoch(),
+    }
+    cli.emit(
+        payload,
+        lambda p: console.print(
+            f"registered {p['verifier']} as member {p['index']} with {cli.amount(int(p['stake_wei']))}"
+        ),
     )
 
 
 @app.command()
-@handles_errors
-def register(
-    bls_key: BlsKeyOption,
-    stake: Annotated[
-        int | None, typer.Option("--stake", min=1, help="Stake in wei (default: minStake).")
-    ] = None,
-    committee: CommitteeOption = None,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Join the committee with a stake, the BLS key and a proof of possession made for this account."""
-    keys = load_key(bls_key)
-    vc = _committee(committee)
-    who = signer(vc.client, keystore, account, dev_account)
-    info = join(vc, who, keys, stake if stake is not None else vc.min_stake())
-    payload = {
-        "verifier": info.address,
-        "index": info.index,
-        "stake": info.stake,
-        "epoch": vc.current_epoch(),
-    }
-    emit(payload, as_json, lambda p: console.print(f"registered {p['verifier']} as member {p['index']}"))
-
-
-@app.command()
-@handles_errors
 def sign(
+    ctx: typer.Context,
     bls_key: BlsKeyOption,
     verifier: Annotated[str, typer.Option("--verifier", help="The registered verifier address.")],
     digest: Annotated[str, typer.Option("--digest", help="The result digest you recomputed (hex).")],
@@ -123,12 +127,16 @@ def sign(
     out: Annotated[Path, typer.Option("--out", help="Where to write the signature file.")],
     market: MarketOption = None,
     committee: CommitteeOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Sign a round's result digest, after checking it is the one the market stores and the key is yours."""
+    from backend.chain.verifier_committee import CommitteeError
+    from backend.committee.attestation import sign_round
+    from backend.committee.keys import load_key
+
+    cli = VerifierContext.of(ctx)
     keys = load_key(bls_key)
-    vc = _committee(committee)
-    market_address = _market(vc, market)
+    vc = cli.committee(committee)
+    market_address = cli.market_address(vc, market)
     verifier = _address(verifier, "--verifier")
     stored = vc.market_digest(market_address, project, round_)
     mine = sign_round(keys, verifier, market_address, project, round_, digest)
@@ -141,21 +149,23 @@ def sign(
     if vc.public_key_g2(verifier) != keys.public_g2:
         raise CommitteeError(f"{verifier} is not registered with this BLS key")
     _write_json(out, mine.to_json())
-    emit(
-        {"file": str(out), **mine.to_json()}, as_json, lambda p: console.print(f"wrote signature {p['file']}")
-    )
+    cli.emit({"file": str(out), **mine.to_json()}, lambda p: console.print(f"wrote signature {p['file']}"))
 
 
-@app.command()
-@handles_errors
+@app.command(amounts=True)
 def aggregate(
+    ctx: typer.Context,
     signatures: Annotated[list[Path], typer.Argument(help="Signature files from `verifier sign`.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the attestation file.")],
     committee: CommitteeOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Combine signatures into one attestation; signatures that do not verify are left out (and listed)."""
-    vc = _committee(committee)
+    from backend.committee.attestation import VerifierSignature
+    from backend.committee.attestation import aggregate as aggregate_signatures
+    from backend.committee.keys import read_json
+
+    cli = VerifierContext.of(ctx)
+    vc = cli.committee(committee)
     collected = [VerifierSignature.from_json(read_json(p, "signature file")) for p in signatures]
     attestation, rejected = aggregate_signatures(vc, collected)
     _write_json(out, attestation.to_json())
@@ -169,28 +179,31 @@ def aggregate(
 
     def render(p: dict) -> None:
         console.print(
-            f"{len(p['signers'])} signers hold {p['signed_stake']} of {p['total_stake']} wei: {p['file']}"
+            f"{len(p['signers'])} signers hold {cli.amount(p['signed_stake'])} of "
+            f"{cli.amount(p['total_stake'])}: {p['file']}"
         )
         for address, why in p["left_out"].items():
             console.print(f"left out {address}: {why}")
 
-    emit(payload, as_json, render)
+    cli.emit(payload, render)
 
 
 @app.command()
-@handles_errors
 def submit(
+    ctx: typer.Context,
     attestation: Annotated[Path, typer.Argument(help="Attestation file from `verifier aggregate`.")],
+    signer: SignerOption,
     committee: CommitteeOption = None,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Send the attestation: the round counts as attested once it is mined."""
-    vc = _committee(committee)
+    from backend.committee.attestation import Attestation
+    from backend.committee.attestation import submit as submit_attestation
+    from backend.committee.keys import read_json
+
+    cli = VerifierContext.of(ctx)
+    vc = cli.committee(committee)
     record = Attestation.from_json(read_json(attestation, "attestation file"))
-    who = signer(vc.client, keystore, account, dev_account)
+    who = cli.account(signer)
     result = submit_attestation(vc, who, record)
     payload = {
         "market": record.market,
@@ -202,21 +215,23 @@ def submit(
         "block": result.block,
         "gas_used": result.gas_used,
     }
-    emit(payload, as_json, lambda p: console.print(f"round {p['round']} attested in block {p['block']}"))
+    cli.emit(payload, lambda p: console.print(f"round {p['round']} attested in block {p['block']}"))
 
 
 @app.command()
-@handles_errors
 def status(
+    ctx: typer.Context,
     project: ProjectOption,
     round_: RoundOption,
     market: MarketOption = None,
     committee: CommitteeOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Whether a round's current result is attested, and its snapshot."""
-    vc = _committee(committee)
-    market_address = _market(vc, market)
+    from backend.chain.errors import ChainError
+
+    cli = VerifierContext.of(ctx)
+    vc = cli.committee(committee)
+    market_address = cli.market_address(vc, market)
     digest = vc.market_digest(market_address, project, round_)
     if digest == bytes(32):
         raise ChainError(f"round {round_} of project {project} is not finalized")
@@ -227,64 +242,64 @@ def status(
         "pinned": record.pinned,
         "epoch": record.epoch if record.pinned else None,
     }
-    emit(payload, as_json, lambda p: console.print("attested" if p["attested"] else "not attested"))
+    cli.emit(payload, lambda p: console.print("attested" if p["attested"] else "not attested"))
 
 
-@app.command()
-@handles_errors
+@app.command(amounts=True)
 def members(
+    ctx: typer.Context,
     epoch: Annotated[int | None, typer.Option("--epoch", min=0, help="Default: the current epoch.")] = None,
     committee: CommitteeOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """The committee of an epoch, in signer-bitmap order."""
-    vc = _committee(committee)
-    seats = [{"index": m.index, "verifier": m.address, "stake": m.stake} for m in vc.members(epoch)]
+    cli = VerifierContext.of(ctx)
+    vc = cli.committee(committee)
+    seats = [{"index": m.index, "verifier": m.address, "stake_wei": str(m.stake)} for m in vc.members(epoch)]
 
     def render(rows: list[dict]) -> None:
+        if not rows:
+            console.print("no members")
         for r in rows:
-            console.print(f"{r['index']:3} {r['verifier']} {r['stake']}")
+            console.print(
+                f"{r['index']:3} {r['verifier']} {cli.amount(int(r['stake_wei']))}", highlight=False
+            )
 
-    emit(seats, as_json, render)
+    cli.emit(seats, render)
 
 
 @app.command("exit")
-@handles_errors
-def exit_(
-    committee: CommitteeOption = None,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
-) -> None:
+def exit_(ctx: typer.Context, signer: SignerOption, committee: CommitteeOption = None) -> None:
     """Leave the committee; the stake can be withdrawn after the exit delay."""
-    vc = _committee(committee)
-    when = vc.request_exit(signer(vc.client, keystore, account, dev_account))
-    emit(
-        {"withdrawable_at": when},
-        as_json,
-        lambda p: console.print(f"stake withdrawable from {p['withdrawable_at']}"),
+    from backend.cli._hints import chain_now, when
+
+    cli = VerifierContext.of(ctx)
+    vc = cli.committee(committee)
+    at = vc.request_exit(cli.account(signer))
+    cli.emit(
+        {"withdrawable_at": at},
+        lambda p: console.print(
+            f"left the committee; `trustmarket verifier withdraw` pays the stake back from "
+            f"{when(p['withdrawable_at'], chain_now(cli))}",
+            highlight=False,
+        ),
+    )
+
+
+@app.command(amounts=True)
+def withdraw(ctx: typer.Context, signer: SignerOption, committee: CommitteeOption = None) -> None:
+    """Take the stake back after the exit delay."""
+    cli = VerifierContext.of(ctx)
+    vc = cli.committee(committee)
+    amount = vc.withdraw(cli.account(signer))
+    cli.emit(
+        {"withdrawn_wei": str(amount)},
+        lambda p: console.print(f"withdrew {cli.amount(int(p['withdrawn_wei']))}"),
     )
 
 
 @app.command()
-@handles_errors
-def withdraw(
-    committee: CommitteeOption = None,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Take the stake back after the exit delay."""
-    vc = _committee(committee)
-    amount = vc.withdraw(signer(vc.client, keystore, account, dev_account))
-    emit({"withdrawn": amount}, as_json, lambda p: console.print(f"withdrew {p['withdrawn']} wei"))
-
-
-@app.command()
-@handles_errors
 def run(
+    ctx: typer.Context,
     bls_key: BlsKeyOption,
     exchange: Annotated[
         Path, typer.Option("--exchange", help="Folder the committee shares for signature files.")
@@ -298,23 +313,23 @@ def run(
         bool, typer.Option("--no-challenge", help="Report mismatches without raising the challenge.")
     ] = False,
     committee: CommitteeOption = None,
-    keystore: KeystoreOption = None,
-    account: AccountOption = None,
-    dev_account: DevAccountOption = None,
-    as_json: JsonOption = False,
+    *,
+    signer: SignerOption,
 ) -> None:
     """Watch finalized rounds: recompute each, sign on a match (attest at quorum), challenge on a mismatch."""
     from backend.chain.training_market import TrainingMarket
     from backend.committee.exchange import SignatureExchange
+    from backend.committee.keys import load_key
     from backend.committee.service import CommitteeService
 
+    cli = VerifierContext.of(ctx)
     keys = load_key(bls_key)
-    vc = _committee(committee)
-    who = signer(vc.client, keystore, account, dev_account)
+    vc = cli.committee(committee)
+    who = cli.account(signer)
     service = CommitteeService(
         TrainingMarket(vc.client),
         vc,
-        store(),
+        cli.store,
         keys,
         who,
         SignatureExchange(exchange),
@@ -328,9 +343,8 @@ def run(
             "action": outcome.action,
             "detail": outcome.detail,
         }
-        emit(
+        cli.emit(
             line,
-            as_json,
             lambda p: console.print(
                 f"project {p['project']} round {p['round']}: {p['action']} {p['detail']}"
             ),
@@ -340,7 +354,6 @@ def run(
         for outcome in service.run_once(from_block):
             show(outcome)
         return
-    if not as_json:
-        console.print(f"verifying rounds as {who.address}; Ctrl-C stops")
+    cli.say(f"verifying rounds as {who.address}; Ctrl-C stops")
     with contextlib.suppress(KeyboardInterrupt):
         service.run(poll=poll, from_block=from_block, on_outcome=show)

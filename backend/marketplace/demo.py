@@ -28,7 +28,7 @@ from backend.chain.artifacts import Artifacts
 from backend.chain.client import ChainClient
 from backend.chain.deploy import deploy_contracts
 from backend.chain.keys import dev_account
-from backend.chain.training_market import ProjectParams, TrainingMarket
+from backend.chain.training_market import TrainingMarket
 from backend.marketplace.publish import publish_project
 from backend.marketplace.recompute import verify_round
 from backend.marketplace.runner import FinalizedRound, RoundRunner
@@ -122,11 +122,7 @@ def _run(out_dir, config, settings, url, on_round) -> dict[str, Any]:
     )
     project_id = market.create_project(
         owner,
-        ProjectParams(
-            initial_model_cid=published.initial_model.cid,
-            initial_model_sha256=published.initial_model.sha256,
-            config_cid=published.manifest.cid,
-            config_sha256=published.manifest.sha256,
+        published.project_params(
             rounds=config.rounds,
             round_duration=3600,
             aggregation_window=3600,

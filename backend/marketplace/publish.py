@@ -15,6 +15,7 @@ import torch
 
 from aggregator.dataset_io import decode_dataset, encode_dataset
 from aggregator.models import initial_state, model_spec
+from backend.chain.training_market import ProjectParams
 from backend.marketplace.errors import MarketplaceError
 from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.storage import ContentStore, fetch_verified, sha256_hex
@@ -30,6 +31,16 @@ class PublishedProject:
     initial_model: ContentRef
     manifest: ContentRef
     manifest_body: ProjectManifest
+
+    def project_params(self, **terms: Any) -> ProjectParams:
+        """`createProject`'s parameters: these references plus the project's terms (rounds, stake, roles...)."""
+        return ProjectParams(
+            initial_model_cid=self.initial_model.cid,
+            initial_model_sha256=self.initial_model.sha256,
+            config_cid=self.manifest.cid,
+            config_sha256=self.manifest.sha256,
+            **terms,
+        )
 
 
 def put_ref(store: ContentStore, data: bytes) -> ContentRef:

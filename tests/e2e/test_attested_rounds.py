@@ -79,16 +79,16 @@ def test_trainers_claim_before_the_window_once_the_committee_attests(
         env, "project", "create", "--validation", tmp_path / "validation.npz",
         "--aggregator", dev_accounts[AGGREGATOR].address, "--arbiter", dev_accounts[ARBITER].address,
         "--reward", "1", "--stake", "0.1", "--rounds", "1", "--rule", "fedavg",
-        "--challenge-window", CHALLENGE_WINDOW, "--dev-account", OWNER, "--json",
+        "--challenge-window", CHALLENGE_WINDOW, "--signer", f"dev:{OWNER}", "--json",
     )["project"]  # fmt: skip
     for i, shard in zip(TRAINERS, non_iid_splits(data.train, len(TRAINERS), 5.0, 0), strict=True):
         np.savez(tmp_path / f"t{i}.npz", X=shard.X.numpy(), y=shard.y.numpy())
         update = tmp_path / f"u{i}.safetensors"
-        cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--dev-account", i, "--json")
+        cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--signer", f"dev:{i}", "--json")
         cli(env, "trainer", "train", "-p", project, "--data", tmp_path / f"t{i}.npz", "--out", update,
             "--epochs", 1, "--json")  # fmt: skip
-        cli(env, "trainer", "submit", "-p", project, "--update", update, "--dev-account", i, "--json")
-    cli(env, "aggregate", "-p", project, "--dev-account", AGGREGATOR, "--json")
+        cli(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}", "--json")
+    cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}", "--json")
 
     market = TrainingMarket(chain_client)
     project = int(project)
@@ -110,7 +110,9 @@ def test_trainers_claim_before_the_window_once_the_committee_attests(
         market.challenge(dev_accounts[CHALLENGER], project, 0, market.project(project).challenge_bond)
     paid = 0
     for i in [*TRAINERS, OWNER]:
-        paid += int(cli(env, "trainer", "claim", "-p", project, "--dev-account", i, "--json")["amount_wei"])
+        paid += int(
+            cli(env, "trainer", "claim", "-p", project, "--signer", f"dev:{i}", "--json")["amount_wei"]
+        )
     assert paid == ETH + len(TRAINERS) * ETH // 10
     assert chain_client.balance(market.address) == 0
     now = chain_client.w3.eth.get_block("latest")["timestamp"]

@@ -42,7 +42,7 @@ def create_project(env, datasets, dev_accounts, *extra):
         env, "project", "create", "--validation", datasets / "validation.npz",
         "--aggregator", dev_accounts[AGGREGATOR].address, "--arbiter", dev_accounts[ARBITER].address,
         "--reward", "5", "--stake", "0.1", "--rounds", "1", "--rule", "fedavg",
-        "--challenge-window", "1", "--dev-account", OWNER, "--json", *extra,
+        "--challenge-window", "1", "--signer", f"dev:{OWNER}", "--json", *extra,
     )  # fmt: skip
     assert code == 0, err
     return json.loads(out)["project"]
@@ -52,7 +52,9 @@ def create_project(env, datasets, dev_accounts, *extra):
 def test_a_round_from_registration_to_claims(env, datasets, dev_accounts, chain_client, tmp_path):
     project = create_project(env, datasets, dev_accounts)
     for i in TRAINERS:
-        code, _, err = cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--dev-account", i)
+        code, _, err = cli(
+            env, "trainer", "register", "-p", project, "--stake", "0.1", "--signer", f"dev:{i}"
+        )
         assert code == 0, err
     for i in TRAINERS:
         update = tmp_path / f"update{i}.safetensors"
@@ -73,12 +75,12 @@ def test_a_round_from_registration_to_claims(env, datasets, dev_accounts, chain_
         assert code == 0, err
         assert json.loads(out)["round"] == 0
         code, out, err = cli(
-            env, "trainer", "submit", "-p", project, "--update", update, "--dev-account", i, "--json"
+            env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}", "--json"
         )
         assert code == 0, err
         assert len(json.loads(out)["sha256"]) == 64
 
-    code, out, err = cli(env, "aggregate", "-p", project, "--dev-account", AGGREGATOR, "--json")
+    code, out, err = cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}", "--json")
     assert code == 0, err
     finalized = json.loads(out)
     assert finalized["metrics"]["accuracy_after"] > finalized["metrics"]["accuracy_before"]
@@ -92,32 +94,34 @@ def test_a_round_from_registration_to_claims(env, datasets, dev_accounts, chain_
     assert json.loads(out)["project"]["status"] == "Completed"
 
     # Claims open once the challenge window has passed.
-    code, _, err = cli(env, "trainer", "claim", "-p", project, "--dev-account", TRAINERS[0])
+    code, _, err = cli(env, "trainer", "claim", "-p", project, "--signer", f"dev:{TRAINERS[0]}")
     assert code == 2 and "ClaimsNotOpen" in err
     chain_client.w3.provider.make_request("evm_increaseTime", [5])
     chain_client.w3.provider.make_request("evm_mine", [])
     paid = 0
     for i in [*TRAINERS, OWNER]:
-        code, out, err = cli(env, "trainer", "claim", "-p", project, "--dev-account", i, "--json")
+        code, out, err = cli(env, "trainer", "claim", "-p", project, "--signer", f"dev:{i}", "--json")
         assert code == 0, err
         paid += int(json.loads(out)["amount_wei"])
     assert paid == 5 * 10**18 + len(TRAINERS) * 10**17
     assert chain_client.balance(chain_client.address_of("TrainingMarket")) == 0
-    code, _, err = cli(env, "trainer", "claim", "-p", project, "--dev-account", TRAINERS[0])
+    code, _, err = cli(env, "trainer", "claim", "-p", project, "--signer", f"dev:{TRAINERS[0]}")
     assert code == 2 and "AlreadyClaimed" in err
 
 
 def test_insufficient_stake_is_a_reverted_transaction_reported_in_one_line(env, datasets, dev_accounts):
     project = create_project(env, datasets, dev_accounts)
     code, _, err = cli(
-        env, "trainer", "register", "-p", project, "--stake", "0.01", "--dev-account", TRAINERS[0]
+        env, "trainer", "register", "-p", project, "--stake", "0.01", "--signer", f"dev:{TRAINERS[0]}"
     )
     assert code == 2
     assert "StakeTooLow" in err and len(err.strip().splitlines()) == 1
 
 
 def test_unknown_project(env, dev_accounts):
-    code, _, err = cli(env, "trainer", "register", "-p", 999, "--stake", "1", "--dev-account", TRAINERS[0])
+    code, _, err = cli(
+        env, "trainer", "register", "-p", 999, "--stake", "1", "--signer", f"dev:{TRAINERS[0]}"
+    )
     assert code == 2 and "UnknownProject(projectId=999)" in err
     code, _, err = cli(env, "project", "status", 999)
     assert code == 2 and "UnknownProject" in err
@@ -126,7 +130,7 @@ def test_unknown_project(env, dev_accounts):
 def test_round_closed(env, datasets, dev_accounts, chain_client, tmp_path):
     project = create_project(env, datasets, dev_accounts, "--round-duration", "60")
     i = TRAINERS[0]
-    assert cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--dev-account", i)[0] == 0
+    assert cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--signer", f"dev:{i}")[0] == 0
     update = tmp_path / "update.safetensors"
     assert (
         cli(
@@ -146,7 +150,7 @@ def test_round_closed(env, datasets, dev_accounts, chain_client, tmp_path):
     )
     chain_client.w3.provider.make_request("evm_increaseTime", [120])
     chain_client.w3.provider.make_request("evm_mine", [])
-    code, _, err = cli(env, "trainer", "submit", "-p", project, "--update", update, "--dev-account", i)
+    code, _, err = cli(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}")
     assert code == 2 and "SubmissionWindowClosed" in err
 
 
@@ -155,11 +159,11 @@ def test_wrong_keystore_password(env, datasets, dev_accounts, tmp_path):
     create_keystore(keystore, "right horse battery", dev_accounts[TRAINERS[0]].key)
     project = create_project(env, datasets, dev_accounts)
     env = {**env, "TRUSTMARKET_KEYSTORE_PASSWORD": "wrong"}
-    code, _, err = cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--keystore", keystore)
+    code, _, err = cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--signer", keystore)
     assert code == 2 and "wrong password" in err
     env["TRUSTMARKET_KEYSTORE_PASSWORD"] = "right horse battery"
     code, out, err = cli(
-        env, "trainer", "register", "-p", project, "--stake", "0.1", "--keystore", keystore, "--json"
+        env, "trainer", "register", "-p", project, "--stake", "0.1", "--signer", keystore, "--json"
     )
     assert code == 0, err
     assert json.loads(out)["trainer"] == dev_accounts[TRAINERS[0]].address
@@ -179,8 +183,8 @@ def test_bad_inputs_are_one_line_errors(env, datasets, dev_accounts, tmp_path):
         dev_accounts[ARBITER].address,
         "--reward",
         "1",
-        "--dev-account",
-        OWNER,
+        "--signer",
+        f"dev:{OWNER}",
     )
     assert code == 2 and "unreadable dataset" in err
     code, _, err = cli(
@@ -195,8 +199,8 @@ def test_bad_inputs_are_one_line_errors(env, datasets, dev_accounts, tmp_path):
         dev_accounts[ARBITER].address,
         "--reward",
         "lots",
-        "--dev-account",
-        OWNER,
+        "--signer",
+        f"dev:{OWNER}",
     )
     assert code == 2 and "not a number of ether" in err
     project = create_project(env, datasets, dev_accounts)
@@ -208,8 +212,8 @@ def test_bad_inputs_are_one_line_errors(env, datasets, dev_accounts, tmp_path):
         project,
         "--update",
         tmp_path / "missing.safetensors",
-        "--dev-account",
-        TRAINERS[0],
+        "--signer",
+        f"dev:{TRAINERS[0]}",
     )
     assert code == 2 and "no update file" in err
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 16)
@@ -221,9 +225,9 @@ def test_bad_inputs_are_one_line_errors(env, datasets, dev_accounts, tmp_path):
         project,
         "--update",
         tmp_path / "bad.safetensors",
-        "--dev-account",
-        TRAINERS[0],
+        "--signer",
+        f"dev:{TRAINERS[0]}",
     )
     assert code == 2 and "safetensors" in err
-    code, _, err = cli(env, "aggregate", "-p", project, "--dev-account", AGGREGATOR)
+    code, _, err = cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
     assert code == 2 and "still open" in err

@@ -57,7 +57,7 @@ def test_errors_are_one_line_with_exit_2(env, tmp_path, small_jsonl):
     code, _, err = run(env, "rag", "query", "Who?")
     assert code == 2 and "no deployments file" in err
     code, _, err = run(env, "rag", "source", "serve", "--corpus", str(small_jsonl), "--source-id", "1",
-                       "--dev-account", "5")  # fmt: skip
+                       "--signer", "dev:5")  # fmt: skip
     assert code == 2 and "no deployments file" in err
     code, _, err = run(env, "rag", "eval", "--queries", "0")
     assert code == 2 and "queries must be at least 1" in err
@@ -72,20 +72,20 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
     deployments.save(tmp_path / "deployments" / "local.json")
     port = free_port()
     code, out, err = run(env, "rag", "source", "register", "--corpus", str(small_jsonl), "--endpoint",
-                         f"http://127.0.0.1:{port}", "--dev-account", "5", "--json")  # fmt: skip
+                         f"http://127.0.0.1:{port}", "--signer", "dev:5", "--json")  # fmt: skip
     assert code == 0, err
     source_id = json.loads(out)["source_id"]
     # The key must be the operator's, and the corpus the one committed on chain.
     code, _, err = run(env, "rag", "source", "serve", "--corpus", str(small_jsonl), "--source-id",
-                       str(source_id), "--dev-account", "6")  # fmt: skip
+                       str(source_id), "--signer", "dev:6")  # fmt: skip
     assert code == 2 and "is operated by" in err
     other = tmp_path / "other.jsonl"
     other.write_text(small_jsonl.read_text().replace("Rollo", "Hastein"))
     code, _, err = run(env, "rag", "source", "serve", "--corpus", str(other), "--source-id", str(source_id),
-                       "--dev-account", "5")  # fmt: skip
+                       "--signer", "dev:5")  # fmt: skip
     assert code == 2 and "does not match the commitment" in err
     command = [sys.executable, "-c", "from backend.cli import main; main()", "rag", "source", "serve", "--corpus",
-               str(small_jsonl), "--source-id", str(source_id), "--dev-account", "5", "--port", str(port)]  # fmt: skip
+               str(small_jsonl), "--source-id", str(source_id), "--signer", "dev:5", "--port", str(port)]  # fmt: skip
     server = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)  # fmt: skip
     try:
@@ -106,14 +106,14 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
         assert answer["sources"][0]["status"] == "ok"
         # No key was given: the feedback is stored, and goes on chain with a flush by an evaluator only (the
         # deployer, account 0, is one; account 2 is not).
-        code, _, err = run(env, "rag", "flush", "--dev-account", "2")
+        code, _, err = run(env, "rag", "flush", "--signer", "dev:2")
         assert code == 2 and "AccessControlUnauthorizedAccount" in err and len(err.strip().splitlines()) == 1
         registry = SourceRegistry(ChainClient(anvil_node.url, compiled_artifacts, deployments))
         registry.grant_evaluator(dev_accounts[0], dev_accounts[1].address)
-        code, out, err = run(env, "rag", "flush", "--dev-account", "1", "--json")
+        code, out, err = run(env, "rag", "flush", "--signer", "dev:1", "--json")
         assert code == 0, err
         assert json.loads(out)["epoch"] == 1 and registry.reliability(source_id).observations > 0
-        assert json.loads(run(env, "rag", "flush", "--dev-account", "1", "--json")[1]) == {}
+        assert json.loads(run(env, "rag", "flush", "--signer", "dev:1", "--json")[1]) == {}
     finally:
         server.terminate()
         server.wait(timeout=10)

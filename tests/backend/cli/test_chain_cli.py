@@ -29,7 +29,7 @@ def run(env, *args):
 
 
 def test_deploy_then_status(env, tmp_path, compiled_artifacts):
-    code, out, _ = run(env, "chain", "deploy", "--dev-account", "0", "--json")
+    code, out, _ = run(env, "chain", "deploy", "--signer", "dev:0", "--json")
     assert code == 0, out
     deployed = json.loads(out)
     expected = [name for name in CONTRACTS if name in compiled_artifacts.names()]
@@ -45,7 +45,7 @@ def test_deploy_then_status(env, tmp_path, compiled_artifacts):
 
 def test_chain_unreachable(env):
     env["TRUSTMARKET_CHAIN_URL"] = f"http://127.0.0.1:{free_port()}"
-    code, _out, err = run(env, "chain", "deploy", "--dev-account", "0")
+    code, _out, err = run(env, "chain", "deploy", "--signer", "dev:0")
     assert code == 2
     assert "cannot reach the chain" in err
     assert len(err.strip().splitlines()) == 1
@@ -53,7 +53,7 @@ def test_chain_unreachable(env):
 
 def test_wrong_chain_id(env):
     env["TRUSTMARKET_CHAIN_ID"] = "1"
-    code, _, err = run(env, "chain", "deploy", "--dev-account", "0")
+    code, _, err = run(env, "chain", "deploy", "--signer", "dev:0")
     assert code == 2
     assert "serves chain 31337, expected 1" in err
 
@@ -77,7 +77,8 @@ def test_no_deployments_file(env):
     assert "run `trustmarket chain deploy`" in err
 
 
-def test_key_choice_is_enforced(env):
+def test_a_signing_command_needs_a_signer(env):
+    env.pop("TRUSTMARKET_SIGNER", None)
     code, _, err = run(env, "chain", "deploy")
     assert code == 2
-    assert "choose exactly one of --keystore" in err
+    assert "Missing option '--signer'" in err and len(err.strip().splitlines()) == 1

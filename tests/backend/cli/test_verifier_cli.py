@@ -38,7 +38,7 @@ def env(tmp_path, anvil_node, artifacts_path):
     }
     client = ChainClient(anvil_node.url, Artifacts.load(artifacts_path))
     snapshot = client.w3.provider.make_request("evm_snapshot", [])["result"]
-    code, _, err = run(env, "chain", "deploy", "--dev-account", "0", "--json")
+    code, _, err = run(env, "chain", "deploy", "--signer", "dev:0", "--json")
     assert code == 0, err
     owner = dev_account(0, 31337)
     market = client.deploy(owner, "TestRoundMarket")["contractAddress"]
@@ -63,7 +63,7 @@ def ok(env, *args):
 def seat(env, tmp_path, n):
     for i in range(1, n + 1):
         ok(env, "verifier", "keygen", "--out", str(tmp_path / f"v{i}.json"))
-        ok(env, "verifier", "register", "--bls-key", str(tmp_path / f"v{i}.json"), "--dev-account", str(i))
+        ok(env, "verifier", "register", "--bls-key", str(tmp_path / f"v{i}.json"), "--signer", f"dev:{i}")
 
 
 def sign(env, tmp_path, i, digest=DIGEST):
@@ -94,10 +94,10 @@ def test_a_committee_attests_through_the_cli(env, tmp_path):
     assert aggregated["left_out"] == {} and len(aggregated["signers"]) == 3
     status = ["verifier", "status", "--project", str(PROJECT), "--round", "0", "--market", env["market"]]
     assert ok(env, *status)["attested"] is False
-    result = ok(env, "verifier", "submit", str(tmp_path / "att.json"), "--dev-account", "9")
+    result = ok(env, "verifier", "submit", str(tmp_path / "att.json"), "--signer", "dev:9")
     assert result["signed_stake"] * 4 == result["total_stake"] * 3
     assert ok(env, *status) == {"attested": True, "digest": DIGEST, "epoch": 4, "pinned": True}
-    code, _, err = run(env, "verifier", "submit", str(tmp_path / "att.json"), "--dev-account", "9")
+    code, _, err = run(env, "verifier", "submit", str(tmp_path / "att.json"), "--signer", "dev:9")
     assert code == 2 and "AlreadyAttested" in err and len(err.strip().splitlines()) == 1
 
 
@@ -130,15 +130,15 @@ def test_aggregate_without_quorum_and_bad_files(env, tmp_path):
     assert code == 2 and "invalid JSON" in err
     (tmp_path / "nokey.json").write_text('{"public": 1}')
     code, _, err = run(
-        env, "verifier", "register", "--bls-key", str(tmp_path / "nokey.json"), "--dev-account", "5"
+        env, "verifier", "register", "--bls-key", str(tmp_path / "nokey.json"), "--signer", "dev:5"
     )
     assert code == 2 and "not a BLS key file" in err
 
 
 def test_exit_and_early_withdraw(env, tmp_path):
     seat(env, tmp_path, 1)
-    assert ok(env, "verifier", "exit", "--dev-account", "1")["withdrawable_at"] > 0
-    code, _, err = run(env, "verifier", "withdraw", "--dev-account", "1")
+    assert ok(env, "verifier", "exit", "--signer", "dev:1")["withdrawable_at"] > 0
+    code, _, err = run(env, "verifier", "withdraw", "--signer", "dev:1")
     assert code == 2 and "ExitDelayNotOver" in err
     code, _, err = run(env, "verifier", "status", "--project", "9", "--round", "0", "--market", env["market"])
     assert code == 2 and "not finalized" in err

@@ -66,12 +66,12 @@ def run_round(env, tmp_path, dev_accounts) -> int:
     project = cli(
         env, "project", "create", "--validation", tmp_path / "validation.npz",
         "--aggregator", dev_accounts[AGGREGATOR].address, "--arbiter", dev_accounts[ARBITER].address,
-        "--reward", "1", "--stake", "0.1", "--rounds", "1", "--rule", "fedavg", "--dev-account", OWNER, "--json",
+        "--reward", "1", "--stake", "0.1", "--rounds", "1", "--rule", "fedavg", "--signer", f"dev:{OWNER}", "--json",
     )["project"]  # fmt: skip
     shards = non_iid_splits(data.train, len(TRAINERS), 5.0, 0)
     for i, shard in zip(TRAINERS, shards, strict=True):
         np.savez(tmp_path / f"t{i}.npz", X=shard.X.numpy(), y=shard.y.numpy())
-        cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--dev-account", i)
+        cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--signer", f"dev:{i}")
         update = tmp_path / f"u{project}-{i}.safetensors"
         cli(
             env,
@@ -86,7 +86,7 @@ def run_round(env, tmp_path, dev_accounts) -> int:
             "--epochs",
             1,
         )
-        cli(env, "trainer", "submit", "-p", project, "--update", update, "--dev-account", i)
+        cli(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}")
     return int(project)
 
 
@@ -101,7 +101,7 @@ def test_honest_round_is_attested_by_the_committee(
     env, tmp_path, chain_client, committee, store, dev_accounts
 ):
     project = run_round(env, tmp_path, dev_accounts)
-    cli(env, "aggregate", "-p", project, "--dev-account", AGGREGATOR, "--json")
+    cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}", "--json")
     exchange = SignatureExchange(tmp_path / "exchange")
     market = TrainingMarket(chain_client)
     (exchange.root / market.address / str(project) / "0").mkdir(parents=True)
@@ -123,7 +123,7 @@ def test_honest_round_is_attested_by_the_committee(
     key_file.write_text(json.dumps({"secret": hex(KEYS[3].secret)}))
     out = cli(
         env, "verifier", "run", "--bls-key", key_file, "--exchange", exchange.root, "--once",
-        "--dev-account", VERIFIERS[3], "--json",
+        "--signer", f"dev:{VERIFIERS[3]}", "--json",
     )  # fmt: skip
     assert out == {"action": "attested", "detail": "already attested", "project": project, "round": 0}
 

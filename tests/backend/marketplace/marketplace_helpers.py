@@ -19,7 +19,7 @@ from safetensors.torch import save as st_save
 
 from aggregator.data import DigitsData, load_digits_data, non_iid_splits
 from backend.chain.client import ChainClient
-from backend.chain.training_market import ProjectParams, RoundResult, TrainingMarket
+from backend.chain.training_market import RoundResult, TrainingMarket
 from backend.marketplace.manifest import ContentRef
 from backend.marketplace.publish import PublishedProject, publish_project, put_ref
 from backend.marketplace.runner import FinalizedRound, RoundRunner
@@ -116,11 +116,7 @@ class Marketplace:
         trainers = tuple(self.accounts[5 : 5 + n_trainers])
         project_id = self.market.create_project(
             self.owner,
-            ProjectParams(
-                initial_model_cid=published.initial_model.cid,
-                initial_model_sha256=published.initial_model.sha256,
-                config_cid=published.manifest.cid,
-                config_sha256=published.manifest.sha256,
+            published.project_params(
                 rounds=rounds,
                 round_duration=round_duration,
                 aggregation_window=aggregation_window,

@@ -8,7 +8,7 @@ import pytest
 from storage_helpers import generated, kubo_vectors
 from typer.testing import CliRunner
 
-from backend.cli.storage import app
+from backend.cli import app
 from backend.settings import get_settings
 from backend.storage import LocalStore, compute_cid
 
@@ -19,7 +19,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("TRUSTMARKET_STORE_PATH", str(tmp_path / "store"))
     get_settings.cache_clear()
     runner = CliRunner()
-    yield lambda *args: runner.invoke(app, [str(a) for a in args])
+    yield lambda *args: runner.invoke(app, ["storage", *(str(a) for a in args)])
     get_settings.cache_clear()
 
 

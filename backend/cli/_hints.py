@@ -1,0 +1,140 @@
+"""Failures as one line that says what went wrong and what to do next.
+
+`one_line` is called once, by the root command group, for whatever a command raised: the project's errors,
+bad values and unreadable files become one line; anything else is a bug and keeps its traceback. A reverted
+transaction names the contract's own error, and for the errors people meet in the normal course of a project
+(claims not open yet, a stake still locked, a missing role) the line goes on with when or how it will work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backend.chain.errors import ContractRevert
+    from backend.cli._context import CliContext
+
+
+def one_line(exc: BaseException, cli: CliContext | None) -> str | None:
+    """The message to print for `exc`, on one line, or None when it is not the user's to fix (a bug)."""
+    from pydantic import ValidationError
+
+    from backend.errors import TrustmarketError
+
+    if isinstance(exc, ValidationError):
+        message = "; ".join(_setting_error(error) for error in exc.errors())
+    elif isinstance(exc, TrustmarketError):
+        message = str(exc)
+        hint = _revert_hint(exc, cli) if cli is not None else None
+        if hint:
+            message = f"{message}: {hint}"
+    elif isinstance(exc, ValueError | OSError):
+        message = str(exc) or type(exc).__name__
+    else:
+        return None
+    return " ".join(message.split())
+
+
+def _setting_error(error: Any) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    name = f"TRUSTMARKET_{where.upper()}" if where else "a setting"
+    return f"{name}={error.get('input')!r}: {error.get('msg')}"
+
+
+def when(timestamp: int, now: int) -> str:
+    """'2025-03-01 12:00:00 UTC (in 53 min)' against the chain's clock `now`."""
+    moment = datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    delta = int(timestamp) - int(now)
+    if delta <= 0:
+        return f"{moment} (passed)"
+    return f"{moment} (in {duration(delta)})"
+
+
+def duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def chain_now(cli: CliContext) -> int:
+    """The timestamp of the latest block: what the contracts compare deadlines with (anvil's clock can move)."""
+    try:
+        return int(cli.client.w3.eth.get_block("latest")["timestamp"])
+    except Exception:  # a hint must never hide the error it explains
+        return int(time.time())
+
+
+def _advance_hint(cli: CliContext, seconds: int) -> str:
+    from backend.chain.keys import LOCAL_CHAIN_IDS
+
+    try:
+        local = cli.client.chain_id in LOCAL_CHAIN_IDS
+    except Exception:
+        local = False
+    return (
+        f"; on a local chain, `trustmarket chain advance {max(seconds, 1)}` moves its clock" if local else ""
+    )
+
+
+def _revert_hint(exc: BaseException, cli: CliContext) -> str | None:
+    from backend.chain.errors import ContractRevert
+
+    if not isinstance(exc, ContractRevert):
+        return None
+    explain = _HINTS.get(exc.error_name)
+    if explain is None:
+        return None
+    try:
+        return explain(exc, cli)
+    except Exception:  # reading the chain for a hint failed: the error alone is still right
+        return None
+
+
+def _exit_delay(exc: ContractRevert, cli: CliContext) -> str:
+    now = chain_now(cli)
+    at = int(exc.error_args.get("withdrawableAt", 0))
+    return f"the stake can be withdrawn from {when(at, now)}{_advance_hint(cli, at - now + 1)}"
+
+
+def _window_closed(exc: ContractRevert, cli: CliContext) -> str:
+    project = exc.error_args.get("projectId")
+    return (
+        f"this round no longer takes submissions; see `trustmarket project status {project}` for the next one"
+    )
+
+
+def _stake_too_low(exc: ContractRevert, cli: CliContext) -> str:
+    minimum = int(exc.error_args.get("minStake", 0))
+    return f"stake at least {cli.amount(minimum)} (--stake)"
+
+
+def _not_registered(exc: ContractRevert, cli: CliContext) -> str:
+    project = exc.error_args.get("projectId", "P")
+    return f"register first: `trustmarket trainer register -p {project} --stake AMOUNT --signer ...`"
+
+
+def _deadline_not_passed(exc: ContractRevert, cli: CliContext) -> str:
+    now = chain_now(cli)
+    deadline = int(exc.error_args.get("deadline", 0))
+    return (
+        f"the aggregator has until {when(deadline, now)} to finalize round {exc.error_args.get('round')}; "
+        f"anyone may cancel after that{_advance_hint(cli, deadline - now + 1)}"
+    )
+
+
+_HINTS: dict[str, Callable[[Any, CliContext], str]] = {
+    "DeadlineNotPassed": _deadline_not_passed,
+    "ExitDelayNotOver": _exit_delay,
+    "NotRegistered": _not_registered,
+    "StakeTooLow": _stake_too_low,
+    "SubmissionWindowClosed": _window_closed,
+}
+
+__all__ = ["chain_now", "duration", "one_line", "when"]
