@@ -29,9 +29,9 @@ CorpusOption = Annotated[Path, typer.Option("--corpus", help="JSONL corpus (doc_
 
 
 def _embedder(cfg):
-    from rag.index import Embedder
+    from rag.service import embedder_for
 
-    return Embedder(cache_dir=cfg.home / "cache" / "embeddings")
+    return embedder_for(cfg)
 
 
 @source_app.command("register")
@@ -119,34 +119,26 @@ def query(
     """Ask the registered sources; feedback is queued durably and flushed on chain with an evaluator key."""
     import os
 
-    from backend.db import make_engine
-    from rag.feedback import FeedbackQueue
-    from rag.generators import ChatGenerator, ExtractiveGenerator
     from rag.metrics import sentence_correct
-    from rag.orchestrator import Orchestrator, OrchestratorConfig
-    from rag.reader import ExtractiveReader
-    from rag.sources import SourceDirectory
+    from rag.orchestrator import OrchestratorConfig
+    from rag.service import build_orchestrator
 
     cfg = settings()
     client = chain_client(cfg)
-    registry = SourceRegistry(client)
-    directory = SourceDirectory(registry)
-    embedder = _embedder(cfg)
-    generator = (
-        ChatGenerator(chat_url, chat_model, api_key=os.environ.get("TRUSTMARKET_CHAT_API_KEY"))
-        if chat_url
-        else ExtractiveGenerator(ExtractiveReader(embedder))
-    )
     evaluator = None
     if any(x is not None for x in (keystore, account, dev_account)):
         evaluator = signer(client, keystore, account, dev_account)
     # Always stored; sent on chain when due if an evaluator key was given (else by `trustmarket rag flush`).
-    queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry, evaluator,
-                          on_applied=directory.on_applied)  # fmt: skip
-    config = OrchestratorConfig(sources_per_query=sources, k=k, contexts=contexts, timeout=timeout)
-    orchestrator = Orchestrator(directory, generator, embedder, queue=queue, config=config)
+    orchestrator = build_orchestrator(
+        cfg, client, evaluator=evaluator,
+        config=OrchestratorConfig(sources_per_query=sources, k=k, contexts=contexts, timeout=timeout),
+        chat_url=chat_url, chat_model=chat_model, chat_api_key=os.environ.get("TRUSTMARKET_CHAT_API_KEY"),
+    )  # fmt: skip
     judge = (lambda sentence: sentence_correct(sentence, gold)) if gold else None
-    result = orchestrator.query(question, judge=judge, rating=rating)
+    try:
+        result = orchestrator.query(question, judge=judge, rating=rating)
+    finally:
+        orchestrator.close()
     emit(result.to_json(), as_json, _render_answer)
 
 
@@ -159,14 +151,11 @@ def flush(
     as_json: JsonOption = False,
 ) -> None:
     """Send the queued feedback on chain now, as one batch, with the evaluator's key."""
-    from backend.db import make_engine
-    from rag.feedback import FeedbackQueue
+    from rag.service import build_feedback_queue
 
     cfg = settings()
     client = chain_client(cfg)
-    registry = SourceRegistry(client)
-    queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry,
-                          signer(client, keystore, account, dev_account))  # fmt: skip
+    queue = build_feedback_queue(cfg, client, signer(client, keystore, account, dev_account))
     batch = queue.flush()
     payload = (
         {"epoch": batch.epoch, "sources": len(batch.entries), "gas_used": batch.gas_used} if batch else {}
