@@ -43,7 +43,7 @@ def serve(port: int) -> None:
     import uvicorn
     from fastapi import Depends
 
-    from backend.api.deps import Services, public
+    from backend.api.deps import ChainDep, ServicesDep, public
     from backend.api.routes.predict import PredictIn, Prediction, run_prediction
     from backend.api.routes.rag import SourceView, list_sources
     from backend.cli.api import served_app
@@ -52,12 +52,12 @@ def serve(port: int) -> None:
 
     # Same handler bodies, same response models (FastAPI validates them in the thread pool): only the gate differs.
     @app.get(f"{TWIN_PREFIX}/v1/rag/sources", dependencies=[Depends(public)])
-    def sources_ungated(services: Services) -> list[SourceView]:
-        return list_sources(services)
+    def sources_ungated(services: ServicesDep, chain: ChainDep) -> list[SourceView]:
+        return list_sources(services, chain)
 
     @app.post(f"{TWIN_PREFIX}/v1/projects/{{project_id}}/predict", dependencies=[Depends(public)])
-    def predict_ungated(project_id: int, body: PredictIn, services: Services) -> Prediction:
-        return run_prediction(services, project_id, body, max_rows=PREDICT_ROWS, tier="none")
+    async def predict_ungated(project_id: int, body: PredictIn, services: ServicesDep) -> Prediction:
+        return await run_prediction(services, project_id, body, max_rows=PREDICT_ROWS, tier="none")
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 

@@ -240,15 +240,25 @@ class FeedbackQueue:
 
 
 class FlushTimer:
-    """Flush a queue on time even when no query comes to trigger it: checks `due()` every `interval` seconds."""
+    """Flush a queue on time, off any request path: checks `due()` every `interval` seconds on its own thread.
 
-    def __init__(self, queue: FeedbackQueue, interval: float):
+    `queue` may be a callable that returns the queue (or None while it cannot be had, e.g. the chain is down at
+    start-up): a server starts the timer before its parts are built, and pending rows left by an earlier run
+    are flushed even if no query comes.
+    """
+
+    def __init__(self, queue: FeedbackQueue | Callable[[], FeedbackQueue | None], interval: float):
         if not (math.isfinite(interval) and interval > 0):
             raise QueueError(f"flush interval must be a positive number of seconds, got {interval}")
-        self.queue, self.interval = queue, interval
+        self._queue = queue
+        self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feedback-flush", daemon=True)
         self.errors: list[str] = []
+
+    @property
+    def queue(self) -> FeedbackQueue | None:
+        return self._queue if isinstance(self._queue, FeedbackQueue) else self._queue()
 
     def start(self) -> FlushTimer:
         self._thread.start()
@@ -256,12 +266,15 @@ class FlushTimer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.interval + 30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 30)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.queue.maybe_flush()
+                queue = self.queue
+                if queue is not None:
+                    queue.maybe_flush()
             except Exception as exc:  # the updates stay queued; the next tick tries again
                 self.errors.append(str(exc))
                 log.warning("feedback flush failed: %s", exc)

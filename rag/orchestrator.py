@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import httpx
 
@@ -90,6 +93,19 @@ class QueryResult:
 
 
 class Orchestrator:
+    """One dRAG service: `await aquery(...)` on the caller's event loop, or `query(...)` from synchronous code.
+
+    Queries run concurrently: waiting on sources holds no thread and no lock. The CPU-bound part of a query
+    (embedding, reranking, reading, the leave-one-out contributions) runs on `compute`, a small executor of its
+    own (one thread by default: the embedder serializes torch calls anyway), so a flood of queries queues there
+    instead of blocking the event loop that serves everything else. Directory refreshes and queue writes are
+    blocking I/O and go to the loop's default executor.
+
+    With `inline_flush` (scripts, the CLI, the experiment) a query also sends the feedback batch when it is due;
+    a server leaves it off and flushes on a timer (`rag.feedback.FlushTimer`), so no request waits on a
+    transaction.
+    """
+
     def __init__(
         self,
         directory: SourceDirectory,
@@ -99,6 +115,8 @@ class Orchestrator:
         queue: FeedbackQueue | None = None,
         config: OrchestratorConfig | None = None,
         transports: Mapping[int, httpx.AsyncBaseTransport] | None = None,
+        inline_flush: bool = True,
+        compute: Executor | None = None,
     ):
         self.directory = directory
         self.generator = generator
@@ -106,10 +124,32 @@ class Orchestrator:
         self.queue = queue
         self.config = config or OrchestratorConfig()
         self.transports = dict(transports or {})
+        self.inline_flush = inline_flush
         self._rng = random.Random(self.config.seed)
         self.rounds = 0
+        self._own_compute = compute is None
+        self.compute: Executor = compute or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="rag-compute"
+        )
+        self._refresh_lock = threading.Lock()
+        self._loop: _LoopThread | None = None
+        self._loop_lock = threading.Lock()
 
     def query(
+        self,
+        question: str,
+        *,
+        judge: Callable[[str], bool] | None = None,
+        rating: float | None = None,
+        query_id: str | None = None,
+    ) -> QueryResult:
+        """`aquery` from synchronous code, on one event loop that the orchestrator keeps for its lifetime."""
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = _LoopThread()
+        return self._loop.run(self.aquery(question, judge=judge, rating=rating, query_id=query_id))
+
+    async def aquery(
         self,
         question: str,
         *,
@@ -120,7 +160,8 @@ class Orchestrator:
         """Answer `question`; `judge` (a gold check of a sentence) and `rating` feed back when known."""
         if not question.strip():
             raise RagError("empty question")
-        self.directory.maybe_refresh()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._refresh)
         active = self.directory.active()
         if not active:
             raise RagError("no active source is registered")
@@ -128,10 +169,47 @@ class Orchestrator:
         posteriors = {sid: s.posterior for sid, s in active.items()}
         chosen = sample_sources(posteriors, self.config.sources_per_query, self.rounds, self._rng)
         epoch = self.directory.epoch
-        outcomes = asyncio.run(self._gather([active[sid] for sid in chosen], question, epoch))
+        outcomes = await self._gather([active[sid] for sid in chosen], question, epoch)
         answered = [o for o in outcomes if o.status == "ok" and o.documents]
         if not answered:
             raise SourceUnavailable("no source answered: " + "; ".join(o.detail for o in outcomes))
+        generation, contexts, deltas = await loop.run_in_executor(
+            self.compute, self._judge, question, outcomes, answered, judge, rating
+        )
+        query_id = query_id or uuid.uuid4().hex
+        if self.queue is not None:
+            await loop.run_in_executor(None, self._feed_back, query_id, deltas)
+        citations = [(contexts[i].source_id, contexts[i].doc_id) for i in generation.cited]
+        return QueryResult(
+            query_id, question, generation.text, generation.short, citations, outcomes, epoch, deltas
+        )
+
+    def close(self) -> None:
+        """Stop the threads this orchestrator started (its loop and, unless it was given one, its executor)."""
+        with self._loop_lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+        if self._own_compute:
+            self.compute.shutdown(wait=False, cancel_futures=True)
+
+    def _refresh(self) -> None:
+        # One refresh at a time: queries arriving meanwhile read the directory as it is (it is a cache anyway).
+        if self._refresh_lock.acquire(blocking=not self.directory.sources):
+            try:
+                self.directory.maybe_refresh()
+            finally:
+                self._refresh_lock.release()
+
+    def _judge(
+        self,
+        question: str,
+        outcomes: Sequence[SourceOutcome],
+        answered: Sequence[SourceOutcome],
+        judge: Callable[[str], bool] | None,
+        rating: float | None,
+    ) -> tuple[Generation, list[Context], dict[int, Deltas]]:
+        """The CPU-bound part of a query: rerank, generate, measure contributions, compute the feedback."""
         weights = {o.source_id: o.reliability for o in outcomes}
         query_vector = self.embedder.encode([question])[0]
         contexts = self._contexts(question, query_vector, answered, weights)
@@ -152,18 +230,18 @@ class Orchestrator:
             {o.source_id: o.contribution for o in answered},
             failed=[o.source_id for o in outcomes if o.status != "ok"], judge=judge, rating=rating,
         )  # fmt: skip
-        query_id = query_id or uuid.uuid4().hex
-        if self.queue is not None:
-            self.queue.enqueue(query_id, deltas)
-            try:
-                self.queue.maybe_flush()
-            except (TrustmarketError, RagError) as exc:
-                # The deltas are stored; a chain hiccup must not cost the user the answer already computed.
-                log.warning("feedback flush failed, updates stay queued: %s", exc)
-        citations = [(contexts[i].source_id, contexts[i].doc_id) for i in generation.cited]
-        return QueryResult(
-            query_id, question, generation.text, generation.short, citations, outcomes, epoch, deltas
-        )
+        return generation, contexts, deltas
+
+    def _feed_back(self, query_id: str, deltas: Mapping[int, Deltas]) -> None:
+        assert self.queue is not None
+        self.queue.enqueue(query_id, deltas)
+        if not self.inline_flush:
+            return
+        try:
+            self.queue.maybe_flush()
+        except (TrustmarketError, RagError) as exc:
+            # The deltas are stored; a chain hiccup must not cost the user the answer already computed.
+            log.warning("feedback flush failed, updates stay queued: %s", exc)
 
     async def _gather(self, sources, question: str, epoch: int) -> list[SourceOutcome]:
         async def one(source) -> SourceOutcome:
@@ -207,3 +285,22 @@ def _claim(generation: Generation, contexts: Sequence[Context]) -> str:
             if contains_phrase(sentence, generation.text):
                 return sentence
     return generation.text
+
+
+_T = TypeVar("_T")
+
+
+class _LoopThread:
+    """An event loop on a daemon thread, for synchronous callers: one loop for many queries."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="rag-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

@@ -6,32 +6,37 @@
 
 from __future__ import annotations
 
-import importlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from backend.api.core.config import ApiSettings
-from backend.api.core.errors import install_error_handlers
+from backend.api.core.errors import ApiError, install_error_handlers
 from backend.api.core.observe import RequestObserver
 from backend.api.deps import check_routes_declared
+from backend.api.routes import applications, auth, health, me, predict, projects, rag, terms, uploads
 from backend.api.services import ApiServices, build_services
 from backend.settings import Settings, get_settings
+from rag.feedback import FeedbackQueue, FlushTimer
 
 __all__ = ["ROUTERS", "create_app"]
 
-# Route modules under backend.api.routes, each exposing `router`.
-ROUTERS: tuple[str, ...] = (
-    "health",
-    "auth",
-    "me",
-    "terms",
-    "applications",
-    "projects",
-    "predict",
-    "uploads",
-    "rag",
+log = logging.getLogger("trustmarket.api")
+
+# Every router the app serves, registered explicitly (in this order: OpenAPI lists them so).
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    auth.router,
+    me.router,
+    terms.router,
+    applications.router,
+    projects.router,
+    predict.router,
+    uploads.router,
+    rag.router,
 )
 
 _DESCRIPTION = """
@@ -48,10 +53,24 @@ def create_app(
     settings = settings or get_settings()
     services = services or build_services(settings, api)
 
+    def feedback_queue() -> FeedbackQueue | None:
+        try:
+            return services.feedback.get()
+        except ApiError:  # no chain yet: the timer asks again on its next tick
+            return None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        services.audit.flush()  # the last requests' audit rows are written before the process ends
+        # dRAG feedback goes on chain from this thread, never from a request; one worker at a time (a lease).
+        timer = FlushTimer(feedback_queue, services.api.feedback_flush_s).start()
+        try:
+            yield
+        finally:
+            # The server has drained its requests by now (uvicorn waits for them before the lifespan ends).
+            await run_in_threadpool(timer.stop)
+            # Unspent quota blocks go back, so a restart charges nobody for what they did not use.
+            await run_in_threadpool(services.quotas.release)
+            await run_in_threadpool(services.audit.flush)  # the last requests' rows are written
 
     app = FastAPI(
         title="trustmarket API",
@@ -71,8 +90,8 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    for name in ROUTERS:
-        app.include_router(importlib.import_module(f"backend.api.routes.{name}").router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(
         RequestObserver,
         metrics=services.metrics,

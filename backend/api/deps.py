@@ -1,4 +1,8 @@
-"""Route dependencies: the services, and structured access as a dependency (`require_scope`).
+"""Route dependencies: typed aliases for the services and their parts, and structured access (`require_scope`).
+
+Routes take what they use by type, as in the FastAPI full-stack template's `api/deps.py`: `ServicesDep`,
+`ChainDep`, `RelayerDep`, `StoreDep`, `ModelsDep`, `MarketDep`, `RagDep`, `AccessRegistryDep`. A part that is
+missing answers 503 with the reason before the route runs; one built on first use is built off the event loop.
 
 Every route declares either `require_scope("...")` or `public`; `check_routes_declared` refuses to build an app
 with a route that declares neither, so a forgotten declaration fails closed at start-up, not open in production.
@@ -7,14 +11,18 @@ with a route that declares neither, so a forgotten declaration fails closed at s
 a valid, unexpired token of ours (401) that was not revoked by logout (401); the wallet's tier (from chain,
 cached) grants the scope (403); the wallet accepted the current terms if the scope needs them (403); and the
 request fits the tier's rate limit and daily quota at the endpoint's cost (429 with Retry-After).
+
+Routers use `GatedRoute`, which admits the caller before FastAPI reads and parses the body: an unauthenticated
+request with a malformed body is 401 (not 422), and an authenticated one's 422 is audited with its wallet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Security
+from eth_account.signers.local import LocalAccount
+from fastapi import Depends, FastAPI, Request, Response, Security
 from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -25,11 +33,26 @@ from backend.api.core.access import Caller, scopes_of
 from backend.api.core.config import ACCOUNT_SCOPES, ALL_SCOPES, REVIEW_SCOPES
 from backend.api.core.errors import ApiError, Forbidden, Unauthorized
 from backend.api.core.observe import AUDIT_KEY
-from backend.api.services import ApiServices
+from backend.api.inference import ModelCache
+from backend.api.services import ApiServices, Part
+from backend.chain.access_registry import AccessRegistry
+from backend.chain.client import ChainClient
+from backend.chain.training_market import TrainingMarket
 from backend.errors import ConfigError
+from backend.storage import ContentStore
+from rag.orchestrator import Orchestrator
 
 __all__ = [
-    "Services",
+    "AccessRegistryDep",
+    "ChainDep",
+    "GatedRoute",
+    "MarketDep",
+    "ModelsDep",
+    "RagDep",
+    "RelayerDep",
+    "ServicesDep",
+    "StoreDep",
+    "caller_refund",
     "check_routes_declared",
     "get_services",
     "public",
@@ -49,8 +72,31 @@ async def get_services(request: Request) -> ApiServices:
     return request.app.state.services
 
 
-Services = Annotated[ApiServices, Depends(get_services)]
+ServicesDep = Annotated[ApiServices, Depends(get_services)]
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+
+
+def _part(name: str) -> Callable[[ApiServices], Coroutine[Any, Any, Any]]:
+    async def dependency(services: ServicesDep) -> Any:
+        part: Part[Any] = getattr(services, name)
+        # Built already: no I/O, stay on the loop. Lazy: its first build may read the chain or load a model.
+        return part.get() if part.ready else await run_in_threadpool(part.get)
+
+    dependency.__name__ = f"get_{name}"
+    return dependency
+
+
+async def get_access_registry(chain: Annotated[ChainClient, Depends(_part("chain"))]) -> AccessRegistry:
+    return AccessRegistry(chain)
+
+
+ChainDep = Annotated[ChainClient, Depends(_part("chain"))]
+RelayerDep = Annotated[LocalAccount, Depends(_part("relayer"))]
+StoreDep = Annotated[ContentStore, Depends(_part("store"))]
+ModelsDep = Annotated[ModelCache, Depends(_part("models"))]
+MarketDep = Annotated[TrainingMarket, Depends(_part("market"))]
+RagDep = Annotated[Orchestrator, Depends(_part("rag"))]
+AccessRegistryDep = Annotated[AccessRegistry, Depends(get_access_registry)]
 
 
 async def public(request: Request) -> None:
@@ -67,7 +113,12 @@ def require_scope(scope: str, *, cost: str = "default") -> Any:
         raise ConfigError(f"unknown scope {scope!r}")
     needs_terms = scope not in ACCOUNT_SCOPES and scope not in REVIEW_SCOPES
 
-    async def gate(request: Request, services: Services, credentials: Bearer) -> Caller:
+    async def admit(
+        request: Request, services: ApiServices, credentials: HTTPAuthorizationCredentials | None
+    ) -> Caller:
+        admitted = getattr(request.state, "caller", None)
+        if admitted is not None:  # GatedRoute admitted it before the body was read
+            return admitted
         info: dict[str, Any] = {"scope": scope, "decision": "deny"}
         request.state.audit = info
         try:
@@ -79,11 +130,42 @@ def require_scope(scope: str, *, cost: str = "default") -> Any:
             info["reason"] = type(exc).__name__
             raise
         info["decision"] = "allow"
+        request.state.caller = caller
         return caller
 
+    async def gate(request: Request, services: ServicesDep, credentials: Bearer) -> Caller:
+        return await admit(request, services, credentials)
+
+    async def admit_early(request: Request) -> None:
+        await admit(request, request.app.state.services, await _bearer(request))
+
     gate.access_marker = scope  # type: ignore[attr-defined]
+    gate.admit_early = admit_early  # type: ignore[attr-defined]
     gate.__name__ = f"require_{scope.replace(':', '_')}"
     return Depends(gate)
+
+
+class GatedRoute(APIRoute):
+    """A route whose access gate runs before FastAPI reads the body (authenticate first, then validate)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        calls: list[Any] = [d.call for d in _walk(self.dependant)]
+        early = next((call.admit_early for call in calls if hasattr(call, "admit_early")), None)
+        if early is None:
+            return handler
+
+        async def gated(request: Request) -> Response:
+            await early(request)
+            return await handler(request)
+
+        return gated
+
+
+def _walk(dependant: Dependant) -> Iterator[Dependant]:
+    for dep in dependant.dependencies:
+        yield dep
+        yield from _walk(dep)
 
 
 async def _admit(
@@ -124,7 +206,17 @@ async def _admit(
     if not services.quotas.try_local(claims.wallet, cost):
         await run_in_threadpool(services.quotas.consume, claims.wallet, policy, cost)
     info["cost"] = cost
-    return Caller(claims.wallet, grant, policy, scopes, claims.jti, claims.expires_at)
+    return Caller(claims.wallet, grant, policy, scopes, claims.jti, claims.expires_at, cost, info)
+
+
+def caller_refund(services: ApiServices, caller: Caller) -> Callable[[], None]:
+    """What gives `caller` back its charge when the route refuses after admission (e.g. 503 busy)."""
+
+    def refund() -> None:
+        services.quotas.refund(caller.wallet, caller.cost)
+        caller.audit["cost"] = 0
+
+    return refund
 
 
 def _markers(dependant: Dependant) -> Iterator[str]:

@@ -1,9 +1,11 @@
 """Everything the routes use, built once per app: database, identity, access, quotas, audit, and the parts the
 API composes (chain, content store, marketplace, models, RAG).
 
-Tests and embedders pass the parts they built (`build_services(settings, api, chain=..., relayer=...)`); the
-rest is built from settings. A part that cannot be built (a node that is down, a package not installed yet) is
-kept as the reason it is missing: routes that need it answer 503 with that reason, the others keep working.
+Each part is a typed `Part[T]` (routes take it through `backend.api.deps`: `ChainDep`, `StoreDep`, `MarketDep`,
+`RagDep`, ...). Tests and embedders pass the parts they built (`build_services(settings, api, chain=...,
+relayer=..., rag=...)`); the rest is built from settings. A part that cannot be built (a node that is down, a
+package not installed yet) is kept as the reason it is missing: routes that need it answer 503 with that
+reason, the others keep working.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine, event
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.core.access import AccessCache
 from backend.api.core.audit import AuditLog
+from backend.api.core.bulkhead import Bulkhead
 from backend.api.core.config import ApiSettings
 from backend.api.core.errors import ServiceUnavailable
 from backend.api.core.observe import ApiMetrics
@@ -34,28 +38,20 @@ from backend.db import create_all, make_engine
 from backend.errors import TrustmarketError
 from backend.settings import Settings
 from rag.errors import RagError
+from rag.orchestrator import Orchestrator, OrchestratorConfig
 
-__all__ = ["ApiServices", "Lazy", "Missing", "build_services"]
+if TYPE_CHECKING:
+    from backend.api.inference import ModelCache
+    from backend.chain.training_market import TrainingMarket
+    from backend.storage import ContentStore
+    from rag.feedback import FeedbackQueue
+
+__all__ = ["ApiServices", "Missing", "Part", "build_services"]
 
 log = logging.getLogger("trustmarket.api")
 
 
-class Lazy:
-    """A part built on first use (loading a model or reading the chain at start-up would slow every start)."""
-
-    _UNBUILT = object()
-
-    def __init__(self, build: Callable[[], Any]):
-        self._build = build
-        self._value: Any = self._UNBUILT
-        self._lock = threading.Lock()
-
-    def build(self) -> Any:
-        """The part, built once even if several requests ask at the same moment."""
-        with self._lock:
-            if self._value is self._UNBUILT:
-                self._value = self._build()
-            return self._value
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,8 +67,64 @@ class Missing:
         )
 
 
+class Part(Generic[T]):
+    """One part the routes use: built already, built on first use, or missing (and why).
+
+    A lazy part is built once even if several requests ask at the same moment (loading a model or reading the
+    chain at start-up would slow every start). A build that fails with a platform or dRAG error may pass (a node
+    restarting): the request gets 503 and the next one tries again. A missing package will not pass: remembered.
+    """
+
+    def __init__(self, name: str, value: T | Missing | None = None, *, build: Callable[[], T] | None = None):
+        self.name = name
+        self._value: T | Missing | None = value
+        self._build = build
+        self._lock = threading.Lock()
+
+    @classmethod
+    def missing(cls, name: str, reason: str) -> Part[T]:
+        return cls(name, Missing(name, reason))
+
+    @property
+    def ready(self) -> bool:
+        """True when `get` would not build anything (and so does no I/O)."""
+        return self._build is None or self._value is not None
+
+    def peek(self) -> T | Missing | None:
+        """What is there now, without building: the part, why it is missing, or None (not built yet)."""
+        if self._value is None and self._build is None:
+            return Missing(self.name, "not configured")
+        return self._value
+
+    def get(self) -> T:
+        """The part, building it now if it is lazy; `ServiceUnavailable` (503, with the reason) if it is missing."""
+        value = self._value
+        if value is None and self._build is not None:
+            with self._lock:
+                if self._value is None:
+                    try:
+                        self._value = self._build()
+                    except (TrustmarketError, RagError) as exc:  # may pass: try again on the next request
+                        raise Missing(self.name, str(exc)).fail() from None
+                    except ImportError as exc:  # will not pass: remember
+                        self._value = Missing(self.name, f"not installed: {exc}")
+                value = self._value
+        if value is None:
+            raise Missing(self.name, "not configured").fail()
+        if isinstance(value, Missing):
+            raise value.fail()
+        return value
+
+    def set(self, value: T | Missing) -> None:
+        """Replace the part (tests put a `Missing` here to take a part down)."""
+        with self._lock:
+            self._value, self._build = value, None
+
+
 @dataclass
 class ApiServices:
+    """The app's state, one per app: identity and access, and the typed parts the routes compose."""
+
     settings: Settings
     api: ApiSettings
     engine: Engine
@@ -84,10 +136,15 @@ class ApiServices:
     quotas: QuotaBook
     audit: AuditLog
     metrics: ApiMetrics
-    chain: ChainClient | Missing
-    relayer: LocalAccount | Missing
-    # Composed parts, by name: "store", "market", "models", "rag" (a value or a Missing).
-    parts: dict[str, Any] = field(default_factory=dict)
+    chain: Part[ChainClient]
+    relayer: Part[LocalAccount]
+    store: Part[ContentStore]
+    models: Part[ModelCache]
+    market: Part[TrainingMarket]
+    feedback: Part[FeedbackQueue]
+    rag: Part[Orchestrator]
+    bulkheads: dict[str, Bulkhead]
+    predict_pool: Executor
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     _memo: dict[str, tuple[float, Any]] = field(default_factory=dict)
@@ -106,48 +163,22 @@ class ApiServices:
     def forget(self, key: str) -> None:
         self._memo.pop(key, None)
 
-    def require_chain(self) -> ChainClient:
-        if isinstance(self.chain, Missing):
-            raise self.chain.fail()
-        return self.chain
-
     def registry(self) -> AccessRegistry:
-        return AccessRegistry(self.require_chain())
-
-    def require_relayer(self) -> LocalAccount:
-        if isinstance(self.relayer, Missing):
-            raise self.relayer.fail()
-        return self.relayer
-
-    def require(self, part: str) -> Any:
-        """The part, building it now if it is lazy; 503 (with the reason) if it cannot be had."""
-        value = self.parts.get(part)
-        if isinstance(value, Lazy):
-            try:
-                value = value.build()
-            except (
-                TrustmarketError,
-                RagError,
-            ) as exc:  # perhaps passing (a node restarting): try again later
-                raise Missing(part, str(exc)).fail() from None
-            except ImportError as exc:  # will not pass: remember
-                value = Missing(part, f"not installed: {exc}")
-            self.parts[part] = value
-        if value is None:
-            raise Missing(part, "not configured").fail()
-        if isinstance(value, Missing):
-            raise value.fail()
-        return value
+        return AccessRegistry(self.chain.get())
 
     def chain_id(self) -> int:
         """The chain SIWE messages must name: the configured id, else the node's."""
         if self.settings.chain_id is not None:
             return self.settings.chain_id
-        return self.require_chain().chain_id
+        return self.chain.get().chain_id
 
     def close(self) -> None:
         self.audit.close()
         self.quotas.release()
+        rag = self.rag.peek()
+        if isinstance(rag, Orchestrator):
+            rag.close()
+        self.predict_pool.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
 
 
@@ -159,69 +190,55 @@ def _sqlite_normal_sync(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _build_chain(settings: Settings) -> ChainClient | Missing:
+def _build_chain(settings: Settings) -> Part[ChainClient]:
     try:
-        return ChainClient.from_settings(settings)
+        return Part("chain", ChainClient.from_settings(settings))
     except TrustmarketError as exc:
-        return Missing("chain", str(exc))
+        return Part.missing("chain", str(exc))
 
 
-def _build_store(settings: Settings) -> Any:
+def _build_store(settings: Settings) -> Part[ContentStore]:
     try:
         from backend.storage import open_store
 
-        return open_store(settings)
+        return Part("store", open_store(settings))
     except ImportError as exc:  # the storage package is optional to the API's frame
-        return Missing("store", f"storage is not installed: {exc}")
+        return Part.missing("store", f"storage is not installed: {exc}")
     except TrustmarketError as exc:
-        return Missing("store", str(exc))
+        return Part.missing("store", str(exc))
 
 
-def _build_market(chain: ChainClient | Missing) -> Any:
-    from backend.chain.training_market import TrainingMarket
-
-    if isinstance(chain, Missing):
-        raise chain.fail()
-    return TrainingMarket(chain)
-
-
-def _build_rag(
-    settings: Settings, chain: ChainClient | Missing, relayer: LocalAccount | Missing, engine: Engine
-):
-    """The dRAG orchestrator as `trustmarket rag query` builds it; feedback is queued when the relayer may apply it."""
-    from backend.chain.source_registry import SourceRegistry
-    from rag.feedback import FeedbackQueue
-    from rag.generators import ExtractiveGenerator
-    from rag.index import Embedder
-    from rag.orchestrator import Orchestrator
-    from rag.reader import ExtractiveReader
-    from rag.sources import SourceDirectory
-
-    if isinstance(chain, Missing):
-        raise chain.fail()
-    registry = SourceRegistry(chain)
-    directory = SourceDirectory(registry)
-    embedder = Embedder(cache_dir=settings.home / "cache" / "embeddings")
-    queue = None
-    if not isinstance(relayer, Missing) and registry.is_evaluator(relayer.address):
-        queue = FeedbackQueue(engine, registry, relayer, on_applied=directory.on_applied)
-    return Orchestrator(directory, ExtractiveGenerator(ExtractiveReader(embedder)), embedder, queue=queue)
-
-
-def _build_relayer(api: ApiSettings, chain: ChainClient | Missing) -> LocalAccount | Missing:
+def _build_relayer(api: ApiSettings, chain: Part[ChainClient]) -> Part[LocalAccount]:
     from backend.chain.keys import dev_account, load_keystore
 
     try:
         if api.relayer_keystore:
             password = api.relayer_password.get_secret_value() if api.relayer_password else ""
-            return load_keystore(Path(api.relayer_keystore), password)
+            return Part("relayer", load_keystore(Path(api.relayer_keystore), password))
         if api.relayer_dev_account is not None:
-            if isinstance(chain, Missing):
-                return Missing("relayer", f"needs the chain to check it is local: {chain.reason}")
-            return dev_account(api.relayer_dev_account, chain.chain_id)
+            client = chain.peek()
+            if not isinstance(client, ChainClient):
+                reason = client.reason if isinstance(client, Missing) else "not configured"
+                return Part.missing("relayer", f"needs the chain to check it is local: {reason}")
+            return Part("relayer", dev_account(api.relayer_dev_account, client.chain_id))
     except TrustmarketError as exc:
-        return Missing("relayer", str(exc))
-    return Missing("relayer", "no relayer key configured (TRUSTMARKET_API_RELAYER_KEYSTORE)")
+        return Part.missing("relayer", str(exc))
+    return Part.missing("relayer", "no relayer key configured (TRUSTMARKET_API_RELAYER_KEYSTORE)")
+
+
+def _feedback_queue(
+    settings: Settings, chain: Part[ChainClient], relayer: Part[LocalAccount], engine: Engine
+) -> FeedbackQueue:
+    """The durable feedback queue; batches are sent (on a timer) only if the relayer is an evaluator."""
+    from backend.chain.source_registry import SourceRegistry
+    from rag.service import build_feedback_queue
+
+    client = chain.get()
+    account = relayer.peek()
+    evaluator = None
+    if isinstance(account, LocalAccount) and SourceRegistry(client).is_evaluator(account.address):
+        evaluator = account
+    return build_feedback_queue(settings, client, evaluator, engine=engine)
 
 
 def build_services(
@@ -230,11 +247,14 @@ def build_services(
     *,
     chain: ChainClient | Missing | None = None,
     relayer: LocalAccount | Missing | None = None,
-    parts: dict[str, Any] | None = None,
+    store: ContentStore | Missing | None = None,
+    rag: Orchestrator | Missing | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> ApiServices:
-    """Build the services; what is not passed is built from `settings` (parts lazily, see `routes`)."""
+    """Build the services; what is not passed is built from `settings` (the market and dRAG on first use)."""
+    from backend.api.inference import ModelCache
+
     api = api or ApiSettings()
     engine = make_engine(settings.resolved_database_url)
     if engine.dialect.name == "sqlite":
@@ -243,24 +263,26 @@ def build_services(
 
     create_all(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
-    chain = chain if chain is not None else _build_chain(settings)
-    relayer = relayer if relayer is not None else _build_relayer(api, chain)
-    parts = dict(parts or {})
-    if "store" not in parts:
-        parts["store"] = _build_store(settings)
-    if "models" not in parts:
-        from backend.api.inference import ModelCache
+    chain_part = Part("chain", chain) if chain is not None else _build_chain(settings)
+    relayer_part = Part("relayer", relayer) if relayer is not None else _build_relayer(api, chain_part)
+    store_part = Part("store", store) if store is not None else _build_store(settings)
+    feedback = Part("feedback", build=lambda: _feedback_queue(settings, chain_part, relayer_part, engine))
 
-        parts["models"] = ModelCache()
-    if "market" not in parts:
-        parts["market"] = Lazy(lambda: _build_market(chain))
-    if "rag" not in parts:
-        parts["rag"] = Lazy(lambda: _build_rag(settings, chain, relayer, engine))
+    def orchestrator() -> Orchestrator:
+        from rag.service import build_orchestrator
+
+        return build_orchestrator(
+            settings, chain_part.get(), queue=feedback.get(), inline_flush=False,
+            config=OrchestratorConfig(timeout=api.rag_source_timeout_s),
+        )  # fmt: skip
+
+    def market() -> TrainingMarket:
+        from backend.chain.training_market import TrainingMarket
+
+        return TrainingMarket(chain_part.get())
 
     def lookup(address: str):
-        if isinstance(chain, Missing):
-            raise chain.fail()
-        return AccessRegistry(chain).access_of(address)
+        return AccessRegistry(chain_part.get()).access_of(address)
 
     quotas = QuotaBook(engine, clock=clock)
     tokens = TokenService(
@@ -290,9 +312,18 @@ def build_services(
         quotas=quotas,
         audit=AuditLog(sessions, flush_interval_s=api.audit_flush_s, maintenance=housekeeping),
         metrics=ApiMetrics(),
-        chain=chain,
-        relayer=relayer,
-        parts=parts,
+        chain=chain_part,
+        relayer=relayer_part,
+        store=store_part,
+        models=Part("models", ModelCache()),
+        market=Part("market", build=market),
+        feedback=feedback,
+        rag=Part("rag", rag) if rag is not None else Part("rag", build=orchestrator),
+        bulkheads={
+            "rag": Bulkhead("dRAG query", api.rag_concurrency, api.rag_queue),
+            "predict": Bulkhead("model query", api.predict_concurrency, api.predict_queue),
+        },
+        predict_pool=ThreadPoolExecutor(max_workers=api.predict_threads, thread_name_prefix="predict"),
         clock=clock,
         monotonic=monotonic,
     )

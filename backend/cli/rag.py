@@ -28,9 +28,9 @@ class RagContext(CliContext):
 
     @cached_property
     def embedder(self) -> Embedder:
-        from rag.index import Embedder
+        from rag.service import embedder_for
 
-        return Embedder(cache_dir=self.settings.home / "cache" / "embeddings")
+        return embedder_for(self.settings)
 
 
 app = Commands(context=RagContext, help="Decentralized RAG weighted by on-chain source reliability.")
@@ -129,41 +129,33 @@ def query(
     """Ask the registered sources; feedback is queued durably and flushed on chain with an evaluator key."""
     import os
 
-    from backend.db import make_engine
-    from rag.feedback import FeedbackQueue
-    from rag.generators import ChatGenerator, ExtractiveGenerator
     from rag.metrics import sentence_correct
-    from rag.orchestrator import Orchestrator, OrchestratorConfig
-    from rag.reader import ExtractiveReader
-    from rag.sources import SourceDirectory
+    from rag.orchestrator import OrchestratorConfig
+    from rag.service import build_orchestrator
 
     cli = RagContext.of(ctx)
-    cfg, registry, embedder = cli.settings, cli.registry, cli.embedder
-    directory = SourceDirectory(registry)
-    generator = (
-        ChatGenerator(chat_url, chat_model, api_key=os.environ.get("TRUSTMARKET_CHAT_API_KEY"))
-        if chat_url
-        else ExtractiveGenerator(ExtractiveReader(embedder))
-    )
     evaluator = cli.account(signer) if signer is not None else None
     # Always stored; sent on chain when due if an evaluator key was given (else by `trustmarket rag flush`).
-    queue = FeedbackQueue(make_engine(cfg.resolved_database_url), registry, evaluator,
-                          on_applied=directory.on_applied)  # fmt: skip
-    config = OrchestratorConfig(sources_per_query=sources, k=k, contexts=contexts, timeout=timeout)
-    orchestrator = Orchestrator(directory, generator, embedder, queue=queue, config=config)
+    orchestrator = build_orchestrator(
+        cli.settings, cli.client, evaluator=evaluator,
+        config=OrchestratorConfig(sources_per_query=sources, k=k, contexts=contexts, timeout=timeout),
+        chat_url=chat_url, chat_model=chat_model, chat_api_key=os.environ.get("TRUSTMARKET_CHAT_API_KEY"),
+    )  # fmt: skip
     judge = (lambda sentence: sentence_correct(sentence, gold)) if gold else None
-    result = orchestrator.query(question, judge=judge, rating=rating)
+    try:
+        result = orchestrator.query(question, judge=judge, rating=rating)
+    finally:
+        orchestrator.close()
     cli.emit(result.to_json(), _render_answer)
 
 
 @app.command()
 def flush(ctx: typer.Context, signer: SignerOption) -> None:
     """Send the queued feedback on chain now, as one batch, with the evaluator's key."""
-    from backend.db import make_engine
-    from rag.feedback import FeedbackQueue
+    from rag.service import build_feedback_queue
 
     cli = RagContext.of(ctx)
-    queue = FeedbackQueue(make_engine(cli.settings.resolved_database_url), cli.registry, cli.account(signer))
+    queue = build_feedback_queue(cli.settings, cli.client, cli.account(signer))
     batch = queue.flush()
     payload = (
         {"epoch": batch.epoch, "sources": len(batch.entries), "gas_used": batch.gas_used} if batch else {}

@@ -244,3 +244,43 @@ def test_slow_node_over_http_times_out(network):
     status = {o.source_id: (o.status, o.detail) for o in result.sources}
     assert status[1][0] == "ok" and status[2] == ("unavailable", "source 2: no answer within 0.5s")
     assert status[3][0] == status[4][0] == "unavailable"  # nothing listens at their loopback placeholders
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """A source 0.3 s away that notes when each request started and ended (per question)."""
+
+    def __init__(self, inner, intervals):
+        self.inner, self.intervals = inner, intervals
+
+    async def handle_async_request(self, request):
+        import json
+        import time
+
+        started = time.monotonic()
+        await asyncio.sleep(0.3)
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        self.intervals.append((json.loads(request.content)["query"], started, time.monotonic()))
+        return response
+
+
+def test_two_queries_wait_on_their_sources_at_the_same_time(network):
+    """Two concurrent queries on one orchestrator overlap on the sources (no process-wide lock, one loop)."""
+    intervals: list[tuple[str, float, float]] = []
+    transports = {sid: Recording(httpx.ASGITransport(app), intervals) for sid, app in network.apps.items()}
+    orchestrator = network.orchestrator(transports, sources_per_query=2)
+    questions = (QUESTION, "In what country is Normandy located?")
+
+    async def both():
+        return await asyncio.gather(*(orchestrator.aquery(q) for q in questions))
+
+    try:
+        results = asyncio.run(both())
+    finally:
+        orchestrator.close()
+    assert [r.question for r in results] == list(questions)
+    first = [(s, e) for q, s, e in intervals if q == questions[0]]
+    second = [(s, e) for q, s, e in intervals if q == questions[1]]
+    assert len(first) == len(second) == 2
+    # Every request of one query was in flight while every request of the other was: the waits overlapped.
+    assert max(s for s, _ in first + second) < min(e for _, e in first + second)

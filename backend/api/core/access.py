@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from backend.api.core.config import ACCOUNT_SCOPES, REVIEW_SCOPES, ApiSettings, TierPolicy
@@ -73,6 +73,8 @@ class Caller:
     scopes: frozenset[str]
     jti: str
     token_expires_at: int
+    cost: int = 0  # units this request was charged
+    audit: dict = field(default_factory=dict, compare=False, repr=False)  # the request's audit entry
 
     @property
     def tier(self) -> int:

@@ -141,6 +141,28 @@ class ApiSettings(BaseSettings):
     torch_threads: int = Field(
         default=1, ge=1, le=256, description="Intra-op threads for model queries in `trustmarket api serve`."
     )
+    predict_threads: int = Field(
+        default=2, ge=1, le=256, description="Threads that run model queries (CPU work, off the event loop)."
+    )
+    # Per-route bulkheads (per worker): requests in progress, and how many more may wait; beyond: 503 busy.
+    rag_concurrency: int = Field(default=32, ge=1, description="dRAG queries in progress per worker.")
+    rag_queue: int = Field(default=64, ge=0, description="dRAG queries waiting for a slot per worker.")
+    predict_concurrency: int = Field(default=8, ge=1, description="Model queries in progress per worker.")
+    predict_queue: int = Field(default=64, ge=0, description="Model queries waiting for a slot per worker.")
+    rag_source_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a source may take to answer."
+    )
+    feedback_flush_s: float = Field(
+        default=5.0, gt=0, description="How often a worker checks whether a feedback batch is due."
+    )
+    chain_head_ttl_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Reuse the chain head this long across requests (0: ask once per request).",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0, gt=0, description="On SIGTERM, in-flight requests get this long to finish."
+    )
 
     # Requests
     max_body_bytes: int = Field(default=80 * 2**20, ge=1024, description="Above this: 413 before reading.")

@@ -100,6 +100,16 @@ class QuotaBook:
                     self._leases[keys[0]].spent -= 1  # the minute's request is not counted either
                 raise
 
+    def refund(self, wallet: str, cost: int) -> None:
+        """Give back what an admitted request was charged (it was refused later, e.g. 503 busy): the units
+        return to this worker's lease, so nothing is written and the limit still holds."""
+        keys = _keys(wallet, self._clock())
+        with self._lock:
+            for key, amount in zip(keys, (1, cost), strict=True):
+                lease = self._leases.get(key)
+                if lease is not None:
+                    lease.spent = max(0, lease.spent - amount)
+
     def usage(self, wallet: str, policy: TierPolicy) -> Usage:
         """What the wallet has used: the database's count less what this worker holds unspent."""
         now = self._clock()

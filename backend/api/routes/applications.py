@@ -17,13 +17,18 @@ from sqlalchemy.orm import Session
 from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, Conflict, Forbidden, NotFound, problem_responses
 from backend.api.core.tables import AccessApplication, AccessDecision
-from backend.api.deps import Services, require_scope
+from backend.api.deps import AccessRegistryDep, GatedRoute, RelayerDep, ServicesDep, require_scope
 from backend.chain.access_registry import decision_ref
 from backend.db import session_scope
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/access", tags=["access"], responses=problem_responses(401, 403, 422, 429, 503))
+router = APIRouter(
+    route_class=GatedRoute,
+    prefix="/v1/access",
+    tags=["access"],
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
 
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 _MAX_OPEN = 3  # open applications per wallet: enough to correct a mistake, too few to flood reviewers
@@ -96,7 +101,7 @@ def _application(session: Session, application_id: int, caller: Caller) -> Acces
 def submit(
     body: ApplicationIn,
     caller: Annotated[Caller, require_scope("access:apply", cost="apply")],
-    services: Services,
+    services: ServicesDep,
 ) -> ApplicationOut:
     """Apply for a tier, describing the use case; a grantor reviews it."""
     top = max(services.api.tiers)
@@ -132,7 +137,7 @@ def submit(
 
 @router.get("/applications")
 def my_applications(
-    caller: Annotated[Caller, require_scope("access:apply", cost="read")], services: Services
+    caller: Annotated[Caller, require_scope("access:apply", cost="read")], services: ServicesDep
 ) -> list[ApplicationOut]:
     """Your applications, newest first."""
     with session_scope(services.sessions) as session:
@@ -148,7 +153,7 @@ def my_applications(
 def application(
     application_id: int,
     caller: Annotated[Caller, require_scope("access:apply", cost="read")],
-    services: Services,
+    services: ServicesDep,
 ) -> ApplicationOut:
     """One application: yours, or any for a grantor."""
     with session_scope(services.sessions) as session:
@@ -158,7 +163,7 @@ def application(
 @router.get("/review/applications")
 def review_queue(
     caller: Annotated[Caller, require_scope("access:review", cost="read")],
-    services: Services,
+    services: ServicesDep,
     status: Annotated[Status | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ApplicationOut]:
@@ -175,7 +180,7 @@ def start_review(
     application_id: int,
     body: ReviewIn,
     caller: Annotated[Caller, require_scope("access:review", cost="default")],
-    services: Services,
+    services: ServicesDep,
 ) -> ApplicationOut:
     """Mark an application as under review, with a note (logged)."""
     with session_scope(services.sessions) as session:
@@ -191,7 +196,7 @@ def decide(
     application_id: int,
     body: DecisionIn,
     caller: Annotated[Caller, require_scope("access:review", cost="default")],
-    services: Services,
+    services: ServicesDep,
 ) -> DecisionOut:
     """Approve (the tier is granted on chain at once) or reject an application; logged either way."""
     with session_scope(services.sessions) as session:
@@ -206,9 +211,9 @@ def decide(
         if tier > chain_max:
             raise BadRequest(f"tier {tier} is above the registry's maximum {chain_max}", kind="unknown-tier")
         days = body.valid_days or services.api.grant_days_default
-        expires_at = services.require_chain().timestamp() + days * 86_400
+        expires_at = services.chain.get().timestamp() + days * 86_400
         receipt = registry.set_tier(
-            services.require_relayer(),
+            services.relayer.get(),
             wallet,
             tier,
             expires_at,
@@ -233,16 +238,16 @@ def decide(
 def revoke(
     body: RevocationIn,
     caller: Annotated[Caller, require_scope("access:review", cost="default")],
-    services: Services,
+    services: ServicesDep,
+    registry: AccessRegistryDep,
+    relayer: RelayerDep,
 ) -> DecisionOut:
     """Revoke a wallet's tier on chain now (logged); the API honours it at once, other replicas within the TTL."""
     from web3 import Web3
 
     wallet = Web3.to_checksum_address(body.wallet)
     now = services.clock()
-    receipt = services.registry().revoke(
-        services.require_relayer(), wallet, decision_ref(f"revocation:{now}")
-    )
+    receipt = registry.revoke(relayer, wallet, decision_ref(f"revocation:{now}"))
     services.access.invalidate(wallet)
     with session_scope(services.sessions) as session:
         decision = _log(
@@ -262,7 +267,7 @@ def revoke(
 @router.get("/review/decisions")
 def decisions(
     caller: Annotated[Caller, require_scope("access:review", cost="read")],
-    services: Services,
+    services: ServicesDep,
     wallet: Annotated[str | None, Query(pattern=_ADDRESS)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DecisionOut]:

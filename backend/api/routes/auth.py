@@ -9,11 +9,13 @@ from pydantic import BaseModel, Field
 
 from backend.api.core.access import Caller
 from backend.api.core.errors import problem_responses
-from backend.api.deps import Services, public, require_scope, set_audit
+from backend.api.deps import GatedRoute, ServicesDep, public, require_scope, set_audit
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=problem_responses(422, 429, 503))
+router = APIRouter(
+    route_class=GatedRoute, prefix="/v1/auth", tags=["auth"], responses=problem_responses(422, 429, 503)
+)
 
 
 class Challenge(BaseModel):
@@ -39,7 +41,7 @@ class Session(BaseModel):
 
 
 @router.post("/nonce", dependencies=[Depends(public)])
-def issue_nonce(services: Services) -> Challenge:
+def issue_nonce(services: ServicesDep) -> Challenge:
     """A fresh single-use nonce (valid for a few minutes) and what the SIWE message must name."""
     issued = services.siwe.issue_nonce(services.chain_id())
     return Challenge(
@@ -53,7 +55,7 @@ def issue_nonce(services: Services) -> Challenge:
 
 
 @router.post("/login", dependencies=[Depends(public)], responses=problem_responses(400, 401))
-def login(body: Login, request: Request, services: Services) -> Session:
+def login(body: Login, request: Request, services: ServicesDep) -> Session:
     """Verify a signed SIWE message (domain, chain, validity, signature, unused nonce) and open a session."""
     set_audit(request, decision="login-denied")
     chain_id = services.chain_id()
@@ -67,7 +69,7 @@ def login(body: Login, request: Request, services: Services) -> Session:
 
 @router.post("/logout", status_code=204, responses=problem_responses(401, 403))
 def logout(
-    caller: Annotated[Caller, require_scope("auth:logout", cost="free")], services: Services
+    caller: Annotated[Caller, require_scope("auth:logout", cost="free")], services: ServicesDep
 ) -> Response:
     """Revoke this session's token now (it would otherwise live until it expires)."""
     services.revocations.revoke(caller.jti, caller.wallet, caller.token_expires_at)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from backend.api.core.errors import problem_response, problem_responses
-from backend.api.deps import Services, public
+from backend.api.deps import GatedRoute, ServicesDep, public
 from backend.api.services import Missing
 
 __all__ = ["router"]
@@ -17,7 +17,7 @@ __all__ = ["router"]
 # The CID of zero bytes (UnixFS, CIDv0): a cheap question every store can answer.
 _EMPTY_FILE_CID = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
 
-router = APIRouter(tags=["health"], dependencies=[Depends(public)])
+router = APIRouter(route_class=GatedRoute, tags=["health"], dependencies=[Depends(public)])
 
 
 @router.get("/healthz")
@@ -27,15 +27,15 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses=problem_responses(503))
-def readyz(services: Services) -> Any:
+def readyz(services: ServicesDep) -> Any:
     """Ready when the chain answers with the configured contracts and the content store is reachable."""
     checks: dict[str, str] = {}
     try:
-        services.require_chain().check()
+        services.chain.get().check()
         checks["chain"] = "ok"
     except Exception as exc:  # any failure means not ready; the reason is the answer
         checks["chain"] = str(exc)
-    store = services.parts.get("store")
+    store = services.store.peek()
     if store is None or isinstance(store, Missing):
         checks["store"] = store.reason if isinstance(store, Missing) else "not configured"
     else:
@@ -51,6 +51,6 @@ def readyz(services: Services) -> Any:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-def metrics(services: Services) -> Response:
+def metrics(services: ServicesDep) -> Response:
     """Prometheus exposition of the API's request, latency, decision and quota series."""
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -9,11 +9,13 @@ from pydantic import BaseModel
 
 from backend.api.core.access import Caller
 from backend.api.core.errors import problem_responses
-from backend.api.deps import Services, require_scope
+from backend.api.deps import GatedRoute, ServicesDep, require_scope
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["me"], responses=problem_responses(401, 403, 429, 503))
+router = APIRouter(
+    route_class=GatedRoute, prefix="/v1", tags=["me"], responses=problem_responses(401, 403, 429, 503)
+)
 
 
 class UsageView(BaseModel):
@@ -37,7 +39,7 @@ class Me(BaseModel):
 
 
 @router.get("/me")
-def me(caller: Annotated[Caller, require_scope("account:read", cost="free")], services: Services) -> Me:
+def me(caller: Annotated[Caller, require_scope("account:read", cost="free")], services: ServicesDep) -> Me:
     """Who you are to the API: tier (from chain, cached briefly), scopes, limits and today's usage."""
     usage = services.quotas.usage(caller.wallet, caller.policy)
     policy = caller.policy

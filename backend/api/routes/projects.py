@@ -13,17 +13,19 @@ from pydantic import BaseModel, Field
 
 from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, Conflict, Forbidden, NotFound, problem_responses
-from backend.api.deps import Services, require_scope
+from backend.api.deps import GatedRoute, MarketDep, RelayerDep, StoreDep, require_scope
 from backend.api.inference import current_model_ref
-from backend.api.services import ApiServices
 from backend.chain.errors import revert_class
 from backend.chain.training_market import ProjectInfo, RoundInfo, TrainingMarket
-from backend.storage import fetch_verified
+from backend.storage import ContentStore, fetch_verified
 
 __all__ = ["ProjectId", "market_project", "router"]
 
 router = APIRouter(
-    prefix="/v1/projects", tags=["trainers"], responses=problem_responses(401, 403, 422, 429, 503)
+    route_class=GatedRoute,
+    prefix="/v1/projects",
+    tags=["trainers"],
+    responses=problem_responses(401, 403, 422, 429, 503),
 )
 
 ProjectId = Annotated[int, Path(ge=1, lt=2**256, description="Project id (ids start at 1).")]
@@ -71,10 +73,10 @@ class RoundView(BaseModel):
     flagged: list[str] | None
 
 
-def market_project(services: ApiServices, project_id: int) -> tuple[TrainingMarket, ProjectInfo]:
-    market: TrainingMarket = services.require("market")
+def market_project(market: TrainingMarket, project_id: int) -> ProjectInfo:
+    """The project, or 404 `unknown-project`."""
     try:
-        return market, market.project(project_id)
+        return market.project(project_id)
     except revert_class("UnknownProject"):
         raise NotFound(f"no project {project_id}", kind="unknown-project") from None
 
@@ -103,12 +105,11 @@ def _view(market: TrainingMarket, info: ProjectInfo) -> ProjectView:
 @router.get("")
 def projects(
     caller: Annotated[Caller, require_scope("projects:read", cost="read")],
-    services: Services,
+    market: MarketDep,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
 ) -> list[ProjectView]:
     """Projects by id, oldest first."""
-    market: TrainingMarket = services.require("market")
     last = market.project_count()
     return [_view(market, market.project(i)) for i in range(offset + 1, min(last, offset + limit) + 1)]
 
@@ -117,11 +118,10 @@ def projects(
 def project(
     project_id: ProjectId,
     caller: Annotated[Caller, require_scope("projects:read", cost="read")],
-    services: Services,
+    market: MarketDep,
 ) -> ProjectView:
     """One project: parameters, progress, and the reference of its current global model (not the weights)."""
-    market, info = market_project(services, project_id)
-    return _view(market, info)
+    return _view(market, market_project(market, project_id))
 
 
 def _status(info: ProjectInfo, rd: RoundInfo, round_: int) -> str:
@@ -136,8 +136,8 @@ def _status(info: ProjectInfo, rd: RoundInfo, round_: int) -> str:
     return "cancelled" if info.status == "Cancelled" else "pending"
 
 
-def _report(services: ApiServices, rd: RoundInfo) -> dict[str, Any]:
-    return json.loads(fetch_verified(services.require("store"), rd.report_cid, rd.report_sha256))
+def _report(store: ContentStore, rd: RoundInfo) -> dict[str, Any]:
+    return json.loads(fetch_verified(store, rd.report_cid, rd.report_sha256))
 
 
 @router.get("/{project_id}/rounds/{round_index}", responses=problem_responses(404, 502))
@@ -145,17 +145,18 @@ def round_view(
     project_id: ProjectId,
     round_index: RoundIndex,
     caller: Annotated[Caller, require_scope("projects:read", cost="read")],
-    services: Services,
+    market: MarketDep,
+    store: StoreDep,
 ) -> RoundView:
     """A round's status, its submissions, and once finalized its model, report and per-trainer scores."""
-    market, info = market_project(services, project_id)
+    info = market_project(market, project_id)
     if round_index >= info.rounds:
         raise NotFound(f"project {project_id} has rounds 0..{info.rounds - 1}", kind="unknown-round")
     rd = market.round(project_id, round_index)
     finalized = bool(rd.finalized_at)
     scores, flagged = None, None
     if finalized:
-        report = _report(services, rd)
+        report = _report(store, rd)
         scores = {t: float(entry["score"]) for t, entry in report.get("trainers", {}).items()}
         flagged = list(report.get("flagged", []))
     return RoundView(
@@ -180,16 +181,17 @@ def round_report(
     project_id: ProjectId,
     round_index: RoundIndex,
     caller: Annotated[Caller, require_scope("projects:read", cost="read")],
-    services: Services,
+    market: MarketDep,
+    store: StoreDep,
 ) -> dict[str, Any]:
     """The round report the aggregator stored (rule, outliers, contribution, metrics), verified by its sha256."""
-    market, info = market_project(services, project_id)
+    info = market_project(market, project_id)
     if round_index >= info.rounds:
         raise NotFound(f"project {project_id} has rounds 0..{info.rounds - 1}", kind="unknown-round")
     rd = market.round(project_id, round_index)
     if not rd.finalized_at:
         raise NotFound(f"round {round_index} of project {project_id} is not finalized", kind="no-report")
-    return _report(services, rd)
+    return _report(store, rd)
 
 
 class RelayedSubmission(BaseModel):
@@ -213,11 +215,10 @@ class Relayed(BaseModel):
     transaction: str
 
 
-def _open_round(services: ApiServices, project_id: int, round_index: int) -> TrainingMarket:
-    market, info = market_project(services, project_id)
+def _open_round(market: TrainingMarket, project_id: int, round_index: int) -> None:
+    info = market_project(market, project_id)
     if round_index >= info.rounds:
         raise NotFound(f"project {project_id} has rounds 0..{info.rounds - 1}", kind="unknown-round")
-    return market
 
 
 @router.get("/{project_id}/rounds/{round_index}/submissions:relay", responses=problem_responses(404))
@@ -225,13 +226,13 @@ def submission_payload(
     project_id: ProjectId,
     round_index: RoundIndex,
     caller: Annotated[Caller, require_scope("updates:relay", cost="free")],
-    services: Services,
+    market: MarketDep,
     cid: Annotated[str, Query(min_length=1, max_length=128)],
     sha256: Annotated[str, Query(pattern=_SHA256)],
     deadline: Annotated[int | None, Query(ge=0, lt=2**64, description="Default: one hour from now.")] = None,
 ) -> dict[str, Any]:
     """The EIP-712 typed data (eth_signTypedData_v4) that submits this update for the caller, with its nonce."""
-    market = _open_round(services, project_id, round_index)
+    _open_round(market, project_id, round_index)
     when = deadline if deadline is not None else int(time.time()) + 3600
     return market.submission_typed_data(caller.wallet, project_id, round_index, cid, sha256, when)
 
@@ -244,14 +245,14 @@ def relay_submission(
     round_index: RoundIndex,
     body: RelayedSubmission,
     caller: Annotated[Caller, require_scope("updates:relay", cost="relay")],
-    services: Services,
+    market: MarketDep,
+    relayer: RelayerDep,
 ) -> Relayed:
     """Relay the caller's signed submission to TrainingMarket.submitUpdateFor (the service pays the gas). The
     chain records it as the caller's: the service never relays for anyone but the signed-in trainer."""
     if body.trainer is not None and body.trainer.lower() != caller.wallet.lower():
         raise Forbidden("the signed submission names another trainer than the caller", kind="not-the-trainer")
-    market = _open_round(services, project_id, round_index)
-    relayer = services.require_relayer()
+    _open_round(market, project_id, round_index)
     # A replayed submission would fail on chain as a bad signature (its nonce is spent): say what it is.
     if market.has_submitted(project_id, round_index, caller.wallet):
         raise Conflict(f"the caller already submitted to round {round_index}", kind="already-submitted")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
 from fastapi import APIRouter
@@ -11,14 +10,20 @@ from pydantic import BaseModel, Field
 
 from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, problem_responses
-from backend.api.deps import Services, require_scope
+from backend.api.deps import ChainDep, GatedRoute, RagDep, ServicesDep, caller_refund, require_scope
 from backend.api.services import ApiServices
+from backend.chain.client import ChainClient
 from backend.chain.source_registry import SourceRegistry
 from rag.errors import RagError
 
 __all__ = ["list_sources", "router"]
 
-router = APIRouter(prefix="/v1/rag", tags=["rag"], responses=problem_responses(401, 403, 422, 429, 503))
+router = APIRouter(
+    route_class=GatedRoute,
+    prefix="/v1/rag",
+    tags=["rag"],
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
 
 
 class SourceView(BaseModel):
@@ -34,17 +39,19 @@ class SourceView(BaseModel):
 
 @router.get("/sources")
 def sources(
-    caller: Annotated[Caller, require_scope("rag:sources", cost="read")], services: Services
+    caller: Annotated[Caller, require_scope("rag:sources", cost="read")],
+    services: ServicesDep,
+    chain: ChainDep,
 ) -> list[SourceView]:
     """Registered data sources and the reliability the chain holds for each (Beta posterior mean and spread)."""
-    return list_sources(services)
+    return list_sources(services, chain)
 
 
-def list_sources(services: ApiServices) -> list[SourceView]:
+def list_sources(services: ApiServices, chain: ChainClient) -> list[SourceView]:
     """The sources as the chain has them, read at most once per cache TTL."""
 
     def read() -> list[SourceView]:
-        registry = SourceRegistry(services.require_chain())
+        registry = SourceRegistry(chain)
         reliabilities = registry.reliabilities()
         return [
             SourceView(
@@ -92,28 +99,28 @@ class Answer(BaseModel):
     epoch: int
 
 
-# The orchestrator keeps sampling state (rounds, RNG) and runs its own event loop per query: one at a time.
-_QUERY_LOCK = threading.Lock()
-
-
 @router.post("/query", responses=problem_responses(400, 413, 502))
-def query(
+async def query(
     body: QueryIn,
     caller: Annotated[Caller, require_scope("rag:query", cost="rag_query")],
-    services: Services,
+    services: ServicesDep,
+    orchestrator: RagDep,
 ) -> Answer:
-    """Answer a question from the registered sources, weighted by their on-chain reliability, with citations."""
+    """Answer a question from the registered sources, weighted by their on-chain reliability, with citations.
+
+    Queries run concurrently (waiting on sources holds no thread); at most `rag_concurrency` per worker are in
+    progress and `rag_queue` more wait: beyond that, 503 `busy` with Retry-After (and no charge)."""
     cap = caller.policy.max_query_chars
     if len(body.question) > cap:
         raise PayloadTooLarge(f"tier {caller.policy.name!r} asks questions of at most {cap} characters")
     if not body.question.strip():
         raise BadRequest("the question is blank", kind="blank-question")
-    orchestrator = services.require("rag")
-    try:
-        with _QUERY_LOCK:
-            result = orchestrator.query(body.question)
-    except RagError as exc:
-        raise ServiceUnavailable(str(exc), kind="rag-no-answer") from None
+    refund = caller_refund(services, caller)
+    async with services.bulkheads["rag"].slot(on_refused=refund):
+        try:
+            result = await orchestrator.aquery(body.question)
+        except RagError as exc:
+            raise ServiceUnavailable(str(exc), kind="rag-no-answer") from None
     reliability = {o.source_id: o.reliability for o in result.sources}
     return Answer(
         query_id=result.query_id,

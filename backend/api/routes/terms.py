@@ -14,12 +14,14 @@ from pydantic import BaseModel, Field
 
 from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, Conflict, problem_responses
-from backend.api.deps import Services, public, require_scope
+from backend.api.deps import AccessRegistryDep, GatedRoute, RelayerDep, ServicesDep, public, require_scope
 from backend.chain.errors import revert_class
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/terms", tags=["terms"], responses=problem_responses(422, 429, 503))
+router = APIRouter(
+    route_class=GatedRoute, prefix="/v1/terms", tags=["terms"], responses=problem_responses(422, 429, 503)
+)
 
 _HEX32 = r"^0x[0-9a-fA-F]{64}$"
 
@@ -46,7 +48,7 @@ class Accepted(BaseModel):
 
 
 @router.get("", dependencies=[Depends(public)])
-def current_terms(services: Services) -> Terms:
+def current_terms(services: ServicesDep) -> Terms:
     """The terms in force (their hash and version, and where to read them)."""
 
     def read() -> Terms:
@@ -67,11 +69,10 @@ def current_terms(services: Services) -> Terms:
 @router.get("/acceptance", responses=problem_responses(401, 403, 409))
 def acceptance_payload(
     caller: Annotated[Caller, require_scope("terms:accept", cost="free")],
-    services: Services,
+    registry: AccessRegistryDep,
     deadline: Annotated[int | None, Query(ge=0, lt=2**64, description="Default: one hour from now.")] = None,
 ) -> dict[str, Any]:
     """The EIP-712 typed data (eth_signTypedData_v4) that accepts the current terms for the caller."""
-    registry = services.registry()
     info = registry.terms()
     if not info.published:
         raise Conflict("no terms are published yet", kind="no-terms")
@@ -83,11 +84,11 @@ def acceptance_payload(
 def accept(
     body: Acceptance,
     caller: Annotated[Caller, require_scope("terms:accept", cost="default")],
-    services: Services,
+    services: ServicesDep,
+    registry: AccessRegistryDep,
+    relayer: RelayerDep,
 ) -> Accepted:
     """Relay the caller's signed acceptance to the AccessRegistry (the service pays the gas)."""
-    registry = services.registry()
-    relayer = services.require_relayer()
     terms_hash = bytes.fromhex(body.terms_hash[2:])
     try:
         receipt = registry.accept_terms_for(

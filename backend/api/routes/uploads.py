@@ -16,15 +16,19 @@ from starlette.concurrency import run_in_threadpool
 from aggregator.models import model_spec
 from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, PayloadTooLarge, problem_responses
-from backend.api.deps import Services, require_scope
-from backend.api.inference import ModelCache
+from backend.api.deps import GatedRoute, ServicesDep, StoreDep, require_scope
 from backend.api.routes.projects import market_project
 from backend.storage import sha256_hex
 from backend.storage.codec import ModelSpec, decode_state
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/uploads", tags=["trainers"], responses=problem_responses(401, 403, 429, 503))
+router = APIRouter(
+    route_class=GatedRoute,
+    prefix="/v1/uploads",
+    tags=["trainers"],
+    responses=problem_responses(401, 403, 429, 503),
+)
 
 
 class Uploaded(BaseModel):
@@ -49,13 +53,13 @@ class Uploaded(BaseModel):
 async def upload_update(
     request: Request,
     caller: Annotated[Caller, require_scope("updates:upload", cost="upload")],
-    services: Services,
+    services: ServicesDep,
+    store: StoreDep,
     project_id: Annotated[
         int | None, Query(ge=1, lt=2**256, description="Check the update against this project's model spec.")
     ] = None,
 ) -> Uploaded:
     """Store a safetensors model update; returns its CID and sha256 (what `submitUpdate` takes)."""
-    store = services.require("store")
     cap = caller.policy.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
@@ -73,9 +77,8 @@ async def upload_update(
     def validate_and_store() -> Uploaded:
         spec = None
         if project_id is not None:
-            _, info = market_project(services, project_id)
-            models: ModelCache = services.require("models")
-            spec = ModelSpec(model_spec(models.manifest(store, info).model))
+            info = market_project(services.market.get(), project_id)
+            spec = ModelSpec(model_spec(services.models.get().manifest(store, info).model))
         # CodecError (422) for anything but finite safetensors (with the project's tensors, if one is named).
         tensors, _ = decode_state(data, spec)
         return Uploaded(cid=store.put(data), sha256=sha256_hex(data), size=len(data), tensors=len(tensors))

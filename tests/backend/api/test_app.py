@@ -94,7 +94,7 @@ def test_readyz_reports_each_part(api):
     reply = api.client.get("/readyz")
     assert reply.status_code == 200
     assert reply.json() == {"status": "ready", "checks": {"chain": "ok", "store": "ok"}}
-    api.services.parts["store"] = Missing("store", "the Kubo node at 127.0.0.1:5001 is down")
+    api.services.store.set(Missing("store", "the Kubo node at 127.0.0.1:5001 is down"))
     down = api.client.get("/readyz")
     assert down.status_code == 503
     assert down.headers["content-type"] == "application/problem+json"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.chain
 
 def test_store_down_is_503_for_uploads_only(api):
     _, headers = api.member("store-down", tier=2)
-    api.services.parts["store"] = Missing("store", "the Kubo node at 127.0.0.1:5001 is down")
+    api.services.store.set(Missing("store", "the Kubo node at 127.0.0.1:5001 is down"))
     reply = api.client.post("/v1/uploads", headers=headers, content=b"irrelevant")
     assert reply.status_code == 503
     assert reply.json()["type"] == "/problems/store-unavailable"
@@ -32,7 +32,7 @@ def test_no_relayer_is_503_for_relayed_writes(api, settings, api_settings, chain
 
     _, headers = api.member("no-relayer", tier=1)
     services = build_services(settings, api_settings, chain=chain_client, monotonic=clock)  # no relayer given
-    assert isinstance(services.relayer, Missing)
+    assert isinstance(services.relayer.peek(), Missing)
     with TestClient(create_app(settings, services=services), raise_server_exceptions=False) as client:
         payload = client.get("/v1/terms/acceptance", headers=headers).json()
         body = {

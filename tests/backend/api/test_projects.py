@@ -23,7 +23,7 @@ def market_project(api, chain_client, dev_accounts):
     from aggregator.data import load_digits_data
 
     market = TrainingMarket(chain_client)
-    store = api.services.require("store")
+    store = api.services.store.get()
     data = load_digits_data(0)
     published = publish_project(
         store, model="digits_linear", validation=(data.validation.X, data.validation.y), rule="fedavg"

@@ -58,7 +58,7 @@ def rag_api(settings, api_settings, chain_client, dev_accounts, clock, embedder)
     )
     services = build_services(
         settings, api_settings, chain=chain_client, relayer=dev_accounts[0], monotonic=clock,
-        parts={"rag": orchestrator},
+        rag=orchestrator,
     )  # fmt: skip
     with TestClient(create_app(settings, services=services), raise_server_exceptions=False) as client:
         yield client, services, questions

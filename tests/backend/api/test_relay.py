@@ -210,6 +210,8 @@ def test_zero_sha256_is_400(api, relay):
 def test_no_relayer_is_503(api, relay):
     market, project_id, [(trainer, headers), _] = relay
     body = _body(market, trainer, trainer.address, project_id, 0, "n", _deadline(market))
-    api.services.relayer = Missing("relayer", "no relayer key configured (TRUSTMARKET_API_RELAYER_KEYSTORE)")
+    api.services.relayer.set(
+        Missing("relayer", "no relayer key configured (TRUSTMARKET_API_RELAYER_KEYSTORE)")
+    )
     _problem(api.client.post(_url(project_id, 0), headers=headers, json=body), 503, "relayer-unavailable")
     assert not market.has_submitted(project_id, 0, trainer.address)

@@ -26,7 +26,7 @@ def test_trainer_uploads_and_gets_cid_and_sha256(api):
     assert body["sha256"] == hashlib.sha256(data).hexdigest()
     assert body["size"] == len(data)
     assert body["tensors"] == 1
-    assert fetch_verified(api.services.require("store"), body["cid"], body["sha256"]) == data
+    assert fetch_verified(api.services.store.get(), body["cid"], body["sha256"]) == data
 
 
 def test_explorer_tier_cannot_upload(api):

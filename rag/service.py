@@ -1,0 +1,74 @@
+"""The dRAG service as the API and the CLI run it: one `build_orchestrator` from settings and a chain client.
+
+Both entry points get the same directory (SourceRegistry, cached), embedder (with the shared on-disk cache
+under `TRUSTMARKET_HOME/cache/embeddings`), generator and durable feedback queue; they differ only in who may
+send feedback on chain (`evaluator`) and when (`inline_flush`: the CLI sends when due, a server on a timer).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import Engine
+
+from backend.chain.client import ChainClient
+from backend.chain.source_registry import SourceRegistry
+from backend.db import make_engine
+from backend.settings import Settings
+from rag.feedback import FeedbackQueue
+from rag.generators import ChatGenerator, ExtractiveGenerator, Generator
+from rag.index import Embedder
+from rag.orchestrator import Orchestrator, OrchestratorConfig
+from rag.reader import ExtractiveReader
+from rag.sources import SourceDirectory
+
+__all__ = ["build_feedback_queue", "build_orchestrator", "embedder_for"]
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The embedder with the cache every process of this home shares."""
+    return Embedder(cache_dir=settings.home / "cache" / "embeddings")
+
+
+def build_feedback_queue(
+    settings: Settings,
+    client: ChainClient,
+    evaluator: LocalAccount | None,
+    *,
+    engine: Engine | None = None,
+) -> FeedbackQueue:
+    """The durable queue in the configured database; it sends batches only if `evaluator` is given."""
+    return FeedbackQueue(
+        engine or make_engine(settings.resolved_database_url), SourceRegistry(client), evaluator
+    )
+
+
+def build_orchestrator(
+    settings: Settings,
+    client: ChainClient,
+    *,
+    evaluator: LocalAccount | None = None,
+    engine: Engine | None = None,
+    queue: FeedbackQueue | None = None,
+    config: OrchestratorConfig | None = None,
+    chat_url: str | None = None,
+    chat_model: str = "default",
+    chat_api_key: str | None = None,
+    inline_flush: bool = True,
+    compute: Executor | None = None,
+) -> Orchestrator:
+    """The orchestrator over the registered sources; feedback is always stored, and sent with `evaluator`."""
+    directory = SourceDirectory(SourceRegistry(client))
+    embedder = embedder_for(settings)
+    generator: Generator = (
+        ChatGenerator(chat_url, chat_model, api_key=chat_api_key)
+        if chat_url
+        else ExtractiveGenerator(ExtractiveReader(embedder))
+    )
+    queue = queue or build_feedback_queue(settings, client, evaluator, engine=engine)
+    if queue.on_applied is None:  # our own batch landed: reload the posteriors at once
+        queue.on_applied = directory.on_applied
+    return Orchestrator(
+        directory, generator, embedder, queue=queue, config=config, inline_flush=inline_flush, compute=compute
+    )

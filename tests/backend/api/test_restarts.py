@@ -1,0 +1,103 @@
+"""The API across restarts and floods: quota blocks handed back when the app stops, bulkheads that refuse
+(and refund) instead of queueing without bound, and authentication before the body is parsed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+
+from backend.api import create_app
+from backend.api.core.bulkhead import Bulkhead
+from backend.api.core.errors import ServiceUnavailable
+from backend.api.core.tables import AuditEntry
+from backend.api.services import build_services
+
+pytestmark = pytest.mark.chain
+
+
+def _units_charged(services, wallet: str) -> int:
+    with services.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT used FROM api_usage WHERE wallet = :w AND \"window\" = 'day'"), {"w": wallet}
+            ).scalar()
+            or 0
+        )
+
+
+def test_stopping_the_app_hands_unspent_quota_blocks_back(api, settings, api_settings, chain_client, clock):
+    user, _ = api.member("restarted", tier=2)  # 20,000 units a day: a worker reserves blocks of 400
+    services = build_services(settings, api_settings, chain=chain_client, monotonic=clock)
+    with TestClient(create_app(settings, services=services)) as client:
+        headers = api.login(user)
+        for _ in range(3):
+            assert client.get("/v1/projects", headers=headers).status_code == 200
+        assert _units_charged(services, user.address) == 400  # one block reserved, 3 units spent
+    # The lifespan ended (as on SIGTERM): only what was spent stays charged.
+    assert _units_charged(services, user.address) == 3
+    services.close()
+
+
+def test_a_full_bulkhead_answers_503_busy_and_charges_nothing(api):
+    user, headers = api.member("flooder", tier=1)
+    before = api.client.get("/v1/me", headers=headers).json()["usage"]["units_today"]
+    head = api.services.bulkheads["rag"]
+    head.in_progress, head.queue = head.limit, 0  # every slot taken, no room to wait
+    try:
+        reply = api.client.post(
+            "/v1/rag/query", headers=headers, json={"question": "Who was the Norse leader?"}
+        )
+    finally:
+        head.in_progress = 0
+    assert reply.status_code == 503
+    assert reply.json()["type"] == "/problems/busy" and reply.headers["retry-after"] == "1"
+    assert api.client.get("/v1/me", headers=headers).json()["usage"]["units_today"] == before
+    api.services.audit.flush()
+    with api.services.sessions() as session:
+        row = session.scalars(select(AuditEntry).where(AuditEntry.path == "/v1/rag/query")).one()
+    assert (row.wallet, row.status, row.reason, row.cost) == (user.address, 503, None, 0)
+
+
+def test_authentication_comes_before_the_body_is_parsed(api):
+    user, headers = api.member("malformed", tier=1)
+    body, json_type = b'{"question": "unterminated', {"Content-Type": "application/json"}
+    anonymous = api.client.post("/v1/rag/query", content=body, headers=json_type)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["type"] == "/problems/unauthenticated"
+    signed_in = api.client.post("/v1/rag/query", content=body, headers={**json_type, **headers})
+    assert signed_in.status_code == 422
+    assert signed_in.json()["type"] == "/problems/validation-error"
+    api.services.audit.flush()
+    with api.services.sessions() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.path == "/v1/rag/query")).all()
+    seen = [(r.wallet, r.scope, r.decision, r.status) for r in rows]
+    assert seen == [(None, "rag:query", "deny", 401), (user.address, "rag:query", "allow", 422)]
+
+
+def test_bulkhead_hands_slots_over_in_order_and_survives_cancellation():
+    async def scenario() -> list[str]:
+        head = Bulkhead("test", limit=1, queue=2)
+        order: list[str] = []
+
+        async def use(name: str, hold: float) -> None:
+            async with head.slot():
+                order.append(name)
+                await asyncio.sleep(hold)
+
+        first = asyncio.create_task(use("first", 0.05))
+        await asyncio.sleep(0)
+        cancelled = asyncio.create_task(use("cancelled", 0))
+        second = asyncio.create_task(use("second", 0))
+        await asyncio.sleep(0)
+        with pytest.raises(ServiceUnavailable, match="1 test requests are in progress and 2 waiting"):
+            async with head.slot():
+                pass
+        cancelled.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+        assert (head.in_progress, head.waiting, head.refused) == (0, 0, 1)
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "second"]
