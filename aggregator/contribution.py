@@ -1,7 +1,8 @@
 """How much each trainer's update was worth this round, measured on the owner's validation set.
 
-Players are the round's unflagged trainers. The utility of a subset S is the validation metric (accuracy, or
-negative mean cross-entropy) of `global + mean_{i in S} delta_i`, the model FedAvg over S would produce; the
+Players are the round's unflagged trainers. The utility of a subset S is a validation score of
+`global + mean_{i in S} delta_i` from the round's evaluator: the negative task loss (`neg_loss`: cross-entropy or
+MSE), the task's metric (`metric`: accuracy, or R-squared), or `accuracy` for classification tasks; the model FedAvg over S would produce; the
 empty set is the global model itself. Nothing is retrained: every subset model comes from the submitted deltas.
 
 - `leave_one_out`: `U(N) - U(N \\ {i})`.
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from aggregator.errors import AggregatorError
-from aggregator.models import evaluate_flat
+from aggregator.evaluation import Evaluator
 
 __all__ = [
     "METHODS",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 METHODS = ("gtg_shapley", "leave_one_out", "similarity")
-UTILITIES = ("accuracy", "neg_loss")
+UTILITIES = ("accuracy", "metric", "neg_loss")
 
 Utility = Callable[[Sequence[int]], float]
 
@@ -78,23 +79,25 @@ class SubsetUtility:
 
     def __init__(
         self,
-        model_name: str,
+        evaluator: Evaluator,
         global_flat: torch.Tensor,
         deltas: torch.Tensor,
-        X: torch.Tensor,
-        y: torch.Tensor,
         metric: str = "neg_loss",
     ) -> None:
         if metric not in UTILITIES:
             raise AggregatorError(f"utility must be one of {UTILITIES}, got {metric!r}")
+        if metric == "accuracy" and not evaluator.task.classifies:
+            raise AggregatorError(
+                f"utility 'accuracy' needs a classification task, not {evaluator.task.name}"
+            )
         if deltas.dim() != 2 or deltas.shape[1] != global_flat.numel():
             raise AggregatorError(
                 f"deltas {list(deltas.shape)} do not match the model ({global_flat.numel()})"
             )
-        self.model_name, self.metric = model_name, metric
+        self.evaluator = evaluator
+        self.metric = evaluator.task.metric if metric == "metric" else metric
         self.global_flat = global_flat.to(torch.float64)
         self.deltas = deltas.to(torch.float64)
-        self.X, self.y = X, y
         self.calls = 0
         self._cache: dict[tuple[int, ...], float] = {}
 
@@ -109,8 +112,8 @@ class SubsetUtility:
             flat = self.global_flat
             if key:
                 flat = flat + self.deltas[list(key)].mean(dim=0)
-            result = evaluate_flat(self.model_name, flat.to(torch.float32), self.X, self.y)
-            self._cache[key] = result.accuracy if self.metric == "accuracy" else -result.loss
+            result = self.evaluator.evaluate(flat.to(torch.float32))
+            self._cache[key] = -result["loss"] if self.metric == "neg_loss" else result[self.metric]
         return self._cache[key]
 
 

@@ -18,9 +18,10 @@ import torch
 
 from aggregator.contribution import ContributionConfig, SubsetUtility, contribution_scores
 from aggregator.errors import AggregatorError, InsufficientUpdates, InvalidUpdate
+from aggregator.evaluation import Evaluator
 from aggregator.history import TrainerHistory, update_history
 from aggregator.hyperparams import HyperParams
-from aggregator.models import evaluate_flat, flatten_state, model_spec, unflatten_state
+from aggregator.models import flatten_state, unflatten_state
 from aggregator.outliers import Flag, OutlierConfig, detect_outliers
 from aggregator.report import (
     canonical_json,
@@ -34,20 +35,20 @@ from aggregator.rules import get_rule
 
 __all__ = ["REPORT_VERSION", "RoundInputs", "RoundOutcome", "deterministic", "run_round"]
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 UPDATE_KINDS = ("delta", "model")
 
 
 @dataclass(frozen=True)
 class RoundInputs:
-    """Everything a round depends on. `updates` maps a trainer address to its decoded submission: a state
-    dict (a delta, or the local model when `update_kind="model"`) or a flat 1-D delta. `invalid` maps the
-    trainers whose submission could not even be decoded (download, hash, codec failures) to the reason."""
+    """Everything a round depends on. `evaluator` holds the model (its travelling spec), the task and the
+    round's validation examples. `updates` maps a trainer address to its decoded submission: a state dict (a
+    delta, or the local model when `update_kind="model"`) or a flat 1-D delta. `invalid` maps the trainers whose
+    submission could not even be decoded (download, hash, codec failures) to the reason."""
 
-    model: str
+    evaluator: Evaluator
     global_state: Mapping[str, torch.Tensor]
     updates: Mapping[str, Any]
-    validation: tuple[torch.Tensor, torch.Tensor]
     rule: str = "multi_krum"
     rule_params: Mapping[str, Any] = field(default_factory=dict)
     invalid: Mapping[str, str] = field(default_factory=dict)
@@ -100,7 +101,7 @@ def deterministic() -> Iterator[None]:
 
 def _decode(inputs: RoundInputs, global_flat: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Flat float32 deltas of the usable submissions, and the reason for every unusable one."""
-    spec = model_spec(inputs.model)
+    spec = inputs.evaluator.spec
     deltas: dict[str, torch.Tensor] = {}
     invalid = {str(t): str(reason) for t, reason in inputs.invalid.items()}
     for trainer, update in inputs.updates.items():
@@ -142,11 +143,10 @@ def _check_inputs(inputs: RoundInputs) -> None:
         raise AggregatorError(f"update_kind must be one of {UPDATE_KINDS}, got {inputs.update_kind!r}")
     if not isinstance(inputs.round_index, int) or inputs.round_index < 0:
         raise AggregatorError(f"round_index must be a non-negative integer, got {inputs.round_index!r}")
-    X, y = inputs.validation
-    if X.dim() != 2 or y.dim() != 1 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
-        raise AggregatorError(f"validation data: X {list(X.shape)} and y {list(y.shape)} do not match")
-    if not bool(torch.isfinite(X).all()):
-        raise AggregatorError("validation features contain NaN or Inf")
+    if not isinstance(inputs.evaluator, Evaluator):
+        raise AggregatorError(
+            f"evaluator must be an aggregator.evaluation.Evaluator, got {type(inputs.evaluator)}"
+        )
 
 
 def run_round(inputs: RoundInputs) -> RoundOutcome:
@@ -158,11 +158,12 @@ def run_round(inputs: RoundInputs) -> RoundOutcome:
 
 
 def _run(inputs: RoundInputs) -> RoundOutcome:
-    spec = model_spec(inputs.model)
+    evaluator = inputs.evaluator
+    spec = evaluator.spec
     try:
         global_flat = flatten_state(inputs.global_state, spec)
     except InvalidUpdate as exc:
-        raise AggregatorError(f"the global model does not match {inputs.model}: {exc}") from None
+        raise AggregatorError(f"the global model does not match {evaluator.model.uri}: {exc}") from None
     # Always the CPU: a verifier without a GPU must reproduce the aggregator's bytes.
     rule = get_rule(inputs.rule, **{**dict(inputs.rule_params), "device": "cpu"})
     deltas, invalid = _decode(inputs, global_flat)
@@ -195,26 +196,20 @@ def _run(inputs: RoundInputs) -> RoundOutcome:
     matrix = torch.stack([deltas[t] for t in players])
     result = rule.aggregate(matrix)
     new_flat, stepped = inputs.hyperparams.apply(global_flat, result.aggregate.to(torch.float32))
-    X, y = inputs.validation
-    before, after = (
-        evaluate_flat(inputs.model, global_flat, X, y),
-        evaluate_flat(inputs.model, new_flat, X, y),
-    )
-    utility = SubsetUtility(inputs.model, global_flat, matrix, X, y, inputs.contribution.utility)
+    before, after = evaluator.evaluate(global_flat), evaluator.evaluate(new_flat)
+    utility = SubsetUtility(evaluator, global_flat, matrix, inputs.contribution.utility)
     valuation = contribution_scores(
         players, submitters, utility=utility, aggregate=result.aggregate, config=inputs.contribution
     )
     scores_fixed = fixed_point_scores(valuation.scores)
-    next_params = stepped.advance(before.loss, after.loss)
+    next_params = stepped.advance(before["loss"], after["loss"])
     history = update_history(inputs.history, found.sketches, inputs.outliers.history_decay)
     # Flat vectors follow the spec's order; a decoded state dict may list its tensors in another.
     new_state = unflatten_state(new_flat, {k: inputs.global_state[k] for k in spec})
     encoded = model_bytes(new_state)
+    # `<metric>_before` / `<metric>_after` for the loss and every metric of the task (accuracy, or r2 and mse).
     metrics = {
-        "accuracy_before": before.accuracy,
-        "accuracy_after": after.accuracy,
-        "loss_before": before.loss,
-        "loss_after": after.loss,
+        f"{k}_{when}": v for when, m in (("before", before), ("after", after)) for k, v in sorted(m.items())
     }
     weights = dict(zip(players, result.weights.tolist(), strict=True))
     trainers = {}
@@ -233,7 +228,9 @@ def _run(inputs: RoundInputs) -> RoundOutcome:
         "version": REPORT_VERSION,
         "round": inputs.round_index,
         "context": dict(inputs.context),
-        "model": inputs.model,
+        "model": evaluator.model.uri,
+        "task": evaluator.task.describe(),
+        "validation_examples": len(evaluator),
         "global_model_sha256": sha256_hex(model_bytes(dict(inputs.global_state))),
         "new_model_sha256": sha256_hex(encoded),
         "update_kind": inputs.update_kind,

@@ -20,6 +20,7 @@ import torch
 from aggregator.contribution import ContributionConfig
 from aggregator.data import DigitsData, load_digits_data, non_iid_splits
 from aggregator.errors import AggregatorError
+from aggregator.evaluation import builtin_evaluator
 from aggregator.history import TrainerHistory
 from aggregator.hyperparams import HyperParams
 from aggregator.models import evaluate, initial_state, state_delta
@@ -244,15 +245,15 @@ def _simulate(
     hp = hyperparams or HyperParams()
     history: dict[str, TrainerHistory] = {}
     outcomes: list[RoundOutcome] = []
+    evaluator = builtin_evaluator(model, data.validation.X, data.validation.y)
     for r in range(rounds):
         train = {"epochs": epochs, "lr": hp.client_lr, "batch_size": batch_size}
         updates = role_updates(roles, shards, model, state, train, round_seed=seed * 1_000_003 + r * 1000)
         outcome = run_round(
             RoundInputs(
-                model=model,
+                evaluator=evaluator,
                 global_state=state,
                 updates=updates,
-                validation=(data.validation.X, data.validation.y),
                 rule=rule,
                 rule_params=params,
                 outliers=outliers or OutlierConfig(),

@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 
 from aggregator.contribution import ContributionConfig
 from aggregator.errors import InsufficientUpdates
+from aggregator.evaluation import Evaluator, builtin_evaluator
 from aggregator.history import history_from_report
 from aggregator.hyperparams import HyperParams
 from aggregator.models import model_spec
@@ -62,6 +63,7 @@ class ProjectContext:
     info: ProjectInfo
     manifest: ProjectManifest
     validation: tuple[torch.Tensor, torch.Tensor]
+    evaluator: Evaluator
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,9 @@ class RoundRunner:
             if manifest.hyperparams.get("optimizer", "sgd") != "sgd":
                 # FedAdam's moment tensors would have to travel between rounds beside the report.
                 raise MarketplaceError("the round runner supports the 'sgd' server optimizer only")
+            validation = load_validation(self.store, manifest)
             self._contexts[project_id] = ProjectContext(
-                project_id, info, manifest, load_validation(self.store, manifest)
+                project_id, info, manifest, validation, builtin_evaluator(manifest.model, *validation)
             )
         return self._contexts[project_id]
 
@@ -196,11 +199,10 @@ class RoundRunner:
             hyper = HyperParams.from_report(previous_report["hyperparams"]["next"])
             history = history_from_report(previous_report)
         return RoundInputs(
-            model=manifest.model,
+            evaluator=ctx.evaluator,
             global_state=global_state,
             updates=updates,
             invalid=invalid,
-            validation=ctx.validation,
             rule=manifest.rule,
             rule_params=manifest.rule_params,
             outliers=_config(OutlierConfig, manifest.outliers, "outliers"),

@@ -18,6 +18,7 @@ from aggregator.contribution import (
     similarity_scores,
 )
 from aggregator.errors import AggregatorError
+from aggregator.evaluation import builtin_evaluator
 
 WORTH = np.array([0.5, 0.2, 0.0, -0.1])
 
@@ -84,7 +85,7 @@ def test_similarity_is_the_clipped_cosine():
 def utility(digits_round):
     X, y = digits_round.data.validation.X, digits_round.data.validation.y
     deltas = torch.cat([digits_round.honest[:4], digits_round.label_flipped[None]])
-    return SubsetUtility("digits_mlp", digits_round.global_flat, deltas, X, y)
+    return SubsetUtility(builtin_evaluator("digits_mlp", X, y), digits_round.global_flat, deltas)
 
 
 @pytest.mark.parametrize("method", ["gtg_shapley", "leave_one_out", "similarity"])
@@ -106,19 +107,22 @@ def test_scores_cover_every_submitter_sum_to_one_and_honest_lead(utility, method
 
 
 def test_accuracy_utility_works_too(utility):
-    acc = SubsetUtility("digits_mlp", utility.global_flat, utility.deltas, utility.X, utility.y, "accuracy")
+    acc = SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas, "accuracy")
     assert 0.0 <= acc([]) <= 1.0 and acc([0, 1, 2, 3]) > acc([])
     assert acc.calls == 2 and acc([3, 2, 1, 0]) == acc([0, 1, 2, 3]) and acc.calls == 2
+    # "metric" is the task's own: accuracy for classification.
+    metric = SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas, "metric")
+    assert metric([0, 1]) == acc([0, 1])
 
 
 def test_fallbacks_when_the_valuation_gives_nothing(utility):
     players = ["h0", "h1", "h2", "h3", "flipper"]
-    stuck = SubsetUtility("digits_mlp", utility.global_flat, utility.deltas * 0.0, utility.X, utility.y)
+    stuck = SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas * 0.0)
     agg = utility.deltas[:4].mean(0).float()
     result = contribution_scores(players, players, utility=stuck, aggregate=agg)
     assert result.basis == "uniform_fallback"  # zero deltas: no gain and no direction
     assert all(v == pytest.approx(0.2) for v in result.scores.values())
-    flat = SubsetUtility("digits_mlp", utility.global_flat, utility.deltas * 1e-9, utility.X, utility.y)
+    flat = SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas * 1e-9)
     result = contribution_scores(players, players, utility=flat, aggregate=agg)
     assert result.basis == "similarity_fallback" and result.scores["flipper"] < result.scores["h0"]
 
@@ -130,9 +134,9 @@ def test_bad_calls_are_refused(utility):
     with pytest.raises(AggregatorError):
         contribution_scores(list("abcde"), list("abcd"), utility=utility, aggregate=agg)
     with pytest.raises(AggregatorError):
-        SubsetUtility("digits_mlp", utility.global_flat, utility.deltas[:, :-1], utility.X, utility.y)
+        SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas[:, :-1])
     with pytest.raises(AggregatorError):
-        SubsetUtility("digits_mlp", utility.global_flat, utility.deltas, utility.X, utility.y, "f1")
+        SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas, "f1")
     for bad in ({"method": "banzhaf"}, {"utility": "f1"}, {"max_permutations": 0}, {"truncation": -1.0}):
         with pytest.raises(AggregatorError):
             ContributionConfig(**bad)

@@ -42,7 +42,7 @@ def flat_delta(local, base):
 
 
 def test_zoo_and_spec():
-    assert MODELS == ("digits_linear", "digits_mlp")
+    assert {"digits_linear", "digits_mlp", "digits_cnn", "mlp", "linear", "cnn"} <= set(MODELS)
     spec = model_spec(MLP)
     assert list(spec) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert spec["0.weight"] == ((64, 64), "float32") and spec["2.bias"] == ((10,), "float32")

@@ -11,6 +11,7 @@ from safetensors.torch import load
 
 from aggregator.contribution import ContributionConfig
 from aggregator.errors import AggregatorError, InsufficientUpdates
+from aggregator.evaluation import builtin_evaluator
 from aggregator.models import unflatten_state
 from aggregator.pipeline import RoundInputs, run_round
 from aggregator.report import SCORE_UNIT, canonical_json, fixed_point_scores, result_digest
@@ -26,10 +27,11 @@ def inputs(digits_round):
     }
     updates["0x" + "f" * 40] = unflatten_state(-5.0 * digits_round.honest[0], digits_round.global_state)
     return RoundInputs(
-        model="digits_mlp",
+        evaluator=builtin_evaluator(
+            "digits_mlp", digits_round.data.validation.X, digits_round.data.validation.y
+        ),
         global_state=digits_round.global_state,
         updates=updates,
-        validation=(digits_round.data.validation.X, digits_round.data.validation.y),
         rule="multi_krum",
         rule_params={"f": 1},
         contribution=ContributionConfig(max_permutations=20),
@@ -129,18 +131,30 @@ def test_too_few_left_after_outlier_detection_is_refused(inputs, digits_round):
 @pytest.mark.parametrize(
     "change",
     [
-        {"model": "nope"},
+        {"evaluator": "digits_mlp"},
         {"rule": "mean-ish"},
         {"rule_params": {"f": -1}},
         {"update_kind": "gradient"},
         {"round_index": -1},
-        {"validation": (torch.zeros(5, 64), torch.zeros(4, dtype=torch.int64))},
-        {"validation": (torch.full((5, 64), float("nan")), torch.zeros(5, dtype=torch.int64))},
     ],
 )
 def test_bad_round_settings_are_refused(inputs, change):
     with pytest.raises(AggregatorError):
         run_round(replace(inputs, **change))
+
+
+@pytest.mark.parametrize(
+    ("X", "y"),
+    [
+        (torch.zeros(5, 64), torch.zeros(4, dtype=torch.int64)),
+        (torch.full((5, 64), float("nan")), torch.zeros(5, dtype=torch.int64)),
+        (torch.zeros(5, 32), torch.zeros(5, dtype=torch.int64)),
+        (torch.zeros(5, 64), torch.full((5,), 12, dtype=torch.int64)),
+    ],
+)
+def test_validation_data_that_cannot_be_scored_is_refused(X, y):
+    with pytest.raises(AggregatorError):
+        builtin_evaluator("digits_mlp", X, y)
 
 
 def test_a_global_model_of_another_shape_is_refused(inputs):

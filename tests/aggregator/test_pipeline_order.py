@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from aggregator.evaluation import builtin_evaluator
 from aggregator.models import evaluate, initial_state, model_spec
 from aggregator.pipeline import RoundInputs, run_round
 
@@ -23,7 +24,10 @@ def test_round_keeps_tensor_names_when_the_state_is_not_in_spec_order():
     y = torch.randint(0, 10, (40,), generator=generator)
     outcome = run_round(
         RoundInputs(
-            model="digits_mlp", global_state=shuffled, updates=updates, validation=(X, y), rule="fedavg"
+            evaluator=builtin_evaluator("digits_mlp", X, y),
+            global_state=shuffled,
+            updates=updates,
+            rule="fedavg",
         )
     )
     for name, (shape, _) in spec.items():

@@ -131,7 +131,7 @@ def test_finalized_round_shows_scores_and_predictions_follow_the_new_model(api, 
     assert all(0.2 < score < 0.5 for score in view["scores"].values())
     report = api.client.get(f"/v1/projects/{project_id}/rounds/0/report", headers=headers).json()
     assert report["round"] == 0
-    assert report["model"] == "digits_linear"
+    assert report["model"] == "builtin:digits_linear"
 
     url = f"/v1/projects/{project_id}/predict"
     # Which model is current is read from chain at most once per cache TTL, like tiers.
