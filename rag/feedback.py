@@ -17,12 +17,33 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import BigInteger, Engine, Float, ForeignKey, Integer, String, func, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from backend.chain.errors import ChainUnavailable, revert_class
-from backend.chain.source_registry import SCALE, FeedbackBatch, FeedbackEntry, SourceRegistry, encode_feedback
+from backend.chain.errors import ChainUnavailable, ContractRevert, TransactionFailed, revert_class
+from backend.chain.source_registry import (
+    SCALE,
+    FeedbackBatch,
+    FeedbackEntry,
+    SourceRegistry,
+    decode_feedback,
+    encode_feedback,
+)
 from backend.db import Base, create_all, session_scope
+from backend.db.lease import DatabaseLease
 from rag.errors import QueueError
 from rag.signals import Deltas
 
@@ -42,6 +63,8 @@ class PendingBatch(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[float] = mapped_column(Float)
     gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # An attempt ended without a verdict (chain down, no receipt): it may still land, so never abandon it blind.
+    in_doubt: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PendingUpdate(Base):
@@ -71,10 +94,12 @@ class FeedbackQueue:
         max_age: float = 60.0,
         clock: Callable[[], float] = time.time,
         on_applied: Callable[[FeedbackBatch], None] | None = None,
+        lease_s: float = 300.0,
     ):
         if max_queries < 1 or not (math.isfinite(max_age) and max_age > 0):
             raise QueueError("max_queries must be >= 1 and max_age a positive number of seconds")
         create_all(engine)
+        _add_missing_columns(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.registry = registry
         self.evaluator = evaluator
@@ -84,6 +109,8 @@ class FeedbackQueue:
         self.on_applied = on_applied
         self._max_delta: int | None = None
         self.applied: list[FeedbackBatch] = []
+        # Longer than a flush can take (a transaction and its receipt), so a live flusher never loses it.
+        self.lease = DatabaseLease(engine, "rag-feedback-flush", lease_s, clock=time.time)
 
     # -- enqueue ---------------------------------------------------------------------------------------------
 
@@ -132,15 +159,41 @@ class FeedbackQueue:
     # -- flush -----------------------------------------------------------------------------------------------
 
     def flush(self) -> FeedbackBatch | None:
-        """Send everything pending as one batch (up to `maxDelta` per source; the rest is carried)."""
+        """Send everything pending as one batch (up to `maxDelta` per source; the rest is carried).
+
+        One flusher at a time across every worker sharing the database (a lease): another worker's flush in
+        progress makes this one return None at once, and the rows wait for the next tick."""
         if self.evaluator is None:
             raise QueueError("no evaluator key: the updates stay queued until a flush with one")
-        self.recover()
+        if not self.lease.acquire():
+            return None
+        try:
+            return self._flush_holding_lease()
+        finally:
+            self.lease.release()
+
+    def _flush_holding_lease(self) -> FeedbackBatch | None:
+        unsettled = self.recover()
+        if unsettled is not None:
+            # A batch that may still be pending on chain is sent again under its epoch, never rebuilt: of two
+            # transactions with one epoch at most one can land, so its rows cannot be credited twice.
+            open_id, open_epoch, packed = unsettled
+            return self._send(open_id, open_epoch, list(decode_feedback(bytes.fromhex(packed))))
         if self._max_delta is None:
             self._max_delta = self.registry.max_delta()
+        epoch = self.registry.epoch() + 1
         with session_scope(self._sessions) as session:
-            rows = session.scalars(select(PendingUpdate).where(PendingUpdate.batch_id.is_(None))).all()
+            batch = PendingBatch(epoch=epoch, entries="", status=_SENT, created_at=self.clock())
+            session.add(batch)
+            session.flush()
+            # One statement claims every pending row: a concurrent claim (another worker whose lease expired)
+            # finds them taken, on SQLite (one writer) and PostgreSQL (the row locks) alike.
+            session.execute(
+                update(PendingUpdate).where(PendingUpdate.batch_id.is_(None)).values(batch_id=batch.id)
+            )
+            rows = session.scalars(select(PendingUpdate).where(PendingUpdate.batch_id == batch.id)).all()
             if not rows:
+                session.rollback()
                 return None
             totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
             for row in rows:
@@ -150,17 +203,11 @@ class FeedbackQueue:
             entries = [
                 FeedbackEntry(sid, min(p, bound), min(n, bound)) for sid, (p, n) in sorted(totals.items())
             ]
-            carry = [(sid, p - min(p, bound), n - min(n, bound)) for sid, (p, n) in sorted(totals.items())]
-            epoch = self.registry.epoch() + 1
-            batch = PendingBatch(epoch=epoch, entries=encode_feedback(entries).hex(), status=_SENT,
-                                 created_at=self.clock())  # fmt: skip
-            session.add(batch)
-            session.flush()
-            for row in rows:
-                row.batch_id = batch.id
-            for sid, p, n in carry:
-                if p or n:  # the part over the bound waits for the next batch, already detached from this one
-                    session.add(PendingUpdate(query_id=f"carry:{batch.id}", source_id=sid, positive=p, negative=n,
+            batch.entries = encode_feedback(entries).hex()
+            for sid, (p, n) in sorted(totals.items()):
+                if p > bound or n > bound:  # the part over the bound waits for the next batch
+                    session.add(PendingUpdate(query_id=f"carry:{batch.id}", source_id=sid,
+                                              positive=max(0, p - bound), negative=max(0, n - bound),
                                               created_at=self.clock()))  # fmt: skip
             batch_id = batch.id
         return self._send(batch_id, epoch, entries)
@@ -170,16 +217,23 @@ class FeedbackQueue:
         try:
             applied = self.registry.apply_feedback(self.evaluator, epoch, entries)
         except revert_class("WrongEpoch"):
-            # Another evaluator took this epoch: give the rows back; the next flush numbers them afresh.
-            self._abandon(batch_id)
+            # Someone took this epoch: perhaps this very batch, sent before and mined meanwhile. Ask the chain.
+            found = self._settle(batch_id)
+            if found is not None:
+                return found
             raise QueueError(f"epoch {epoch} was taken by another batch; the updates stay queued") from None
-        except ChainUnavailable:
-            raise QueueError(
-                "the chain is unreachable; the batch is recorded and will be recovered"
-            ) from None
-        except Exception:
+        except ContractRevert:
+            # Refused, so not applied by this attempt; an earlier attempt that may be pending keeps it open.
+            if self._in_doubt(batch_id):
+                raise
             self._abandon(batch_id)
             raise
+        except (ChainUnavailable, TransactionFailed) as exc:
+            # Sent or not, mined or not: unknown. The batch stays recorded; the next flush settles it.
+            self._mark_in_doubt(batch_id)
+            raise QueueError(
+                f"the chain is unreachable or did not confirm ({exc}); the batch is recorded and will be settled"
+            ) from None
         self._mark_applied(batch_id, applied.gas_used)
         self._record(applied)
         return applied
@@ -194,6 +248,14 @@ class FeedbackQueue:
             batch = session.get_one(PendingBatch, batch_id)
             batch.status, batch.gas_used = _APPLIED, gas_used
 
+    def _mark_in_doubt(self, batch_id: int) -> None:
+        with session_scope(self._sessions) as session:
+            session.get_one(PendingBatch, batch_id).in_doubt = True
+
+    def _in_doubt(self, batch_id: int) -> bool:
+        with session_scope(self._sessions) as session:
+            return bool(session.get_one(PendingBatch, batch_id).in_doubt)
+
     def _abandon(self, batch_id: int) -> None:
         with session_scope(self._sessions) as session:
             batch = session.get_one(PendingBatch, batch_id)
@@ -206,27 +268,52 @@ class FeedbackQueue:
             ):
                 session.delete(row)
 
-    def recover(self) -> None:
-        """Settle batches recorded as sent: applied if their epoch's event on chain carries them, else requeued."""
+    def _settle(self, batch_id: int) -> FeedbackBatch | None:
+        """Settle one sent batch by the chain: the on-chain batch if it landed (marked applied), else None
+        (abandoned if its epoch has passed, so it can never land; left open if it still could)."""
+        with session_scope(self._sessions) as session:
+            batch = session.get_one(PendingBatch, batch_id)
+            epoch, entries = batch.epoch, batch.entries
+        on_chain = {b.epoch: b for b in self.registry.feedback_batches()}
+        found = on_chain.get(epoch)
+        if found is not None and self._ours(found, entries):
+            self._mark_applied(batch_id, None)
+            return found
+        if max(on_chain, default=0) >= epoch:
+            self._abandon(batch_id)
+        return None
+
+    def _ours(self, found: FeedbackBatch, entries: str) -> bool:
+        assert self.evaluator is not None
+        return found.evaluator == self.evaluator.address and encode_feedback(found.entries).hex() == entries
+
+    def recover(self) -> tuple[int, int, str] | None:
+        """Settle batches recorded as sent by what the chain holds: applied if their epoch's event carries them,
+        requeued if their epoch passed without them; the one whose epoch is still to come (it may be pending)
+        is returned as (batch id, epoch, entries hex) to be sent again under that epoch."""
         with session_scope(self._sessions) as session:
             sent = [
                 (b.id, b.epoch, b.entries)
-                for b in session.scalars(select(PendingBatch).where(PendingBatch.status == _SENT))
+                for b in session.scalars(
+                    select(PendingBatch).where(PendingBatch.status == _SENT).order_by(PendingBatch.id)
+                )
             ]
         if not sent:
-            return
+            return None
         on_chain = {b.epoch: b for b in self.registry.feedback_batches()}
-        assert self.evaluator is not None  # checked by flush
+        head = max(on_chain, default=0)
+        open_batch = None
         for batch_id, epoch, entries in sent:
             found = on_chain.get(epoch)
-            if (
-                found is not None
-                and found.evaluator == self.evaluator.address
-                and encode_feedback(found.entries).hex() == entries
-            ):
+            if found is not None and self._ours(found, entries):
                 self._mark_applied(batch_id, None)
-            else:
-                self._abandon(batch_id)
+            elif epoch <= head:
+                self._abandon(batch_id)  # its epoch passed without it: it can never land
+            elif open_batch is None:
+                open_batch = (batch_id, epoch, entries)
+            # Any other batch for the next epoch stays open too: only one of them can land, and the chain
+            # says which at the next settlement.
+        return open_batch
 
     def stats(self) -> dict[str, int]:
         with session_scope(self._sessions) as session:
@@ -237,6 +324,14 @@ class FeedbackQueue:
                 select(func.count()).select_from(PendingUpdate).where(PendingUpdate.batch_id.is_(None))
             )
         return {"pending_updates": pending or 0, **{f"batches_{k}": v for k, v in counts.items()}}
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Databases made before `in_doubt` existed get the column (create_all adds tables, never columns)."""
+    columns = {c["name"] for c in inspect(engine).get_columns(PendingBatch.__tablename__)}
+    if "in_doubt" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE rag_feedback_batches ADD COLUMN in_doubt BOOLEAN DEFAULT FALSE"))
 
 
 class FlushTimer:

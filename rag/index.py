@@ -10,6 +10,8 @@ Embeddings are cached by the sha256 of the text, so copies of one corpus held by
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +26,14 @@ from rag.errors import RagError
 
 __all__ = ["Embedder", "Hit", "HybridIndex"]
 
+log = logging.getLogger(__name__)
+
 
 class Embedder:
     """all-MiniLM-L6-v2 (or any sentence-transformers model folder), unit-normalized, with a content cache.
 
-    `cache_dir` persists vectors as one .npy per text hash between runs; the in-memory cache always applies.
+    `cache_dir` persists vectors as one .npy per text hash between runs (shared by every process of a home:
+    written atomically, and a missing, partial or corrupt file is recomputed); the in-memory cache always applies.
     """
 
     def __init__(self, model_path: Path | str | None = None, cache_dir: Path | None = None):
@@ -58,6 +63,30 @@ class Embedder:
     def _disk_path(self, key: str) -> Path | None:
         return self._cache_dir / f"{key}.npy" if self._cache_dir else None
 
+    @staticmethod
+    def _load(path: Path) -> np.ndarray | None:
+        """A cached vector, or None if the file is missing, partial or not one vector (then it is recomputed)."""
+        try:
+            vector = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if vector.ndim != 1 or vector.dtype != np.float32 or not np.isfinite(vector).all():
+            return None
+        return vector
+
+    @staticmethod
+    def _store(path: Path, vector: np.ndarray) -> None:
+        """Write through a temporary file renamed into place: another process never reads a partial file."""
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                np.save(handle, vector)
+            os.replace(temporary, path)
+        except OSError as exc:  # a full or read-only cache costs a recomputation later, never the query
+            log.warning("embedding cache: cannot write %s: %s", path.name, exc)
+            temporary.unlink(missing_ok=True)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """float32 unit vectors, one row per text."""
         keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
@@ -67,8 +96,9 @@ class Embedder:
                 if key in self._cache:
                     continue
                 disk = self._disk_path(key)
-                if disk is not None and disk.exists():
-                    self._cache[key] = np.load(disk)
+                cached = self._load(disk) if disk is not None else None
+                if cached is not None:
+                    self._cache[key] = cached
                 else:
                     missing.append((key, text))
             unique = dict(missing)
@@ -77,8 +107,7 @@ class Embedder:
                 for key, vector in zip(unique, vectors, strict=True):
                     self._cache[key] = vector.astype(np.float32)
                     if (disk := self._disk_path(key)) is not None:
-                        disk.parent.mkdir(parents=True, exist_ok=True)
-                        np.save(disk, self._cache[key])
+                        self._store(disk, self._cache[key])
             if not keys:
                 return np.zeros((0, self.dimension), dtype=np.float32)
             return np.stack([self._cache[k] for k in keys])

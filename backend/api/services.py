@@ -34,6 +34,7 @@ from backend.api.core.siwe_login import SiweVerifier
 from backend.api.core.tokens import RevocationList, TokenService
 from backend.chain.access_registry import AccessRegistry
 from backend.chain.client import ChainClient
+from backend.chain.reads import BlockCachedClient
 from backend.db import create_all, make_engine
 from backend.errors import TrustmarketError
 from backend.settings import Settings
@@ -190,11 +191,18 @@ def _sqlite_normal_sync(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _build_chain(settings: Settings) -> Part[ChainClient]:
-    try:
-        return Part("chain", ChainClient.from_settings(settings))
-    except TrustmarketError as exc:
-        return Part.missing("chain", str(exc))
+def _build_chain(
+    settings: Settings, api: ApiSettings, given: ChainClient | Missing | None
+) -> Part[ChainClient]:
+    """The chain, its reads pinned to one block per request and cached by block (`backend.chain.reads`)."""
+    if given is None:
+        try:
+            given = ChainClient.from_settings(settings)
+        except TrustmarketError as exc:
+            return Part.missing("chain", str(exc))
+    if isinstance(given, Missing):
+        return Part("chain", given)
+    return Part("chain", BlockCachedClient(given, head_ttl_s=api.chain_head_ttl_s))
 
 
 def _build_store(settings: Settings) -> Part[ContentStore]:
@@ -263,7 +271,7 @@ def build_services(
 
     create_all(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
-    chain_part = Part("chain", chain) if chain is not None else _build_chain(settings)
+    chain_part = _build_chain(settings, api, chain)
     relayer_part = Part("relayer", relayer) if relayer is not None else _build_relayer(api, chain_part)
     store_part = Part("store", store) if store is not None else _build_store(settings)
     feedback = Part("feedback", build=lambda: _feedback_queue(settings, chain_part, relayer_part, engine))

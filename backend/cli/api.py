@@ -40,10 +40,14 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (state is in the DB).")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Start the API with uvicorn (configuration from TRUSTMARKET_* and TRUSTMARKET_API_* variables)."""
+    """Start the API with uvicorn (configuration from TRUSTMARKET_* and TRUSTMARKET_API_* variables).
+
+    SIGTERM drains: no new connections, requests in flight finish (up to TRUSTMARKET_API_SHUTDOWN_GRACE_S),
+    then unspent quota blocks are handed back and the audit log is flushed."""
     import uvicorn
 
     from backend.api import ApiSettings
+    from backend.api.serving import uvicorn_options
 
     api = ApiSettings()
     if workers > 1 and api.jwt_secret is None:
@@ -52,8 +56,9 @@ def serve(
     application = served_app()
     bind_host, bind_port = host or api.host, port or api.port
     console.print(f"trustmarket API on http://{bind_host}:{bind_port} (OpenAPI at /docs)", highlight=False)
+    options = uvicorn_options(api, log_level=log_level)
     if workers == 1:
-        uvicorn.run(application, host=bind_host, port=bind_port, log_level=log_level)
+        uvicorn.run(application, host=bind_host, port=bind_port, **options)
     else:
         uvicorn.run(
             "backend.cli.api:served_app",
@@ -61,7 +66,7 @@ def serve(
             host=bind_host,
             port=bind_port,
             workers=workers,
-            log_level=log_level,
+            **options,
         )
 
 

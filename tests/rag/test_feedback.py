@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from backend.chain.source_registry import (
     PRIOR_NEGATIVE,
     PRIOR_POSITIVE,
     FeedbackEntry,
+    SourceRegistry,
     deploy_source_registry,
 )
 from backend.db import make_engine
@@ -113,7 +115,7 @@ def test_crash_after_send_is_recovered_without_double_apply(engine, registry, de
     assert restarted.stats()["batches_applied"] == 1
 
 
-def test_batch_that_never_landed_is_requeued(engine, registry, dev_accounts):
+def test_batch_that_never_landed_is_sent_again_under_its_epoch(engine, registry, dev_accounts):
     queue = make_queue(engine, registry, dev_accounts, Clock())
     queue.enqueue("q1", {1: Deltas(1, 0)})
     queue.flush()
@@ -127,9 +129,10 @@ def test_batch_that_never_landed_is_requeued(engine, registry, dev_accounts):
     with engine.begin() as conn:
         conn.execute(update(PendingUpdate).where(PendingUpdate.query_id == "q2").values(batch_id=99))
     assert queue.pending_queries() == 0
+    # Its epoch is still the next one, so it may yet land: it is resent as it was, never rebuilt.
     batch = queue.flush()
     assert batch.epoch == 2 and batch.entries == (FeedbackEntry(2, 1000, 0),)
-    assert queue.stats()["batches_abandoned"] == 1
+    assert queue.stats() == {"pending_updates": 0, "batches_applied": 2}
 
 
 def test_epoch_taken_by_another_evaluator_keeps_updates(engine, registry, dev_accounts, chain_client):
@@ -214,3 +217,60 @@ def test_queue_without_a_key_only_stores(engine, registry, dev_accounts):
     with pytest.raises(QueueError, match="no evaluator key"):
         queue.flush()
     assert make_queue(engine, registry, dev_accounts, Clock()).flush().epoch == 1
+
+
+@pytest.mark.parametrize("lease_s", [300.0, 1e-9], ids=["lease-held", "lease-expired"])
+def test_two_workers_never_credit_one_observation_twice(
+    engine, registry, dev_accounts, chain_client, lease_s
+):
+    """Worker B's timer fires while worker A's batch is in flight; B's own transaction would go out after A's
+    landed. Before the lease, B requeued A's rows, rebuilt them into a batch for the same epoch, had it refused
+    and requeued them again: credited twice. Now B waits for the lease (or, if A's lease expired, resends A's
+    batch unchanged), and every observation is credited once."""
+    worker_a = make_queue(engine, registry, dev_accounts, Clock(), lease_s=lease_s)
+    worker_b = make_queue(engine, SourceRegistry(chain_client, registry.address), dev_accounts, Clock())
+    worker_a.enqueue("q1", {1: Deltas(1, 0)})
+    worker_a.enqueue("q2", {2: Deltas(0, 1)})
+    send_a, send_b = worker_a.registry.apply_feedback, worker_b.registry.apply_feedback
+    in_flight: list = []
+    landed: list = []
+
+    def b_sends(evaluator, epoch, entries):
+        landed.append(send_a(*in_flight))  # A's transaction, in flight all along, lands first
+        return send_b(evaluator, epoch, entries)
+
+    def a_sends(evaluator, epoch, entries):
+        in_flight[:] = [evaluator, epoch, entries]
+        worker_b.registry.apply_feedback = b_sends
+        with contextlib.suppress(QueueError):
+            worker_b.flush()
+        return landed[0] if landed else send_a(evaluator, epoch, entries)
+
+    worker_a.registry.apply_feedback = a_sends
+    try:
+        worker_a.flush()
+    finally:
+        worker_a.registry.apply_feedback, worker_b.registry.apply_feedback = send_a, send_b
+    assert worker_a.flush() is None and worker_b.flush() is None  # nothing left to send
+    assert counts(registry, 1) == (1000, 0) and counts(registry, 2) == (0, 1000)
+    assert registry.epoch() == 1
+
+
+def test_a_batch_mined_without_a_receipt_is_settled_not_requeued(engine, registry, dev_accounts, monkeypatch):
+    from backend.chain.errors import TransactionFailed
+
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    queue.enqueue("q1", {1: Deltas(1, 0)})
+    real = registry.apply_feedback
+
+    def mined_but_unconfirmed(*args):
+        real(*args)
+        raise TransactionFailed("no receipt after 60s")
+
+    monkeypatch.setattr(registry, "apply_feedback", mined_but_unconfirmed)
+    with pytest.raises(QueueError, match="will be settled"):
+        queue.flush()
+    monkeypatch.undo()
+    assert queue.pending_queries() == 0  # not handed back to the queue: it may have landed
+    assert queue.flush() is None  # settled from the chain: it did land
+    assert counts(registry, 1) == (1000, 0) and queue.stats() == {"pending_updates": 0, "batches_applied": 1}

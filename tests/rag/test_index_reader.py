@@ -31,6 +31,41 @@ def test_embedder_is_normalized_and_cached(embedder, tmp_path):
     assert np.array_equal(fresh.encode(["a sentence to persist"]), first)  # read from disk, no model load
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (384,), }", b"not numpy"],
+    ids=["empty", "half-written", "garbage"],
+)
+def test_a_partial_cache_file_is_recomputed_not_an_error(embedder, tmp_path, damage):
+    """A file another process is still writing (or left half-written) reads as a miss, and is replaced."""
+    import hashlib
+
+    text = "a sentence whose cache file was cut short"
+    expected = embedder.encode([text])[0]
+    path = tmp_path / f"{hashlib.sha256(text.encode()).hexdigest()}.npy"
+    path.write_bytes(damage)
+    cached = Embedder(cache_dir=tmp_path)
+    cached._model = embedder.model
+    assert np.array_equal(cached.encode([text])[0], expected)
+    assert np.array_equal(np.load(path), expected)  # rewritten whole
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cache_writes_are_atomic(embedder, tmp_path, monkeypatch):
+    """A write that fails half-way leaves no file under the final name (readers see a miss, not half a file)."""
+    cached = Embedder(cache_dir=tmp_path)
+    cached._model = embedder.model
+
+    def dies_half_way(handle, vector):
+        handle.write(b"\x93NUMPY")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", dies_half_way)
+    vector = cached.encode(["a sentence on a full disk"])[0]  # the query still gets its vector
+    assert vector.shape == (384,)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_search_finds_the_paragraph_of_most_questions(small_corpus, index):
     questions = small_corpus.questions
     top3 = sum(q.doc_id in {small_corpus.documents[h.position].doc_id for h in index.search(q.question, 3)}

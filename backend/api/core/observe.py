@@ -1,4 +1,5 @@
-"""One ASGI middleware around every request: the body-size cap (413), Prometheus metrics and the audit row.
+"""One ASGI middleware around every request: the body-size cap (413), Prometheus metrics, the audit row, and the
+chain block its reads are pinned to (`backend.chain.reads`).
 
 It is plain ASGI (no BaseHTTPMiddleware) so it adds no task or stream copy per request. Routes' access decisions
 reach it through `scope["state"]["audit"]`, which `require_scope` and `public` fill in.
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.core.audit import AuditLog, AuditRecord
 from backend.api.core.errors import problem_response
+from backend.chain.reads import pinned_reads
 
 __all__ = ["AUDIT_KEY", "ApiMetrics", "RequestObserver"]
 
@@ -90,7 +92,8 @@ class RequestObserver:
 
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, observed_send)
+            with pinned_reads():  # every chain read of this request at one block, cached by it
+                await self.app(scope, receive, observed_send)
         finally:
             self._account(scope, path, status, time.perf_counter() - started)
 

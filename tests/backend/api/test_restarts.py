@@ -101,3 +101,65 @@ def test_bulkhead_hands_slots_over_in_order_and_survives_cancellation():
         return order
 
     assert asyncio.run(scenario()) == ["first", "second"]
+
+
+def test_sigterm_drains_requests_in_flight_then_hands_quota_back(
+    api, settings, api_settings, chain_client, clock
+):
+    """What `trustmarket api serve` does on SIGTERM, on a real uvicorn server: the request in flight finishes,
+    new connections are refused, and the lifespan then hands the unspent quota block back."""
+    import signal
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+    from fastapi import Depends
+
+    from backend.api.deps import public
+    from backend.api.serving import uvicorn_options
+
+    user, _ = api.member("drained", tier=2)
+    headers = api.login(user)  # same database and JWT secret as the server below: the token is good there
+    services = build_services(settings, api_settings, chain=chain_client, monotonic=clock)
+    app = create_app(settings, services=services)
+    entered = threading.Event()
+
+    @app.get("/test/slow", dependencies=[Depends(public)])
+    async def slow() -> dict:
+        entered.set()
+        await asyncio.sleep(0.5)
+        return {"finished": True}
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(api_settings, log_level="warning")))
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    serving.start()
+    try:
+        while not server.started:
+            assert serving.is_alive(), "the server did not start"
+            serving.join(0.02)
+        for _ in range(3):
+            assert httpx.get(f"{base}/v1/projects", headers=headers, timeout=30).status_code == 200
+        assert _units_charged(services, user.address) == 400
+        answers: list[httpx.Response] = []
+        in_flight = threading.Thread(
+            target=lambda: answers.append(httpx.get(f"{base}/test/slow", timeout=30))
+        )
+        in_flight.start()
+        assert entered.wait(30)
+        server.handle_exit(signal.SIGTERM, None)  # what uvicorn's SIGTERM handler calls
+        in_flight.join(30)
+        serving.join(30)
+    finally:
+        server.should_exit = True
+        serving.join(30)
+        listener.close()
+    assert answers and answers[0].status_code == 200 and answers[0].json() == {"finished": True}
+    assert not serving.is_alive()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/healthz", timeout=2)
+    assert _units_charged(services, user.address) == 3
+    services.close()

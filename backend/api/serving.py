@@ -1,0 +1,24 @@
+"""How `trustmarket api serve` runs the app under uvicorn: the options that make a restart safe.
+
+On SIGTERM (or Ctrl-C) uvicorn stops accepting connections, lets the requests in flight finish for up to
+`TRUSTMARKET_API_SHUTDOWN_GRACE_S` seconds, then runs the app's lifespan shutdown: the feedback timer stops,
+unspent quota blocks go back to the database, and the last audit rows are written. A supervisor (systemd, a
+container runtime, uvicorn's own for several workers) then starts the new process on the same port.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.api.core.config import ApiSettings
+
+__all__ = ["uvicorn_options"]
+
+
+def uvicorn_options(api: ApiSettings, *, log_level: str = "info") -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.run` / `uvicorn.Config` beside the app, host and port."""
+    return {
+        "log_level": log_level,
+        "timeout_graceful_shutdown": api.shutdown_grace_s,
+        "lifespan": "on",  # the lifespan does the shutdown work above: a server without it must not start
+    }
