@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,9 +42,21 @@ class Settings(BaseSettings):
     tx_timeout: float = 60.0
 
     # Content store
-    store: Literal["local", "kubo"] = "local"
+    store: str = Field(
+        default="local",
+        description="`local` (a folder: TRUSTMARKET_STORE_PATH), a folder path, an IPFS gateway URL "
+        "(http://host:port), a Kubo RPC URL (http://host:5001/api/v0), or `kubo` (TRUSTMARKET_KUBO_URL).",
+    )
     store_path: Path | None = None
     kubo_url: str = "http://127.0.0.1:5001"
+    store_upload_url: str | None = Field(
+        default=None,
+        description="Where a gateway store writes: the gateway itself (default), a Kubo RPC URL (.../api/v0) "
+        "or the REST API's .../v1/uploads.",
+    )
+    store_token: SecretStr | None = Field(
+        default=None, description="Bearer token for writes (a gateway's write token, or an API access token)."
+    )
 
     # Off-chain state
     database_url: str | None = None
