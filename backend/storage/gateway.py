@@ -16,11 +16,17 @@ it is revealed, and private data never does.
 Writes (`POST /ipfs/`, the body is the file) are accepted only with `Authorization: Bearer <token>` when the
 server was started with a write token, up to `max_upload` bytes; the answer is `201` with the CID (also in the
 `Ipfs-Hash` header, as the former writable gateway did). Without a token the gateway is read-only (`405`).
+
+Beside the content, `/exchange/` is a small mailbox of JSON notes under names (the verifier committee's
+signatures: `/exchange/<market>/<project>/<round>/<verifier>`): `PUT` a note (write token, at most 64 KiB, a JSON
+object), `GET` a folder for every note in it. Notes need no trust either: each is a signature the chain checks.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +46,8 @@ from backend.storage.local import LocalStore
 
 IMMUTABLE = "public, max-age=29030400, immutable"
 DEFAULT_MAX_UPLOAD = 1 << 30
+MAX_NOTE = 64 << 10
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -76,8 +84,10 @@ class Gateway:
                 Route("/ipfs/", self.upload, methods=["POST"]),
                 Route("/ipfs/{cid}", self.content, methods=["GET", "HEAD"]),
                 Route("/ipfs/{cid}/{path:path}", self.no_paths, methods=["GET", "HEAD"]),
+                Route("/exchange/{path:path}", self.note, methods=["GET", "PUT"]),
             ]
         )
+        self.notes = store.root / "exchange"
 
     async def info(self, request: Request) -> JSONResponse:
         return JSONResponse(
@@ -143,7 +153,7 @@ class Gateway:
         for piece in iter_file(self.store.read_block, root):
             yield bytes(piece)
 
-    async def upload(self, request: Request) -> JSONResponse:
+    def _refuse_write(self, request: Request) -> JSONResponse | None:
         if self.write_token is None:
             return _problem(405, "this gateway is read-only")
         given = request.headers.get("authorization", "")
@@ -151,6 +161,34 @@ class Gateway:
             given[7:].encode(), self.write_token.encode()
         ):
             return _problem(401, "uploads need the gateway's write token (Authorization: Bearer ...)")
+        return None
+
+    async def note(self, request: Request) -> JSONResponse:
+        parts = [p for p in request.path_params["path"].split("/") if p]
+        if not parts or len(parts) > 8 or not all(_NAME.match(p) and p not in (".", "..") for p in parts):
+            return _problem(400, "a note's name is 1 to 8 parts of letters, digits, '_', '.' and '-'")
+        where = self.notes.joinpath(*parts)
+        if request.method == "GET":
+            return JSONResponse(await run_in_threadpool(_read_notes, where))
+        refused = self._refuse_write(request)
+        if refused is not None:
+            return refused
+        body = await request.body()
+        if len(body) > MAX_NOTE:
+            return _problem(413, f"a note is at most {MAX_NOTE} bytes")
+        try:
+            note = json.loads(body)
+        except ValueError:
+            return _problem(400, "a note is a JSON object")
+        if not isinstance(note, dict):
+            return _problem(400, "a note is a JSON object")
+        await run_in_threadpool(_write_note, where, body)
+        return JSONResponse({"stored": "/".join(parts)}, status_code=201)
+
+    async def upload(self, request: Request) -> JSONResponse:
+        refused = self._refuse_write(request)
+        if refused is not None:
+            return refused
         version = request.query_params.get("cid-version", "0")
         if version not in ("0", "1"):
             return _problem(400, "cid-version must be 0 or 1")
@@ -174,4 +212,25 @@ class Gateway:
         return JSONResponse(body, status_code=201, headers={"Ipfs-Hash": cid, "Location": f"/ipfs/{cid}"})
 
 
-__all__ = ["DEFAULT_MAX_UPLOAD", "Gateway"]
+def _write_note(where: Path, body: bytes) -> None:
+    where.parent.mkdir(parents=True, exist_ok=True)
+    partial = where.with_name(f".{where.name}.partial")
+    partial.write_bytes(body)
+    partial.replace(where)  # a reader sees the old note or the new one, never half
+
+
+def _read_notes(folder: Path) -> dict[str, Any]:
+    """The notes directly in `folder`, by name (unreadable ones are left out: their writers can send again)."""
+    notes: dict[str, Any] = {}
+    if not folder.is_dir():
+        return notes
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and not entry.name.startswith("."):
+            try:
+                notes[entry.name] = json.loads(entry.read_bytes())
+            except (OSError, ValueError):
+                continue
+    return notes
+
+
+__all__ = ["DEFAULT_MAX_UPLOAD", "MAX_NOTE", "Gateway"]

@@ -272,3 +272,18 @@ def _reader(data: bytes):
             return data
 
     return Once()
+
+
+def test_the_mailbox_keeps_notes_for_writers_with_the_token(served):
+    _, url = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    note = {"verifier": "0xabc", "signature": ["0x1", "0x2"]}
+    assert httpx.put(f"{url}/exchange/m/1/0/v1", json=note, headers=auth).status_code == 201
+    assert httpx.put(f"{url}/exchange/m/1/0/v2", json={"x": 1}, headers=auth).status_code == 201
+    assert httpx.get(f"{url}/exchange/m/1/0").json() == {"v1": note, "v2": {"x": 1}}
+    assert httpx.get(f"{url}/exchange/m/1/9").json() == {}
+    assert httpx.put(f"{url}/exchange/m/1/0/v3", json=note).status_code == 401
+    assert httpx.put(f"{url}/exchange/m/1/0/v3", content=b"[1]", headers=auth).status_code == 400
+    assert httpx.put(f"{url}/exchange/m/1/0/v3", content=b"x" * 70_000, headers=auth).status_code == 413
+    assert httpx.get(f"{url}/exchange/m/../../etc").status_code in (400, 404)
+    assert httpx.get(f"{url}/exchange/m/%2e%2e/x").status_code == 400
