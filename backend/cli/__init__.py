@@ -24,10 +24,16 @@ __all__ = ["app", "main"]
 # name -> (module under backend.cli, one-line help). A sub-app module exposes `app` (a `Commands`).
 SUB_APPS: dict[str, tuple[str, str]] = {
     "api": ("api", "The REST API: serve it, list its routes' access, export its OpenAPI."),
-    "chain": ("chain", "The local chain: start anvil, deploy the contracts, show the deployment."),
+    "chain": (
+        "chain",
+        "The chain: start or attach to anvil, deploy or attach to a deployment, advance a local clock.",
+    ),
     "project": ("project", "Create a training project and follow its rounds (owners)."),
     "rag": ("rag", "Decentralized RAG weighted by on-chain source reliability."),
-    "storage": ("storage", "Content-addressed storage whose CIDs equal Kubo's: add, get, stat, pin, unpin."),
+    "storage": (
+        "storage",
+        "Content-addressed storage whose CIDs equal Kubo's: add, get, stat, pin, unpin, serve.",
+    ),
     "trainer": ("trainer", "Take part in a project as a trainer."),
     "verifier": (
         "verifier",

@@ -92,6 +92,14 @@ class CliContext:
         else:
             console.print(payload)
 
+    def emit_line(self, payload: Any, render: Callable[[Any], None] | None = None) -> None:
+        """One event of a long-running command: a compact JSON line each (with --json), or text."""
+        if self.as_json:
+            sys.stdout.write(json.dumps(payload, sort_keys=True, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            self.emit(payload, render)
+
     def say(self, message: str) -> None:
         """A line for people (nothing under --json, whose output is the payload alone)."""
         if not self.as_json:

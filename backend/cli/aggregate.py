@@ -71,7 +71,7 @@ def aggregate(
             runner.watch(
                 [project],
                 poll=poll,
-                on_finalized=lambda d: cli.emit(_finalized_payload(d), _render_finalized),
+                on_finalized=lambda d: cli.emit_line(_finalized_payload(d), _render_finalized),
             )
         return
     target = round_ if round_ is not None else runner.ready(project)

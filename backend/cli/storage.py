@@ -11,7 +11,7 @@ import typer
 from backend.cli._common import console, fail
 from backend.cli._context import CliContext, Commands
 
-app = Commands(help="Content-addressed storage whose CIDs equal Kubo's: add, get, stat, pin, unpin.")
+app = Commands(help="Content-addressed storage whose CIDs equal Kubo's: add, get, stat, pin, unpin, serve.")
 
 CidArgument = Annotated[str, typer.Argument(help="The content's CID (CIDv0 Qm... or CIDv1 bafy.../bafk...).")]
 
@@ -94,3 +94,35 @@ def unpin(ctx: typer.Context, cid: CidArgument) -> None:
     cli = CliContext.of(ctx)
     cli.store.unpin(cid)
     cli.emit({"cid": cid, "pinned": False}, lambda p: console.print(f"unpinned {p['cid']}", highlight=False))
+
+
+@app.command(output=False)
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0 for other machines).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    max_upload: Annotated[int, typer.Option(help="Largest upload accepted, in bytes.", min=1)] = 1 << 30,
+) -> None:
+    """Serve the local store by the IPFS trustless gateway protocol (GET /ipfs/CID, raw blocks and CARs).
+
+    Anyone who reaches it may read everything in the store. Uploads (POST /ipfs/) are accepted only when
+    TRUSTMARKET_STORE_TOKEN is set here, from clients that send it (their TRUSTMARKET_STORE_TOKEN).
+    """
+    import uvicorn
+
+    from backend.storage import LocalStore
+    from backend.storage.gateway import Gateway
+
+    cli = CliContext.of(ctx)
+    store = cli.store
+    if not isinstance(store, LocalStore):
+        raise fail(f"storage serve serves a local store; TRUSTMARKET_STORE is {cli.settings.store!r}")
+    token = cli.settings.store_token.get_secret_value() if cli.settings.store_token else None
+    gateway = Gateway(store, write_token=token, max_upload=max_upload)
+    writes = (
+        "uploads with the write token" if token else "read-only (set TRUSTMARKET_STORE_TOKEN for uploads)"
+    )
+    console.print(f"gateway for {store.root} on http://{host}:{port}/ipfs/ ({writes})", highlight=False)
+    uvicorn.run(gateway.app, host=host, port=port, log_level="warning")

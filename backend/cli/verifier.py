@@ -302,10 +302,18 @@ def run(
     ctx: typer.Context,
     bls_key: BlsKeyOption,
     exchange: Annotated[
-        Path, typer.Option("--exchange", help="Folder the committee shares for signature files.")
-    ],
+        str | None,
+        typer.Option(
+            "--exchange",
+            help="Where the committee shares signatures: a folder, or a gateway's mailbox URL "
+            "(default: <gateway>/exchange when TRUSTMARKET_STORE is a gateway).",
+        ),
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="One pass over finalized rounds, then exit.")] = False,
     poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between passes.")] = 5.0,
+    max_poll: Annotated[
+        float, typer.Option("--max-poll", min=0.1, help="Longest pause while nothing changes (it doubles).")
+    ] = 60.0,
     from_block: Annotated[
         int, typer.Option("--from-block", min=0, help="Where to start reading events.")
     ] = 0,
@@ -318,11 +326,22 @@ def run(
 ) -> None:
     """Watch finalized rounds: recompute each, sign on a match (attest at quorum), challenge on a mismatch."""
     from backend.chain.training_market import TrainingMarket
-    from backend.committee.exchange import SignatureExchange
+    from backend.chain.verifier_committee import CommitteeError
+    from backend.committee.exchange import open_exchange
     from backend.committee.keys import load_key
     from backend.committee.service import CommitteeService
 
     cli = VerifierContext.of(ctx)
+    settings = cli.settings
+    token = settings.store_token.get_secret_value() if settings.store_token else None
+    if exchange is None:
+        if not settings.store.startswith(("http://", "https://")) or settings.store.rstrip("/").endswith(
+            "/api/v0"
+        ):
+            raise CommitteeError(
+                "pass --exchange FOLDER|URL (the store is not a gateway whose mailbox could serve)"
+            )
+        exchange = settings.store.rstrip("/") + "/exchange"
     keys = load_key(bls_key)
     vc = cli.committee(committee)
     who = cli.account(signer)
@@ -332,28 +351,35 @@ def run(
         cli.store,
         keys,
         who,
-        SignatureExchange(exchange),
+        open_exchange(exchange, token),
         challenge=not no_challenge,
     )
 
-    def show(outcome) -> None:
-        line = {
-            "project": outcome.project_id,
-            "round": outcome.round,
-            "action": outcome.action,
-            "detail": outcome.detail,
-        }
-        cli.emit(
-            line,
-            lambda p: console.print(
-                f"project {p['project']} round {p['round']}: {p['action']} {p['detail']}"
-            ),
+    def line(outcome) -> dict:
+        return {"project": outcome.project_id, "round": outcome.round, "action": outcome.action,
+                "detail": outcome.detail}  # fmt: skip
+
+    def render(p: dict) -> None:
+        console.print(
+            f"project {p['project']} round {p['round']}: {p['action']} {p['detail']}", highlight=False
         )
 
     if once:
-        for outcome in service.run_once(from_block):
-            show(outcome)
+        outcomes = [line(o) for o in service.run_once(from_block)]
+
+        def render_all(rows: list[dict]) -> None:
+            for row in rows:
+                render(row)
+            if not rows:
+                console.print("nothing to do")
+
+        cli.emit(outcomes, render_all)
         return
-    cli.say(f"verifying rounds as {who.address}; Ctrl-C stops")
+    cli.say(f"verifying rounds as {who.address} (signatures via {exchange}); Ctrl-C stops")
     with contextlib.suppress(KeyboardInterrupt):
-        service.run(poll=poll, from_block=from_block, on_outcome=show)
+        service.run(
+            poll=poll,
+            max_poll=max_poll,
+            from_block=from_block,
+            on_outcome=lambda o: cli.emit_line(line(o), render),
+        )

@@ -28,7 +28,11 @@ from backend.chain.verifier_committee import (
 )
 from backend.committee import bls
 
-__all__ = ["Attestation", "VerifierSignature", "aggregate", "join", "sign_round", "submit"]
+__all__ = ["Attestation", "EmptyCommittee", "VerifierSignature", "aggregate", "join", "sign_round", "submit"]
+
+
+class EmptyCommittee(CommitteeError):
+    """The snapshot committee of a round has no members, so nothing can ever attest that round."""
 
 
 def _hex_point(point: Iterable[int]) -> list[str]:
@@ -194,6 +198,11 @@ def _build(
     committee: VerifierCommittee, market, project_id, round_, digest, epoch, candidates, rejected
 ) -> Attestation:
     total = committee.epoch(epoch).total_stake
+    if total == 0:
+        raise EmptyCommittee(
+            f"the committee of epoch {epoch}, this round's snapshot, has no members (the round was finalized "
+            "before any verifier joined): no quorum can attest it; its challenge window applies"
+        )
     signed = sum(member.stake for member, _, _ in candidates.values())
     if not candidates or signed * QUORUM_DENOMINATOR < total * QUORUM_NUMERATOR:
         reasons = "; ".join(f"{a}: {why}" for a, why in rejected.items())

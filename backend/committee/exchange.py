@@ -1,7 +1,9 @@
-"""The folder a committee shares for signature files, one per verifier and round result.
+"""Where a committee shares its signatures, one per verifier and round result: a folder everyone mounts, or the
+mailbox of a trustless gateway (`trustmarket storage serve`, `/exchange/`), so that verifiers on separate
+machines need share nothing but the gateway.
 
-Verifiers drop their signatures here and whoever sees a quorum aggregates them; the chain, not the folder, decides
-what counts, so an unreadable or foreign file is logged and skipped.
+Verifiers drop their signatures here and whoever sees a quorum aggregates them; the chain, not the exchange,
+decides what counts, so an unreadable or foreign entry is logged and skipped.
 """
 
 from __future__ import annotations
@@ -9,14 +11,21 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any, Protocol
 
+import httpx
 from web3 import Web3
 
+from backend.chain.verifier_committee import CommitteeError
 from backend.committee.attestation import VerifierSignature
 
-__all__ = ["SignatureExchange"]
+__all__ = ["Exchange", "ExchangeUnavailable", "GatewayExchange", "SignatureExchange", "open_exchange"]
 
 log = logging.getLogger(__name__)
+
+
+class ExchangeUnavailable(CommitteeError):
+    """The gateway holding the committee's signatures cannot be reached or refused a signature."""
 
 
 class SignatureExchange:
@@ -47,3 +56,54 @@ class SignatureExchange:
             except (OSError, ValueError) as exc:
                 log.warning("skipping signature file %s: %s", path, exc)
         return signatures
+
+
+class Exchange(Protocol):
+    def put(self, signature: VerifierSignature) -> object: ...
+
+    def collect(self, market: str, project_id: int, round_: int) -> list[VerifierSignature]: ...
+
+
+class GatewayExchange:
+    """The mailbox of a trustless gateway: `PUT/GET <url>/<market>/<project>/<round>[/<verifier>]`."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(timeout=timeout, headers=headers)
+
+    def _folder(self, market: str, project_id: int, round_: int) -> str:
+        return f"{self.url}/{Web3.to_checksum_address(market)}/{project_id}/{round_}"
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ExchangeUnavailable(f"the signature exchange at {self.url} is unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            raise ExchangeUnavailable(
+                f"the signature exchange at {self.url} answered HTTP {response.status_code}: {response.text[:200]}"
+            )
+        return response
+
+    def put(self, signature: VerifierSignature) -> str:
+        url = f"{self._folder(signature.market, signature.project_id, signature.round)}/{signature.verifier}"
+        self._send("PUT", url, content=json.dumps(signature.to_json(), sort_keys=True).encode())
+        return url
+
+    def collect(self, market: str, project_id: int, round_: int) -> list[VerifierSignature]:
+        notes = self._send("GET", self._folder(market, project_id, round_)).json()
+        signatures = []
+        for name, note in sorted(notes.items() if isinstance(notes, dict) else []):
+            try:
+                signatures.append(VerifierSignature.from_json(note))
+            except (TypeError, ValueError, KeyError) as exc:
+                log.warning("skipping signature %s from %s: %s", name, self.url, exc)
+        return signatures
+
+
+def open_exchange(where: str, token: str | None = None) -> SignatureExchange | GatewayExchange:
+    """A folder path, or a gateway's mailbox URL (http://host:port/exchange)."""
+    if where.startswith(("http://", "https://")):
+        return GatewayExchange(where, token)
+    return SignatureExchange(Path(where))

@@ -20,8 +20,8 @@ from backend.chain.errors import ChainError, revert_class
 from backend.chain.training_market import TrainingMarket
 from backend.chain.verifier_committee import CommitteeError, VerifierCommittee
 from backend.committee import bls
-from backend.committee.attestation import aggregate, sign_round, submit
-from backend.committee.exchange import SignatureExchange
+from backend.committee.attestation import EmptyCommittee, aggregate, sign_round, submit
+from backend.committee.exchange import Exchange
 from backend.errors import TrustmarketError
 from backend.marketplace.recompute import VerifyReport, verify_round
 from backend.storage import ContentStore
@@ -52,7 +52,7 @@ class CommitteeService:
         store: ContentStore,
         keys: bls.KeyPair,
         account: LocalAccount,
-        exchange: SignatureExchange,
+        exchange: Exchange,
         *,
         challenge: bool = True,
         verify: Callable[[TrainingMarket, ContentStore, int, int], VerifyReport] = verify_round,
@@ -109,8 +109,10 @@ class CommitteeService:
         signatures = self.exchange.collect(self.market.address, project_id, round_)
         try:
             attestation, rejected = aggregate(self.committee, signatures)
+        except EmptyCommittee as exc:
+            return RoundOutcome(project_id, round_, "unattestable", str(exc))
         except CommitteeError as exc:
-            return RoundOutcome(project_id, round_, "signed", str(exc))
+            return RoundOutcome(project_id, round_, "signed", f"waiting for a quorum: {exc}")
         for verifier, why in rejected.items():
             log.warning("project=%s round=%s left out %s: %s", project_id, round_, verifier, why)
         try:
@@ -136,7 +138,7 @@ class CommitteeService:
                 else self.process(project_id, round_)
             )
             log.info("project=%s round=%s %s %s", project_id, round_, outcome.action, outcome.detail)
-            if outcome.action in {"attested", "challenged", "mismatch"}:
+            if outcome.action in {"attested", "challenged", "mismatch", "unattestable"}:
                 self._done.add(key)
             elif outcome.action == "signed":
                 self._signed.add(key)
@@ -147,16 +149,33 @@ class CommitteeService:
         self,
         *,
         poll: float = 5.0,
+        max_poll: float = 60.0,
         from_block: int = 0,
         until: Callable[[], bool] = lambda: False,
         on_outcome: Callable[[RoundOutcome], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """Poll until `until()` is true; a node that is down is logged and retried, never fatal."""
+        """Poll until `until()` is true. Each round's outcome is reported once, when it changes (a round waiting
+        for its quorum is news once, not every pass); while nothing changes the pause doubles up to `max_poll`. A
+        node or exchange that is down is logged once per distinct error and retried, never fatal."""
+        reported: dict[tuple[int, int], tuple[str, str]] = {}
+        last_error = None
+        delay = poll
         while not until():
+            changed = False
             try:
                 for outcome in self.run_once(from_block):
+                    key, seen = (outcome.project_id, outcome.round), (outcome.action, outcome.detail)
+                    if reported.get(key) == seen:
+                        continue
+                    reported[key] = seen
+                    changed = True
                     if on_outcome is not None:
                         on_outcome(outcome)
+                last_error = None
             except ChainError as exc:
-                log.warning("chain unavailable, retrying in %.0fs: %s", poll, exc)
-            time.sleep(poll)
+                if str(exc) != last_error:
+                    log.warning("waiting for the chain or the exchange (retrying): %s", exc)
+                    last_error = str(exc)
+            delay = poll if changed else min(delay * 2, max(max_poll, poll))
+            sleep(delay)

@@ -10,7 +10,8 @@ import errno
 import hashlib
 import os
 import secrets
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from backend.storage import cids
@@ -48,6 +49,45 @@ def write_all(fd: int, parts: Sequence[Buffer]) -> None:
             views[0] = views[0][written:]
 
 
+def replace_atomically(tmp: str, path: str, parts: Sequence[Buffer], *, durable: bool, action: str) -> None:
+    """Write `parts` into `tmp` (created exclusively) and rename it over `path`: readers see the old file or the
+    whole new one, never half. The temp file is removed on any failure."""
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            write_all(fd, parts)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise os_error(exc, action) from exc
+        raise
+
+
+def write_streamed(path: Path, pieces: Iterable[Buffer]) -> None:
+    """Stream `pieces` into `path`, which appears only once complete; on any error `path` is left untouched
+    (the pieces are verified content, so a failure half-way must not leave a plausible file behind)."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    except OSError as exc:
+        raise os_error(exc, f"writing {path}") from exc
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for piece in pieces:
+                out.write(piece)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise os_error(exc, f"writing {path}") from exc
+        raise
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -83,20 +123,9 @@ class BlockWriter:
             self._shards.add(shard)
         tmp = f"{shard}/{self._tmp}{self._count}"
         self._count += 1
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            try:
-                write_all(fd, parts)
-                if self._durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            unlink_quietly(tmp)
-            if isinstance(exc, OSError):
-                raise os_error(exc, f"writing block {cids.cid_text(cid)}") from exc
-            raise
+        replace_atomically(
+            tmp, path, parts, durable=self._durable, action=f"writing block {cids.cid_text(cid)}"
+        )
 
     def _stored_intact(self, path: str, size: int, cid: bytes) -> bool:
         """Whether the block is already there with the right bytes (a damaged copy gets rewritten by this put)."""
@@ -140,6 +169,8 @@ __all__ = [
     "fsync_dir",
     "os_error",
     "read_fully",
+    "replace_atomically",
     "unlink_quietly",
     "write_all",
+    "write_streamed",
 ]

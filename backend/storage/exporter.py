@@ -77,6 +77,19 @@ def iter_file(get_block: BlockGetter, root: bytes) -> Iterator[memoryview]:
         )
 
 
+def iter_blocks(get_block: BlockGetter, root: bytes) -> Iterator[tuple[bytes, bytes | memoryview]]:
+    """Every block of a file DAG as (binary CID, bytes), depth first, parents before children: the order the
+    trustless gateway protocol's CARs use (`order=dfs`), so a reader can verify and use each block as it comes."""
+    stack = [root]
+    while stack:
+        cid = stack.pop()
+        block = get_block(cid)
+        yield cid, block
+        if cids.codec_of(cid) == cids.DAG_PB:
+            node, _ = _file_node(root, cid, block)
+            stack.extend(link.cid for link in reversed(node.links))
+
+
 def _is_leaf(link: dagpb.PBLink, blocksize: int) -> bool:
     """Whether a child is a leaf, from its parent alone.
 
@@ -116,4 +129,4 @@ def walk_dag(get_block: BlockGetter, root: bytes, visit: BlockVisitor | None = N
     return DagShape(size=size, blocks=blocks, cumulative_size=cumulative)
 
 
-__all__ = ["BlockGetter", "BlockVisitor", "DagShape", "iter_file", "walk_dag"]
+__all__ = ["BlockGetter", "BlockVisitor", "DagShape", "iter_blocks", "iter_file", "walk_dag"]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import httpx
 
 from backend.storage import cids
 from backend.storage.base import ContentStat, Source, check_cid_version, compute_cid, iter_source
+from backend.storage.blockfiles import write_streamed
 from backend.storage.errors import ContentNotFound, CorruptedBlock, StorageError, StoreUnavailable
 from backend.storage.exporter import iter_file, walk_dag
 from backend.storage.importer import CHUNK_SIZE, DagBuilder
@@ -97,22 +96,7 @@ class KuboStore:
 
     def get_to(self, cid: str, path: Path) -> None:
         """Stream the verified content into `path`; on any error `path` is left untouched."""
-        root = self._root(cid)
-        path = Path(path)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-        except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for piece in iter_file(self._read_block, root):
-                    out.write(piece)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-            raise
+        write_streamed(path, iter_file(self._read_block, self._root(cid)))
 
     def has(self, cid: str) -> bool:
         """Whether the node holds every block of `cid` itself (asked offline: no search of the network)."""

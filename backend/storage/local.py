@@ -36,6 +36,7 @@ from backend.storage.blockfiles import (
     fsync_dir,
     os_error,
     read_fully,
+    replace_atomically,
     unlink_quietly,
     write_all,
 )
@@ -202,6 +203,10 @@ class LocalStore:
             pinned=self._pin_path(root).exists(),
         )
 
+    def read_block(self, cid: bytes) -> bytes:
+        """One block by binary CID, verified (what the gateway serves as `application/vnd.ipld.raw`)."""
+        return self._read_block(cid)
+
     def pins(self) -> list[str]:
         """The CIDs pinned in this store, sorted."""
         found = []
@@ -283,20 +288,13 @@ class LocalStore:
         if path.exists():
             return
         tmp = self._pins / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        line = (cid_text.encode() + b"\n",)
+        replace_atomically(str(tmp), str(path), line, durable=self.durable, action=f"pinning {cid_text}")
+        if self.durable:
             try:
-                write_all(fd, (cid_text.encode() + b"\n",))
-                if self.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            if self.durable:
                 fsync_dir(str(self._pins))
-        except OSError as exc:
-            unlink_quietly(tmp)
-            raise os_error(exc, f"pinning {cid_text}") from exc
+            except OSError as exc:
+                raise os_error(exc, f"pinning {cid_text}") from exc
 
     @contextmanager
     def _lock(self, mode: int) -> Iterator[None]:

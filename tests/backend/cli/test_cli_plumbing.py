@@ -138,7 +138,7 @@ def test_wei_reads_and_prints_raw_amounts(deployed_cli_env, dev_accounts, tmp_pa
 
 
 def test_every_command_has_json_and_one_signer_option():
-    servers = {"api serve", "api openapi", "rag source serve"}
+    servers = {"api serve", "api openapi", "rag source serve", "storage serve"}
     seen = 0
     for name in [*SUB_APPS, *COMMANDS]:
         stack = [(name, load_command(name))]

@@ -125,7 +125,7 @@ def test_honest_round_is_attested_by_the_committee(
         env, "verifier", "run", "--bls-key", key_file, "--exchange", exchange.root, "--once",
         "--signer", f"dev:{VERIFIERS[3]}", "--json",
     )  # fmt: skip
-    assert out == {"action": "attested", "detail": "already attested", "project": project, "round": 0}
+    assert out == [{"action": "attested", "detail": "already attested", "project": project, "round": 0}]
 
 
 def test_a_tampered_result_is_challenged_not_signed(

@@ -319,7 +319,7 @@ def test_open_store_follows_settings(tmp_path) -> None:
     kubo = open_store(Settings(store="kubo", kubo_url="http://127.0.0.1:5999"))
     assert isinstance(kubo, KuboStore) and kubo.url == "http://127.0.0.1:5999"
     assert isinstance(local, ContentStore) and isinstance(kubo, ContentStore)
-    with pytest.raises(StorageError, match="unknown store kind 'ftp'"):
+    with pytest.raises(StorageError, match="TRUSTMARKET_STORE='ftp' is not"):
         open_store(Settings.model_construct(store="ftp"))
 
 
