@@ -17,8 +17,8 @@ from backend.api.core.config import ApiSettings
 from backend.api.core.errors import ApiError, install_error_handlers
 from backend.api.core.observe import RequestObserver
 from backend.api.deps import check_routes_declared
-from backend.api.routes import applications, auth, health, me, predict, projects, rag, terms, uploads
 from backend.api.explorer import install as install_explorer
+from backend.api.routes import applications, auth, health, me, predict, projects, rag, terms, uploads
 from backend.api.services import ApiServices, build_services
 from backend.settings import Settings, get_settings
 from rag.feedback import FeedbackQueue, FlushTimer

@@ -224,4 +224,3 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
         out.append(t)
     out.sort(key=lambda t: (t.status == "flagged", -(t.report.score or 0) if t.report else 0, t.address))
     return out
-

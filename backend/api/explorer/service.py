@@ -100,7 +100,7 @@ class Explorer:
             return self._parts
 
     def _build(self) -> ExplorerParts:
-        return build_parts(self.services.require("market"), self.services.require("store"), self.settings)
+        return build_parts(self.services.market.get(), self.services.store.get(), self.settings)
 
     def close(self) -> None:
         if self._parts is not None:

@@ -56,7 +56,9 @@ def number(value: Any, digits: int = 3) -> str:
         return "not a number" if math.isnan(x) else ("infinite" if x > 0 else "minus infinite")
     if x == 0:
         return "0"
-    if 1e-3 <= abs(x) < 1e6:
+    if 1e3 <= abs(x) < 1e9:
+        return f"{x:,.0f}"
+    if 1e-3 <= abs(x) < 1e3:
         text = f"{x:.{digits}g}"
         return text if "e" not in text else f"{x:.{max(digits - 1, 0)}f}"
     return f"{x:.{digits - 1}e}"
