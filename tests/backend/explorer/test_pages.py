@@ -8,10 +8,10 @@ import json
 import re
 
 import pytest
+from explorer_helpers import data, rows, text, visible_keys
 
 from backend.api.explorer.routes import block_stream
 from backend.storage import fetch_verified
-from explorer_helpers import data, rows, text, visible_keys
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
