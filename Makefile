@@ -14,9 +14,11 @@ export PATH := $(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast bench lint clean compile
+.PHONY: install demo test test-fast bench lint clean compile browser
 
-install: $(VENV)/.installed node_modules/.installed $(SOLC_SHIM) .build/.compiled
+EXPLORER_VENDOR := backend/api/explorer/static/vendor
+
+install: $(VENV)/.installed node_modules/.installed $(SOLC_SHIM) .build/.compiled $(EXPLORER_VENDOR)/.copied browser
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 2; }
@@ -45,6 +47,22 @@ $(SOLC_SHIM): tools/solc-shim.js node_modules/.installed
 	if [ -d contracts/.cache/openzeppelin/5.7.0/build ]; then rm -rf contracts/.cache; $(VENV)/bin/ape pm install --force; fi
 	$(VENV)/bin/ape compile
 	touch $@
+
+# The explorer's chart library (uPlot, pinned in package.json) is served by the API process: no CDN.
+$(EXPLORER_VENDOR)/.copied: node_modules/.installed
+	mkdir -p $(EXPLORER_VENDOR)
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css node_modules/uplot/LICENSE $(EXPLORER_VENDOR)/
+	touch $@
+
+# The explorer's browser tests drive Debian's chromium (Playwright's own browser download is not reachable). Where
+# apt is not available, or we are not root, the tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+		 || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }) \
+		|| echo "chromium could not be installed: the explorer's browser tests will skip"; \
+	else echo "no chromium and no apt (as root): the explorer's browser tests will skip"; fi
 
 compile: install
 

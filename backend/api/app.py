@@ -17,6 +17,7 @@ from backend.api.core.config import ApiSettings
 from backend.api.core.errors import ApiError, install_error_handlers
 from backend.api.core.observe import RequestObserver
 from backend.api.deps import check_routes_declared
+from backend.api.explorer import install as install_explorer
 from backend.api.routes import applications, auth, health, me, predict, projects, rag, terms, uploads
 from backend.api.services import ApiServices, build_services
 from backend.settings import Settings, get_settings
@@ -71,6 +72,7 @@ def create_app(
             # Unspent quota blocks go back, so a restart charges nobody for what they did not use.
             await run_in_threadpool(services.quotas.release)
             await run_in_threadpool(services.audit.flush)  # the last requests' rows are written
+            await run_in_threadpool(app.state.explorer.close)  # the background verifier stops
 
     app = FastAPI(
         title="trustmarket API",
@@ -92,6 +94,7 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_explorer(app, services)  # the web explorer at / and below (docs/explorer.md)
     app.add_middleware(
         RequestObserver,
         metrics=services.metrics,

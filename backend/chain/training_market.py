@@ -35,6 +35,7 @@ __all__ = [
     "RoundInfo",
     "RoundResult",
     "Submission",
+    "SubmissionEntry",
     "TrainerInfo",
     "TrainingMarket",
 ]
@@ -164,6 +165,15 @@ class ProjectInfo:
     initial_model_sha256: str
     config_cid: str
     config_sha256: str
+    # Accounting and the slashing rule (see ITrainingMarket.Project).
+    slash_after_flags: int = 0
+    slash_bps: int = 0
+    owner_claimed: bool = False
+    allocated_pool: int = 0
+    owner_refund: int = 0
+    last_finalized_at: int = 0
+    total_submissions: int = 0
+    total_flags: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,15 @@ class Submission:
     cid: str
     sha256: str
     block: int
+
+
+@dataclass(frozen=True)
+class SubmissionEntry:
+    """A trainer's entry in one round: submitted, flagged at finalization, and the wei credited for it."""
+
+    submitted: bool
+    flagged: bool
+    share: int
 
 
 @dataclass(frozen=True)
@@ -344,6 +363,14 @@ class TrainingMarket(ContractFacade):
             initial_model_sha256=_hex(p["initialModelSha256"]),
             config_cid=p["configCid"],
             config_sha256=_hex(p["configSha256"]),
+            slash_after_flags=p["slashAfterFlags"],
+            slash_bps=p["slashBps"],
+            owner_claimed=p["ownerClaimed"],
+            allocated_pool=p["allocatedPool"],
+            owner_refund=p["ownerRefund"],
+            last_finalized_at=p["lastFinalizedAt"],
+            total_submissions=p["totalSubmissions"],
+            total_flags=p["totalFlags"],
         )
 
     def round(self, project_id: int, round_: int) -> RoundInfo:
@@ -392,6 +419,13 @@ class TrainingMarket(ContractFacade):
         """(end of the open round's submission window, the aggregator's deadline)."""
         window_end, aggregator_deadline = self._call("roundDeadlines", project_id)
         return int(window_end), int(aggregator_deadline)
+
+    def submission_entry(self, project_id: int, round_: int, trainer: str) -> SubmissionEntry:
+        """`trainer`'s entry in the round: the share credited at finalization (0 while the round is open)."""
+        submitted, flagged, share = self._call(
+            "getSubmission", project_id, round_, Web3.to_checksum_address(trainer)
+        )
+        return SubmissionEntry(bool(submitted), bool(flagged), int(share))
 
     def has_submitted(self, project_id: int, round_: int, trainer: str) -> bool:
         entry = self._call("getSubmission", project_id, round_, Web3.to_checksum_address(trainer))

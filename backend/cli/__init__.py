@@ -30,6 +30,7 @@ SUB_APPS: dict[str, tuple[str, str]] = {
     ),
     "project": ("project", "Create a training project and follow its rounds (owners)."),
     "rag": ("rag", "Decentralized RAG weighted by on-chain source reliability."),
+    "report": ("report", "Round reports as figures: the explorer's charts written as PNG."),
     "storage": (
         "storage",
         "Content-addressed storage whose CIDs equal Kubo's: add, get, stat, pin, unpin, serve.",

@@ -27,6 +27,7 @@ from backend.chain.anvil import Anvil, start_anvil
 from backend.chain.artifacts import Artifacts
 from backend.chain.client import ChainClient
 from backend.chain.deploy import deploy_contracts
+from backend.chain.deployments import Deployments
 from backend.chain.keys import dev_account
 from backend.chain.training_market import TrainingMarket
 from backend.marketplace.publish import publish_project
@@ -71,9 +72,11 @@ def run_demo(
     *,
     settings: Settings | None = None,
     chain_url: str | None = None,
+    deployments: Deployments | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo and return (and write) its report."""
+    """Run the demo and return (and write) its report. With `deployments` (on the node at `chain_url`) the demo
+    uses the market deployed there, e.g. one wired to a verifier committee, instead of deploying its own."""
     config = config or DemoConfig()
     settings = settings or Settings()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,18 +86,19 @@ def run_demo(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(out_dir, config, settings, node.url, on_round)
+        return _run(out_dir, config, settings, node.url, deployments, on_round)
     finally:
         torch.set_num_threads(threads)
         node.stop()
 
 
-def _run(out_dir, config, settings, url, on_round) -> dict[str, Any]:
+def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any]:
     client = ChainClient(url, Artifacts.load(settings.artifacts_path))
     deployer, owner, aggregator, arbiter = (dev_account(i, client.chain_id) for i in range(4))
-    deployments = deploy_contracts(
-        client, deployer, names=("TrainingMarket",), network="ethereum:local:foundry"
-    )
+    if deployments is None:
+        deployments = deploy_contracts(
+            client, deployer, names=("TrainingMarket",), network="ethereum:local:foundry"
+        )
     client.deployments = deployments
     market = TrainingMarket(client)
     store = LocalStore(out_dir / "store")
@@ -153,6 +157,7 @@ def _run(out_dir, config, settings, url, on_round) -> dict[str, Any]:
         done: FinalizedRound = runner.finalize(project_id, r)
         accuracy = evaluate("digits_mlp", done.outcome.global_state, data.test.X, data.test.y).accuracy
         row = {
+            "project": project_id,
             "round": r,
             "accuracy": accuracy,
             "flagged": done.outcome.flagged,

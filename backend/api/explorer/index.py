@@ -1,0 +1,104 @@
+"""What the explorer keeps between requests: every event of a contract, fetched incrementally, and reads
+remembered for the block they were made at.
+
+`EventIndex` asks the node only for the blocks it has not seen (one `eth_getLogs` per new range, all of the
+contract's events at once), so a page costs the same on block 10 and on block 10 million. A chain that went
+backwards (anvil restarted, a snapshot reverted) is indexed again from the deployment block. `BlockMemo`
+remembers values for the newest block only: a new block makes every read fresh again, and the old block's
+values are dropped rather than kept growing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from backend.chain.client import ChainClient
+
+__all__ = ["BlockMemo", "ChainEvent", "EventIndex"]
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """One decoded event: its name, its arguments, and where it sits in the chain."""
+
+    name: str
+    args: dict[str, Any]
+    block: int
+    transaction: str
+    log_index: int
+
+
+class EventIndex:
+    """Every event of one deployed contract from `first_block` up to the last block synced."""
+
+    def __init__(self, client: ChainClient, contract: str, address: str, first_block: int = 0):
+        self.client, self.contract, self.address = client, contract, address
+        self.first_block = first_block
+        self._events: list[ChainEvent] = []
+        self._synced = first_block - 1
+        self._lock = threading.Lock()
+
+    @property
+    def synced(self) -> int:
+        """The last block indexed (first_block - 1 before the first sync)."""
+        return self._synced
+
+    def sync(self, head: int) -> None:
+        """Index blocks up to `head`; a `head` below what was indexed means the chain was reset."""
+        with self._lock:
+            if head < self._synced:
+                self._events, self._synced = [], self.first_block - 1
+            if head <= self._synced:
+                return
+            logs = self.client.all_events(
+                self.contract, from_block=self._synced + 1, to_block=head, address=self.address
+            )
+            self._events.extend(
+                ChainEvent(
+                    str(log["event"]),
+                    dict(log["args"]),
+                    int(log["blockNumber"]),
+                    log["transactionHash"].to_0x_hex(),
+                    int(log["logIndex"]),
+                )
+                for log in logs
+            )
+            self._synced = head
+
+    def events(self, name: str, **match: Any) -> list[ChainEvent]:
+        """Events called `name` whose arguments equal `match` (addresses compared case-insensitively)."""
+        wanted = {k: v.lower() if isinstance(v, str) else v for k, v in match.items()}
+
+        def fits(event: ChainEvent) -> bool:
+            for key, value in wanted.items():
+                got = event.args.get(key)
+                if (got.lower() if isinstance(got, str) else got) != value:
+                    return False
+            return True
+
+        with self._lock:
+            return [e for e in self._events if e.name == name and fits(e)]
+
+
+class BlockMemo:
+    """Values remembered for one block: `get(block, key, thunk)` computes each key once per block."""
+
+    def __init__(self) -> None:
+        self._block: int | None = None
+        self._values: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, block: int, key: Hashable, thunk: Callable[[], Any]) -> Any:
+        with self._lock:
+            if block != self._block:
+                self._block, self._values = block, {}
+            if key in self._values:
+                return self._values[key]
+        value = thunk()  # outside the lock: a slow read must not hold up the other pages
+        with self._lock:
+            if block == self._block:
+                self._values[key] = value
+        return value

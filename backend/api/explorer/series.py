@@ -1,0 +1,175 @@
+"""The explorer's charts as data: the same series feed the pages (uPlot, in the browser) and
+`trustmarket report plot` (matplotlib, PNG), so a figure in a paper is the figure on the page.
+
+x is a round index (-1 stands for the initial model) or a feedback epoch; y values are floats or None (no point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from backend.api.explorer.ledger import ProjectView
+from backend.api.explorer.sources import SourceView
+from backend.api.explorer.words import WEI, address_short
+from backend.chain.source_registry import PRIOR_NEGATIVE, PRIOR_POSITIVE
+
+__all__ = ["Chart", "Series", "accuracy_loss", "cumulative_shares", "pool_paid", "reliability_over_time"]
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    values: Sequence[float | None]
+    axis: str = "y"  # "y" or "y2" (a second scale on the right)
+    step: bool = False  # a value holds until the next point (evidence arrives in batches)
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str  # file name of the PNG, id of the element
+    title: str
+    x: list[float]
+    series: list[Series]
+    x_label: str
+    y_label: str
+    y2_label: str | None = None
+    x_kind: str = "round"  # "round" or "epoch"
+    summary: str = ""  # what the chart shows, in one sentence (its text alternative)
+    y_range: tuple[float, float] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.x or all(all(v is None for v in s.values) for s in self.series)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finalized(view: ProjectView):
+    return [r for r in view.rounds if r.finalized and r.report is not None]
+
+
+def accuracy_loss(view: ProjectView) -> Chart:
+    """Validation accuracy (left) and loss (right) of the model after each finalized round."""
+    rows = _finalized(view)
+    x: list[float] = []
+    accuracy: list[float | None] = []
+    loss: list[float | None] = []
+    if rows:
+        x.append(-1)
+        accuracy.append(rows[0].metric("accuracy_before"))
+        loss.append(rows[0].metric("loss_before"))
+    for row in rows:
+        x.append(row.round)
+        accuracy.append(row.metric("accuracy_after"))
+        loss.append(row.metric("loss_after"))
+    last = next((a for a in reversed(accuracy) if a is not None), None)
+    summary = (
+        f"Validation accuracy went from {accuracy[0]:.3f} before round 0 to {last:.3f} after round {rows[-1].round}."
+        if rows and accuracy[0] is not None and last is not None
+        else "No round has been finalized yet."
+    )
+    return Chart(
+        name="accuracy-loss",
+        title=f"Project {view.info.project_id}: validation accuracy and loss per round",
+        x=x,
+        series=[Series("accuracy", accuracy), Series("loss", loss, axis="y2")],
+        x_label="round (-1: initial model)",
+        y_label="accuracy",
+        y2_label="cross-entropy loss",
+        summary=summary,
+        y_range=(0.0, 1.0),
+    )
+
+
+def cumulative_shares(view: ProjectView, labels: dict[str, str] | None = None) -> Chart:
+    """Each trainer's credited shares added up round by round, in ether."""
+    rows = [r for r in view.rounds if r.finalized]
+    series = []
+    for standing in sorted(view.trainers, key=lambda s: -sum(s.shares.values())):
+        total, values = 0, []
+        for row in rows:
+            if row.state != "reversed":
+                total += standing.shares.get(row.round, 0)
+            values.append(total / WEI)
+        label = (labels or {}).get(standing.address) or address_short(standing.address)
+        series.append(Series(label, values))
+    top = series[0] if series and series[0].values else None
+    return Chart(
+        name="cumulative-shares",
+        title=f"Project {view.info.project_id}: trainers' cumulative shares",
+        x=[float(r.round) for r in rows],
+        series=series,
+        x_label="round",
+        y_label="credited (ETH)",
+        summary=(
+            f"{len(series)} trainers; the largest total after round {rows[-1].round} is "
+            f"{top.values[-1]:.4f} ETH ({top.label})."
+            if top and rows
+            else "Nothing has been credited yet."
+        ),
+    )
+
+
+def pool_paid(view: ProjectView) -> Chart:
+    """The escrowed pool against what the rounds allocated to trainers and left to the owner, cumulatively."""
+    rows = [r for r in view.rounds if r.finalized]
+    allocated, dust, total_a, total_d = [], [], 0, 0
+    for row in rows:
+        if row.state != "reversed":
+            total_a += row.allocated or 0
+            total_d += row.dust or 0
+        allocated.append(total_a / WEI)
+        dust.append(total_d / WEI)
+    pool = view.info.pool / WEI
+    return Chart(
+        name="pool-paid",
+        title=f"Project {view.info.project_id}: pool allocated against escrowed",
+        x=[float(r.round) for r in rows],
+        series=[
+            Series("escrowed pool", [pool] * len(rows)),
+            Series("allocated to trainers", allocated),
+            Series("owner's refund (unearned)", dust),
+        ],
+        x_label="round",
+        y_label="ETH",
+        summary=(
+            f"{total_a / WEI:.4f} of the {pool:.4f} ETH pool allocated to trainers after {len(rows)} "
+            f"finalized round{'s' if len(rows) != 1 else ''}."
+        ),
+        y_range=(0.0, pool * 1.05 if pool else 1.0),
+    )
+
+
+def reliability_over_time(sources: list[SourceView]) -> Chart:
+    """Each source's posterior mean reliability after every feedback batch, by epoch (the registry's clock: one
+    batch per epoch; several can land in one second, so wall time would stack them). Epoch 0 is the prior."""
+    epochs = sorted({0} | {p.epoch for s in sources for p in s.history})
+    series = []
+    for source in sources:
+        by_epoch = {p.epoch: p.mean for p in source.history}
+        current = PRIOR_POSITIVE / (PRIOR_POSITIVE + PRIOR_NEGATIVE)
+        values: list[float | None] = []
+        for epoch in epochs:
+            current = by_epoch.get(epoch, current)
+            values.append(current)
+        series.append(Series(f"source {source.info.source_id}", values, step=True))
+    return Chart(
+        name="source-reliability",
+        title="Sources: reliability over time",
+        x=[float(e) for e in epochs],
+        series=series,
+        x_label="feedback batch (epoch; 0: the prior)",
+        y_label="posterior mean reliability",
+        x_kind="epoch",
+        summary=(
+            "; ".join(f"source {s.info.source_id} at {s.reliability.mean:.3f}" for s in sources)
+            + f" after {epochs[-1]} batches."
+            if sources
+            else "No sources are registered."
+        ),
+        y_range=(0.0, 1.0),
+    )

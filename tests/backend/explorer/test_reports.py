@@ -1,0 +1,76 @@
+"""Reports read defensively: a real pipeline report, older and newer shapes, confidence intervals under any
+name, and documents that cannot be had (missing, not matching the chain, not JSON, a store that is down)."""
+
+from __future__ import annotations
+
+import json
+
+from backend.api.explorer.reports import ContentCache, parse_report
+from backend.storage import KuboStore, LocalStore, sha256_hex
+
+ENTRY = {
+    "status": "flagged",
+    "flags": [{"reason": "free_rider", "detail": {"norm": 0.0, "median_norm": 1.0, "ratio": 0.05}}],
+    "aggregation_weight": 0.0,
+    "score": 0.0,
+    "score_fixed": "0",
+    "valuation": None,
+    "update_sha256": "ab" * 32,
+    "outlier_stats": {"norm": 0.0, "z_score": float("nan"), "label": "x"},
+}
+
+
+def test_a_report_entry_becomes_words_and_figures():
+    report = parse_report(
+        {
+            "version": 1,
+            "rule": {"name": "multi_krum", "params": {"f": 1}, "details": {}},
+            "outlier_config": {"free_rider_ratio": 0.05},
+            "contribution": {
+                "config": {"method": "gtg_shapley", "utility": "neg_loss"},
+                "basis": "gtg_shapley",
+            },
+            "metrics": {"accuracy_after": 0.9, "loss_after": "bad"},
+            "trainers": {"0xAbC": ENTRY, "0xdef": "nonsense"},
+            "flagged": ["0xAbC"],
+        }
+    )
+    entry = report.trainer("0xabc")
+    assert entry is not None and entry.status == "flagged" and entry.score_fixed == 0
+    assert entry.flags[0].title == "free rider" and entry.flags[0].sentence.startswith("update all zeros")
+    assert entry.stats == {"norm": 0.0}  # NaN and text are dropped, not shown
+    assert report.metrics == {"accuracy_after": 0.9}
+    assert report.rule == "multi_krum" and report.contribution_method == "gtg_shapley"
+    assert report.problems == ["the entry of 0xdef is not an object"]
+
+
+def test_confidence_intervals_are_found_under_the_names_a_report_may_use():
+    for key, value in (
+        ("score_interval", [0.3, 0.1]),
+        ("score_ci", {"low": 0.1, "high": 0.3}),
+        ("confidence_interval", {"lo": 0.1, "hi": 0.3}),
+    ):
+        report = parse_report({"trainers": {"0x1": {"score": 0.2, key: value}}, "metrics": {"loss_after": 1}})
+        assert report.trainers["0x1"].interval == (0.1, 0.3)
+    assert parse_report({"trainers": {"0x1": {"score_ci": [None, 1]}}}).trainers["0x1"].interval is None
+
+
+def test_something_that_is_not_a_report_is_named_not_raised():
+    assert parse_report([1, 2]).problems == ["the report is not a JSON object"]
+    assert "the report lists no trainers" in parse_report({"version": 9}).problems
+
+
+def test_documents_that_cannot_be_had_say_why(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    doc = json.dumps({"version": 1}).encode()
+    cid = store.put(doc)
+    cache = ContentCache(store)
+    assert cache.json(cid, sha256_hex(doc)).document == {"version": 1}
+    assert cache.json(cid, "00" * 32).error == "the stored bytes do not match the sha256 on chain"
+    other = LocalStore(tmp_path / "empty")
+    assert ContentCache(other).json(cid, sha256_hex(doc)).error == "not in the content store"
+    text = b"not json"
+    bad = store.put(text)
+    assert cache.json(bad, sha256_hex(text)).error.startswith("not JSON")
+    down = ContentCache(KuboStore("http://127.0.0.1:9"))
+    assert down.json(cid, sha256_hex(doc)).error.startswith("the content store is unreachable")
