@@ -33,8 +33,10 @@ ARGS = [
 WIDTHS = {"phone": 390, "desktop": 1440}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope: Playwright's sync API keeps an event loop running in this thread while it is open, and every
+    # later test that calls asyncio.run() would fail.
     if CHROMIUM is None:
         pytest.skip(
             "no chromium on this machine: `make install` installs Debian's chromium where apt is available"
