@@ -133,6 +133,15 @@ def demo(
         "runs/demo"
     ),
     rounds: Annotated[int, typer.Option(min=1)] = 5,
+    explore: Annotated[
+        bool,
+        typer.Option(
+            "--explore",
+            help="Then keep the chain and serve the explorer on it (with a committee, a running project and "
+            "sources; docs/explorer.md) until Ctrl-C.",
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port of the explorer with --explore.", min=1, max=65535)] = 8000,
 ) -> None:
     """Run the training marketplace end to end on a fresh local anvil (see docs/quickstart.md)."""
     from rich.table import Table
@@ -140,6 +149,11 @@ def demo(
     from backend.marketplace.demo import DemoConfig, run_demo
 
     cli = CliContext.of(ctx)
+    if explore:
+        from backend.api.explorer.showcase import serve_showcase
+
+        serve_showcase(out, rounds=rounds, port=port, say=lambda line: console.print(line, highlight=False))
+        return
 
     def show_round(row: dict) -> None:
         if cli.as_json:

@@ -199,7 +199,7 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
     for address in addresses:
         entry = row.report.trainer(address) if row.report else None
         record = standing.get(address.lower())
-        share = ledger.market.submission_entry(project_id, r, address).share if row.finalized else None
+        share = ledger.share(project_id, r, address) if row.finalized else None
         score = posted.get(address)
         expected = row.round_pool * score // scores_total if score is not None and scores_total else None
         flags = flagged_rounds.get(address.lower(), 0)

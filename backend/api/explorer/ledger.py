@@ -196,6 +196,9 @@ class Ledger:
         self._head: tuple[float, Head] | None = None
         self._head_lock = threading.Lock()
         self._block_times: dict[int, int] = {}
+        # A share is written once, when its round is finalized (a reversal subtracts it at claim time instead):
+        # kept for good, so a new block does not re-read every trainer of every round.
+        self._shares: dict[tuple[int, int, str], int] = {}
 
     # -- the chain's head -------------------------------------------------------------------------------------
 
@@ -250,11 +253,7 @@ class Ledger:
         for event in self.events.events("TrainerRegistered", projectId=project_id):
             address = event.args["trainer"]
             record = self.market.trainer(project_id, address)
-            shares = {
-                r.round: self.market.submission_entry(project_id, r.round, address).share
-                for r in rounds
-                if r.finalized
-            }
+            shares = {r.round: self.share(project_id, r.round, address) for r in rounds if r.finalized}
             claim = claimed_by.get(address.lower())
             trainers.append(
                 TrainerStanding(
@@ -388,6 +387,13 @@ class Ledger:
                 transaction=event.transaction,
             )
         return found
+
+    def share(self, project_id: int, round_: int, trainer: str) -> int:
+        """The wei credited to `trainer` for a finalized round (the contract's `Submission.share`)."""
+        key = (project_id, round_, trainer.lower())
+        if key not in self._shares:
+            self._shares[key] = self.market.submission_entry(project_id, round_, trainer).share
+        return self._shares[key]
 
     def submissions(self, project_id: int, round_: int) -> dict[str, ChainEvent]:
         """The round's `UpdateSubmitted` events by trainer (the last one wins, as there is only one)."""

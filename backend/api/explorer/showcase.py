@@ -12,6 +12,7 @@ explorer's tests and `trustmarket demo --explore` read it as they would any chai
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from backend.marketplace.recompute import VerifyReport, verify_round
 from backend.settings import Settings
 from backend.storage import ContentStore, LocalStore
 
-__all__ = ["SOURCE_FEEDBACK", "Showcase", "build_showcase"]
+__all__ = ["SOURCE_FEEDBACK", "Showcase", "build_showcase", "serve_showcase"]
 
 ETH = 10**18
 NETWORK = "ethereum:local:foundry"
@@ -242,3 +243,29 @@ def _sources(registry: SourceRegistry, evaluator) -> list[int]:
         registry.apply_feedback(evaluator, registry.epoch() + 1, entries)
     registry.request_exit(dev_account(SOURCE_OPERATORS[2], chain_id), ids[2])
     return ids
+
+
+def serve_showcase(
+    out_dir: Path, *, rounds: int = 3, port: int = 8000, say: Callable[[str], None] = print
+) -> None:
+    """`trustmarket demo --explore`: a fresh anvil, the showcase on it, and the API with the explorer on
+    127.0.0.1:`port` until interrupted; the chain stops with it."""
+    import uvicorn
+
+    from backend.api import ApiSettings, create_app
+    from backend.chain.anvil import start_anvil
+
+    node = start_anvil(attach=False)
+    try:
+        say(
+            f"building the showcase on {node.url} (the demo's {rounds} rounds, a running project, sources)..."
+        )
+        showcase = build_showcase(out_dir, chain_url=node.url, rounds=rounds)
+        settings = showcase.settings(out_dir / "home")
+        app = create_app(settings, ApiSettings())
+        say(
+            f"explorer on http://127.0.0.1:{port}/ (chain {node.url}, store {showcase.store_path}); Ctrl-C stops"
+        )
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    finally:
+        node.stop()

@@ -62,7 +62,7 @@ def _round(ledger: Ledger, row: RoundRow, address: str) -> TrainerRound:
     entry = row.report.trainer(address) if row.report else None
     share = None
     if row.finalized and submitted:
-        share = ledger.market.submission_entry(row.project_id, row.round, address).share
+        share = ledger.share(row.project_id, row.round, address)
     if not submitted:
         status = "did not submit" if row.finalized or row.state not in ("open", "pending") else "-"
     elif not row.finalized:
