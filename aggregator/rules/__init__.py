@@ -11,6 +11,7 @@ from aggregator.rules.base import AggregationResult, AggregationRule, BaseRule
 from aggregator.rules.bulyan import Bulyan
 from aggregator.rules.centered_clipping import CenteredClipping
 from aggregator.rules.fedavg import FedAvg
+from aggregator.rules.flag import FlagAggregator
 from aggregator.rules.foolsgold import FoolsGold
 from aggregator.rules.geometric_median import GeometricMedian
 from aggregator.rules.median import CoordinateMedian
@@ -27,6 +28,7 @@ __all__ = [
     "CenteredClipping",
     "CoordinateMedian",
     "FedAvg",
+    "FlagAggregator",
     "FoolsGold",
     "GeometricMedian",
     "GramStats",
@@ -45,6 +47,7 @@ _REGISTRY: dict[str, type[BaseRule]] = {
         CenteredClipping,
         CoordinateMedian,
         FedAvg,
+        FlagAggregator,
         FoolsGold,
         GeometricMedian,
         MultiKrum,
