@@ -157,6 +157,19 @@ class UpdateMatrix:
         self.__dict__.update(state)
         self.engine = LOCAL
 
+    def payload(self) -> tuple[Any, dict[str, Any]]:
+        """The rows' data (shared by every subset: an engine ships it once) and the rest of the view."""
+        state = {k: v for k, v in self.__getstate__().items() if k not in ("_tensor", "_sources")}
+        return (self._tensor if self._tensor is not None else self._sources), state
+
+    @classmethod
+    def restore(cls, data: Any, state: dict[str, Any]) -> UpdateMatrix:
+        """The view `payload()` described, in this process (local engine)."""
+        view = object.__new__(cls)
+        tensor = data if isinstance(data, torch.Tensor) else None
+        view.__setstate__({**state, "_tensor": tensor, "_sources": () if tensor is not None else data})
+        return view
+
     def map_chunks(
         self, fn: Any, chunk: int, args: Sequence[Any] = (), *, rows: int | None = None
     ) -> Iterator[tuple[int, int, Any]]:
