@@ -13,6 +13,7 @@ must see the round's spool folder, e.g. on shared storage), rows held in memory 
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
@@ -60,9 +61,13 @@ def _item_task(fn: Callable[..., Any], items: Sequence[Any], args: Sequence[Any]
 
 
 class RayEngine:
-    """Passes as Ray tasks (see the module docstring). Connects to `address` ('auto', 'ray://host:10001', an
-    existing `ray.init()` of this process), or starts a Ray instance on this machine with `num_cpus` CPUs;
-    `close()` stops only an instance it started."""
+    """Passes as Ray tasks (see the module docstring).
+
+    Uses the Ray instance this process already joined (`ray.init()`), else connects to `address` ('auto' for
+    the cluster `ray start` runs on this machine, 'host:6379', 'ray://host:10001'), else starts a private
+    instance on this machine with `num_cpus` CPUs (all by default). Never an instance found by chance: without
+    an address it does not join another user's cluster. `close()` stops only an instance it started.
+    """
 
     name = "ray"
 
@@ -70,13 +75,18 @@ class RayEngine:
         ray = _ray()
         self._started = False
         if not ray.is_initialized():
+            # Ray 2.52 warns that it will stop overriding the accelerator variables: we use none.
+            os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+            private = address in (None, "local")
             try:
                 ray.init(
-                    address=address,
-                    num_cpus=num_cpus if address is None else None,
+                    address="local" if private else address,
+                    num_cpus=num_cpus if private else None,
                     include_dashboard=False,
                     log_to_driver=False,
                     configure_logging=False,
+                    # No metrics agent runs here: without this the raylet complains of it on stderr.
+                    _system_config={"enable_metrics_collection": False} if private else None,
                 )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = address or "a new local instance"
