@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from aggregator.contribution import ContributionConfig
 from aggregator.engine import LOCAL, get_engine
 from aggregator.errors import AggregatorError, InvalidUpdate
+from aggregator.evaluation import builtin_evaluator
 from aggregator.matrix import UpdateMatrix, gram_stats
 from aggregator.models import model_spec, unflatten_state
 from aggregator.outliers import OutlierConfig
@@ -40,10 +41,11 @@ def round_inputs(digits_round, tmp_path_factory):
         save_file({k: v.contiguous() for k, v in state.items()}, str(folder / f"{t}.safetensors"))
         rows[t] = SafetensorsRow.open(folder / f"{t}.safetensors", names)
     return RoundInputs(
-        model="digits_mlp",
+        evaluator=builtin_evaluator(
+            "digits_mlp", digits_round.data.validation.X, digits_round.data.validation.y
+        ),
         global_state=digits_round.global_state,
         updates=rows,
-        validation=(digits_round.data.validation.X, digits_round.data.validation.y),
         rule="multi_krum",
         rule_params={"f": 1},
         outliers=OutlierConfig(chunk=700, center="coordinate_median"),
