@@ -29,14 +29,19 @@ def direction_sketch(matrix: UpdateMatrix, dim: int = 256, seed: int = 0) -> tor
     if dim < 1:
         raise AggregatorError(f"sketch dimension must be positive, got {dim}")
     out = torch.zeros(matrix.n, dim, dtype=torch.float64)
-    for block, start in enumerate(range(0, matrix.d, SKETCH_BLOCK)):
-        stop = min(start + SKETCH_BLOCK, matrix.d)
-        gen = torch.Generator().manual_seed((seed << 32) + block)
-        buckets = torch.randint(dim, (stop - start,), generator=gen)
-        signs = torch.randint(0, 2, (stop - start,), generator=gen).to(torch.float64) * 2.0 - 1.0
-        values = matrix.read(start, stop).cpu().to(torch.float64)
-        out.index_add_(1, buckets, values * signs)
+    for _start, _stop, part in matrix.map_chunks(_sketch_part, SKETCH_BLOCK, (dim, seed)):
+        out += part
     return out
+
+
+def _sketch_part(block: torch.Tensor, start: int, stop: int, dim: int, seed: int) -> torch.Tensor:
+    """One block's count sketch `[n, dim]`: the hashes depend on the block's index only."""
+    gen = torch.Generator().manual_seed((seed << 32) + start // SKETCH_BLOCK)
+    buckets = torch.randint(dim, (stop - start,), generator=gen)
+    signs = torch.randint(0, 2, (stop - start,), generator=gen).to(torch.float64) * 2.0 - 1.0
+    return torch.zeros(block.shape[0], dim, dtype=torch.float64).index_add_(
+        1, buckets, block.cpu().to(torch.float64) * signs
+    )
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,12 @@ column chunk at a time, its Gram matrix, and weighted sums of its rows.
 An update matrix has one flattened model delta per row (`n` rows, `d` columns). Nothing here holds more than one
 column chunk of it at a time: a first pass accumulates the partial Gram matrices of the chunks (every pairwise
 distance, norm and cosine follows from the `n x n` Gram), a second pass forms an aggregate as a weighted sum of
-rows. Peak extra memory is O(n^2 + n * chunk) whatever `d` is, so the rows can be memory-mapped safetensors files
-that together exceed RAM.
+rows. Peak extra memory is O(n^2 + n * chunk) whatever `d` is, so the rows can be update files on disk
+(`aggregator.rows.SafetensorsRow`) that together exceed RAM.
+
+Every pass is a pure function of one chunk, run by the matrix's engine (`aggregator.engine`): in this process,
+or on Ray workers over column slices. The caller reduces the per-chunk results in chunk order, so the bits do
+not depend on the engine.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aggregator.engine import LOCAL, Engine
 from aggregator.errors import AggregatorError, InvalidUpdate
 
 __all__ = [
@@ -24,6 +29,8 @@ __all__ = [
     "GramStats",
     "UpdateMatrix",
     "check_chunk",
+    "column_dots",
+    "finite_rows",
     "gram_stats",
     "pairwise_sq_distances",
     "resolve_device",
@@ -55,7 +62,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def _row_meta(row: Any, index: int) -> tuple[int, torch.dtype]:
     """Length and dtype of one row source, refusing anything that is not a 1-D float vector."""
-    if isinstance(row, torch.Tensor | np.ndarray):
+    shape: tuple[int, ...]
+    if hasattr(row, "read_into") and hasattr(row, "numel"):  # an `aggregator.rows.RowSource`
+        shape, dtype = (row.numel,), row.dtype
+    elif isinstance(row, torch.Tensor | np.ndarray):
         shape, dtype = tuple(row.shape), row.dtype
         if isinstance(row, np.ndarray):
             try:
@@ -73,20 +83,27 @@ def _row_meta(row: Any, index: int) -> tuple[int, torch.dtype]:
     return shape[0], dtype
 
 
-def _read_row(row: Any, start: int, stop: int) -> torch.Tensor:
+def _copy_row(row: Any, start: int, stop: int, out: torch.Tensor) -> None:
+    if hasattr(row, "read_into"):
+        row.read_into(start, stop, out)
+        return
     part = row[start:stop]
-    return torch.from_numpy(np.ascontiguousarray(part)) if isinstance(part, np.ndarray) else part
+    out.copy_(torch.from_numpy(np.ascontiguousarray(part)) if isinstance(part, np.ndarray) else part)
 
 
 class UpdateMatrix:
     """An `[n, d]` float update matrix read one column chunk at a time, from a tensor or from row sources.
 
-    Row sources are 1-D tensors (e.g. the memory-mapped tensors of `safetensors.safe_open(..., "pt")`), numpy
-    arrays, or safetensors lazy slices (`get_slice`), which read only the requested columns from disk.
+    Row sources are 1-D tensors, numpy arrays, safetensors lazy slices (`get_slice`), or any object with
+    `numel`, `dtype` and `read_into(start, stop, out)` (`aggregator.rows`: update files read straight into the
+    chunk buffer). `engine` runs the passes (`aggregator.engine`; this process by default).
     """
 
-    def __init__(self, updates: Any, *, device: str | torch.device | None = "cpu") -> None:
+    def __init__(
+        self, updates: Any, *, device: str | torch.device | None = "cpu", engine: Engine | None = None
+    ) -> None:
         self.device = resolve_device(device)
+        self.engine: Engine = engine or LOCAL
         if isinstance(updates, np.ndarray):
             updates = torch.from_numpy(updates)
         if isinstance(updates, torch.Tensor):
@@ -125,6 +142,41 @@ class UpdateMatrix:
     def n(self) -> int:
         return len(self.rows)
 
+    def with_engine(self, engine: Engine) -> UpdateMatrix:
+        """The same rows, with passes run by `engine`."""
+        view = object.__new__(UpdateMatrix)
+        view.__dict__.update(self.__dict__)
+        view.engine = engine
+        return view
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to a worker, a matrix runs its passes where it lands.
+        return {**self.__dict__, "engine": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.engine = LOCAL
+
+    def payload(self) -> tuple[Any, dict[str, Any]]:
+        """The rows' data (shared by every subset: an engine ships it once) and the rest of the view."""
+        state = {k: v for k, v in self.__getstate__().items() if k not in ("_tensor", "_sources")}
+        return (self._tensor if self._tensor is not None else self._sources), state
+
+    @classmethod
+    def restore(cls, data: Any, state: dict[str, Any]) -> UpdateMatrix:
+        """The view `payload()` described, in this process (local engine)."""
+        view = object.__new__(cls)
+        tensor = data if isinstance(data, torch.Tensor) else None
+        view.__setstate__({**state, "_tensor": tensor, "_sources": () if tensor is not None else data})
+        return view
+
+    def map_chunks(
+        self, fn: Any, chunk: int, args: Sequence[Any] = (), *, rows: int | None = None
+    ) -> Iterator[tuple[int, int, Any]]:
+        """`(start, stop, fn(block, start, stop, *args))` for every column chunk, in order, on this matrix's
+        engine; `block` is `[rows or n, width]` with the data in its first `n` rows."""
+        return self.engine.map_chunks(self, fn, chunk, args, rows=rows)
+
     def subset(self, rows: Sequence[int]) -> UpdateMatrix:
         """A view on some of the rows (indices into this matrix), without copying any data."""
         view = object.__new__(UpdateMatrix)
@@ -140,18 +192,18 @@ class UpdateMatrix:
         if self._tensor is not None and self._all_rows:
             return out[: self.n, :width].copy_(self._tensor[:, start:stop])  # one op: per-op overhead adds up
         for k, i in enumerate(self.rows):
-            src = (
-                self._tensor[i, start:stop]
-                if self._tensor is not None
-                else _read_row(self._sources[i], start, stop)
-            )
-            out[k, :width].copy_(src)
+            if self._tensor is not None:
+                out[k, :width].copy_(self._tensor[i, start:stop])
+            else:
+                _copy_row(self._sources[i], start, stop, out[k, :width])
         return out[: self.n, :width]
 
     def in_memory_float(self, check_finite: bool = False) -> bool:
-        """Whether passes can read the caller's tensor directly (all rows, compute dtype, CPU, no checks)."""
+        """Whether passes can read the caller's tensor directly (all rows, compute dtype, CPU, no checks, this
+        process)."""
         return (
             self._tensor is not None
+            and self.engine is LOCAL
             and self._all_rows
             and not check_finite
             and self._tensor.dtype == self.compute_dtype
@@ -172,19 +224,21 @@ class UpdateMatrix:
         """Columns `[start, stop)` of every row as a new `[n, stop - start]` tensor (compute dtype, device)."""
         return self.read_into(start, stop, self.buffer(self.n, stop - start))
 
-    def chunks(self, chunk: int) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """`(start, stop, block)` over the columns; `block` lives in one buffer that the next step overwrites."""
-        buf = self.buffer(self.n, chunk)
-        for start in range(0, self.d, chunk):
-            stop = min(start + chunk, self.d)
-            yield start, stop, self.read_into(start, stop, buf)
-
     def raise_if_not_finite(self, block: torch.Tensor, start: int) -> None:
         """Refuse NaN/Inf in a chunk, naming the rows (as indices of the caller's original matrix)."""
-        finite = torch.isfinite(block).all(dim=1)
-        if not bool(finite.all()):
-            bad = tuple(self.rows[i] for i in torch.nonzero(~finite).flatten().tolist())
+        self.raise_for_rows(finite_rows(block[: self.n]), start)
+
+    def raise_for_rows(self, bad_rows: Sequence[int], start: int) -> None:
+        """Refuse the rows (indices into this matrix) that a pass found non-finite in the chunk at `start`."""
+        if bad_rows:
+            bad = tuple(self.rows[i] for i in bad_rows)
             raise InvalidUpdate(f"rows {list(bad)} contain NaN or Inf (columns from {start})", rows=bad)
+
+
+def finite_rows(block: torch.Tensor) -> list[int]:
+    """Indices of the rows of `block` holding NaN or Inf (empty when all are finite)."""
+    finite = torch.isfinite(block).all(dim=1)
+    return [] if bool(finite.all()) else torch.nonzero(~finite).flatten().tolist()
 
 
 @dataclass(frozen=True)
@@ -226,32 +280,51 @@ class GramStats:
         return GramStats(self.centered[keep][:, keep])
 
 
+def _gram_part(work: torch.Tensor, start: int, stop: int, n: int, to_mean: torch.Tensor) -> Any:
+    """One chunk's centered partial Gram (float64), or `None` if it is not finite."""
+    block = work[:n]
+    mean = to_mean @ block
+    block -= mean
+    torch.neg(mean, out=work[n])
+    part = (work @ work.T)[: n + 1, : n + 1]
+    return part.to(torch.float64).cpu() if bool(torch.isfinite(part).all()) else None
+
+
 def gram_stats(matrix: UpdateMatrix, chunk: int = DEFAULT_CHUNK) -> GramStats:
-    """One pass over the columns, accumulating partial Gram matrices (float32 products, float64 sums)."""
+    """One pass over the columns, accumulating partial Gram matrices (float32 products, float64 sums, added in
+    chunk order)."""
     n = matrix.n
-    # Rows padded to a multiple of 8 (zeros): BLAS runs ~1.5x faster on aligned row counts than on n + 1.
-    buf = matrix.buffer(-(-(n + 1) // 8) * 8, chunk)
     to_mean = torch.full((n,), 1.0 / n, dtype=matrix.compute_dtype, device=matrix.device)
-    total = torch.zeros(n + 1, n + 1, dtype=torch.float64, device=matrix.device)
-    direct = matrix.in_memory_float()
+    total = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+    if matrix.in_memory_float():
+        # Mean and centering straight from the caller's tensor: one read, one write, no copy.
+        parts: Iterator[tuple[int, int, Any]] = _direct_gram_parts(matrix, chunk, to_mean)
+    else:
+        # Rows padded to a multiple of 8 (zeros): BLAS runs ~1.5x faster on aligned row counts than on n + 1.
+        parts = matrix.map_chunks(_gram_part, chunk, (n, to_mean), rows=-(-(n + 1) // 8) * 8)
+    for start, stop, part in parts:
+        if part is None:
+            # Centering spread the bad values over every row: read the chunk again to name the rows.
+            matrix.raise_if_not_finite(matrix.read(start, stop), start)
+            raise InvalidUpdate(f"updates too large: squared norms overflow {matrix.compute_dtype}")
+        total += part
+    return GramStats(total)
+
+
+def _direct_gram_parts(
+    matrix: UpdateMatrix, chunk: int, to_mean: torch.Tensor
+) -> Iterator[tuple[int, int, Any]]:
+    n = matrix.n
+    buf = matrix.buffer(-(-(n + 1) // 8) * 8, chunk)
     for start in range(0, matrix.d, chunk):
         stop = min(start + chunk, matrix.d)
-        if direct:  # mean and centering straight from the caller's tensor: one read, one write, no copy
-            view = matrix.tensor_view()[:, start:stop]
-            mean = to_mean @ view
-            torch.sub(view, mean, out=buf[:n, : stop - start])
-        else:
-            block = matrix.read_into(start, stop, buf)
-            mean = to_mean @ block
-            block -= mean
+        view = matrix.tensor_view()[:, start:stop]
+        mean = to_mean @ view
+        torch.sub(view, mean, out=buf[:n, : stop - start])
         torch.neg(mean, out=buf[n, : stop - start])
         work = buf[:, : stop - start]
         part = (work @ work.T)[: n + 1, : n + 1]
-        if not bool(torch.isfinite(part).all()):
-            matrix.raise_if_not_finite(matrix.read(start, stop), start)
-            raise InvalidUpdate(f"updates too large: squared norms overflow {matrix.compute_dtype}")
-        total += part.to(torch.float64)
-    return GramStats(total.cpu())
+        yield start, stop, part.to(torch.float64) if bool(torch.isfinite(part).all()) else None
 
 
 def pairwise_sq_distances(updates: Any, chunk: int = DEFAULT_CHUNK, *, device: Any = "cpu") -> torch.Tensor:
@@ -260,30 +333,51 @@ def pairwise_sq_distances(updates: Any, chunk: int = DEFAULT_CHUNK, *, device: A
     return gram_stats(matrix, check_chunk(chunk)).sq_distances()
 
 
+def _weighted_part(block: torch.Tensor, start: int, stop: int, c: torch.Tensor, check_finite: bool) -> Any:
+    if check_finite:
+        bad = finite_rows(block)
+        if bad:
+            return bad
+    return (c @ block).cpu()
+
+
 def weighted_sum(
     matrix: UpdateMatrix, coeffs: torch.Tensor, chunk: int = DEFAULT_CHUNK, *, check_finite: bool = False
 ) -> torch.Tensor:
     """`sum_i coeffs[i] * row_i` as a `[d]` tensor in the compute dtype, one chunk at a time.
 
-    Rows with a zero coefficient are never read from row sources (memory-mapped pages stay untouched); an
-    in-memory matrix is multiplied in place, with no copy at all.
+    Rows with a zero coefficient are never read from row sources (their files stay untouched); an in-memory
+    matrix is multiplied in place, with no copy at all.
     """
+    out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
     if matrix.in_memory_float(check_finite):
         src = matrix.tensor_view()
         c = coeffs.to(device=matrix.device, dtype=matrix.compute_dtype)
-        out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
         for start in range(0, matrix.d, chunk):
             out[start : start + chunk] = (c @ src[:, start : start + chunk]).cpu()
         return out
     nonzero = torch.nonzero(coeffs).flatten().tolist()
     view = matrix if len(nonzero) == matrix.n else matrix.subset(nonzero)
     c = coeffs[nonzero].to(device=matrix.device, dtype=matrix.compute_dtype)
-    out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
-    for start, stop, block in view.chunks(chunk):
-        if check_finite:
-            view.raise_if_not_finite(block, start)
-        out[start:stop] = (c @ block).cpu()
+    for start, stop, part in view.map_chunks(_weighted_part, chunk, (c, check_finite)):
+        if isinstance(part, list):
+            view.raise_for_rows(part, start)
+        out[start:stop] = part
     return out
+
+
+def _dots_part(block: torch.Tensor, start: int, stop: int, vector: torch.Tensor) -> torch.Tensor:
+    return block.to(torch.float64) @ vector[start:stop].to(device=block.device, dtype=torch.float64)
+
+
+def column_dots(matrix: UpdateMatrix, vector: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Each row's inner product with `vector` `[d]`, in float64 (`[n]`), one pass."""
+    if vector.dim() != 1 or vector.numel() != matrix.d:
+        raise AggregatorError(f"a vector of {matrix.d} values is needed, got shape {list(vector.shape)}")
+    total = torch.zeros(matrix.n, dtype=torch.float64)
+    for _start, _stop, part in matrix.map_chunks(_dots_part, chunk, (vector,)):
+        total += part.cpu()
+    return total
 
 
 def check_chunk(chunk: Any) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aggregator.engine import Engine
 from aggregator.errors import AggregatorError
 from aggregator.history import TrainerHistory, direction_sketch
 from aggregator.matrix import DEFAULT_CHUNK, GramStats, UpdateMatrix, gram_stats
@@ -174,12 +175,25 @@ def _center_geometry(
     sq_dist = torch.zeros(matrix.n, dtype=torch.float64)
     dots = torch.zeros(matrix.n, dtype=torch.float64)
     center_sq = 0.0
-    for _start, _stop, block in matrix.chunks(config.chunk):
-        median = column_median(torch.sort(block[candidates], dim=0, stable=True).values)
-        sq_dist += (block - median).double().square().sum(dim=1).cpu()
-        dots += (block.double() @ median.double()).cpu()
-        center_sq += float(median.double().square().sum())
+    for _start, _stop, (part_sq, part_dots, part_center) in matrix.map_chunks(
+        _median_geometry, config.chunk, (candidates,)
+    ):
+        sq_dist += part_sq
+        dots += part_dots
+        center_sq += part_center
     return sq_dist.sqrt(), dots, center_sq
+
+
+def _median_geometry(
+    block: torch.Tensor, start: int, stop: int, candidates: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One chunk's squared distances and inner products of every row with the candidates' coordinate median."""
+    median = column_median(torch.sort(block[candidates], dim=0, stable=True).values)
+    return (
+        (block - median).double().square().sum(dim=1).cpu(),
+        (block.double() @ median.double()).cpu(),
+        float(median.double().square().sum()),
+    )
 
 
 def detect_outliers(
@@ -189,8 +203,12 @@ def detect_outliers(
     *,
     config: OutlierConfig | None = None,
     expected_dim: int | None = None,
+    norms: Sequence[float] | None = None,
+    engine: Engine | None = None,
 ) -> OutlierReport:
-    """Run every check; see the module docstring. `deltas` is `[n, d]` or one 1-D delta per trainer."""
+    """Run every check; see the module docstring. `deltas` is `[n, d]` or one row per trainer (1-D tensors or
+    row sources). `norms`, when the caller has already checked every row (`aggregator.rows.row_summary`),
+    are their float64 norms and skip check 1; `engine` runs the passes."""
     config = config or OutlierConfig()
     ids = [str(t) for t in trainer_ids]
     rows = list(deltas) if isinstance(deltas, torch.Tensor) and deltas.dim() == 2 else deltas
@@ -204,17 +222,22 @@ def detect_outliers(
         lengths = [r.numel() for r in rows if isinstance(r, torch.Tensor) and r.dim() == 1]
         expected_dim = max(sorted(set(lengths)), key=lengths.count) if lengths else None
     flags: list[Flag] = []
-    valid, norms = [], []
-    for trainer, row in zip(ids, rows, strict=True):
-        problem, norm = _row_problem(row, expected_dim, config.chunk, config.max_norm)
-        if problem is None:
-            valid.append(trainer)
-            norms.append(norm)
-        else:
-            flags.append(Flag(trainer, "invalid", {"error": problem}))
+    if norms is not None:
+        if len(norms) != len(ids):
+            raise AggregatorError(f"expected one norm per trainer ({len(ids)}), got {len(norms)}")
+        valid, norms = list(ids), [float(v) for v in norms]
+    else:
+        valid, norms = [], []
+        for trainer, row in zip(ids, rows, strict=True):
+            problem, norm = _row_problem(row, expected_dim, config.chunk, config.max_norm)
+            if problem is None:
+                valid.append(trainer)
+                norms.append(norm)
+            else:
+                flags.append(Flag(trainer, "invalid", {"error": problem}))
     if not valid:
         return OutlierReport(flags, {}, {})
-    matrix = UpdateMatrix([rows[ids.index(t)] for t in valid], device="cpu")
+    matrix = UpdateMatrix([rows[ids.index(t)] for t in valid], device="cpu", engine=engine)
     norm_t = torch.tensor(norms, dtype=torch.float64)
     stats: dict[str, dict[str, Any]] = {t: {"norm": norms[i]} for i, t in enumerate(valid)}
 

@@ -1,36 +1,37 @@
 """One aggregation round, deterministically: the core that both the round runner and the verifier call.
 
-`run_round(RoundInputs) -> RoundOutcome`: decode and check every submission against the model spec, flag
-outliers, aggregate the unflagged deltas with the chosen rule, step the server optimizer, value every
-contribution on the owner's validation set, update the hyper-parameters and trainer histories, and encode the
-result (model bytes, fixed-point scores, canonical report, result digest). Same inputs, same platform: the
-same bytes and the same digest.
+`run_round(RoundInputs) -> RoundOutcome`: check every submission against the model spec, flag outliers,
+aggregate the unflagged deltas with the chosen rule, step the server optimizer, value every contribution on the
+owner's validation set, update the hyper-parameters and trainer histories, and encode the result (model bytes,
+fixed-point scores, canonical report, result digest). Same inputs, same platform: the same bytes and the same
+digest, whichever engine ran the passes.
+
+Updates travel as rows of an `UpdateMatrix` (`aggregator.matrix`), never stacked: flat tensors for updates
+held in memory, or row sources (`aggregator.rows.SafetensorsRow`: update files on disk) for rounds bigger than
+memory. Every step works in passes over column chunks (a per-row check, outlier statistics, the rule, subset
+models for contribution valuation), so a round needs O(n^2 + n * chunk) memory plus a few model copies,
+whatever n x d is. The engine (`aggregator.engine`) runs the passes here or on a Ray cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from aggregator.contribution import ContributionConfig, SubsetUtility, contribution_scores
+from aggregator.engine import LOCAL, Engine, deterministic
 from aggregator.errors import AggregatorError, InsufficientUpdates, InvalidUpdate
 from aggregator.evaluation import Evaluator
 from aggregator.history import TrainerHistory, update_history
 from aggregator.hyperparams import HyperParams
+from aggregator.matrix import UpdateMatrix
 from aggregator.models import flatten_state, unflatten_state
 from aggregator.outliers import Flag, OutlierConfig, detect_outliers
-from aggregator.report import (
-    canonical_json,
-    fixed_point_scores,
-    model_bytes,
-    result_digest,
-    sha256_hex,
-    tensor_sha256,
-)
+from aggregator.report import canonical_json, fixed_point_scores, model_bytes, result_digest, sha256_hex
+from aggregator.rows import DeltaRow, RowSource, row_summary
 from aggregator.rules import get_rule
 
 __all__ = ["REPORT_VERSION", "RoundInputs", "RoundOutcome", "deterministic", "run_round"]
@@ -42,8 +43,9 @@ UPDATE_KINDS = ("delta", "model")
 @dataclass(frozen=True)
 class RoundInputs:
     """Everything a round depends on. `evaluator` holds the model (its travelling spec), the task and the
-    round's validation examples. `updates` maps a trainer address to its decoded submission: a state dict (a
-    delta, or the local model when `update_kind="model"`) or a flat 1-D delta. `invalid` maps the trainers whose
+    round's validation examples. `updates` maps a trainer address to its submission: a state dict (a delta, or
+    the local model when `update_kind="model"`), a flat 1-D float32 tensor, or a row source
+    (`aggregator.rows.RowSource`, e.g. an update file read a chunk at a time). `invalid` maps the trainers whose
     submission could not even be decoded (download, hash, codec failures) to the reason."""
 
     evaluator: Evaluator
@@ -88,50 +90,53 @@ class RoundOutcome:
         return sha256_hex(self.report_bytes)
 
 
-@contextmanager
-def deterministic() -> Iterator[None]:
-    """Deterministic torch kernels for the duration (the previous setting is restored)."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
+def _row(inputs: RoundInputs, update: Any, global_flat: torch.Tensor, spec: Any) -> Any:
+    """The flat float32 delta of one submission (a tensor, or a row source read later); `InvalidUpdate` when
+    its shape or dtype cannot be one."""
+    if isinstance(update, RowSource):
+        if update.numel != global_flat.numel():
+            raise InvalidUpdate(f"expected {global_flat.numel()} values, got {update.numel}")
+        return DeltaRow(update, global_flat) if inputs.update_kind == "model" else update
+    if isinstance(update, torch.Tensor):
+        if update.dim() != 1 or update.numel() != global_flat.numel() or update.dtype != torch.float32:
+            raise InvalidUpdate(
+                f"expected a float32 vector of {global_flat.numel()}, got {update.dtype} {list(update.shape)}"
+            )
+        return update.detach()
+    if isinstance(update, Mapping):
+        flat = flatten_state(update, spec)
+        return flat - global_flat if inputs.update_kind == "model" else flat
+    raise InvalidUpdate(f"not a state dict or tensor ({type(update).__name__})")
 
 
-def _decode(inputs: RoundInputs, global_flat: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Flat float32 deltas of the usable submissions, and the reason for every unusable one."""
+def _summary(row: Any, chunk: int, max_norm: float) -> Any:
+    return row_summary(row, chunk, max_norm)
+
+
+def _rows(inputs: RoundInputs, global_flat: torch.Tensor) -> tuple[dict[str, Any], dict[str, str]]:
+    """The usable submissions as rows, and the reason for every unusable one (shape and dtype only: values
+    are checked in the first pass)."""
     spec = inputs.evaluator.spec
-    deltas: dict[str, torch.Tensor] = {}
+    rows: dict[str, Any] = {}
     invalid = {str(t): str(reason) for t, reason in inputs.invalid.items()}
     for trainer, update in inputs.updates.items():
         trainer = str(trainer)
         if trainer in invalid:
             continue
         try:
-            if isinstance(update, torch.Tensor):
-                if (
-                    update.dim() != 1
-                    or update.numel() != global_flat.numel()
-                    or update.dtype != torch.float32
-                ):
-                    raise InvalidUpdate(
-                        f"expected a float32 vector of {global_flat.numel()}, got {update.dtype} "
-                        f"{list(update.shape)}"
-                    )
-                flat = update.detach().clone()
-            elif isinstance(update, Mapping):
-                flat = flatten_state(update, spec)
-            else:
-                raise InvalidUpdate(f"not a state dict or tensor ({type(update).__name__})")
-            if inputs.update_kind == "model" and not isinstance(update, torch.Tensor):
-                flat = flat - global_flat
-            if not bool(torch.isfinite(flat).all()):
-                raise InvalidUpdate("contains NaN or Inf")
-            deltas[trainer] = flat
+            rows[trainer] = _row(inputs, update, global_flat, spec)
         except InvalidUpdate as exc:
             invalid[trainer] = str(exc)
-    return deltas, invalid
+    return rows, invalid
+
+
+def _enough(rule: Any, have: int, total: int, why: str = "") -> None:
+    if have < rule.min_updates:
+        raise InsufficientUpdates(
+            f"{rule.name} needs {rule.min_updates} usable updates, got {have} of {total}{why}",
+            have=have,
+            need=rule.min_updates,
+        )
 
 
 def _sorted_addresses(addresses: Any) -> list[str]:
@@ -149,15 +154,16 @@ def _check_inputs(inputs: RoundInputs) -> None:
         )
 
 
-def run_round(inputs: RoundInputs) -> RoundOutcome:
-    """Run one round (see the module docstring). Raises `InsufficientUpdates` before any work when fewer
-    usable submissions remain than the rule needs, and again if too few survive outlier detection."""
+def run_round(inputs: RoundInputs, engine: Engine | None = None) -> RoundOutcome:
+    """Run one round (see the module docstring) with its passes on `engine` (this process by default: the
+    engine never changes the result). Raises `InsufficientUpdates` before any work when fewer usable
+    submissions remain than the rule needs, and again if too few survive the checks or outlier detection."""
     _check_inputs(inputs)
     with deterministic():
-        return _run(inputs)
+        return _run(inputs, engine or LOCAL)
 
 
-def _run(inputs: RoundInputs) -> RoundOutcome:
+def _run(inputs: RoundInputs, engine: Engine) -> RoundOutcome:
     evaluator = inputs.evaluator
     spec = evaluator.spec
     try:
@@ -166,41 +172,48 @@ def _run(inputs: RoundInputs) -> RoundOutcome:
         raise AggregatorError(f"the global model does not match {evaluator.model.uri}: {exc}") from None
     # Always the CPU: a verifier without a GPU must reproduce the aggregator's bytes.
     rule = get_rule(inputs.rule, **{**dict(inputs.rule_params), "device": "cpu"})
-    deltas, invalid = _decode(inputs, global_flat)
+    rows, invalid = _rows(inputs, global_flat)
     submitters = _sorted_addresses([*inputs.updates, *inputs.invalid])
-    if len(deltas) < rule.min_updates:
-        raise InsufficientUpdates(
-            f"{rule.name} needs {rule.min_updates} usable updates, got {len(deltas)} of {len(submitters)}",
-            have=len(deltas),
-            need=rule.min_updates,
+    _enough(rule, len(rows), len(submitters))
+    # First pass: every row's values (finite, bounded norm) and the sha256 the report names it by.
+    checked = [t for t in submitters if t in rows]
+    config = inputs.outliers
+    summaries = dict(
+        zip(
+            checked,
+            engine.map(_summary, [rows[t] for t in checked], (config.chunk, config.max_norm)),
+            strict=True,
         )
-    valid = [t for t in submitters if t in deltas]
+    )
+    for t in checked:
+        if summaries[t].problem is not None:
+            invalid[t] = summaries[t].problem
+    valid = [t for t in checked if t not in invalid]
+    _enough(rule, len(valid), len(submitters))
     found = detect_outliers(
-        [deltas[t] for t in valid],
+        [rows[t] for t in valid],
         valid,
         inputs.history,
-        config=inputs.outliers,
+        config=config,
         expected_dim=global_flat.numel(),
+        norms=[summaries[t].norm for t in valid],
+        engine=engine,
     )
     flags = [Flag(t, "invalid", {"error": invalid[t]}) for t in submitters if t in invalid] + found.flags
     flagged = {f.trainer for f in flags}
     players = [t for t in valid if t not in flagged]
-    if len(players) < rule.min_updates:
-        raise InsufficientUpdates(
-            f"{rule.name} needs {rule.min_updates} updates; only {len(players)} of {len(submitters)} "
-            f"submissions passed outlier detection",
-            have=len(players),
-            need=rule.min_updates,
-        )
+    _enough(rule, len(players), len(submitters), " after outlier detection")
 
-    matrix = torch.stack([deltas[t] for t in players])
+    matrix = UpdateMatrix([rows[t] for t in players], engine=engine)
     result = rule.aggregate(matrix)
     new_flat, stepped = inputs.hyperparams.apply(global_flat, result.aggregate.to(torch.float32))
     before, after = evaluator.evaluate(global_flat), evaluator.evaluate(new_flat)
-    utility = SubsetUtility(evaluator, global_flat, matrix, inputs.contribution.utility)
+    utility = SubsetUtility(evaluator, global_flat, matrix, inputs.contribution.utility, chunk=config.chunk)
     valuation = contribution_scores(
         players, submitters, utility=utility, aggregate=result.aggregate, config=inputs.contribution
     )
+    rule_weights, rule_details = result.weights, result.details
+    del utility, result  # the aggregate: one model copy less while the new model is encoded
     scores_fixed = fixed_point_scores(valuation.scores)
     next_params = stepped.advance(before["loss"], after["loss"])
     history = update_history(inputs.history, found.sketches, inputs.outliers.history_decay)
@@ -211,7 +224,7 @@ def _run(inputs: RoundInputs) -> RoundOutcome:
     metrics = {
         f"{k}_{when}": v for when, m in (("before", before), ("after", after)) for k, v in sorted(m.items())
     }
-    weights = dict(zip(players, result.weights.tolist(), strict=True))
+    weights = dict(zip(players, rule_weights.tolist(), strict=True))
     trainers = {}
     for t in submitters:
         trainers[t] = {
@@ -221,7 +234,7 @@ def _run(inputs: RoundInputs) -> RoundOutcome:
             "score": valuation.scores[t],
             "score_fixed": str(scores_fixed[t]),
             "valuation": valuation.values.get(t),
-            "update_sha256": tensor_sha256(deltas[t]) if t in deltas else None,
+            "update_sha256": summaries[t].sha256 if t in summaries else None,
             "outlier_stats": found.stats.get(t, {}),
         }
     report = {
@@ -234,7 +247,7 @@ def _run(inputs: RoundInputs) -> RoundOutcome:
         "global_model_sha256": sha256_hex(model_bytes(dict(inputs.global_state))),
         "new_model_sha256": sha256_hex(encoded),
         "update_kind": inputs.update_kind,
-        "rule": {"name": rule.name, "params": rule.params(), "details": result.details},
+        "rule": {"name": rule.name, "params": rule.params(), "details": rule_details},
         "outlier_config": inputs.outliers.to_dict(),
         "contribution": {
             "config": inputs.contribution.to_dict(),

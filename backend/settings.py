@@ -12,7 +12,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -71,9 +71,26 @@ class Settings(BaseSettings):
     # Off-chain state
     database_url: str | None = None
 
+    # Aggregation compute
+    engine: Literal["local", "ray"] = Field(
+        default="local", description="Where a round's passes run: this process, or a Ray cluster."
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="The Ray cluster for engine=ray ('auto', 'ray://host:10001'); unset starts one on this machine.",
+    )
+    spool_path: Path | None = Field(
+        default=None,
+        description="Folder the runner fetches update files into for a round (every Ray node must see it).",
+    )
+
     @property
     def resolved_store_path(self) -> Path:
         return self.store_path or self.home / "store"
+
+    @property
+    def resolved_spool_path(self) -> Path:
+        return self.spool_path or self.home / "spool"
 
     @property
     def resolved_database_url(self) -> str:

@@ -80,3 +80,23 @@ def deployed_cli_env(tmp_path, chain_client, compiled_artifacts):
         "TRUSTMARKET_ARTIFACTS_PATH": str(compiled_artifacts.path),
         "TRUSTMARKET_STORE_PATH": str(tmp_path / "store"),
     }
+
+
+# -- the Ray engine: one local instance per session at most, never a remote one -------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A private Ray instance on this machine (2 CPUs) for the whole session, stopped at the end; never one
+    that is already running, whatever RAY_ADDRESS says."""
+    from aggregator.ray_engine import RayEngine
+
+    engine = RayEngine(num_cpus=2)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def ray_engine(ray_cluster):
+    """The Ray engine on the session's instance."""
+    return ray_cluster

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from aggregator.errors import InvalidUpdate
-from aggregator.matrix import UpdateMatrix
+from aggregator.matrix import UpdateMatrix, finite_rows
 
 __all__ = ["band_aggregate", "column_median", "credit", "middle_band"]
 
@@ -67,16 +68,19 @@ def credit(indices: torch.Tensor, n: int, weight: float = 1.0) -> torch.Tensor:
     return counts.to(torch.float64) * weight
 
 
+def _band_part(block: torch.Tensor, start: int, stop: int, lo: int, hi: int) -> Any:
+    band = middle_band(block, lo, hi)
+    return finite_rows(block) if band is None else band
+
+
 def band_aggregate(matrix: UpdateMatrix, lo: int, hi: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The band mean of ranks `lo .. hi-1` of every column (see `middle_band`), one pass over the columns, with
     each row's weight: its share of the (coordinate, kept value) slots. NaN or Inf rows are named."""
     out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
     counts = torch.zeros(matrix.n, dtype=torch.float64)
-    for start, stop, block in matrix.chunks(chunk):
-        band = middle_band(block, lo, hi)
-        if band is None:
-            matrix.raise_if_not_finite(block, start)
-            raise InvalidUpdate("non-finite values")  # not reached: the line above names the rows
+    for start, stop, band in matrix.map_chunks(_band_part, chunk, (lo, hi)):
+        if isinstance(band, list):
+            matrix.raise_for_rows(band, start)
         values, shares = band
         out[start:stop] = values.cpu()
         counts += shares

@@ -56,12 +56,19 @@ class Bulyan(BaseRule):
         view = matrix.subset(selected)
         out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
         counts = torch.zeros(theta, dtype=torch.float64)
-        for start, stop, block in view.chunks(self.chunk):
-            values, _ = torch.sort(block, dim=0, stable=True)
-            median = column_median(values)
-            _, closest = torch.sort((block - median).abs(), dim=0, stable=True)
-            out[start:stop] = torch.gather(block, 0, closest[:beta]).mean(dim=0).cpu()
-            counts += credit(closest[:beta], theta)
+        for start, stop, (values, credits) in view.map_chunks(_closest_to_median, self.chunk, (beta,)):
+            out[start:stop] = values
+            counts += credits
         weights = torch.zeros(matrix.n, dtype=torch.float64)
         weights[selected] = counts / counts.sum()
         return out, weights, {"selected": selected, "theta": theta, "beta": beta}
+
+
+def _closest_to_median(
+    block: torch.Tensor, start: int, stop: int, beta: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column, the mean of the `beta` values closest to the median, and each row's count of kept values."""
+    values, _ = torch.sort(block, dim=0, stable=True)
+    median = column_median(values)
+    _, closest = torch.sort((block - median).abs(), dim=0, stable=True)
+    return torch.gather(block, 0, closest[:beta]).mean(dim=0).cpu(), credit(closest[:beta], block.shape[0])

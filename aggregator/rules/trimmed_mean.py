@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from aggregator.matrix import UpdateMatrix
+from aggregator.matrix import UpdateMatrix, finite_rows
 from aggregator.rules._order import band_aggregate
 from aggregator.rules.base import BaseRule, check_float
 
@@ -43,7 +43,13 @@ class TrimmedMean(BaseRule):
 
     def _mean(self, matrix: UpdateMatrix) -> torch.Tensor:
         out = torch.empty(matrix.d, dtype=matrix.compute_dtype)
-        for start, stop, block in matrix.chunks(self.chunk):
-            matrix.raise_if_not_finite(block, start)
-            out[start:stop] = block.mean(dim=0).cpu()
+        for start, stop, part in matrix.map_chunks(_mean_part, self.chunk):
+            if isinstance(part, list):
+                matrix.raise_for_rows(part, start)
+            out[start:stop] = part
         return out
+
+
+def _mean_part(block: torch.Tensor, start: int, stop: int) -> Any:
+    bad = finite_rows(block)
+    return bad if bad else block.mean(dim=0).cpu()

@@ -1,9 +1,11 @@
 """The round runner: from on-chain submissions to a finalized round.
 
-For a project and round it reads the submissions from `UpdateSubmitted` events, fetches each update by CID and
-checks the sha256 recorded on chain, decodes it against the manifest's model spec, runs the deterministic
-pipeline (`aggregator.pipeline.run_round`), stores the new model and the round report, and calls
-`finalizeRound`. A trainer whose update is missing, corrupt or malformed is flagged with the reason and scores
+For a project and round it reads the submissions from `UpdateSubmitted` events, fetches each update by CID into
+a file of the round's spool folder (once, streamed) and checks the sha256 recorded on chain, checks the file's
+header against the manifest's model spec and metadata, runs the deterministic pipeline
+(`aggregator.pipeline.run_round`) on the files as row sources read a chunk at a time (a round may exceed
+memory), stores the new model and the round report, and calls `finalizeRound`. The spool folder is removed
+when the round's computation ends. A trainer whose update is missing, corrupt or malformed is flagged with the reason and scores
 0; the round still finalizes. A store that is down stops the round instead: a flag would then blame the trainer
 for the store's outage, and the verifier could not reproduce it.
 """
@@ -13,22 +15,26 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import platform
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from eth_account.signers.local import LocalAccount
 
 from aggregator.contribution import ContributionConfig
-from aggregator.errors import InsufficientUpdates
+from aggregator.engine import LOCAL, Engine
+from aggregator.errors import InsufficientUpdates, InvalidUpdate
 from aggregator.evaluation import Evaluator, builtin_evaluator
 from aggregator.history import history_from_report
 from aggregator.hyperparams import HyperParams
-from aggregator.models import model_spec
 from aggregator.outliers import OutlierConfig
 from aggregator.pipeline import RoundInputs, RoundOutcome, run_round
+from aggregator.rows import SafetensorsRow, read_layout
 from backend.chain.training_market import ProjectInfo, RoundResult, TrainingMarket
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.marketplace.manifest import ContentRef, ProjectManifest
@@ -42,10 +48,10 @@ from backend.storage import (
     IntegrityError,
     StorageError,
     StoreUnavailable,
-    fetch_verified,
+    fetch_verified_file,
 )
 from backend.storage.cids import parse_cid
-from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND, ModelSpec, decode_state
+from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND, ModelSpec
 
 __all__ = ["FinalizedRound", "ProjectContext", "RoundRunner", "round_result"]
 
@@ -132,12 +138,27 @@ def round_result(outcome: RoundOutcome, model_cid: str, report_cid: str) -> Roun
 
 
 class RoundRunner:
-    """Computes rounds for the projects of one `TrainingMarket`; finalizes them when given the aggregator's key."""
+    """Computes rounds for the projects of one `TrainingMarket`; finalizes them when given the aggregator's key.
 
-    def __init__(self, market: TrainingMarket, store: ContentStore, account: LocalAccount | None = None):
+    `engine` runs the round's passes (this process by default; `aggregator.ray_engine.RayEngine` for a
+    cluster): it never changes a result. `spool` is the folder under which each round fetches its update files
+    (the system's temporary folder by default); on a Ray cluster every node must see it.
+    """
+
+    def __init__(
+        self,
+        market: TrainingMarket,
+        store: ContentStore,
+        account: LocalAccount | None = None,
+        *,
+        engine: Engine | None = None,
+        spool: Path | None = None,
+    ):
         self.market = market
         self.store = store
         self.account = account
+        self.engine = engine or LOCAL
+        self.spool = spool
         self._contexts: dict[int, ProjectContext] = {}
 
     # -- inputs -----------------------------------------------------------------------------------------------
@@ -155,24 +176,49 @@ class RoundRunner:
             )
         return self._contexts[project_id]
 
-    def _decode_update(self, ctx: ProjectContext, round_: int, base: ContentRef, cid: str, sha256: str):
+    def _open_update(
+        self, ctx: ProjectContext, round_: int, base: ContentRef, cid: str, sha256: str, path: Path
+    ) -> SafetensorsRow:
+        """The update `cid` fetched into `path` and checked (hash, header, metadata), as a row source; its
+        values are read, and checked, by the pipeline's passes."""
         try:
             parse_cid(cid)
         except StorageError as exc:
             # The contract takes any short string as a CID: one that no store can parse is the submitter's fault,
             # and must not stop the round for everyone else.
             raise ContentNotFound(cid, f"unusable CID: {exc}") from None
-        data = fetch_verified(self.store, cid, sha256)
-        tensors, meta = decode_state(data, ModelSpec(model_spec(ctx.manifest.model)))
+        fetch_verified_file(self.store, cid, sha256, path)
+        spec = ModelSpec(ctx.evaluator.spec)
+        try:
+            layout, meta = read_layout(path)
+        except InvalidUpdate as exc:
+            raise CodecError(str(exc)) from None
+        spec.check_layout(layout)
         # An update made for another project, round or base model is a replay, not a contribution.
         expected = {META_PROJECT: str(ctx.project_id), META_ROUND: str(round_), META_BASE_MODEL: base.cid}
         for key, want in expected.items():
             if meta.get(key) != want:
                 raise CodecError(f"update metadata {key}={meta.get(key)!r}, expected {want!r}")
-        return tensors
+        try:
+            return SafetensorsRow.open(path, list(spec))
+        except InvalidUpdate as exc:
+            raise CodecError(str(exc)) from None
 
-    def inputs(self, project_id: int, round_: int) -> RoundInputs:
-        """The round's deterministic inputs, everything verified against the chain."""
+    @contextmanager
+    def round_inputs(self, project_id: int, round_: int) -> Iterator[RoundInputs]:
+        """The round's deterministic inputs, everything verified against the chain, with the updates as files
+        in a spool folder that exists until the block ends."""
+        if self.spool is not None:
+            self.spool.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"round-{project_id}-{round_}-", dir=self.spool) as folder:
+            inputs = self._inputs(project_id, round_, Path(folder))
+            try:
+                yield inputs
+            finally:
+                for row in inputs.updates.values():
+                    row.close()
+
+    def _inputs(self, project_id: int, round_: int, folder: Path) -> RoundInputs:
         ctx = self.context(project_id)
         start = round_start(self.market, self.store, ctx.info, round_)
         base, previous_report = start.model, start.previous_report
@@ -180,11 +226,12 @@ class RoundRunner:
         updates: dict[str, Any] = {}
         invalid: dict[str, str] = {}
         submitted: dict[str, dict[str, str]] = {}
-        for sub in self.market.submissions(project_id, round_):
+        for k, sub in enumerate(self.market.submissions(project_id, round_)):
             sha = sub.sha256
             submitted[sub.trainer] = {"cid": sub.cid, "sha256": sha}
             try:
-                updates[sub.trainer] = self._decode_update(ctx, round_, base, sub.cid, sha)
+                path = folder / f"update-{k}.safetensors"
+                updates[sub.trainer] = self._open_update(ctx, round_, base, sub.cid, sha, path)
             except StoreUnavailable:
                 raise
             except _TRAINER_FAULTS as exc:
@@ -222,8 +269,9 @@ class RoundRunner:
         )
 
     def compute(self, project_id: int, round_: int) -> tuple[RoundInputs, RoundOutcome]:
-        inputs = self.inputs(project_id, round_)
-        return inputs, run_round(inputs)
+        """The round's inputs and outcome (the inputs' update files are gone by then)."""
+        with self.round_inputs(project_id, round_) as inputs:
+            return inputs, run_round(inputs, self.engine)
 
     # -- finalizing -------------------------------------------------------------------------------------------
 

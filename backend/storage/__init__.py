@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.settings import Settings
-from backend.storage.base import ContentStat, ContentStore, compute_cid, fetch_verified
+from backend.storage.base import ContentStat, ContentStore, compute_cid, fetch_verified, fetch_verified_file
 from backend.storage.cids import sha256_hex
 from backend.storage.errors import (
     CodecError,
@@ -63,6 +63,7 @@ __all__ = [
     "StoreUnavailable",
     "compute_cid",
     "fetch_verified",
+    "fetch_verified_file",
     "open_store",
     "sha256_hex",
 ]

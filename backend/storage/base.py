@@ -6,6 +6,7 @@ buffer, so a 1 GB file never sits whole in memory and no piece is allocated per 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -159,16 +160,42 @@ def compute_cid(source: Source, cid_version: int = 0) -> str:
     return builder.finalize()
 
 
-def fetch_verified(store: ContentStore, cid: str, sha256_hex: str) -> bytes:
-    """Fetch `cid` and check the sha256 recorded with it (e.g. on chain); `IntegrityError` on a mismatch."""
+def _expected_sha256(sha256_hex: str) -> str:
     if not isinstance(sha256_hex, str) or not _SHA256_HEX.match(sha256_hex):
         raise IntegrityError(f"expected sha256 must be 64 hex digits, not {sha256_hex!r}")
-    expected = sha256_hex.lower().removeprefix("0x")
-    data = store.get(cid)
-    actual = cids.sha256_hex(data)
+    return sha256_hex.lower().removeprefix("0x")
+
+
+def _check_sha256(cid: str, actual: str, expected: str) -> None:
     if actual != expected:
         raise IntegrityError(f"content {cid} has sha256 {actual}, but {expected} was recorded for it")
+
+
+def fetch_verified(store: ContentStore, cid: str, sha256_hex: str) -> bytes:
+    """Fetch `cid` and check the sha256 recorded with it (e.g. on chain); `IntegrityError` on a mismatch."""
+    expected = _expected_sha256(sha256_hex)
+    data = store.get(cid)
+    _check_sha256(cid, cids.sha256_hex(data), expected)
     return data
+
+
+def fetch_verified_file(store: ContentStore, cid: str, sha256_hex: str, path: Path) -> Path:
+    """`fetch_verified` into the file `path`, streamed (content bigger than memory never sits in it whole):
+    the file exists afterwards only if its sha256 matched."""
+    expected = _expected_sha256(sha256_hex)
+    store.get_to(cid, path)
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb", buffering=0) as stored:
+            while piece := stored.read(CHUNK_SIZE * 4):
+                digest.update(piece)
+        _check_sha256(cid, digest.hexdigest(), expected)
+    except BaseException as exc:
+        Path(path).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise StorageError(f"reading {path} failed: {exc.strerror or exc}") from exc
+        raise
+    return Path(path)
 
 
 __all__ = [
@@ -179,5 +206,6 @@ __all__ = [
     "check_cid_version",
     "compute_cid",
     "fetch_verified",
+    "fetch_verified_file",
     "iter_source",
 ]

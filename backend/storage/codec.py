@@ -110,8 +110,12 @@ class ModelSpec(Mapping[str, TensorSpec]):
 
     def check(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Raise `CodecError` unless `tensors` has exactly these names, shapes and dtypes."""
-        missing = [name for name in self._tensors if name not in tensors]
-        unexpected = [name for name in tensors if name not in self._tensors]
+        self.check_layout({name: (tuple(t.shape), _dtype_name(t.dtype)) for name, t in tensors.items()})
+
+    def check_layout(self, layout: Mapping[str, tuple[tuple[int, ...], str]]) -> None:
+        """`check` on a file's header alone (`{name: (shape, dtype name)}`), before reading any value."""
+        missing = [name for name in self._tensors if name not in layout]
+        unexpected = [name for name in layout if name not in self._tensors]
         if missing or unexpected:
             parts = []
             if missing:
@@ -120,13 +124,11 @@ class ModelSpec(Mapping[str, TensorSpec]):
                 parts.append(f"unexpected tensor(s) {', '.join(unexpected)}")
             raise CodecError("; ".join(parts))
         for name, spec in self._tensors.items():
-            tensor = tensors[name]
-            if _dtype_name(tensor.dtype) != spec.dtype:
-                raise CodecError(
-                    f"tensor {name!r} has dtype {_dtype_name(tensor.dtype)}, expected {spec.dtype}"
-                )
-            if tuple(tensor.shape) != spec.shape:
-                raise CodecError(f"tensor {name!r} has shape {tuple(tensor.shape)}, expected {spec.shape}")
+            shape, dtype = layout[name]
+            if dtype != spec.dtype:
+                raise CodecError(f"tensor {name!r} has dtype {dtype}, expected {spec.dtype}")
+            if tuple(shape) != spec.shape:
+                raise CodecError(f"tensor {name!r} has shape {tuple(shape)}, expected {spec.shape}")
 
 
 def _check_tensor_types(tensors: Mapping[str, torch.Tensor]) -> None:

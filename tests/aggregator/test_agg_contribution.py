@@ -82,10 +82,18 @@ def test_similarity_is_the_clipped_cosine():
 
 
 @pytest.fixture
-def utility(digits_round):
-    X, y = digits_round.data.validation.X, digits_round.data.validation.y
-    deltas = torch.cat([digits_round.honest[:4], digits_round.label_flipped[None]])
-    return SubsetUtility(builtin_evaluator("digits_mlp", X, y), digits_round.global_flat, deltas)
+def evaluate(digits_round):
+    return builtin_evaluator("digits_mlp", digits_round.data.validation.X, digits_round.data.validation.y)
+
+
+@pytest.fixture
+def deltas(digits_round):
+    return torch.cat([digits_round.honest[:4], digits_round.label_flipped[None]])
+
+
+@pytest.fixture
+def utility(digits_round, evaluate, deltas):
+    return SubsetUtility(evaluate, digits_round.global_flat, deltas)
 
 
 @pytest.mark.parametrize("method", ["gtg_shapley", "leave_one_out", "similarity"])
@@ -94,7 +102,11 @@ def test_scores_cover_every_submitter_sum_to_one_and_honest_lead(utility, method
     submitters = [*players, "flagged-1", "invalid-2"]
     config = ContributionConfig(method=method, max_permutations=30)
     result = contribution_scores(
-        players, submitters, utility=utility, aggregate=utility.deltas[:4].mean(0).float(), config=config
+        players,
+        submitters,
+        utility=utility,
+        aggregate=utility.matrix.read(0, utility.matrix.d)[:4].mean(0),
+        config=config,
     )
     assert list(result.scores) == sorted(submitters)
     assert math.fsum(result.scores.values()) == pytest.approx(1.0, abs=1e-12)
@@ -106,37 +118,49 @@ def test_scores_cover_every_submitter_sum_to_one_and_honest_lead(utility, method
     assert result.basis == method
 
 
-def test_accuracy_utility_works_too(utility):
-    acc = SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas, "accuracy")
+def test_accuracy_utility_works_too(utility, evaluate, deltas):
+    acc = SubsetUtility(evaluate, utility.global_flat, deltas, "accuracy")
     assert 0.0 <= acc([]) <= 1.0 and acc([0, 1, 2, 3]) > acc([])
     assert acc.calls == 2 and acc([3, 2, 1, 0]) == acc([0, 1, 2, 3]) and acc.calls == 2
     # "metric" is the task's own: accuracy for classification.
-    metric = SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas, "metric")
+    metric = SubsetUtility(evaluate, utility.global_flat, deltas, "metric")
     assert metric([0, 1]) == acc([0, 1])
 
 
-def test_fallbacks_when_the_valuation_gives_nothing(utility):
+def test_a_subset_model_is_the_global_model_plus_the_float64_mean_of_its_deltas(utility, evaluate, deltas):
+    expected = (utility.global_flat.double() + deltas[[0, 2, 3]].double().sum(0) / 3).float()
+    assert utility([3, 0, 2]) == -evaluate.evaluate(expected)["loss"]
+    # Growing a permutation's prefix one row at a time values the same models.
+    walked, _ = utility.walk([2, 0, 3, 1, 4], full=utility(range(5)), empty=utility([]), cutoff=0.0)
+    for j, value in enumerate(walked, start=1):
+        assert value == pytest.approx(utility([2, 0, 3, 1, 4][:j]), abs=1e-6)
+    total = utility.row_sum()
+    assert utility.full_value(total) == utility(range(5))
+    assert utility.without(1, total) == pytest.approx(utility([0, 2, 3, 4]), abs=1e-6)
+
+
+def test_fallbacks_when_the_valuation_gives_nothing(utility, evaluate, deltas):
     players = ["h0", "h1", "h2", "h3", "flipper"]
-    stuck = SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas * 0.0)
-    agg = utility.deltas[:4].mean(0).float()
+    stuck = SubsetUtility(evaluate, utility.global_flat, deltas * 0.0)
+    agg = deltas[:4].mean(0)
     result = contribution_scores(players, players, utility=stuck, aggregate=agg)
     assert result.basis == "uniform_fallback"  # zero deltas: no gain and no direction
     assert all(v == pytest.approx(0.2) for v in result.scores.values())
-    flat = SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas * 1e-9)
+    flat = SubsetUtility(evaluate, utility.global_flat, deltas * 1e-9)
     result = contribution_scores(players, players, utility=flat, aggregate=agg)
     assert result.basis == "similarity_fallback" and result.scores["flipper"] < result.scores["h0"]
 
 
-def test_bad_calls_are_refused(utility):
-    agg = utility.deltas.mean(0).float()
+def test_bad_calls_are_refused(utility, evaluate, deltas):
+    agg = deltas.mean(0)
     with pytest.raises(AggregatorError):
         contribution_scores(["a", "b"], ["a", "b"], utility=utility, aggregate=agg)
     with pytest.raises(AggregatorError):
         contribution_scores(list("abcde"), list("abcd"), utility=utility, aggregate=agg)
     with pytest.raises(AggregatorError):
-        SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas[:, :-1])
+        SubsetUtility(evaluate, utility.global_flat, deltas[:, :-1])
     with pytest.raises(AggregatorError):
-        SubsetUtility(utility.evaluator, utility.global_flat, utility.deltas, "f1")
+        SubsetUtility(evaluate, utility.global_flat, deltas, "f1")
     for bad in ({"method": "banzhaf"}, {"utility": "f1"}, {"max_permutations": 0}, {"truncation": -1.0}):
         with pytest.raises(AggregatorError):
             ContributionConfig(**bad)

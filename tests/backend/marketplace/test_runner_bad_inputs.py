@@ -158,6 +158,11 @@ class _StoreDownFor(LocalStore):
             raise StoreUnavailable(f"store timed out reading {cid}")
         return super().get(cid)
 
+    def get_to(self, cid: str, path) -> None:  # the runner streams updates into files
+        if cid in self.down:
+            raise StoreUnavailable(f"store timed out reading {cid}")
+        super().get_to(cid, path)
+
 
 def test_a_store_outage_while_reading_updates_stops_the_round_instead_of_flagging(marketplace, tmp_path):
     m = marketplace
