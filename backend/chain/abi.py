@@ -18,13 +18,44 @@ from web3 import Web3
 
 from backend.chain.errors import ChainError
 
-__all__ = ["AbiInputError", "camel", "hash_bytes", "snake", "struct_from_abi", "struct_to_abi"]
+__all__ = [
+    "AbiInputError",
+    "ContractEnum",
+    "camel",
+    "hash_bytes",
+    "plain",
+    "snake",
+    "struct_from_abi",
+    "struct_to_abi",
+]
 
 T = TypeVar("T")
 
 
 class AbiInputError(ChainError, ValueError):
     """A value that cannot go to the contract as given (e.g. a hash that is not 64 hex digits)."""
+
+
+class ContractEnum(IntEnum):
+    """A Solidity enum: members in the contract's order, UPPER_CASE here; `label` is the Solidity spelling
+    (`ProjectStatus.ACTIVE.label == "Active"`), what JSON output and pages show."""
+
+    @property
+    def label(self) -> str:
+        return self.name.capitalize()
+
+
+def plain(value: Any) -> Any:
+    """A facade dataclass (or list, dict) as JSON-ready values: enums by their Solidity label."""
+    if isinstance(value, ContractEnum):
+        return value.label
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
 
 
 def snake(name: str) -> str:

@@ -17,7 +17,6 @@ and a relayer sends it (`submit_update_for`); the chain records it as the traine
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from eth_abi import encode as abi_encode
@@ -27,7 +26,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.types import TxReceipt
 
-from backend.chain.abi import AbiInputError, hash_bytes
+from backend.chain.abi import AbiInputError, ContractEnum, hash_bytes
 from backend.chain.client import ChainClient
 from backend.chain.facade import ContractFacade
 
@@ -63,7 +62,7 @@ SUBMIT_UPDATE_TYPE = (
 MarketInputError = AbiInputError
 
 
-class ProjectStatus(IntEnum):
+class ProjectStatus(ContractEnum):
     """ITrainingMarket.Status, member for member (the tests compare the names with the Solidity enum)."""
 
     NONE = 0
@@ -72,7 +71,7 @@ class ProjectStatus(IntEnum):
     CANCELLED = 3
 
 
-class ChallengeState(IntEnum):
+class ChallengeState(ContractEnum):
     """ITrainingMarket.ChallengeState: `LAPSED` when the arbiter did not rule within the arbitration period."""
 
     NONE = 0

@@ -8,11 +8,11 @@ signing and aggregation live in the committee service (`backend.committee`). Rev
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from backend.chain.abi import ContractEnum
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainError
 from backend.chain.facade import ContractFacade
@@ -48,7 +48,7 @@ class CommitteeError(ChainError, ValueError):
     """An attestation that cannot be built: mixed rounds, a stale digest, too few valid signatures."""
 
 
-class VerifierStatus(IntEnum):
+class VerifierStatus(ContractEnum):
     NONE = 0
     ACTIVE = 1
     EXITING = 2

@@ -255,9 +255,9 @@ def test_cancel_challenge_and_lapse_through_the_facade(market, chain_client, rol
     market.finalize_round(aggregator, pid, 1, result(1, {a.address: 1, b.address: 1}))
     market.challenge(challenger, pid, 0, BOND)
     market.challenge(challenger, pid, 1, BOND)
-    assert market.round(pid, 0).challenge == "Open" and market.project(pid).open_challenges == 2
+    assert market.round(pid, 0).challenge is ChallengeState.OPEN and market.project(pid).open_challenges == 2
     market.resolve_challenge(arbiter, pid, 0, True)
-    assert market.reversed_rounds(pid) == [0] and market.project(pid).status == "Cancelled"
+    assert market.reversed_rounds(pid) == [0] and market.project(pid).status is ProjectStatus.CANCELLED
     with pytest.raises(revert_class("TrainingMarket", "ArbitrationPending")):
         market.expire_challenge(challenger, pid, 1)
     warp(chain_client, 7 * 24 * 3600 + 1)
@@ -275,7 +275,7 @@ def test_cancel_after_the_aggregator_deadline(market, chain_client, roles, dev_a
     submit(market, pid, 0, roles[3][:1])
     warp(chain_client, DURATION + AGGREGATION + 1)
     market.cancel(dev_accounts[9], pid)
-    assert market.project(pid).status == "Cancelled" and market.claims_open(pid)
+    assert market.project(pid).status is ProjectStatus.CANCELLED and market.claims_open(pid)
     assert market.claimable(pid, roles[3][0].address) == POOL + STAKE  # the only worker takes the whole pool
 
 
