@@ -82,26 +82,21 @@ def _sign_submission(ape, market, trainer, pid: int, round_: int, deadline: int)
     """`trainer`'s EIP-712 signature over SubmitUpdate (as backend.chain.training_market builds it)."""
     from eth_account import Account
 
-    from backend.chain.training_market import SUBMIT_UPDATE_TYPES
+    from backend.chain.training_market import EIP712_DOMAIN, SUBMIT_UPDATE_TYPE
+    from backend.eip712 import Eip712Domain, typed_data
 
+    message = {
+        "trainer": trainer.address,
+        "projectId": pid,
+        "round": round_,
+        "cid": _cid(trainer.address),
+        "sha256": _sha(trainer.address),
+        "nonce": market.nonces(trainer.address),
+        "deadline": deadline,
+    }
+    domain = Eip712Domain(*EIP712_DOMAIN, ape.chain.chain_id, market.address)
     signed = Account.sign_typed_data(
-        trainer.private_key,
-        domain_data={
-            "name": "trustmarket TrainingMarket",
-            "version": "1",
-            "chainId": ape.chain.chain_id,
-            "verifyingContract": market.address,
-        },
-        message_types=SUBMIT_UPDATE_TYPES,
-        message_data={
-            "trainer": trainer.address,
-            "projectId": pid,
-            "round": round_,
-            "cid": _cid(trainer.address),
-            "sha256": _sha(trainer.address),
-            "nonce": market.nonces(trainer.address),
-            "deadline": deadline,
-        },
+        trainer.private_key, full_message=typed_data(domain, SUBMIT_UPDATE_TYPE, message)
     )
     return bytes(signed.signature)
 

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.30;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+import {IAccessRegistry} from "./interfaces/IAccessRegistry.sol";
 
 /// @title AccessRegistry: who may use trustmarket's API, at which tier, until when, under which terms.
 /// @notice Grantors (an AccessControl role) set a wallet's tier and expiry; a wallet accepts the current terms
@@ -12,7 +13,7 @@ import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 /// `accessOf` and caches it briefly: a revocation here takes effect there within the cache's TTL.
 /// @dev Tier 0 means "no access". Tiers are small integers whose meaning (scopes, quotas) lives in the API's
 /// settings; the contract only bounds them by `maxTier`.
-contract AccessRegistry is AccessControl, EIP712, Nonces {
+contract AccessRegistry is IAccessRegistry, AccessControl, EIP712, Nonces {
     /// @notice The role that may grant, change and revoke tiers.
     bytes32 public constant GRANTOR_ROLE = keccak256("GRANTOR_ROLE");
     /// @notice The role that may publish new terms of use.
@@ -21,11 +22,6 @@ contract AccessRegistry is AccessControl, EIP712, Nonces {
     /// @notice EIP-712 type of a terms acceptance.
     bytes32 public constant ACCEPT_TERMS_TYPEHASH =
         keccak256("AcceptTerms(address account,bytes32 termsHash,uint256 nonce,uint256 deadline)");
-
-    struct Grant {
-        uint8 tier;
-        uint64 expiresAt;
-    }
 
     /// @notice The highest tier a grantor may set.
     uint8 public immutable maxTier;
@@ -38,36 +34,6 @@ contract AccessRegistry is AccessControl, EIP712, Nonces {
     mapping(address account => Grant) private _grants;
     mapping(address account => bytes32 termsHash) private _acceptedTerms;
 
-    /// @notice A tier outside 1..maxTier.
-    error InvalidTier(uint8 tier, uint8 maxTier);
-    /// @notice An expiry that is not in the future.
-    error ExpiryNotInFuture(uint64 expiresAt, uint256 nowTimestamp);
-    /// @notice The zero address cannot hold a grant or accept terms.
-    error ZeroAddress();
-    /// @notice Revoking a wallet that holds no grant.
-    error NoGrant(address account);
-    /// @notice Terms with a zero hash.
-    error EmptyTerms();
-    /// @notice Publishing the terms that are already current.
-    error TermsUnchanged(bytes32 termsHash);
-    /// @notice Accepting terms other than the current ones (or before any are published).
-    error NotCurrentTerms(bytes32 offered, bytes32 current);
-    /// @notice A signed acceptance whose deadline has passed.
-    error SignatureExpired(uint256 deadline, uint256 nowTimestamp);
-    /// @notice A signature that `account` did not make over this acceptance.
-    error InvalidSignature(address account);
-
-    /// @notice A grantor set `account` to `tier` until `expiresAt`; `decisionRef` points at the off-chain decision.
-    event TierGranted(
-        address indexed account, uint8 tier, uint64 expiresAt, bytes32 indexed decisionRef, address indexed grantor
-    );
-    /// @notice A grantor removed `account`'s access.
-    event TierRevoked(address indexed account, bytes32 indexed decisionRef, address indexed grantor);
-    /// @notice New terms of use are current; every wallet must accept them again.
-    event TermsPublished(uint64 indexed version, bytes32 termsHash, string uri);
-    /// @notice `account` accepted the terms `termsHash` (version `version`).
-    event TermsAccepted(address indexed account, bytes32 termsHash, uint64 indexed version);
-
     /// @param admin Holds DEFAULT_ADMIN_ROLE, GRANTOR_ROLE and TERMS_ADMIN_ROLE at deployment.
     /// @param maxTier_ The highest tier (at least 1).
     constructor(address admin, uint8 maxTier_) EIP712("trustmarket AccessRegistry", "1") {
@@ -79,11 +45,7 @@ contract AccessRegistry is AccessControl, EIP712, Nonces {
         _grantRole(TERMS_ADMIN_ROLE, admin);
     }
 
-    /// @notice Set `account`'s tier and expiry (a new grant, an upgrade, a downgrade or a renewal).
-    /// @param account The wallet.
-    /// @param tier 1..maxTier.
-    /// @param expiresAt Unix time after which the grant no longer counts; must be in the future.
-    /// @param decisionRef A reference to the off-chain decision (e.g. the hash of an application id).
+    /// @inheritdoc IAccessRegistry
     function setTier(address account, uint8 tier, uint64 expiresAt, bytes32 decisionRef)
         external
         onlyRole(GRANTOR_ROLE)
@@ -95,18 +57,14 @@ contract AccessRegistry is AccessControl, EIP712, Nonces {
         emit TierGranted(account, tier, expiresAt, decisionRef, msg.sender);
     }
 
-    /// @notice Remove `account`'s access at once.
-    /// @param account The wallet.
-    /// @param decisionRef A reference to the off-chain decision.
+    /// @inheritdoc IAccessRegistry
     function revoke(address account, bytes32 decisionRef) external onlyRole(GRANTOR_ROLE) {
         if (_grants[account].tier == 0) revert NoGrant(account);
         delete _grants[account];
         emit TierRevoked(account, decisionRef, msg.sender);
     }
 
-    /// @notice Publish new terms of use; earlier acceptances stop counting.
-    /// @param termsHash Digest of the terms document.
-    /// @param uri Where the document can be read (a CID URI or URL); informational, emitted only.
+    /// @inheritdoc IAccessRegistry
     function publishTerms(bytes32 termsHash, string calldata uri) external onlyRole(TERMS_ADMIN_ROLE) {
         if (termsHash == bytes32(0)) revert EmptyTerms();
         if (termsHash == currentTermsHash) revert TermsUnchanged(termsHash);
@@ -115,13 +73,9 @@ contract AccessRegistry is AccessControl, EIP712, Nonces {
         emit TermsPublished(version, termsHash, uri);
     }
 
-    /// @notice Record that `account` accepted the current terms, on the strength of its EIP-712 signature.
+    /// @inheritdoc IAccessRegistry
     /// @dev Anyone may relay; the signature binds the account, the terms, a per-account nonce and a deadline,
     /// so it cannot be replayed or reused for other terms. ERC-1271 wallets are accepted too.
-    /// @param account The wallet accepting.
-    /// @param termsHash Must equal `currentTermsHash`.
-    /// @param deadline Unix time after which the signature is void.
-    /// @param signature `account`'s signature over AcceptTerms(account, termsHash, nonces(account), deadline).
     function acceptTermsFor(address account, bytes32 termsHash, uint256 deadline, bytes calldata signature)
         external
     {
@@ -136,11 +90,7 @@ contract AccessRegistry is AccessControl, EIP712, Nonces {
         emit TermsAccepted(account, termsHash, termsVersion);
     }
 
-    /// @notice Everything the API needs about `account` in one call.
-    /// @return tier The effective tier: 0 if never granted, revoked or expired.
-    /// @return expiresAt The grant's expiry (0 if none).
-    /// @return acceptedCurrentTerms Whether `account` accepted the terms that are current now.
-    /// @return grantor Whether `account` holds GRANTOR_ROLE (reviews access applications).
+    /// @inheritdoc IAccessRegistry
     function accessOf(address account)
         external
         view
@@ -154,12 +104,12 @@ contract AccessRegistry is AccessControl, EIP712, Nonces {
         grantor = hasRole(GRANTOR_ROLE, account);
     }
 
-    /// @notice The terms hash `account` accepted last (zero if never).
+    /// @inheritdoc IAccessRegistry
     function acceptedTermsOf(address account) external view returns (bytes32) {
         return _acceptedTerms[account];
     }
 
-    /// @notice The EIP-712 domain separator, for off-chain signers.
+    /// @inheritdoc IAccessRegistry
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
     }

@@ -2,8 +2,10 @@
 pragma solidity ^0.8.30;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {ISourceRegistry} from "./interfaces/ISourceRegistry.sol";
 
 /// @title SourceRegistry
 /// @notice Registry of retrieval sources for decentralized RAG, with a Bayesian (Beta) reliability per source.
@@ -14,7 +16,9 @@ import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProo
 /// prior with low confidence (no whitewashing); and a whole batch is one transaction whose entries each touch
 /// one packed storage slot (~5k gas per source instead of ~31k).
 /// Counts are fixed point: `SCALE` units are one observation, so fractional contributions can be recorded.
-contract SourceRegistry is AccessControl, ReentrancyGuard {
+contract SourceRegistry is ISourceRegistry, AccessControl, ReentrancyGuard {
+    using Address for address payable;
+
     /// @notice Role allowed to apply feedback batches.
     bytes32 public constant EVALUATOR_ROLE = keccak256("EVALUATOR_ROLE");
     /// @notice Fixed-point units per observation in the Beta counts.
@@ -26,13 +30,6 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
     uint64 public constant PRIOR_NEGATIVE = 4 * SCALE;
     /// @notice Bytes per feedback entry: uint32 sourceId | uint16 positive | uint16 negative, big-endian.
     uint256 public constant ENTRY_BYTES = 8;
-
-    enum Status {
-        None,
-        Active,
-        Exiting,
-        Withdrawn
-    }
 
     /// @dev Everything a feedback batch reads and writes for one source, packed into one slot.
     struct Reputation {
@@ -64,33 +61,6 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
     mapping(uint32 id => Reputation) private _reputation;
     mapping(uint32 id => Source) private _sources;
 
-    event SourceRegistered(
-        uint32 indexed id, address indexed operator, uint256 bond, string endpoint, bytes32 commitment
-    );
-    event EndpointUpdated(uint32 indexed id, string endpoint);
-    event CommitmentUpdated(uint32 indexed id, bytes32 commitment);
-    event ExitRequested(uint32 indexed id, uint64 availableAt);
-    event BondWithdrawn(uint32 indexed id, address indexed operator, uint256 amount);
-    /// @notice One event per batch; `entries` is the packed calldata, so the deltas can be replayed off chain.
-    event FeedbackApplied(uint64 indexed epoch, address indexed evaluator, uint256 count, bytes entries);
-
-    error BondTooSmall(uint256 sent, uint256 required);
-    error BondTooLarge(uint256 sent);
-    error EmptyEndpoint();
-    error ZeroCommitment();
-    error UnknownSource(uint32 id);
-    error NotOperator(uint32 id, address caller);
-    error NotActive(uint32 id);
-    error NotExiting(uint32 id);
-    error ExitNotReady(uint32 id, uint64 availableAt);
-    error WrongEpoch(uint64 expected, uint64 given);
-    error EmptyBatch();
-    error MalformedBatch(uint256 length);
-    error DeltaTooLarge(uint32 id, uint16 positive, uint16 negative);
-    error UnsortedBatch(uint32 id, uint32 previous);
-    error TransferFailed(address to, uint256 amount);
-    error InvalidConfig();
-
     /// @param minBond_ Smallest bond a source must lock, in wei (non-zero: registration must cost something).
     /// @param exitDelay_ Seconds a leaving source keeps its bond locked (so feedback on its last answers lands).
     /// @param maxDelta_ Largest per-entry delta, in fixed-point units (bounds what one batch can do).
@@ -102,10 +72,7 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         _grantRole(DEFAULT_ADMIN_ROLE, msg.sender);
     }
 
-    /// @notice Register a source: lock a bond (msg.value) and publish its endpoint and corpus commitment.
-    /// @param endpoint URL of the source node.
-    /// @param commitment Merkle root of the source's corpus (sorted-pair keccak, OpenZeppelin MerkleProof).
-    /// @return id The new source id.
+    /// @inheritdoc ISourceRegistry
     function registerSource(string calldata endpoint, bytes32 commitment) external payable returns (uint32 id) {
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         if (msg.value > type(uint96).max) revert BondTooLarge(msg.value);
@@ -123,7 +90,7 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         emit SourceRegistered(id, msg.sender, msg.value, endpoint, commitment);
     }
 
-    /// @notice Move an active source to a new endpoint URL.
+    /// @inheritdoc ISourceRegistry
     function updateEndpoint(uint32 id, string calldata endpoint) external {
         _requireActiveOperator(id);
         if (bytes(endpoint).length == 0) revert EmptyEndpoint();
@@ -131,7 +98,8 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         emit EndpointUpdated(id, endpoint);
     }
 
-    /// @notice Publish a new corpus commitment for an active source (its record stays).
+    /// @inheritdoc ISourceRegistry
+    /// @dev The source keeps its record.
     function updateCommitment(uint32 id, bytes32 commitment) external {
         _requireActiveOperator(id);
         if (commitment == bytes32(0)) revert ZeroCommitment();
@@ -139,7 +107,7 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         emit CommitmentUpdated(id, commitment);
     }
 
-    /// @notice Stop serving; the bond can be withdrawn `exitDelay` seconds later. Feedback still applies.
+    /// @inheritdoc ISourceRegistry
     function requestExit(uint32 id) external {
         _requireActiveOperator(id);
         uint64 availableAt = uint64(block.timestamp) + exitDelay;
@@ -148,27 +116,25 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         emit ExitRequested(id, availableAt);
     }
 
-    /// @notice Pull the bond back after the exit delay.
+    /// @inheritdoc ISourceRegistry
     function withdrawBond(uint32 id) external nonReentrant {
         Source storage s = _sources[id];
         if (s.operator == address(0)) revert UnknownSource(id);
         if (s.operator != msg.sender) revert NotOperator(id, msg.sender);
-        if (_reputation[id].status != Status.Exiting) revert NotExiting(id);
+        if (_reputation[id].status != Status.Exiting) revert SourceNotExiting(id);
         if (block.timestamp < s.exitAvailableAt) revert ExitNotReady(id, s.exitAvailableAt);
         uint256 amount = s.bond;
         // Effects before the interaction: a re-entrant call finds the bond gone and the status Withdrawn.
         s.bond = 0;
         _reputation[id].status = Status.Withdrawn;
         emit BondWithdrawn(id, msg.sender, amount);
-        (bool ok,) = payable(msg.sender).call{value: amount}("");
-        if (!ok) revert TransferFailed(msg.sender, amount);
+        payable(msg.sender).sendValue(amount);
     }
 
-    /// @notice Apply one batch of reliability feedback.
-    /// @param batchEpoch Must be `epoch + 1`: a batch applies once, in order, and a stale or replayed one reverts.
-    /// @param entries Concatenated 8-byte entries `uint32 id | uint16 positive | uint16 negative` (big-endian),
-    ///        each delta at most `maxDelta`, ids strictly ascending (so one batch moves a source by at most
-    ///        `maxDelta` each way); calldata keeps a batch of 50 at 400 bytes.
+    /// @inheritdoc ISourceRegistry
+    /// @dev A batch applies once, in order (a stale or replayed epoch reverts); each delta is at most
+    /// `maxDelta` and ids are strictly ascending, so one batch moves a source by at most `maxDelta` each way;
+    /// calldata keeps a batch of 50 at 400 bytes.
     function applyFeedback(uint64 batchEpoch, bytes calldata entries) external onlyRole(EVALUATOR_ROLE) {
         uint64 expected = epoch + 1;
         if (batchEpoch != expected) revert WrongEpoch(expected, batchEpoch);
@@ -195,7 +161,7 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         emit FeedbackApplied(expected, msg.sender, length / ENTRY_BYTES, entries);
     }
 
-    /// @notice A source's registration.
+    /// @inheritdoc ISourceRegistry
     function source(uint32 id)
         external
         view
@@ -213,14 +179,14 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         return (s.operator, s.bond, _reputation[id].status, s.exitAvailableAt, s.commitment, s.endpoint);
     }
 
-    /// @notice Beta posterior of a source, prior included, in fixed-point units (mean = alpha / (alpha + beta)).
+    /// @inheritdoc ISourceRegistry
     function reliability(uint32 id) public view returns (uint64 alpha, uint64 beta) {
         Reputation storage rep = _reputation[id];
         if (rep.status == Status.None) revert UnknownSource(id);
         return (PRIOR_POSITIVE + rep.positive, PRIOR_NEGATIVE + rep.negative);
     }
 
-    /// @notice Beta posteriors and statuses of sources `first .. first + count - 1`, for one-call cache refreshes.
+    /// @inheritdoc ISourceRegistry
     function reliabilities(uint32 first, uint32 count)
         external
         view
@@ -235,7 +201,7 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         }
     }
 
-    /// @notice Whether `leaf` (a document hash) belongs to the corpus committed by source `id`.
+    /// @inheritdoc ISourceRegistry
     function verifyDocument(uint32 id, bytes32 leaf, bytes32[] calldata proof) external view returns (bool) {
         Source storage s = _sources[id];
         if (s.operator == address(0)) revert UnknownSource(id);
@@ -246,6 +212,6 @@ contract SourceRegistry is AccessControl, ReentrancyGuard {
         Source storage s = _sources[id];
         if (s.operator == address(0)) revert UnknownSource(id);
         if (s.operator != msg.sender) revert NotOperator(id, msg.sender);
-        if (_reputation[id].status != Status.Active) revert NotActive(id);
+        if (_reputation[id].status != Status.Active) revert SourceNotActive(id);
     }
 }

@@ -1,18 +1,16 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.30;
 
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {BN254} from "./lib/BN254.sol";
 import {CodeStore} from "./lib/CodeStore.sol";
 import {CommitteeTable} from "./lib/CommitteeTable.sol";
-
-/// @notice What the committee reads from a market: the result digest it stores for a finalized round
-///         (zero while the round is not finalized).
-interface IRoundResultSource {
-    function roundResultDigest(uint256 projectId, uint16 round) external view returns (bytes32);
-}
+import {IRoundAttestor} from "./interfaces/IRoundAttestor.sol";
+import {IRoundResultSource} from "./interfaces/IRoundResultSource.sol";
+import {IVerifierCommittee} from "./interfaces/IVerifierCommittee.sol";
 
 /// @title VerifierCommittee
 /// @notice A staked committee of independent verifiers who recompute training rounds and attest to their
@@ -27,38 +25,9 @@ interface IRoundResultSource {
 ///      and adds the signers' keys or, when most signed, subtracts the others' from the sum: at most n/2 ecAdds.
 ///      A round's snapshot is the epoch current when it is first pinned (`pinSnapshot`, or `attest` itself);
 ///      `attestWindow = exitDelay / 2` keeps every member of a pinned epoch staked until its window has closed.
-contract VerifierCommittee is ReentrancyGuard {
+contract VerifierCommittee is IVerifierCommittee, ReentrancyGuard {
+    using Address for address payable;
     using BN254 for BN254.G1Point;
-
-    enum Status {
-        None,
-        Active,
-        Exiting
-    }
-
-    /// @dev One packed slot per verifier.
-    struct Verifier {
-        uint96 stake;
-        uint64 withdrawableAt;
-        uint16 index; // position in the current epoch's table while Active
-        Status status;
-    }
-
-    /// @dev The committee between two membership changes; `table` is a CodeStore blob in CommitteeTable layout.
-    struct Epoch {
-        address table;
-        uint16 size;
-        uint64 startedAt;
-        uint256 totalStake;
-    }
-
-    /// @dev A round result's snapshot and whether it has been attested; one slot.
-    struct RoundRecord {
-        uint64 epoch;
-        uint64 pinnedAt;
-        bool pinned;
-        bool attested;
-    }
 
     /// @notice Domain tag of attestation signatures (hashed with sha256 into `ATTEST_TAG`).
     string public constant DST_ATTEST = "TRUSTMARKET-V1-BN254G1-SHA256-TAI-ATTEST";
@@ -90,69 +59,8 @@ contract VerifierCommittee is ReentrancyGuard {
     mapping(address verifier => BN254.G2Point) private _keysG2;
     mapping(bytes32 roundKey => RoundRecord) private _rounds;
 
-    event VerifierRegistered(
-        address indexed verifier, uint64 indexed epoch, uint16 index, uint96 stake, bytes32 keyHash
-    );
-    event ExitRequested(address indexed verifier, uint64 indexed epoch, uint64 withdrawableAt);
-    event StakeWithdrawn(address indexed verifier, uint96 amount);
-    event EpochStarted(uint64 indexed epoch, address table, uint16 size, uint256 totalStake);
-    event SnapshotPinned(
-        address indexed market, uint256 indexed projectId, uint16 indexed round, bytes32 digest, uint64 epoch
-    );
-    event RoundAttested(
-        address indexed market,
-        uint256 indexed projectId,
-        uint16 indexed round,
-        bytes32 digest,
-        uint64 epoch,
-        uint256 signerBitmap,
-        uint256 signedStake,
-        uint256 totalStake
-    );
-
-    /// @notice `minStake` must be positive and `exitDelay` at least 2 seconds (the window is half of it).
-    error InvalidConfig();
-    /// @notice The stake sent is below `minStake`.
-    error StakeTooLow(uint256 sent, uint256 minimum);
-    /// @notice The caller already has a record (active or exiting).
-    error AlreadyRegistered(address verifier);
-    /// @notice The committee has MAX_COMMITTEE_SIZE members.
-    error CommitteeFull(uint256 size);
-    /// @notice A public key is the point at infinity.
-    error InvalidPublicKey();
-    /// @notice This G1 key was registered before.
-    error KeyAlreadyRegistered(bytes32 keyHash);
-    /// @notice The proof of possession does not verify for these keys, this caller, chain and committee.
-    error InvalidProofOfPossession();
-    /// @notice The caller is not an active member.
-    error NotActive(address verifier);
-    /// @notice The caller has not requested an exit.
-    error NotExiting(address verifier);
-    /// @notice The exit delay has not passed.
-    error ExitDelayNotOver(uint64 withdrawableAt);
-    /// @notice Sending the stake back failed.
-    error TransferFailed(address to, uint256 amount);
-    /// @notice `market` has no code.
-    error MarketNotContract(address market);
-    /// @notice The market has no result for this round yet.
-    error RoundNotFinalized(address market, uint256 projectId, uint16 round);
-    /// @notice The digest given is not the one the market stores for the round.
-    error DigestMismatch(bytes32 expected, bytes32 given);
-    /// @notice This round result has been attested already.
-    error AlreadyAttested(address market, uint256 projectId, uint16 round, bytes32 digest);
-    /// @notice The snapshot's attestation window has closed.
-    error AttestationWindowClosed(uint64 closedAt);
-    /// @notice The signer bitmap is empty.
-    error NoSigners();
-    /// @notice The bitmap names a member index the snapshot's committee does not have.
-    error UnknownSigner(uint256 signerBitmap, uint256 committeeSize);
-    /// @notice The signers hold less than the quorum of the snapshot's stake.
-    error QuorumNotReached(uint256 signedStake, uint256 totalStake);
-    /// @notice The aggregated signature does not verify against the signers' keys and the digest.
-    error InvalidSignature();
-    /// @notice No such epoch.
-    error UnknownEpoch(uint64 epoch);
-
+    /// @param minStake_ Smallest stake `register` accepts, in wei (positive).
+    /// @param exitDelay_ Seconds between `requestExit` and `withdraw` (at least 2; attestations get half of it).
     constructor(uint256 minStake_, uint64 exitDelay_) {
         if (minStake_ == 0 || exitDelay_ < 2) revert InvalidConfig();
         minStake = minStake_;
@@ -166,14 +74,13 @@ contract VerifierCommittee is ReentrancyGuard {
 
     // ---- membership ---------------------------------------------------------------------------------------
 
-    /// @notice Join the committee with `msg.value` as stake, a BLS key in G2 and its G1 twin, and a proof of
-    ///         possession: a signature under DST_POP of `possessionMessage(msg.sender, pkG2)`.
+    /// @inheritdoc IVerifierCommittee
     function register(BN254.G1Point calldata pkG1, BN254.G2Point calldata pkG2, BN254.G1Point calldata proof)
         external
         payable
     {
-        if (verifiers[msg.sender].status != Status.None) revert AlreadyRegistered(msg.sender);
-        if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
+        if (verifiers[msg.sender].status != Status.None) revert VerifierAlreadyRegistered(msg.sender);
+        if (msg.value < minStake) revert VerifierStakeTooLow(msg.value, minStake);
         Epoch storage current = _epochs[_epochs.length - 1];
         if (current.size >= MAX_COMMITTEE_SIZE) revert CommitteeFull(current.size);
         if (BN254.isInfinity(pkG1) || BN254.isInfinity(pkG2)) revert InvalidPublicKey();
@@ -192,10 +99,10 @@ contract VerifierCommittee is ReentrancyGuard {
         emit VerifierRegistered(msg.sender, epochId, index, stake, keyHash);
     }
 
-    /// @notice Leave the committee now; the stake can be withdrawn `exitDelay` seconds later.
+    /// @inheritdoc IVerifierCommittee
     function requestExit() external {
         Verifier storage v = verifiers[msg.sender];
-        if (v.status != Status.Active) revert NotActive(msg.sender);
+        if (v.status != Status.Active) revert VerifierNotActive(msg.sender);
         Epoch storage current = _epochs[_epochs.length - 1];
         bytes memory table = CodeStore.read(current.table);
         // The last member moves into the leaver's seat: one copy, one index update.
@@ -211,21 +118,21 @@ contract VerifierCommittee is ReentrancyGuard {
         emit ExitRequested(msg.sender, epochId, withdrawableAt);
     }
 
-    /// @notice Take the stake back after the exit delay (pull payment).
+    /// @inheritdoc IVerifierCommittee
     function withdraw() external nonReentrant {
         Verifier memory v = verifiers[msg.sender];
-        if (v.status != Status.Exiting) revert NotExiting(msg.sender);
+        if (v.status != Status.Exiting) revert VerifierNotExiting(msg.sender);
         if (block.timestamp < v.withdrawableAt) revert ExitDelayNotOver(v.withdrawableAt);
         delete verifiers[msg.sender];
         emit StakeWithdrawn(msg.sender, v.stake);
-        (bool ok,) = payable(msg.sender).call{value: v.stake}("");
-        if (!ok) revert TransferFailed(msg.sender, v.stake);
+        payable(msg.sender).sendValue(v.stake);
     }
 
     // ---- attestation --------------------------------------------------------------------------------------
 
-    /// @notice Fix the epoch whose committee attests the market's current result for a round: the epoch current
-    ///         now, unless it was pinned before. Idempotent, so a market can call it from its own finalization.
+    /// @inheritdoc IRoundAttestor
+    /// @dev Fix the epoch whose committee attests the market's current result for a round: the epoch current now,
+    /// unless it was pinned before. Idempotent, so a market can call it from its own finalization.
     function pinSnapshot(address market, uint256 projectId, uint16 round) external returns (uint64 epoch) {
         bytes32 digest = _marketDigest(market, projectId, round);
         bytes32 key = roundKey(market, projectId, round, digest);
@@ -237,11 +144,7 @@ contract VerifierCommittee is ReentrancyGuard {
         return record.epoch;
     }
 
-    /// @notice Record that signers holding a quorum of the snapshot's stake signed `digest`, the result the
-    ///         market stores for (`projectId`, `round`). Anyone may submit.
-    /// @param signerBitmap Bit i set when member i of the snapshot epoch signed.
-    /// @param apkG2 The sum of the signers' G2 keys (checked against their G1 keys in the same pairing).
-    /// @param signature The sum of the signers' G1 signatures over `digest` under DST_ATTEST.
+    /// @inheritdoc IVerifierCommittee
     function attest(
         address market,
         uint256 projectId,
@@ -261,20 +164,21 @@ contract VerifierCommittee is ReentrancyGuard {
 
     // ---- views --------------------------------------------------------------------------------------------
 
-    /// @notice True when the result the market stores now for the round has been attested by a quorum. A market
-    ///         that replaces a round's result (after a challenge) needs a new attestation for the new digest.
+    /// @inheritdoc IRoundAttestor
+    /// @dev True when the result the market stores now for the round has been attested by a quorum. A market that
+    /// replaces a round's result (after a challenge) needs a new attestation for the new digest.
     function isAttested(address market, uint256 projectId, uint16 round) external view returns (bool) {
         if (market.code.length == 0) return false;
         bytes32 digest = IRoundResultSource(market).roundResultDigest(projectId, round);
         return digest != bytes32(0) && _rounds[roundKey(market, projectId, round, digest)].attested;
     }
 
-    /// @notice The key under which a round result's snapshot and attestation are recorded.
+    /// @inheritdoc IVerifierCommittee
     function roundKey(address market, uint256 projectId, uint16 round, bytes32 digest) public pure returns (bytes32) {
         return keccak256(abi.encode(market, projectId, round, digest));
     }
 
-    /// @notice The snapshot and attestation state of one round result.
+    /// @inheritdoc IVerifierCommittee
     function roundRecord(address market, uint256 projectId, uint16 round, bytes32 digest)
         external
         view
@@ -283,18 +187,18 @@ contract VerifierCommittee is ReentrancyGuard {
         return _rounds[roundKey(market, projectId, round, digest)];
     }
 
-    /// @notice The id of the current epoch (0: the empty committee at deployment).
+    /// @inheritdoc IVerifierCommittee
     function currentEpoch() external view returns (uint64) {
         return uint64(_epochs.length - 1);
     }
 
-    /// @notice One epoch's committee summary.
+    /// @inheritdoc IVerifierCommittee
     function epochInfo(uint64 epoch) external view returns (Epoch memory) {
         if (epoch >= _epochs.length) revert UnknownEpoch(epoch);
         return _epochs[epoch];
     }
 
-    /// @notice One epoch's members in bitmap order, with their stakes and G1 keys.
+    /// @inheritdoc IVerifierCommittee
     function committee(uint64 epoch)
         external
         view
@@ -311,17 +215,17 @@ contract VerifierCommittee is ReentrancyGuard {
         }
     }
 
-    /// @notice A verifier's G2 public key (all zeros if it never registered).
+    /// @inheritdoc IVerifierCommittee
     function publicKeyG2(address verifier) external view returns (BN254.G2Point memory) {
         return _keysG2[verifier];
     }
 
-    /// @notice The bytes a proof of possession signs: abi.encode(pkG2, owner, chainid, this committee).
+    /// @inheritdoc IVerifierCommittee
     function possessionMessage(address owner, BN254.G2Point calldata pkG2) public view returns (bytes memory) {
         return abi.encode(pkG2.xIm, pkG2.xRe, pkG2.yIm, pkG2.yRe, owner, block.chainid, address(this));
     }
 
-    /// @notice The G1 point attestations of `digest` sign (hash-to-G1 under DST_ATTEST).
+    /// @inheritdoc IVerifierCommittee
     function messagePoint(bytes32 digest) external view returns (BN254.G1Point memory) {
         return BN254.hashToG1(ATTEST_TAG, abi.encodePacked(digest));
     }
@@ -331,7 +235,7 @@ contract VerifierCommittee is ReentrancyGuard {
     function _marketDigest(address market, uint256 projectId, uint16 round) private view returns (bytes32 digest) {
         if (market.code.length == 0) revert MarketNotContract(market);
         digest = IRoundResultSource(market).roundResultDigest(projectId, round);
-        if (digest == bytes32(0)) revert RoundNotFinalized(market, projectId, round);
+        if (digest == bytes32(0)) revert MarketRoundNotFinalized(market, projectId, round);
     }
 
     /// @dev The round's record, pinned now if it was not, after checking the digest, replay and the window.
@@ -368,7 +272,7 @@ contract VerifierCommittee is ReentrancyGuard {
         }
         if (BN254.isInfinity(apkG2)) revert InvalidPublicKey();
         BN254.G1Point memory h = BN254.hashToG1(ATTEST_TAG, abi.encodePacked(digest));
-        if (!BN254.verifyWithG1Key(h, signature, apkG1, apkG2)) revert InvalidSignature();
+        if (!BN254.verifyWithG1Key(h, signature, apkG1, apkG2)) revert InvalidAggregateSignature();
     }
 
     function _pin(address market, uint256 projectId, uint16 round, bytes32 digest)

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from backend.chain.errors import ChainUnavailable, ContractRevert, TransactionFailed, revert_class
+from backend.chain.errors import ChainUnavailable, ContractRevert, TransactionFailed
 from backend.chain.source_registry import (
     SCALE,
     FeedbackBatch,
@@ -216,7 +216,7 @@ class FeedbackQueue:
         assert self.evaluator is not None  # checked by flush
         try:
             applied = self.registry.apply_feedback(self.evaluator, epoch, entries)
-        except revert_class("WrongEpoch"):
+        except SourceRegistry.errors.WrongEpoch:
             # Someone took this epoch: perhaps this very batch, sent before and mined meanwhile. Ask the chain.
             found = self._settle(batch_id)
             if found is not None:

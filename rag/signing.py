@@ -17,8 +17,9 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
+from backend.eip712 import Eip712Domain, struct_types
 from rag.errors import SignatureError
 
 __all__ = [
@@ -34,14 +35,9 @@ __all__ = [
 
 DOMAIN_NAME = "trustmarket dRAG"
 DOMAIN_VERSION = "1"
-RETRIEVAL_TYPES: dict[str, list[dict[str, str]]] = {
-    "Retrieval": [
-        {"name": "sourceId", "type": "uint32"},
-        {"name": "queryHash", "type": "bytes32"},
-        {"name": "documents", "type": "bytes32[]"},
-        {"name": "epoch", "type": "uint64"},
-    ]
-}
+RETRIEVAL_TYPES = struct_types(
+    "Retrieval(uint32 sourceId,bytes32 queryHash,bytes32[] documents,uint64 epoch)"
+)
 
 
 @dataclass(frozen=True)
@@ -52,12 +48,7 @@ class SigningDomain:
     registry: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": DOMAIN_NAME,
-            "version": DOMAIN_VERSION,
-            "chainId": self.chain_id,
-            "verifyingContract": to_checksum_address(self.registry),
-        }
+        return Eip712Domain(DOMAIN_NAME, DOMAIN_VERSION, self.chain_id, self.registry).as_dict()
 
 
 def new_nonce() -> bytes:

@@ -14,17 +14,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-# -- chain fixtures for web3-level tests (the Ape-level ones live in tests/contracts/conftest.py) ----------------
+# -- the session's chain: one anvil for the web3-level tests and, through Ape, for tests/contracts ----------------
 
 import pytest  # noqa: E402
+
+# What ape-foundry would pass to an anvil it started itself: no fees (the contract tests compare balances to the
+# wei) and step tracing (Ape's revert messages).
+ANVIL_TEST_ARGS = ("--block-base-fee-per-gas", "0", "--gas-price", "0", "--steps-tracing")
 
 
 @pytest.fixture(scope="session")
 def anvil_node():
-    """A private anvil on a free port for the whole session."""
+    """The session's one anvil, on a free port: the web3-level tests use it directly, the contract tests through
+    Ape (tests/contracts/conftest.py attaches to it)."""
     from backend.chain.anvil import start_anvil
 
-    node = start_anvil(attach=False)
+    node = start_anvil(attach=False, extra_args=ANVIL_TEST_ARGS)
     yield node
     node.stop()
 

@@ -16,23 +16,14 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.types import TxReceipt
 
-from backend.chain.facade import ContractFacade, typed_data
+from backend.chain.facade import ContractFacade
 
-__all__ = ["ACCEPT_TERMS_TYPES", "AccessGrant", "AccessRegistry", "TermsInfo", "decision_ref"]
+__all__ = ["ACCEPT_TERMS_TYPE", "EIP712_DOMAIN", "AccessGrant", "AccessRegistry", "TermsInfo", "decision_ref"]
 
 CONTRACT = "AccessRegistry"
-EIP712_NAME = "trustmarket AccessRegistry"
-EIP712_VERSION = "1"
-
-# Must match ACCEPT_TERMS_TYPEHASH in the contract.
-ACCEPT_TERMS_TYPES: dict[str, list[dict[str, str]]] = {
-    "AcceptTerms": [
-        {"name": "account", "type": "address"},
-        {"name": "termsHash", "type": "bytes32"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ]
-}
+# The contract's EIP712(name, version), and the string ACCEPT_TERMS_TYPEHASH hashes.
+EIP712_DOMAIN = ("trustmarket AccessRegistry", "1")
+ACCEPT_TERMS_TYPE = "AcceptTerms(address account,bytes32 termsHash,uint256 nonce,uint256 deadline)"
 
 
 @dataclass(frozen=True)
@@ -93,12 +84,9 @@ class AccessRegistry(ContractFacade):
 
     def acceptance_typed_data(self, account: str, terms_hash: bytes, deadline: int) -> dict[str, Any]:
         """The EIP-712 payload `account` signs to accept `terms_hash` (eth_signTypedData_v4 layout)."""
-        return typed_data(
-            self.client,
-            self.address,
-            (EIP712_NAME, EIP712_VERSION),
-            ACCEPT_TERMS_TYPES,
-            "AcceptTerms",
+        return self._typed_data(
+            EIP712_DOMAIN,
+            ACCEPT_TERMS_TYPE,
             {
                 "account": Web3.to_checksum_address(account),
                 "termsHash": "0x" + bytes(terms_hash).hex(),

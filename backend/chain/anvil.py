@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -88,6 +89,7 @@ def start_anvil(
     log_path: Path | None = None,
     attach: bool = True,
     timeout: float = 20.0,
+    extra_args: Sequence[str] = (),
 ) -> Anvil:
     """Attach to a node at `url` if one answers (and `attach`), else start anvil there and wait until it serves."""
     url = url or f"http://127.0.0.1:{free_port()}"
@@ -109,6 +111,7 @@ def start_anvil(
     ]  # fmt: skip
     if block_time:
         cmd += ["--block-time", str(block_time)]
+    cmd += list(extra_args)
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     deadline = time.monotonic() + timeout

@@ -61,29 +61,40 @@ class Artifacts:
             )
         return code
 
+    @staticmethod
+    def _deployable(ctype: dict[str, Any]) -> bool:
+        return ((ctype.get("deploymentBytecode") or {}).get("bytecode") or "0x") != "0x"
+
     @cached_property
-    def _errors_by_selector(self) -> dict[bytes, tuple[str, dict[str, Any]]]:
-        table: dict[bytes, tuple[str, dict[str, Any]]] = {}
-        for contract, ctype in self.contract_types.items():
+    def _errors_by_selector(self) -> dict[bytes, list[tuple[str, dict[str, Any]]]]:
+        """Every contract's custom errors by selector (a selector may be declared by several contracts)."""
+        table: dict[bytes, list[tuple[str, dict[str, Any]]]] = {}
+        # Deployable contracts before the interfaces and abstract modules that declare the same errors.
+        ordered = sorted(self.contract_types.items(), key=lambda kv: (not self._deployable(kv[1]), kv[0]))
+        for contract, ctype in ordered:
             for item in ctype.get("abi", []):
                 if item.get("type") == "error":
-                    table.setdefault(function_abi_to_4byte_selector(item), (contract, item))
+                    table.setdefault(function_abi_to_4byte_selector(item), []).append((contract, item))
         return table
 
-    def decode_revert(self, data: bytes | str, contract: str = "contract") -> ContractRevert | None:
-        """Decode revert data into a `ContractRevert` named after the error; None if it is not decodable."""
+    def decode_revert(self, data: bytes | str, contract: str | None = None) -> ContractRevert | None:
+        """Decode revert data from a call to `contract` into that contract's `ContractRevert` class for the error;
+        an error `contract` does not declare (bubbled up from a contract it called) is decoded as the declaring
+        contract's. None if the data is not decodable."""
         raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else bytes(data)
         selector, payload = raw[:4], raw[4:]
+        label = contract or "contract"
         if selector == _ERROR_STRING:
             (message,) = abi_decode(["string"], payload)
-            return revert_class("Error")(contract, {"message": message})
+            return revert_class(label, "Error")(label, {"message": message})
         if selector == _PANIC:
             (code,) = abi_decode(["uint256"], payload)
-            return revert_class("Panic")(contract, {"code": hex(code)})
-        found = self._errors_by_selector.get(selector)
-        if found is None:
+            return revert_class(label, "Panic")(label, {"code": hex(code)})
+        declared = self._errors_by_selector.get(selector)
+        if not declared:
             return None
-        source, item = found
+        # The called contract's own declaration first, so its class is the one raised.
+        source, item = next(((c, i) for c, i in declared if c == contract), declared[0])
         inputs = item.get("inputs", [])
         try:
             values = abi_decode([_abi_type(i) for i in inputs], payload)
@@ -93,7 +104,7 @@ class Artifacts:
             (i.get("name") or f"arg{n}"): to_checksum_address(v) if i["type"] == "address" else v
             for n, (i, v) in enumerate(zip(inputs, values, strict=True))
         }
-        return revert_class(item["name"])(contract if contract != "contract" else source, args)
+        return revert_class(source, item["name"])(contract or source, args)
 
 
 def _abi_type(param: dict[str, Any]) -> str:

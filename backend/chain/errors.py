@@ -10,6 +10,7 @@ __all__ = [
     "ArtifactsMissing",
     "ChainError",
     "ChainUnavailable",
+    "ContractErrors",
     "ContractRevert",
     "NotDeployed",
     "TransactionFailed",
@@ -43,12 +44,15 @@ class TransactionFailed(ChainError):
 
 
 class ContractRevert(ChainError):
-    """A call reverted with one of the contract's custom errors.
+    """A call reverted with one of a contract's custom errors (or Solidity's `Error(string)` / `Panic(uint256)`).
 
-    Subclasses are made per Solidity error name (`revert_class("NotRegistered")`), so callers can catch the exact
-    error: `except revert_class("RoundClosed")`. `error_args` holds the decoded arguments by name.
+    Subclasses are made per contract and error name, `revert_class("TrainingMarket", "NotRegistered")` (also
+    `TrainingMarket.errors.NotRegistered` on a facade), so callers catch exactly the error they mean: the same
+    name in another contract is another class. The class is named after the error (its `__qualname__` is
+    `Contract.Error`); `error_args` holds the decoded arguments by name.
     """
 
+    contract_name: str = ""
     error_name: str = "ContractRevert"
 
     def __init__(self, contract: str, error_args: dict[str, Any]):
@@ -58,16 +62,45 @@ class ContractRevert(ChainError):
         super().__init__(f"{contract} reverted: {self.error_name}({rendered})")
 
 
-_REVERT_CLASSES: dict[str, type[ContractRevert]] = {}
+_REVERT_CLASSES: dict[tuple[str, str], type[ContractRevert]] = {}
 
 
-def revert_class(error_name: str) -> type[ContractRevert]:
-    """The `ContractRevert` subclass for a Solidity custom error name (made once, then reused)."""
-    cls = _REVERT_CLASSES.get(error_name)
+def revert_class(contract: str, error_name: str) -> type[ContractRevert]:
+    """The `ContractRevert` subclass for `contract`'s custom error `error_name` (made once, then reused).
+
+    `contract` is the contract whose ABI declares the error (for an error raised inside a called contract and
+    bubbled up, that contract); `Error` and `Panic` exist for every contract.
+    """
+    key = (contract, error_name)
+    cls = _REVERT_CLASSES.get(key)
     if cls is None:
-        cls = type(error_name, (ContractRevert,), {"error_name": error_name, "__module__": __name__})
-        _REVERT_CLASSES[error_name] = cls
+        cls = type(
+            error_name,
+            (ContractRevert,),
+            {
+                "contract_name": contract,
+                "error_name": error_name,
+                "__module__": __name__,
+                "__qualname__": f"{contract}.{error_name}",
+            },
+        )
+        _REVERT_CLASSES[key] = cls
     return cls
+
+
+class ContractErrors:
+    """The revert classes of one contract by attribute: `ContractErrors("TrainingMarket").NotRegistered`."""
+
+    def __init__(self, contract: str):
+        self._contract = contract
+
+    def __getattr__(self, error_name: str) -> type[ContractRevert]:
+        if error_name.startswith("_"):
+            raise AttributeError(error_name)
+        return revert_class(self._contract, error_name)
+
+    def __repr__(self) -> str:
+        return f"ContractErrors({self._contract!r})"
 
 
 def _render(value: Any) -> str:

@@ -9,23 +9,28 @@ from web3 import Web3
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from backend.chain.abi import struct_from_abi, struct_to_abi
 from backend.chain.client import ChainClient
-from backend.chain.errors import ChainError
+from backend.chain.errors import ChainError, ContractErrors
+from backend.eip712 import Eip712Domain, typed_data
 
-__all__ = ["ContractFacade", "typed_data"]
-
-_EIP712_DOMAIN = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
+__all__ = ["ContractFacade"]
 
 
 class ContractFacade:
-    """Base of `TrainingMarket`, `SourceRegistry`, ...: the deployed contract (or the one at `address`)."""
+    """Base of `TrainingMarket`, `SourceRegistry`, ...: the deployed contract (or the one at `address`).
+
+    `errors` holds the contract's revert classes by name (`TrainingMarket.errors.NotRegistered`), so a caller
+    catches one contract's error, never a namesake of another's.
+    """
 
     contract_name: ClassVar[str]
+    errors: ClassVar[ContractErrors]
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if "contract_name" in cls.__dict__:
+            cls.errors = ContractErrors(cls.contract_name)
 
     def __init__(self, client: ChainClient, address: str | None = None):
         self.client = client
@@ -43,6 +48,31 @@ class ContractFacade:
             account, self.contract_name, fn, *args, value=value, address=self._address
         )
 
+    def _abi_item(self, kind: str, name: str) -> dict[str, Any]:
+        for item in self.client.artifacts.abi(self.contract_name):
+            if item.get("type") == kind and item.get("name") == name:
+                return item
+        raise ChainError(f"{self.contract_name} has no {kind} {name!r} in its compiled ABI")
+
+    def _struct(self, cls: type, fn: str, value: Any, **extra: Any) -> Any:
+        """`cls` from what view `fn` returns: its one struct output, or its several outputs (a public getter)."""
+        outputs = self._abi_item("function", fn)["outputs"]
+        components = outputs[0]["components"] if len(outputs) == 1 else outputs
+        return struct_from_abi(cls, components, value, **extra)
+
+    def _struct_arg(self, fn: str, obj: Any, index: int = 0) -> tuple:
+        """The struct argument `index` of `fn`, encoded from the dataclass `obj`."""
+        return struct_to_abi(obj, self._abi_item("function", fn)["inputs"][index]["components"])
+
+    def _typed_data(
+        self, domain: tuple[str, str], encoded_type: str, message: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An EIP-712 payload of struct `encoded_type` under this contract's EIP712(name, version) `domain`."""
+        name, version = domain
+        return typed_data(
+            Eip712Domain(name, version, self.client.chain_id, self.address), encoded_type, message
+        )
+
     def _event(self, receipt: TxReceipt, name: str) -> Any:
         """The arguments of the first `name` event in `receipt` (its other events are skipped, not errors)."""
         contract = self.client.contract(self.contract_name, self._address)
@@ -52,27 +82,3 @@ class ContractFacade:
                 f"{self.contract_name}: transaction {receipt['transactionHash'].to_0x_hex()} emitted no {name}"
             )
         return logs[0]["args"]
-
-
-def typed_data(
-    client: ChainClient,
-    address: str,
-    domain: tuple[str, str],
-    types: dict[str, Any],
-    primary_type: str,
-    message: dict[str, Any],
-) -> dict[str, Any]:
-    """An EIP-712 payload (eth_signTypedData_v4 layout) under the domain (name, version) of the contract at
-    `address` on `client`'s chain."""
-    name, version = domain
-    return {
-        "types": {"EIP712Domain": _EIP712_DOMAIN, **types},
-        "primaryType": primary_type,
-        "domain": {
-            "name": name,
-            "version": version,
-            "chainId": client.chain_id,
-            "verifyingContract": address,
-        },
-        "message": message,
-    }

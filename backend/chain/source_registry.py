@@ -3,7 +3,7 @@
 Reliability is a Beta posterior kept as fixed-point counts (`SCALE` units per observation) on top of a pessimistic
 prior; the evaluator applies feedback in batches of packed 8-byte entries (`encode_feedback`), each batch carrying
 the next epoch number. Reverts come back as `ContractRevert` subclasses named after the Solidity errors
-(`revert_class("WrongEpoch")`, ...).
+(`SourceRegistry.errors.WrongEpoch`, ...).
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class SourceRegistry(ContractFacade):
     def apply_feedback(
         self, evaluator: LocalAccount, epoch: int, entries: Iterable[FeedbackEntry]
     ) -> FeedbackBatch:
-        """Apply one batch as epoch `epoch`; a stale or replayed epoch raises `revert_class("WrongEpoch")`."""
+        """Apply one batch as epoch `epoch`; a stale or replayed epoch raises `SourceRegistry.errors.WrongEpoch`."""
         receipt = self._transact(evaluator, "applyFeedback", epoch, encode_feedback(entries))
         args = self._event(receipt, "FeedbackApplied")
         return FeedbackBatch(

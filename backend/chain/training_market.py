@@ -1,7 +1,10 @@
 """Typed facade over TrainingMarket.sol: snake_case dataclasses in, frozen dataclasses out.
 
-Hashes cross this boundary as 64 lower-case hex digits (no 0x), amounts as wei ints, addresses checksummed.
-Reverts surface as `ContractRevert` subclasses named after the contract's custom errors.
+Hashes cross this boundary as 64 lower-case hex digits (no 0x), amounts as wei ints, addresses checksummed,
+statuses as `IntEnum`s that mirror the contract's enums; structs decode into the dataclasses below by field
+name (`backend.chain.abi`). Reverts surface as this contract's own `ContractRevert` classes
+(`TrainingMarket.errors.NotRegistered`). The timing rule of finalization (`finalize_blocker`) and the result
+digest (`result_digest`) are computed here exactly as the contract computes them, and tested against it.
 
 A market may have a verifier committee (fixed at deployment, `committee_address`): a round its quorum attests is
 final at once (`is_round_attested`, `is_round_final`), cannot be challenged (`RoundAlreadyAttested`) and does
@@ -13,72 +16,74 @@ and a relayer sends it (`submit_update_for`); the chain records it as the traine
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from web3 import Web3
 from web3.types import TxReceipt
 
+from backend.chain.abi import AbiInputError, ContractEnum, hash_bytes
 from backend.chain.client import ChainClient
-from backend.chain.errors import ChainError
-from backend.chain.facade import ContractFacade, typed_data
+from backend.chain.facade import ContractFacade
 
 __all__ = [
-    "STATUSES",
-    "SUBMIT_UPDATE_TYPES",
+    "EIP712_DOMAIN",
+    "SUBMIT_UPDATE_TYPE",
+    "ChallengeState",
     "Claim",
     "MarketInputError",
     "ProjectInfo",
     "ProjectParams",
+    "ProjectStatus",
     "RoundInfo",
     "RoundResult",
     "Submission",
     "SubmissionEntry",
     "TrainerInfo",
     "TrainingMarket",
+    "finalize_blocker",
+    "result_digest",
 ]
 
 NAME = "TrainingMarket"
-_NO_CONTRACT = "0x0000000000000000000000000000000000000000"
-STATUSES = ("None", "Active", "Completed", "Cancelled")
-CHALLENGE_STATES = ("None", "Open", "Rejected", "Upheld", "Lapsed")
-EIP712_NAME = "trustmarket TrainingMarket"
-EIP712_VERSION = "1"
+# The contract's EIP712(name, version).
+EIP712_DOMAIN = ("trustmarket TrainingMarket", "1")
+# The string SUBMIT_UPDATE_TYPEHASH hashes (checked against the contract in the tests).
+SUBMIT_UPDATE_TYPE = (
+    "SubmitUpdate(address trainer,uint256 projectId,uint16 round,string cid,bytes32 sha256,uint256 nonce,"
+    "uint256 deadline)"
+)
 
-# Must match SUBMIT_UPDATE_TYPEHASH in the contract.
-SUBMIT_UPDATE_TYPES: dict[str, list[dict[str, str]]] = {
-    "SubmitUpdate": [
-        {"name": "trainer", "type": "address"},
-        {"name": "projectId", "type": "uint256"},
-        {"name": "round", "type": "uint16"},
-        {"name": "cid", "type": "string"},
-        {"name": "sha256", "type": "bytes32"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ]
-}
+# A value that cannot go to the contract as given (e.g. a hash that is not 64 hex digits).
+MarketInputError = AbiInputError
 
 
-class MarketInputError(ChainError, ValueError):
-    """A value that cannot go to the contract as given (e.g. a hash that is not 64 hex digits)."""
+class ProjectStatus(ContractEnum):
+    """ITrainingMarket.Status, member for member (the tests compare the names with the Solidity enum)."""
+
+    NONE = 0
+    ACTIVE = 1
+    COMPLETED = 2
+    CANCELLED = 3
 
 
-def _b32(hex_digest: str) -> bytes:
-    digits = hex_digest.lower().removeprefix("0x") if isinstance(hex_digest, str) else None
-    if digits is None or len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
-        raise MarketInputError(f"expected a 32-byte hash as 64 hex digits, got {hex_digest!r}")
-    return bytes.fromhex(digits)
+class ChallengeState(ContractEnum):
+    """ITrainingMarket.ChallengeState: `LAPSED` when the arbiter did not rule within the arbitration period."""
 
-
-def _hex(value: bytes) -> str:
-    return bytes(value).hex()
+    NONE = 0
+    OPEN = 1
+    REJECTED = 2
+    UPHELD = 3
+    LAPSED = 4
 
 
 @dataclass(frozen=True)
 class ProjectParams:
-    """`createProject`'s parameters (see ITrainingMarket.ProjectParams)."""
+    """`createProject`'s parameters (ITrainingMarket.ProjectParams, field for field in snake_case)."""
 
     initial_model_cid: str
     initial_model_sha256: str
@@ -96,29 +101,10 @@ class ProjectParams:
     slash_after_flags: int = 0
     slash_bps: int = 0
 
-    def to_abi(self) -> tuple:
-        return (
-            self.initial_model_cid,
-            _b32(self.initial_model_sha256),
-            self.config_cid,
-            _b32(self.config_sha256),
-            self.rounds,
-            self.round_duration,
-            self.aggregation_window,
-            self.min_stake,
-            self.max_trainers,
-            Web3.to_checksum_address(self.aggregator),
-            Web3.to_checksum_address(self.arbiter),
-            self.challenge_window,
-            self.challenge_bond,
-            self.slash_after_flags,
-            self.slash_bps,
-        )
-
 
 @dataclass(frozen=True)
 class RoundResult:
-    """What the aggregator posts; `trainers` and `flagged` sorted by ascending address."""
+    """What the aggregator posts (ITrainingMarket.RoundResult); `trainers` and `flagged` sorted by address."""
 
     model_cid: str
     model_sha256: str
@@ -128,25 +114,16 @@ class RoundResult:
     report_cid: str
     report_sha256: str
 
-    def to_abi(self) -> tuple:
-        return (
-            self.model_cid,
-            _b32(self.model_sha256),
-            [Web3.to_checksum_address(t) for t in self.trainers],
-            list(self.scores),
-            [Web3.to_checksum_address(t) for t in self.flagged],
-            self.report_cid,
-            _b32(self.report_sha256),
-        )
-
 
 @dataclass(frozen=True)
 class ProjectInfo:
+    """A project as stored (ITrainingMarket.Project); hashes as hex."""
+
     project_id: int
     owner: str
     aggregator: str
     arbiter: str
-    status: str
+    status: ProjectStatus
     rounds: int
     current_round: int
     round_opened_at: int
@@ -175,9 +152,21 @@ class ProjectInfo:
     total_submissions: int = 0
     total_flags: int = 0
 
+    @property
+    def window_end(self) -> int:
+        """When the open round's submission window closes."""
+        return self.round_opened_at + self.round_duration
+
+    @property
+    def aggregation_deadline(self) -> int:
+        """The last second at which the open round can be finalized (then only `cancel` remains)."""
+        return self.window_end + self.aggregation_window
+
 
 @dataclass(frozen=True)
 class RoundInfo:
+    """A round as stored (ITrainingMarket.Round); an unfinalized round reads as zeros but `opened_at`."""
+
     project_id: int
     round: int
     opened_at: int
@@ -185,7 +174,9 @@ class RoundInfo:
     allocated: int
     submitters: int
     flagged_count: int
-    challenge: str
+    challenger: str
+    challenged_at: int
+    challenge: ChallengeState
     result_digest: str
     model_cid: str
     model_sha256: str
@@ -195,6 +186,8 @@ class RoundInfo:
 
 @dataclass(frozen=True)
 class TrainerInfo:
+    """A trainer's standing in one project (ITrainingMarket.Trainer)."""
+
     stake: int
     reward: int
     submissions: int
@@ -227,11 +220,44 @@ class Claim:
     transaction: str
 
 
-def _named(client: ChainClient, fn: str, value: tuple) -> dict[str, Any]:
-    """A struct returned by `fn`, keyed by its ABI component names."""
-    abi = next(i for i in client.artifacts.abi(NAME) if i.get("type") == "function" and i["name"] == fn)
-    components = abi["outputs"][0]["components"]
-    return {c["name"]: v for c, v in zip(components, value, strict=True)}
+def finalize_blocker(info: ProjectInfo, now: int) -> str | None:
+    """Why `finalizeRound` would refuse the open round at chain time `now`, or None if its timing allows it: the
+    contract's rule (MarketRounds._checkFinalizeTiming), the one Python copy, tested against the contract."""
+    if info.status is not ProjectStatus.ACTIVE or info.current_round >= info.rounds:
+        return f"the project is {info.status.name.lower()}"
+    if now > info.aggregation_deadline:
+        return f"the aggregation deadline ({info.aggregation_deadline}) has passed; the project can only be cancelled"
+    everyone_submitted = info.round_submissions != 0 and info.round_submissions == info.trainer_count
+    if now <= info.window_end and not everyone_submitted:
+        return (
+            f"{info.round_submissions} of {info.trainer_count} trainers submitted and the window is open until "
+            f"{info.window_end}"
+        )
+    return None
+
+
+# RoundResult as the contract encodes it inside resultDigestOf.
+_ALLOCATION_TYPES = ["address[]", "uint64[]", "address[]"]
+_DIGEST_TYPES = ["uint256", "address", "uint256", "uint16", "bytes32", "bytes32", "bytes32"]
+
+
+def result_digest(chain_id: int, market: str, project_id: int, round_: int, result: RoundResult) -> str:
+    """The digest `finalizeRound` records for `result` and the verifier committee signs (`resultDigestOf`):
+    keccak256(abi.encode(chainid, market, projectId, round, modelSha256, keccak256(abi.encode(trainers, scores,
+    flagged)), reportSha256)), as 64 hex digits. Computed here, so a verifier needs no chain call for it."""
+    trainers = [Web3.to_checksum_address(t) for t in result.trainers]
+    flagged = [Web3.to_checksum_address(t) for t in result.flagged]
+    allocation = keccak(abi_encode(_ALLOCATION_TYPES, [trainers, list(result.scores), flagged]))
+    values = [
+        chain_id,
+        Web3.to_checksum_address(market),
+        project_id,
+        round_,
+        hash_bytes(result.model_sha256),
+        allocation,
+        hash_bytes(result.report_sha256),
+    ]
+    return keccak(abi_encode(_DIGEST_TYPES, values)).hex()
 
 
 class TrainingMarket(ContractFacade):
@@ -246,7 +272,9 @@ class TrainingMarket(ContractFacade):
 
     def create_project(self, account: LocalAccount, params: ProjectParams, value: int) -> int:
         """Escrow `value` wei as the pool; returns the new project id."""
-        receipt = self._transact(account, "createProject", params.to_abi(), value=value)
+        receipt = self._transact(
+            account, "createProject", self._struct_arg("createProject", params), value=value
+        )
         return int(self._event(receipt, "ProjectCreated")["projectId"])
 
     def register(self, account: LocalAccount, project_id: int, stake_wei: int) -> TxReceipt:
@@ -255,7 +283,7 @@ class TrainingMarket(ContractFacade):
     def submit_update(
         self, account: LocalAccount, project_id: int, round_: int, cid: str, sha256: str
     ) -> TxReceipt:
-        return self._transact(account, "submitUpdate", project_id, round_, cid, _b32(sha256))
+        return self._transact(account, "submitUpdate", project_id, round_, cid, hash_bytes(sha256))
 
     def submit_update_for(
         self,
@@ -276,7 +304,7 @@ class TrainingMarket(ContractFacade):
             project_id,
             round_,
             cid,
-            _b32(sha256),
+            hash_bytes(sha256),
             deadline,
             bytes(signature),
         )
@@ -286,18 +314,15 @@ class TrainingMarket(ContractFacade):
     ) -> dict[str, Any]:
         """The EIP-712 payload `trainer` signs to have a relayer submit its update (eth_signTypedData_v4
         layout), with the trainer's current nonce."""
-        return typed_data(
-            self.client,
-            self.address,
-            (EIP712_NAME, EIP712_VERSION),
-            SUBMIT_UPDATE_TYPES,
-            "SubmitUpdate",
+        return self._typed_data(
+            EIP712_DOMAIN,
+            SUBMIT_UPDATE_TYPE,
             {
                 "trainer": Web3.to_checksum_address(trainer),
                 "projectId": int(project_id),
                 "round": int(round_),
                 "cid": cid,
-                "sha256": "0x" + _b32(sha256).hex(),
+                "sha256": "0x" + hash_bytes(sha256).hex(),
                 "nonce": self.submission_nonce(trainer),
                 "deadline": int(deadline),
             },
@@ -313,7 +338,9 @@ class TrainingMarket(ContractFacade):
     def finalize_round(
         self, account: LocalAccount, project_id: int, round_: int, result: RoundResult
     ) -> TxReceipt:
-        return self._transact(account, "finalizeRound", project_id, round_, result.to_abi())
+        return self._transact(
+            account, "finalizeRound", project_id, round_, self._struct_arg("finalizeRound", result, index=2)
+        )
 
     def claim(self, account: LocalAccount, project_id: int) -> Claim:
         receipt = self._transact(account, "claim", project_id)
@@ -338,64 +365,17 @@ class TrainingMarket(ContractFacade):
     # -- reads ------------------------------------------------------------------------------------------------
 
     def project(self, project_id: int) -> ProjectInfo:
-        p = _named(self.client, "getProject", self._call("getProject", project_id))
-        return ProjectInfo(
-            project_id=project_id,
-            owner=p["owner"],
-            aggregator=p["aggregator"],
-            arbiter=p["arbiter"],
-            status=STATUSES[p["status"]],
-            rounds=p["rounds"],
-            current_round=p["currentRound"],
-            round_opened_at=p["roundOpenedAt"],
-            round_duration=p["roundDuration"],
-            aggregation_window=p["aggregationWindow"],
-            round_submissions=p["roundSubmissions"],
-            trainer_count=p["trainerCount"],
-            max_trainers=p["maxTrainers"],
-            min_stake=p["minStake"],
-            pool=p["pool"],
-            escrow=p["escrow"],
-            challenge_window=p["challengeWindow"],
-            challenge_bond=p["challengeBond"],
-            open_challenges=p["openChallenges"],
-            initial_model_cid=p["initialModelCid"],
-            initial_model_sha256=_hex(p["initialModelSha256"]),
-            config_cid=p["configCid"],
-            config_sha256=_hex(p["configSha256"]),
-            slash_after_flags=p["slashAfterFlags"],
-            slash_bps=p["slashBps"],
-            owner_claimed=p["ownerClaimed"],
-            allocated_pool=p["allocatedPool"],
-            owner_refund=p["ownerRefund"],
-            last_finalized_at=p["lastFinalizedAt"],
-            total_submissions=p["totalSubmissions"],
-            total_flags=p["totalFlags"],
+        return self._struct(
+            ProjectInfo, "getProject", self._call("getProject", project_id), project_id=project_id
         )
 
     def round(self, project_id: int, round_: int) -> RoundInfo:
-        r = _named(self.client, "getRound", self._call("getRound", project_id, round_))
-        return RoundInfo(
-            project_id=project_id,
-            round=round_,
-            opened_at=r["openedAt"],
-            finalized_at=r["finalizedAt"],
-            allocated=r["allocated"],
-            submitters=r["submitters"],
-            flagged_count=r["flaggedCount"],
-            challenge=CHALLENGE_STATES[r["challenge"]],
-            result_digest=_hex(r["resultDigest"]),
-            model_cid=r["modelCid"],
-            model_sha256=_hex(r["modelSha256"]),
-            report_cid=r["reportCid"],
-            report_sha256=_hex(r["reportSha256"]),
-        )
+        value = self._call("getRound", project_id, round_)
+        return self._struct(RoundInfo, "getRound", value, project_id=project_id, round=round_)
 
     def trainer(self, project_id: int, address: str) -> TrainerInfo:
-        t = _named(
-            self.client, "getTrainer", self._call("getTrainer", project_id, Web3.to_checksum_address(address))
-        )
-        return TrainerInfo(**{f.name: t[f.name] for f in fields(TrainerInfo)})
+        value = self._call("getTrainer", project_id, Web3.to_checksum_address(address))
+        return self._struct(TrainerInfo, "getTrainer", value)
 
     def submissions(self, project_id: int, round_: int) -> list[Submission]:
         """The round's submissions from `UpdateSubmitted` events, in chain order."""
@@ -404,7 +384,10 @@ class TrainingMarket(ContractFacade):
         )
         return [
             Submission(
-                log["args"]["trainer"], log["args"]["cid"], _hex(log["args"]["sha256"]), log["blockNumber"]
+                log["args"]["trainer"],
+                log["args"]["cid"],
+                bytes(log["args"]["sha256"]).hex(),
+                log["blockNumber"],
             )
             for log in logs
         ]
@@ -422,10 +405,8 @@ class TrainingMarket(ContractFacade):
 
     def submission_entry(self, project_id: int, round_: int, trainer: str) -> SubmissionEntry:
         """`trainer`'s entry in the round: the share credited at finalization (0 while the round is open)."""
-        submitted, flagged, share = self._call(
-            "getSubmission", project_id, round_, Web3.to_checksum_address(trainer)
-        )
-        return SubmissionEntry(bool(submitted), bool(flagged), int(share))
+        value = self._call("getSubmission", project_id, round_, Web3.to_checksum_address(trainer))
+        return self._struct(SubmissionEntry, "getSubmission", value)
 
     def has_submitted(self, project_id: int, round_: int, trainer: str) -> bool:
         entry = self._call("getSubmission", project_id, round_, Web3.to_checksum_address(trainer))
@@ -450,11 +431,12 @@ class TrainingMarket(ContractFacade):
 
     def result_digest(self, project_id: int, round_: int) -> str:
         """The digest stored when the round was finalized (64 zeros if it was not)."""
-        return _hex(self._call("roundResultDigest", project_id, round_))
+        return bytes(self._call("roundResultDigest", project_id, round_)).hex()
 
     def result_digest_of(self, project_id: int, round_: int, result: RoundResult) -> str:
-        """The digest the contract would record for `result` (what verifiers compare and sign)."""
-        return _hex(self._call("resultDigestOf", project_id, round_, result.to_abi()))
+        """The digest this market records for `result` (what verifiers compare and sign), computed in Python
+        exactly as the contract's `resultDigestOf` (`result_digest`), without a chain call."""
+        return result_digest(self.client.chain_id, self.address, project_id, round_, result)
 
     def submission_nonce(self, trainer: str) -> int:
         """The nonce `trainer`'s next signed submission must carry (consumed by each relayed one)."""

@@ -2,17 +2,17 @@
 
 Curve points cross this boundary as plain integer tuples (G1: x, y; G2: x_im, x_re, y_im, y_re); the BLS maths,
 signing and aggregation live in the committee service (`backend.committee`). Reverts come back as
-`ContractRevert` subclasses named after the Solidity errors (`revert_class("QuorumNotReached")`, ...).
+`ContractRevert` subclasses named after the Solidity errors (`VerifierCommittee.errors.QuorumNotReached`, ...).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from backend.chain.abi import ContractEnum
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainError
 from backend.chain.facade import ContractFacade
@@ -48,7 +48,7 @@ class CommitteeError(ChainError, ValueError):
     """An attestation that cannot be built: mixed rounds, a stale digest, too few valid signatures."""
 
 
-class VerifierStatus(IntEnum):
+class VerifierStatus(ContractEnum):
     NONE = 0
     ACTIVE = 1
     EXITING = 2
@@ -124,8 +124,7 @@ class VerifierCommittee(ContractFacade):
         return int(self._call("currentEpoch"))
 
     def epoch(self, epoch: int) -> EpochInfo:
-        table, size, started_at, total_stake = self._call("epochInfo", epoch)
-        return EpochInfo(epoch, table, int(size), int(started_at), int(total_stake))
+        return self._struct(EpochInfo, "epochInfo", self._call("epochInfo", epoch), epoch=epoch)
 
     def members(self, epoch: int | None = None) -> list[Member]:
         """The committee of `epoch` (default: the current one) in bitmap order."""
@@ -137,14 +136,8 @@ class VerifierCommittee(ContractFacade):
         ]
 
     def verifier(self, address: str) -> VerifierInfo:
-        stake, withdrawable_at, index, status = self._call("verifiers", Web3.to_checksum_address(address))
-        return VerifierInfo(
-            Web3.to_checksum_address(address),
-            int(stake),
-            int(withdrawable_at),
-            int(index),
-            VerifierStatus(status),
-        )
+        checksum = Web3.to_checksum_address(address)
+        return self._struct(VerifierInfo, "verifiers", self._call("verifiers", checksum), address=checksum)
 
     def public_key_g2(self, address: str) -> G2:
         x_im, x_re, y_im, y_re = (
@@ -165,10 +158,10 @@ class VerifierCommittee(ContractFacade):
         )
 
     def round_record(self, market: str, project_id: int, round_: int, digest: bytes) -> RoundRecord:
-        epoch, pinned_at, pinned, attested = self._call(
+        value = self._call(
             "roundRecord", Web3.to_checksum_address(market), project_id, round_, _digest32(digest)
         )
-        return RoundRecord(int(epoch), int(pinned_at), bool(pinned), bool(attested))
+        return self._struct(RoundRecord, "roundRecord", value)
 
     def is_attested(self, market: str, project_id: int, round_: int) -> bool:
         """Whether the result the market stores now for the round has a quorum attestation."""

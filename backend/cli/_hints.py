@@ -88,7 +88,7 @@ def _revert_hint(exc: BaseException, cli: CliContext) -> str | None:
 
     if not isinstance(exc, ContractRevert):
         return None
-    explain = _HINTS.get(exc.error_name)
+    explain = _HINTS.get((exc.contract_name, exc.error_name))
     if explain is None:
         return None
     try:
@@ -129,12 +129,13 @@ def _deadline_not_passed(exc: ContractRevert, cli: CliContext) -> str:
     )
 
 
-_HINTS: dict[str, Callable[[Any, CliContext], str]] = {
-    "DeadlineNotPassed": _deadline_not_passed,
-    "ExitDelayNotOver": _exit_delay,
-    "NotRegistered": _not_registered,
-    "StakeTooLow": _stake_too_low,
-    "SubmissionWindowClosed": _window_closed,
+# By (contract, error): the same name in another contract is another error.
+_HINTS: dict[tuple[str, str], Callable[[Any, CliContext], str]] = {
+    ("TrainingMarket", "DeadlineNotPassed"): _deadline_not_passed,
+    ("VerifierCommittee", "ExitDelayNotOver"): _exit_delay,
+    ("TrainingMarket", "NotRegistered"): _not_registered,
+    ("TrainingMarket", "StakeTooLow"): _stake_too_low,
+    ("TrainingMarket", "SubmissionWindowClosed"): _window_closed,
 }
 
 __all__ = ["chain_now", "duration", "one_line", "when"]

@@ -59,6 +59,7 @@ def aggregate(
     signer: SignerOption,
 ) -> None:
     """Aggregate a round and post the result on chain (as the project's aggregator)."""
+    from backend.chain.training_market import ProjectStatus
     from backend.marketplace.errors import RoundNotReady
     from backend.marketplace.runner import RoundRunner
 
@@ -80,8 +81,8 @@ def aggregate(
         raise RoundNotReady(
             f"project {project}: round {info.current_round} is still open (not every trainer submitted and its "
             f"window has not ended); use --watch to finalize it when it is ready"
-            if info.status == "Active"
-            else f"project {project} is {info.status}: no round to aggregate"
+            if info.status is ProjectStatus.ACTIVE
+            else f"project {project} is {info.status.name.lower()}: no round to aggregate"
         )
     with cli.step(f"aggregating round {target}"):
         done = runner.finalize(project, target)

@@ -102,13 +102,15 @@ def status(ctx: typer.Context, project: Annotated[int, typer.Argument(help="Proj
     """A project's state and its finalized rounds."""
     from rich.table import Table
 
+    from backend.chain.abi import plain
+
     cli = CliContext.of(ctx)
     tm = cli.market
     info = tm.project(project)
     rounds = [tm.round(project, r) for r in range(min(info.current_round + 1, info.rounds))]
     payload = {
-        "project": info.__dict__,
-        "rounds": [r.__dict__ for r in rounds],
+        "project": plain(info),
+        "rounds": [plain(r) for r in rounds],
         "claims_open": tm.claims_open(project),
     }
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
-from backend.chain.errors import ChainError, revert_class
+from backend.chain.errors import ChainError
 from backend.chain.training_market import TrainingMarket
 from backend.chain.verifier_committee import CommitteeError, VerifierCommittee
 from backend.committee import bls
@@ -117,7 +117,7 @@ class CommitteeService:
             log.warning("project=%s round=%s left out %s: %s", project_id, round_, verifier, why)
         try:
             result = submit(self.committee, self.account, attestation)
-        except revert_class("AlreadyAttested"):
+        except VerifierCommittee.errors.AlreadyAttested:
             return RoundOutcome(project_id, round_, "attested", "attested by another member")
         return RoundOutcome(
             project_id, round_, "attested", f"{len(attestation.signers)} signers, block {result.block}"

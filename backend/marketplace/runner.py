@@ -35,7 +35,13 @@ from aggregator.hyperparams import HyperParams
 from aggregator.outliers import OutlierConfig
 from aggregator.pipeline import RoundInputs, RoundOutcome, run_round
 from aggregator.rows import SafetensorsRow, read_layout
-from backend.chain.training_market import ProjectInfo, RoundResult, TrainingMarket
+from backend.chain.training_market import (
+    ProjectInfo,
+    ProjectStatus,
+    RoundResult,
+    TrainingMarket,
+    finalize_blocker,
+)
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.publish import load_manifest, load_model, load_validation
@@ -99,27 +105,6 @@ def _versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:  # pragma: no cover - always installed in practice
             versions[dist] = "unknown"
     return versions
-
-
-def _deadline(info: ProjectInfo) -> int:
-    """The last second at which the open round can be finalized (the contract's aggregation deadline)."""
-    return info.round_opened_at + info.round_duration + info.aggregation_window
-
-
-def _not_due(info: ProjectInfo, now: int) -> str | None:
-    """Why the open round cannot be finalized at chain time `now`, or None if it can (the contract's rules)."""
-    if info.status != "Active" or info.current_round >= info.rounds:
-        return f"the project is {info.status}"
-    if now > _deadline(info):
-        return f"the aggregation deadline ({_deadline(info)}) has passed; the project can only be cancelled"
-    window_over = now > info.round_opened_at + info.round_duration
-    all_in = info.trainer_count > 0 and info.round_submissions >= info.trainer_count
-    if not (window_over or all_in):
-        return (
-            f"{info.round_submissions} of {info.trainer_count} trainers submitted and the window is open until "
-            f"{info.round_opened_at + info.round_duration}"
-        )
-    return None
 
 
 def round_result(outcome: RoundOutcome, model_cid: str, report_cid: str) -> RoundResult:
@@ -279,7 +264,7 @@ class RoundRunner:
         """The open round if it can be finalized now: its window is over or every registered trainer submitted,
         and the aggregator's deadline has not passed (after it the contract only allows `cancel`)."""
         info = self.market.project(project_id)
-        if _not_due(info, self.market.client.timestamp()) is not None:
+        if finalize_blocker(info, self.market.client.timestamp()) is not None:
             return None
         return info.current_round
 
@@ -295,7 +280,7 @@ class RoundRunner:
                 f"project {project_id}: round {round_} is not the open round ({info.current_round})"
             )
         # Checked before any work: the contract would revert only after the model and report were stored.
-        reason = _not_due(info, self.market.client.timestamp())
+        reason = finalize_blocker(info, self.market.client.timestamp())
         if reason is not None:
             raise RoundNotReady(f"project {project_id} round {round_}: {reason}")
         inputs, outcome = self.compute(project_id, round_)
@@ -327,10 +312,10 @@ class RoundRunner:
         while pending and not until():
             for project_id in sorted(pending):
                 info = self.market.project(project_id)
-                if info.status != "Active":
+                if info.status is not ProjectStatus.ACTIVE:
                     pending.discard(project_id)
                     continue
-                if self.market.client.timestamp() > _deadline(info):
+                if self.market.client.timestamp() > info.aggregation_deadline:
                     # Nobody can finalize this round any more; waiting for it would never end.
                     log.warning("project=%s round=%s missed its deadline", project_id, info.current_round)
                     pending.discard(project_id)

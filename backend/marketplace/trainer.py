@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.hyperparams import HyperParams
 from aggregator.models import state_delta
 from aggregator.training import train_local
-from backend.chain.training_market import TrainingMarket
+from backend.chain.training_market import ProjectStatus, TrainingMarket
 from backend.marketplace.errors import MarketplaceError
 from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.publish import load_manifest, load_model, put_ref
@@ -47,8 +47,8 @@ class Submitted:
 def current_model(market: TrainingMarket, store: ContentStore, project_id: int) -> GlobalModel:
     """The open round's starting model: the initial model for round 0, else the last finalized round's."""
     info = market.project(project_id)
-    if info.status != "Active" or info.current_round >= info.rounds:
-        raise MarketplaceError(f"project {project_id} has no open round (status {info.status})")
+    if info.status is not ProjectStatus.ACTIVE or info.current_round >= info.rounds:
+        raise MarketplaceError(f"project {project_id} has no open round (it is {info.status.name.lower()})")
     manifest = load_manifest(store, ContentRef(cid=info.config_cid, sha256=info.config_sha256))
     start = round_start(market, store, info, info.current_round)
     if start.previous_report is None:

@@ -7,6 +7,7 @@ pragma solidity ^0.8.30;
 /// @dev The runtime code is a STOP byte followed by the data, so calling the store does nothing.
 library CodeStore {
     /// @notice The blob does not fit in a contract (EIP-170: 24576 bytes of runtime code, one used by STOP).
+    /// @param length The blob's length in bytes.
     error BlobTooLarge(uint256 length);
     /// @notice CREATE returned no contract.
     error BlobWriteFailed();

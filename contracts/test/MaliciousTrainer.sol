@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.30;
 
 import {TrainingMarket} from "../TrainingMarket.sol";
 
@@ -21,6 +21,7 @@ contract MaliciousTrainer {
     bool public reentrySucceeded;
     bytes public reentryError;
 
+    /// @notice Raised in Mode.Reject on any incoming ETH.
     error Rejected();
 
     constructor(TrainingMarket market_, uint256 projectId_) {

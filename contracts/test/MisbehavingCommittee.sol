@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.30;
 
 /// @title MisbehavingCommittee
 /// @notice Test-only stand-in for a broken verifier committee: `pinSnapshot` and `isAttested` revert, burn all

@@ -1,26 +1,20 @@
-"""Contract tests through Ape: one anvil per test session on a free port, a snapshot per test."""
+"""Contract tests through Ape, on the session's one anvil (tests/conftest.py `anvil_node`), a snapshot per test;
+the roles, market and project every TrainingMarket test starts from."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from market_helpers import NO_COMMITTEE, create
 
 
 @pytest.fixture(scope="session")
-def ape_chain():
-    """Ape connected to a private anvil (ape-foundry starts it and stops it)."""
+def ape_chain(anvil_node):
+    """Ape connected to the session's anvil: ape-foundry finds a node serving its host and attaches to it, so the
+    web3-level tests and these share one chain (each rolls back what it did)."""
     import ape
 
-    port = _free_port()
     with ape.networks.parse_network_choice(
-        "ethereum:local:foundry", provider_settings={"host": f"http://127.0.0.1:{port}"}
+        "ethereum:local:foundry", provider_settings={"host": anvil_node.url}
     ) as provider:
         yield provider
 
@@ -52,3 +46,42 @@ def _isolate(chain):
     snapshot = chain.snapshot()
     yield
     chain.restore(snapshot)
+
+
+# -- the TrainingMarket tests' cast and starting point ---------------------------------------------------------
+
+
+@pytest.fixture
+def owner(accounts):
+    return accounts[0]
+
+
+@pytest.fixture
+def aggregator(accounts):
+    return accounts[1]
+
+
+@pytest.fixture
+def arbiter(accounts):
+    return accounts[2]
+
+
+@pytest.fixture
+def trainers(accounts):
+    return [accounts[i] for i in range(3, 8)]
+
+
+@pytest.fixture
+def outsider(accounts):
+    return accounts[19]
+
+
+@pytest.fixture
+def market(project, owner):
+    """A market without a verifier committee (the committee tests deploy their own)."""
+    return owner.deploy(project.TrainingMarket, NO_COMMITTEE)
+
+
+@pytest.fixture
+def pid(market, owner, aggregator, arbiter) -> int:
+    return create(market, owner, aggregator, arbiter)

@@ -1,12 +1,9 @@
 """TrainingMarket: creation, registration, submission and finalization, and every revert on the way."""
 
-# Fixtures come from the support module by import, so their names reappear as test arguments.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import pytest
-from test_training_market_support import (  # noqa: F401  (fixtures are imported by name)
+from market_helpers import (
     ACTIVE,
     AGGREGATION_WINDOW,
     BOND,
@@ -18,16 +15,10 @@ from test_training_market_support import (  # noqa: F401  (fixtures are imported
     POOL,
     ROUNDS,
     SCORE_ONE,
-    aggregator,
-    arbiter,
     cid,
     create,
     expected_digest,
-    market,
-    outsider,
-    owner,
     params,
-    pid,
     register_all,
     result,
     reverts,
@@ -35,7 +26,6 @@ from test_training_market_support import (  # noqa: F401  (fixtures are imported
     sha,
     shares,
     submit_all,
-    trainers,
     view_reverts,
     warp_to,
 )

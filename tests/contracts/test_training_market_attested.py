@@ -6,9 +6,6 @@ in Python (`backend.committee.bls`). A test-only MisbehavingCommittee shows that
 gas or answers malformed data never blocks finalization, challenges or claims.
 """
 
-# Fixtures come from the support module by import, so their names reappear as test arguments.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import hashlib
@@ -18,23 +15,18 @@ import pytest
 from ape.exceptions import ContractLogicError
 from eth_abi import encode
 from eth_utils import keccak
-from test_training_market_support import (  # noqa: F401  (fixtures are imported by name)
+from market_helpers import (
     BOND,
     CHALLENGE_WINDOW,
     MIN_STAKE,
     NO_COMMITTEE,
     POOL,
-    aggregator,
-    arbiter,
     create,
-    outsider,
-    owner,
     register_all,
     result,
     reverts,
     shares,
     submit_all,
-    trainers,
     view_reverts,
     warp_to,
 )

@@ -1,13 +1,10 @@
 """TrainingMarket challenges (freeze, reject, uphold and reverse, lapse) and re-entrancy by a malicious receiver."""
 
-# Fixtures come from the support module by import, so their names reappear as test arguments.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import pytest
 from eth_utils import keccak
-from test_training_market_support import (  # noqa: F401  (fixtures are imported by name)
+from market_helpers import (
     ARBITRATION_PERIOD,
     BOND,
     BURN,
@@ -19,14 +16,8 @@ from test_training_market_support import (  # noqa: F401  (fixtures are imported
     POOL,
     REJECTED,
     UPHELD,
-    aggregator,
-    arbiter,
     cid,
     create,
-    market,
-    outsider,
-    owner,
-    pid,
     register_all,
     result,
     reverts,
@@ -34,7 +25,6 @@ from test_training_market_support import (  # noqa: F401  (fixtures are imported
     sha,
     shares,
     submit_all,
-    trainers,
     warp_to,
 )
 

@@ -1,31 +1,21 @@
 """TrainingMarket payouts: claims after completion, slashing, and the liveness path (cancel past the deadline)."""
 
-# Fixtures come from the support module by import, so their names reappear as test arguments.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
-from test_training_market_support import (  # noqa: F401  (fixtures are imported by name)
+from market_helpers import (
     BURN,
     CANCELLED,
     CHALLENGE_WINDOW,
     MIN_STAKE,
     POOL,
     ROUNDS,
-    aggregator,
-    arbiter,
     create,
-    market,
-    outsider,
-    owner,
-    pid,
     register_all,
     result,
     reverts,
     round_pool,
     shares,
     submit_all,
-    trainers,
     warp_to,
 )
 

@@ -11,9 +11,6 @@ The calls go through web3 (the same anvil and deployment as Ape's fixtures) beca
 tracing would make a few hundred calls per run far too slow.
 """
 
-# Fixtures come from the support module by import, so their names reappear as test arguments.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 from typing import Any
@@ -21,15 +18,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_training_market_support import (  # noqa: F401  (fixtures are imported by name)
+from market_helpers import (
     ARBITRATION_PERIOD,
     BOND,
     CHALLENGE_WINDOW,
     DURATION,
     MIN_STAKE,
     cid,
-    market,
-    owner,
     params,
     sha,
 )

@@ -1,28 +1,18 @@
 """TrainingMarket.submitUpdateFor: a trainer's EIP-712 signed submission relayed by someone else, and every
 revert (replay, wrong signer, expired deadline, a signature over other fields, the checks of submitUpdate)."""
 
-# Fixtures come from the support module by import, so their names reappear as test arguments.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import ape
 from eth_account import Account
 from eth_utils import keccak
-from test_training_market_support import (  # noqa: F401  (fixtures are imported by name)
+from market_helpers import (
     DURATION,
-    aggregator,
-    arbiter,
     cid,
     create,
-    market,
-    outsider,
-    owner,
-    pid,
     register_all,
     reverts,
     sha,
-    trainers,
     warp_to,
 )
 

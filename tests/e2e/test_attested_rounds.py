@@ -55,7 +55,7 @@ def test_the_deployed_market_trusts_the_deployed_committee(chain_client, dev_acc
     # Deployed on its own, a market has no committee; one that is not a contract is refused.
     alone = deploy_contracts(chain_client, dev_accounts[0], network="test", names=("TrainingMarket",))
     assert TrainingMarket(chain_client, alone.contracts["TrainingMarket"].address).committee_address() is None
-    with pytest.raises(revert_class("InvalidParameter"), match="committee"):
+    with pytest.raises(revert_class("TrainingMarket", "InvalidParameter"), match="committee"):
         deploy_contracts(
             chain_client,
             dev_accounts[0],
@@ -106,7 +106,7 @@ def test_trainers_claim_before_the_window_once_the_committee_attests(
 
     assert market.is_round_attested(project, 0) and market.is_round_final(project, 0)
     assert market.claims_open(project)
-    with pytest.raises(revert_class("RoundAlreadyAttested")):
+    with pytest.raises(revert_class("TrainingMarket", "RoundAlreadyAttested")):
         market.challenge(dev_accounts[CHALLENGER], project, 0, market.project(project).challenge_bond)
     paid = 0
     for i in [*TRAINERS, OWNER]:

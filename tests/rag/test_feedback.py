@@ -151,7 +151,7 @@ def test_epoch_taken_by_another_evaluator_keeps_updates(engine, registry, dev_ac
 def test_reverted_batches_return_their_rows(engine, registry, dev_accounts):
     queue = make_queue(engine, registry, dev_accounts, Clock())
     queue.enqueue("q1", {7: Deltas(1, 0)})  # no source 7 on chain
-    with pytest.raises(revert_class("UnknownSource")):
+    with pytest.raises(revert_class("SourceRegistry", "UnknownSource")):
         queue.flush()
     assert queue.pending_queries() == 1 and queue.stats()["batches_abandoned"] == 1
 

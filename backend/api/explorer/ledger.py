@@ -16,8 +16,7 @@ from typing import Any
 
 from backend.api.explorer.index import BlockMemo, ChainEvent, EventIndex
 from backend.api.explorer.reports import ContentCache, Fetched, RoundReport, parse_report
-from backend.chain.errors import revert_class
-from backend.chain.training_market import ProjectInfo, RoundInfo, TrainingMarket
+from backend.chain.training_market import ProjectInfo, ProjectStatus, RoundInfo, TrainingMarket
 from backend.chain.verifier_committee import VerifierCommittee
 from backend.storage import ContentStore
 
@@ -229,7 +228,7 @@ class Ledger:
                 raise UnknownEntity(f"no project {project_id} (projects are 1..{self.project_count()})")
             try:
                 return self.market.project(project_id)
-            except revert_class("UnknownProject"):
+            except TrainingMarket.errors.UnknownProject:
                 raise UnknownEntity(f"no project {project_id}") from None
 
         return self._memo(("info", project_id), read)
@@ -316,7 +315,7 @@ class Ledger:
             rd = self.market.round(project_id, r)
             fetched = self.content.json(rd.report_cid, rd.report_sha256)
             report = parse_report(fetched.document) if fetched.ok else None
-            state = {"Open": "challenged", "Upheld": "reversed"}.get(rd.challenge, "finalized")
+            state = {"Open": "challenged", "Upheld": "reversed"}.get(rd.challenge.label, "finalized")
             rows.append(
                 RoundRow(
                     project_id=project_id,
@@ -327,7 +326,7 @@ class Ledger:
                     window_end=None,
                     aggregator_deadline=None,
                     challenge_ends=rd.finalized_at + info.challenge_window if info.challenge_window else None,
-                    challenge=rd.challenge,
+                    challenge=rd.challenge.label,
                     final=self.market.is_round_final(project_id, r),
                     attestation=attestations.get(r),
                     submissions=rd.submitters,
@@ -344,12 +343,12 @@ class Ledger:
 
     def _unfinalized(self, info: ProjectInfo, r: int, now: int, submitted: int, pool: int) -> RoundRow:
         state, window_end, deadline, opened = "pending", None, None, 0
-        if info.status == "Active" and r == info.current_round:
+        if info.status is ProjectStatus.ACTIVE and r == info.current_round:
             opened = info.round_opened_at
             window_end = info.round_opened_at + info.round_duration
             deadline = window_end + info.aggregation_window
             state = "open" if now <= window_end else ("closed" if now <= deadline else "missed")
-        elif info.status == "Cancelled":
+        elif info.status is ProjectStatus.CANCELLED:
             state = "cancelled"
         return RoundRow(
             project_id=info.project_id,

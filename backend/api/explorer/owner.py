@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from backend.api.explorer.ledger import ProjectView
 from backend.api.explorer.words import ether
+from backend.chain.training_market import ProjectStatus
 
 __all__ = ["Action", "owner_actions"]
 
@@ -83,7 +84,7 @@ def owner_actions(view: ProjectView, now: int) -> list[Action]:
                     "Every payout of the project is frozen until the arbiter rules or the challenge lapses.",
                 )
             )
-    if info.status in ("Completed", "Cancelled"):
+    if info.status in (ProjectStatus.COMPLETED, ProjectStatus.CANCELLED):
         claim = view.extra.get("owner_claim")
         if info.owner_claimed or claim is not None:
             paid = int(claim.args["amount"]) if claim is not None else None
@@ -98,7 +99,7 @@ def owner_actions(view: ProjectView, now: int) -> list[Action]:
                 Action(
                     f"Claim your refund of {ether(view.owner_claimable)}",
                     "The part of the pool nobody earned (rounding dust, rounds where every score was 0"
-                    + (", and the liveness remainder" if info.status == "Cancelled" else "")
+                    + (", and the liveness remainder" if info.status is ProjectStatus.CANCELLED else "")
                     + ").",
                     command=f"trustmarket trainer claim -p {p}",
                     call=f"claim({p})",

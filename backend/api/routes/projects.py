@@ -15,8 +15,13 @@ from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, Conflict, Forbidden, NotFound, problem_responses
 from backend.api.deps import GatedRoute, MarketDep, RelayerDep, StoreDep, require_scope
 from backend.api.inference import current_model_ref
-from backend.chain.errors import revert_class
-from backend.chain.training_market import ProjectInfo, RoundInfo, TrainingMarket
+from backend.chain.training_market import (
+    ChallengeState,
+    ProjectInfo,
+    ProjectStatus,
+    RoundInfo,
+    TrainingMarket,
+)
 from backend.storage import ContentStore, fetch_verified
 
 __all__ = ["ProjectId", "market_project", "router"]
@@ -77,7 +82,7 @@ def market_project(market: TrainingMarket, project_id: int) -> ProjectInfo:
     """The project, or 404 `unknown-project`."""
     try:
         return market.project(project_id)
-    except revert_class("UnknownProject"):
+    except TrainingMarket.errors.UnknownProject:
         raise NotFound(f"no project {project_id}", kind="unknown-project") from None
 
 
@@ -87,7 +92,7 @@ def _view(market: TrainingMarket, info: ProjectInfo) -> ProjectView:
         id=info.project_id,
         owner=info.owner,
         aggregator=info.aggregator,
-        status=info.status.lower(),
+        status=info.status.name.lower(),
         rounds=info.rounds,
         current_round=info.current_round,
         round_opened_at=info.round_opened_at,
@@ -128,12 +133,12 @@ def _status(info: ProjectInfo, rd: RoundInfo, round_: int) -> str:
     if rd.finalized_at:
         return (
             "challenged"
-            if rd.challenge == "Open"
-            else ("reversed" if rd.challenge == "Upheld" else "finalized")
+            if rd.challenge is ChallengeState.OPEN
+            else ("reversed" if rd.challenge is ChallengeState.UPHELD else "finalized")
         )
-    if round_ == info.current_round and info.status == "Active":
+    if round_ == info.current_round and info.status is ProjectStatus.ACTIVE:
         return "open"
-    return "cancelled" if info.status == "Cancelled" else "pending"
+    return "cancelled" if info.status is ProjectStatus.CANCELLED else "pending"
 
 
 def _report(store: ContentStore, rd: RoundInfo) -> dict[str, Any]:
@@ -167,7 +172,7 @@ def round_view(
         finalized_at=rd.finalized_at,
         submissions=rd.submitters if finalized else len(market.submissions(project_id, round_index)),
         flagged_count=rd.flagged_count,
-        challenge=rd.challenge.lower(),
+        challenge=rd.challenge.name.lower(),
         final=market.is_round_final(project_id, round_index) if finalized else False,
         model=ContentView(cid=rd.model_cid, sha256=rd.model_sha256) if finalized else None,
         report=ContentView(cid=rd.report_cid, sha256=rd.report_sha256) if finalized else None,
@@ -262,24 +267,24 @@ def relay_submission(
             relayer, caller.wallet, project_id, round_index, body.cid, sha256, body.deadline,
             bytes.fromhex(body.signature[2:]),
         )  # fmt: skip
-    except revert_class("InvalidSignature"):
+    except TrainingMarket.errors.InvalidSignature:
         raise BadRequest(
             "the signature is not the caller's over this project, round, CID, sha256, deadline and nonce",
             kind="invalid-signature",
         ) from None
-    except revert_class("SignatureExpired"):
+    except TrainingMarket.errors.SignatureExpired:
         raise BadRequest("the signature's deadline has passed", kind="signature-expired") from None
-    except revert_class("InvalidContentReference"):
+    except TrainingMarket.errors.InvalidContentReference:
         raise BadRequest("the CID is empty or too long, or the sha256 is zero", kind="bad-request") from None
-    except revert_class("AlreadySubmitted"):
+    except TrainingMarket.errors.AlreadySubmitted:
         raise Conflict(
             f"the caller already submitted to round {round_index}", kind="already-submitted"
         ) from None
-    except revert_class("WrongRound"):
+    except TrainingMarket.errors.WrongRound:
         raise Conflict(f"round {round_index} is not the open round", kind="wrong-round") from None
-    except revert_class("SubmissionWindowClosed"):
+    except TrainingMarket.errors.SubmissionWindowClosed:
         raise Conflict(f"round {round_index}'s submission window has closed", kind="window-closed") from None
-    except revert_class("NotRegistered"):
+    except TrainingMarket.errors.NotRegistered:
         raise Conflict(
             f"the caller is not registered in project {project_id}", kind="not-registered"
         ) from None

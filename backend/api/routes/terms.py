@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, Conflict, problem_responses
 from backend.api.deps import AccessRegistryDep, GatedRoute, RelayerDep, ServicesDep, public, require_scope
-from backend.chain.errors import revert_class
+from backend.chain.access_registry import AccessRegistry
 
 __all__ = ["router"]
 
@@ -94,13 +94,13 @@ def accept(
         receipt = registry.accept_terms_for(
             relayer, caller.wallet, terms_hash, body.deadline, bytes.fromhex(body.signature[2:])
         )
-    except revert_class("InvalidSignature"):
+    except AccessRegistry.errors.InvalidSignature:
         raise BadRequest(
             "the signature is not the caller's over these terms, deadline and nonce", kind="invalid-signature"
         ) from None
-    except revert_class("SignatureExpired"):
+    except AccessRegistry.errors.SignatureExpired:
         raise BadRequest("the signature's deadline has passed", kind="signature-expired") from None
-    except revert_class("NotCurrentTerms"):
+    except AccessRegistry.errors.NotCurrentTerms:
         raise Conflict("these are not the current terms (GET /v1/terms)", kind="not-current-terms") from None
     services.access.invalidate(caller.wallet)
     return Accepted(

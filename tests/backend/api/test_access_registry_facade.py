@@ -33,11 +33,11 @@ def test_grant_read_revoke(registry, dev_accounts, chain_client):
 
 
 def test_revert_surfaces_as_named_error(registry, dev_accounts, chain_client):
-    with pytest.raises(revert_class("InvalidTier")):
+    with pytest.raises(revert_class("AccessRegistry", "InvalidTier")):
         registry.set_tier(
             dev_accounts[0], dev_accounts[7].address, 4, chain_client.timestamp() + 60, b"\0" * 32
         )
-    with pytest.raises(revert_class("AccessControlUnauthorizedAccount")):
+    with pytest.raises(revert_class("AccessRegistry", "AccessControlUnauthorizedAccount")):
         registry.revoke(dev_accounts[7], dev_accounts[0].address, b"\0" * 32)
 
 
@@ -54,5 +54,5 @@ def test_signed_acceptance_is_relayed(registry, dev_accounts, chain_client):
     signature = registry.sign_acceptance(user, TERMS, deadline)
     registry.accept_terms_for(admin, user.address, TERMS, deadline, signature)
     assert registry.access_of(user.address).accepted_current_terms is True
-    with pytest.raises(revert_class("InvalidSignature")):
+    with pytest.raises(revert_class("AccessRegistry", "InvalidSignature")):
         registry.accept_terms_for(admin, user.address, TERMS, deadline, signature)

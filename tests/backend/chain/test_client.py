@@ -37,7 +37,7 @@ def test_call_and_transact_round_trip(probe, dev_accounts):
 
 def test_custom_error_is_raised_with_its_solidity_name_and_arguments(probe, dev_accounts):
     client, address = probe
-    with pytest.raises(revert_class("ZeroValue")) as caught:
+    with pytest.raises(revert_class("ChainClientProbe", "ZeroValue")) as caught:
         client.transact(dev_accounts[1], "ChainClientProbe", "store", 0, address=address)
     assert isinstance(caught.value, ContractRevert)
     assert caught.value.error_args == {"caller": dev_accounts[1].address, "code": 7}
@@ -48,9 +48,9 @@ def test_custom_error_is_raised_with_its_solidity_name_and_arguments(probe, dev_
 
 def test_string_revert_and_panic_are_decoded(probe, dev_accounts):
     client, address = probe
-    with pytest.raises(revert_class("Error"), match="plain failure"):
+    with pytest.raises(revert_class("ChainClientProbe", "Error"), match="plain failure"):
         client.call("ChainClientProbe", "fail", address=address)
-    with pytest.raises(revert_class("Panic"), match="0x12"):
+    with pytest.raises(revert_class("ChainClientProbe", "Panic"), match="0x12"):
         client.call("ChainClientProbe", "divide", 0, address=address)
 
 

@@ -103,18 +103,18 @@ def test_lifecycle_through_the_facade(registry, dev_accounts, chain_client):
 
 def test_reverts_are_named(registry, dev_accounts):
     evaluator, operator = dev_accounts[1], dev_accounts[4]
-    with pytest.raises(revert_class("BondTooSmall")):
+    with pytest.raises(revert_class("SourceRegistry", "BondTooSmall")):
         registry.register(operator, "http://x", ROOT, 1)
     sid = registry.register(operator, "http://x", ROOT, 10**15)
     registry.apply_feedback(evaluator, 1, [FeedbackEntry(sid, 1, 0)])
-    with pytest.raises(revert_class("WrongEpoch")) as replay:
+    with pytest.raises(revert_class("SourceRegistry", "WrongEpoch")) as replay:
         registry.apply_feedback(evaluator, 1, [FeedbackEntry(sid, 1, 0)])
     assert replay.value.error_args == {"expected": 2, "given": 1}
-    with pytest.raises(revert_class("DeltaTooLarge")):
+    with pytest.raises(revert_class("SourceRegistry", "DeltaTooLarge")):
         registry.apply_feedback(evaluator, 2, [FeedbackEntry(sid, sr.DEFAULT_MAX_DELTA + 1, 0)])
-    with pytest.raises(revert_class("AccessControlUnauthorizedAccount")):
+    with pytest.raises(revert_class("SourceRegistry", "AccessControlUnauthorizedAccount")):
         registry.apply_feedback(operator, 2, [FeedbackEntry(sid, 1, 0)])
-    with pytest.raises(revert_class("UnknownSource")):
+    with pytest.raises(revert_class("SourceRegistry", "UnknownSource")):
         registry.reliability(sid + 1)
-    with pytest.raises(revert_class("NotOperator")):
+    with pytest.raises(revert_class("SourceRegistry", "NotOperator")):
         registry.request_exit(evaluator, sid)

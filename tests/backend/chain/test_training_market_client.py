@@ -12,9 +12,11 @@ from backend.chain.anvil import free_port
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainUnavailable, ContractRevert, NotDeployed, revert_class
 from backend.chain.training_market import (
+    ChallengeState,
     Claim,
     MarketInputError,
     ProjectParams,
+    ProjectStatus,
     RoundResult,
     TrainingMarket,
 )
@@ -98,7 +100,7 @@ def test_a_project_from_creation_to_the_last_claim(market, chain_client, roles):
     pid = create(market, roles)
     info = market.project(pid)
     assert (info.status, info.owner, info.pool, info.escrow, info.rounds) == (
-        "Active",
+        ProjectStatus.ACTIVE,
         owner.address,
         POOL,
         POOL,
@@ -153,12 +155,12 @@ def test_a_project_from_creation_to_the_last_claim(market, chain_client, roles):
         sha("model-1"),
         sha("report-0"),
     )
-    assert (posted.submitters, posted.challenge) == (2, "None") and posted.finalized_at > 0
+    assert (posted.submitters, posted.challenge) == (2, ChallengeState.NONE) and posted.finalized_at > 0
     assert not market.is_round_final(pid, 0)
 
     submit(market, pid, 1, [a, b])
     market.finalize_round(aggregator, pid, 1, result(1, {a.address: 1, b.address: 1}))
-    assert market.project(pid).status == "Completed" and not market.claims_open(pid)
+    assert market.project(pid).status is ProjectStatus.COMPLETED and not market.claims_open(pid)
     warp(chain_client, CHALLENGE + 1)
     assert market.claims_open(pid) and market.is_round_final(pid, 1)
     rewards = {t.address: market.trainer(pid, t.address).reward for t in (a, b)}
@@ -174,37 +176,37 @@ def test_a_project_from_creation_to_the_last_claim(market, chain_client, roles):
 def test_reverts_come_back_named(market, roles, dev_accounts):
     owner, aggregator, _, trainers = roles
     pid = create(market, roles)
-    with pytest.raises(revert_class("UnknownProject")) as info:
+    with pytest.raises(revert_class("TrainingMarket", "UnknownProject")) as info:
         market.project(pid + 1)
     assert info.value.error_args == {"projectId": pid + 1}
-    with pytest.raises(revert_class("NotRegistered")):
+    with pytest.raises(revert_class("TrainingMarket", "NotRegistered")):
         market.submit_update(trainers[0], pid, 0, cid("x"), sha("x"))
     market.register(trainers[0], pid, STAKE)
-    with pytest.raises(revert_class("StakeTooLow")):
+    with pytest.raises(revert_class("TrainingMarket", "StakeTooLow")):
         market.register(trainers[1], pid, STAKE - 1)
-    with pytest.raises(revert_class("WrongRound")) as info:
+    with pytest.raises(revert_class("TrainingMarket", "WrongRound")) as info:
         market.submit_update(trainers[0], pid, 1, cid("x"), sha("x"))
     assert info.value.error_args["openRound"] == 0
     market.submit_update(trainers[0], pid, 0, cid("x"), sha("x"))
-    with pytest.raises(revert_class("AlreadySubmitted")):
+    with pytest.raises(revert_class("TrainingMarket", "AlreadySubmitted")):
         market.submit_update(trainers[0], pid, 0, cid("y"), sha("y"))
     r0 = result(0, {trainers[0].address: 1})
-    with pytest.raises(revert_class("NotAggregator")):
+    with pytest.raises(revert_class("TrainingMarket", "NotAggregator")):
         market.finalize_round(owner, pid, 0, r0)
-    with pytest.raises(revert_class("NotSubmitter")):
+    with pytest.raises(revert_class("TrainingMarket", "NotSubmitter")):
         market.finalize_round(aggregator, pid, 0, result(0, {trainers[1].address: 1}))
-    with pytest.raises(revert_class("ClaimsNotOpen")):
+    with pytest.raises(revert_class("TrainingMarket", "ClaimsNotOpen")):
         market.claim(trainers[0], pid)
-    with pytest.raises(revert_class("DeadlineNotPassed")):
+    with pytest.raises(revert_class("TrainingMarket", "DeadlineNotPassed")):
         market.cancel(dev_accounts[9], pid)
     market.finalize_round(aggregator, pid, 0, r0)
-    with pytest.raises(revert_class("WrongBond")) as info:
+    with pytest.raises(revert_class("TrainingMarket", "WrongBond")) as info:
         market.challenge(dev_accounts[9], pid, 0, BOND - 1)
     assert isinstance(info.value, ContractRevert) and info.value.error_args == {
         "sent": BOND - 1,
         "required": BOND,
     }
-    with pytest.raises(revert_class("NotArbiter")):
+    with pytest.raises(revert_class("TrainingMarket", "NotArbiter")):
         market.resolve_challenge(owner, pid, 0, True)
 
 
@@ -253,10 +255,10 @@ def test_cancel_challenge_and_lapse_through_the_facade(market, chain_client, rol
     market.finalize_round(aggregator, pid, 1, result(1, {a.address: 1, b.address: 1}))
     market.challenge(challenger, pid, 0, BOND)
     market.challenge(challenger, pid, 1, BOND)
-    assert market.round(pid, 0).challenge == "Open" and market.project(pid).open_challenges == 2
+    assert market.round(pid, 0).challenge is ChallengeState.OPEN and market.project(pid).open_challenges == 2
     market.resolve_challenge(arbiter, pid, 0, True)
-    assert market.reversed_rounds(pid) == [0] and market.project(pid).status == "Cancelled"
-    with pytest.raises(revert_class("ArbitrationPending")):
+    assert market.reversed_rounds(pid) == [0] and market.project(pid).status is ProjectStatus.CANCELLED
+    with pytest.raises(revert_class("TrainingMarket", "ArbitrationPending")):
         market.expire_challenge(challenger, pid, 1)
     warp(chain_client, 7 * 24 * 3600 + 1)
     market.expire_challenge(challenger, pid, 1)
@@ -273,7 +275,7 @@ def test_cancel_after_the_aggregator_deadline(market, chain_client, roles, dev_a
     submit(market, pid, 0, roles[3][:1])
     warp(chain_client, DURATION + AGGREGATION + 1)
     market.cancel(dev_accounts[9], pid)
-    assert market.project(pid).status == "Cancelled" and market.claims_open(pid)
+    assert market.project(pid).status is ProjectStatus.CANCELLED and market.claims_open(pid)
     assert market.claimable(pid, roles[3][0].address) == POOL + STAKE  # the only worker takes the whole pool
 
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aggregator.data import load_digits_data, non_iid_splits
-from backend.chain.training_market import RoundResult, TrainingMarket
+from backend.chain.training_market import ChallengeState, RoundResult, TrainingMarket
 from backend.chain.verifier_committee import CommitteeError, VerifierCommittee
 from backend.cli import app
 from backend.committee import bls
@@ -149,7 +149,7 @@ def test_a_tampered_result_is_challenged_not_signed(
     assert seen.action == "mismatch" and f"score of {trainers[0]}: posted {scores[0]}" in seen.detail
     (raised,) = service(chain_client, committee, store, dev_accounts, 0, exchange).run_once()
     assert raised.action == "challenged"
-    assert market.round(project, 0).challenge == "Open"
+    assert market.round(project, 0).challenge is ChallengeState.OPEN
     assert exchange.collect(market.address, project, 0) == []  # nobody signed
     (again,) = service(chain_client, committee, store, dev_accounts, 2, exchange).run_once()
     assert again.action == "mismatch" and "challenge not raised" in again.detail

@@ -19,7 +19,7 @@ from safetensors.torch import save as st_save
 
 from aggregator.data import DigitsData, load_digits_data, non_iid_splits
 from backend.chain.client import ChainClient
-from backend.chain.training_market import RoundResult, TrainingMarket
+from backend.chain.training_market import ProjectStatus, RoundResult, TrainingMarket
 from backend.marketplace.manifest import ContentRef
 from backend.marketplace.publish import PublishedProject, publish_project, put_ref
 from backend.marketplace.runner import FinalizedRound, RoundRunner
@@ -248,7 +248,7 @@ def open_marketplace(
 def assert_nothing_posted(m: Marketplace, project: Project, pins_before: list[str], round_: int = 0) -> None:
     """The round is still open on chain, and neither a model nor a report went into the store."""
     info = m.market.project(project.id)
-    assert (info.status, info.current_round) == ("Active", round_)
+    assert (info.status, info.current_round) == (ProjectStatus.ACTIVE, round_)
     assert m.market.round(project.id, round_).finalized_at == 0
     finalized = m.client.events(
         "TrainingMarket", "RoundFinalized", filters={"projectId": project.id}, address=m.market.address

@@ -27,6 +27,7 @@ from marketplace_helpers import (
 )
 
 from aggregator.models import model_spec
+from backend.chain.training_market import ProjectStatus
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.marketplace.runner import RoundRunner
 from backend.storage import LocalStore, fetch_verified, sha256_hex
@@ -56,7 +57,7 @@ def test_finalizes_and_posts_model_and_report_matching_the_chain(marketplace, ru
     done = m.runner().finalize(project.id, 0)
 
     info, posted = m.market.project(project.id), m.market.round(project.id, 0)
-    assert (info.status, info.current_round) == ("Completed", 1)
+    assert (info.status, info.current_round) == (ProjectStatus.COMPLETED, 1)
     assert posted.finalized_at > 0
     assert (posted.model_cid, posted.model_sha256) == (done.model.cid, done.model.sha256)
     assert (posted.report_cid, posted.report_sha256) == (done.report.cid, done.report.sha256)
@@ -289,7 +290,7 @@ def test_watch_finalizes_rounds_as_they_become_ready_and_stops_when_the_project_
 
     assert time.monotonic() <= deadline, "watch returned because the project ended, not through the guard"
     assert [d.round for d in finalized] == [0, 1, 2]
-    assert m.market.project(project.id).status == "Completed"
+    assert m.market.project(project.id).status is ProjectStatus.COMPLETED
     assert [len(m.posted(project, r)[0]) for r in range(3)] == [5, 4, 5]
     for done in finalized:
         assert m.market.round(project.id, done.round).report_sha256 == done.report.sha256

@@ -18,6 +18,7 @@ from marketplace_helpers import (
 )
 
 from aggregator.errors import InsufficientUpdates
+from backend.chain.training_market import ProjectStatus
 from backend.marketplace.runner import RoundRunner
 from backend.storage import KuboStore, LocalStore, StoreUnavailable, fetch_verified
 
@@ -63,7 +64,7 @@ def test_bad_update_is_flagged_with_its_reason_scores_zero_and_the_round_finaliz
     assert BAD_INPUTS[case] in flags[0].detail["error"]
     assert done.outcome.flagged == [bad.address], "only the bad trainer is flagged"
     # On chain: the round is final, the bad trainer is flagged with score 0 and no share, the others are paid.
-    assert m.market.project(project.id).status == "Completed"
+    assert m.market.project(project.id).status is ProjectStatus.COMPLETED
     scores, flagged = m.posted(project, 0)
     assert flagged == [bad.address] and scores[bad.address] == 0
     assert m.submission(project, 0, bad) == (True, True, 0)

@@ -1,6 +1,7 @@
-"""Shared set-up for the TrainingMarket tests: roles, default parameters, and helpers that drive a round.
+"""Helpers for the TrainingMarket tests: default parameters and functions that drive a round.
 
-Imported by the other test_training_market*.py modules (pytest puts this folder on sys.path); it holds no tests.
+Imported by the test_training_market*.py modules (pytest puts this folder on sys.path); the fixtures (roles, a
+market, a project) live in conftest.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import ape
-import pytest
 from eth_abi import decode, encode
 from eth_utils import keccak
 from hexbytes import HexBytes
@@ -174,39 +174,3 @@ def round_pool(round_: int, pool: int = POOL, rounds: int = ROUNDS) -> int:
 def shares(pool: int, scores: Sequence[int]) -> list[int]:
     total = sum(scores)
     return [pool * s // total if total else 0 for s in scores]
-
-
-@pytest.fixture
-def owner(accounts):
-    return accounts[0]
-
-
-@pytest.fixture
-def aggregator(accounts):
-    return accounts[1]
-
-
-@pytest.fixture
-def arbiter(accounts):
-    return accounts[2]
-
-
-@pytest.fixture
-def trainers(accounts):
-    return [accounts[i] for i in range(3, 8)]
-
-
-@pytest.fixture
-def outsider(accounts):
-    return accounts[19]
-
-
-@pytest.fixture
-def market(project, owner):
-    """A market without a verifier committee (the committee tests deploy their own)."""
-    return owner.deploy(project.TrainingMarket, NO_COMMITTEE)
-
-
-@pytest.fixture
-def pid(market, owner, aggregator, arbiter) -> int:
-    return create(market, owner, aggregator, arbiter)
