@@ -28,12 +28,23 @@ SUB_APPS: dict[str, tuple[str, str]] = {
         "chain",
         "The chain: start or attach to anvil, deploy or attach to a deployment, advance a local clock.",
     ),
-    "project": ("project", "Create a training project and follow its rounds (owners)."),
+    "project": (
+        "project",
+        "A training project: create it and follow its rounds (owners); cancel, challenge, resolve (anyone, arbiters).",
+    ),
     "rag": ("rag", "Decentralized RAG weighted by on-chain source reliability."),
     "report": ("report", "Round reports as figures: the explorer's charts written as PNG."),
+    "roles": (
+        "roles",
+        "Grant, revoke and check roles on the contracts (EVALUATOR_ROLE, TERMS_ADMIN_ROLE, ...).",
+    ),
     "storage": (
         "storage",
         "Content-addressed storage whose CIDs equal Kubo's: add, get, stat, pin, unpin, serve.",
+    ),
+    "terms": (
+        "terms",
+        "The access terms API users accept: publish a version (terms admins), show the current one.",
     ),
     "trainer": ("trainer", "Take part in a project as a trainer."),
     "verifier": (

@@ -71,7 +71,7 @@ def chain_now(cli: CliContext) -> int:
         return int(time.time())
 
 
-def _advance_hint(cli: CliContext, seconds: int) -> str:
+def advance_hint(cli: CliContext, seconds: int) -> str:
     from backend.chain.keys import LOCAL_CHAIN_IDS
 
     try:
@@ -97,10 +97,27 @@ def _revert_hint(exc: BaseException, cli: CliContext) -> str | None:
         return None
 
 
+def _claims_not_open(exc: ContractRevert, cli: CliContext) -> str:
+    from backend.cli._claims import claims_outlook
+
+    return claims_outlook(cli, int(exc.error_args["projectId"]), chain_now(cli))
+
+
+def _missing_role(exc: ContractRevert, cli: CliContext) -> str:
+    from backend.cli._roles import role_name
+
+    account = exc.error_args.get("account")
+    role = exc.error_args.get("neededRole")
+    name = role_name(role) if isinstance(role, bytes | str) else str(role)
+    return (
+        f"{account} lacks {name}; a holder of its admin role runs `trustmarket roles grant {name} {account}`"
+    )
+
+
 def _exit_delay(exc: ContractRevert, cli: CliContext) -> str:
     now = chain_now(cli)
-    at = int(exc.error_args.get("withdrawableAt", 0))
-    return f"the stake can be withdrawn from {when(at, now)}{_advance_hint(cli, at - now + 1)}"
+    at = int(exc.error_args.get("withdrawableAt", exc.error_args.get("availableAt", 0)))
+    return f"it can be withdrawn from {when(at, now)}{advance_hint(cli, at - now + 1)}"
 
 
 def _window_closed(exc: ContractRevert, cli: CliContext) -> str:
@@ -125,16 +142,19 @@ def _deadline_not_passed(exc: ContractRevert, cli: CliContext) -> str:
     deadline = int(exc.error_args.get("deadline", 0))
     return (
         f"the aggregator has until {when(deadline, now)} to finalize round {exc.error_args.get('round')}; "
-        f"anyone may cancel after that{_advance_hint(cli, deadline - now + 1)}"
+        f"anyone may cancel after that{advance_hint(cli, deadline - now + 1)}"
     )
 
 
 _HINTS: dict[str, Callable[[Any, CliContext], str]] = {
+    "AccessControlUnauthorizedAccount": _missing_role,
+    "ClaimsNotOpen": _claims_not_open,
     "DeadlineNotPassed": _deadline_not_passed,
     "ExitDelayNotOver": _exit_delay,
+    "ExitNotReady": _exit_delay,
     "NotRegistered": _not_registered,
     "StakeTooLow": _stake_too_low,
     "SubmissionWindowClosed": _window_closed,
 }
 
-__all__ = ["chain_now", "duration", "one_line", "when"]
+__all__ = ["advance_hint", "chain_now", "duration", "one_line", "when"]
