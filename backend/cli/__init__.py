@@ -17,7 +17,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperCommand, TyperGroup
 
 from backend.cli._common import fail
-from backend.cli._context import CliContext
+from backend.cli._context import META_KEY, CliContext
 
 __all__ = ["app", "main"]
 
@@ -93,7 +93,7 @@ class RootGroup(TyperGroup):
         except (typer.Exit, typer.Abort, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as exc:
-            message = one_line(exc, ctx.find_object(CliContext))
+            message = one_line(exc, ctx.meta.get(META_KEY))
             if message is None:
                 raise  # not bad input but a bug: keep the traceback
             raise fail(message) from None
@@ -124,6 +124,7 @@ app = typer.Typer(
 def _root(ctx: typer.Context) -> None:
     # Top-level commands (aggregate, verify, demo) work with the base context object; sub-apps install their own.
     ctx.obj = CliContext()
+    ctx.meta[META_KEY] = ctx.obj
 
 
 def main() -> None:

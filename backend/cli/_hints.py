@@ -84,8 +84,13 @@ def advance_hint(cli: CliContext, seconds: int) -> str:
 
 
 def _revert_hint(exc: BaseException, cli: CliContext) -> str | None:
-    from backend.chain.errors import ContractRevert
+    from backend.chain.errors import ChainError, ContractRevert
 
+    if isinstance(exc, ChainError) and "insufficient funds" in str(exc).lower():
+        try:
+            return _unfunded(cli)
+        except Exception:
+            return None
     if not isinstance(exc, ContractRevert):
         return None
     explain = _HINTS.get(exc.error_name)
@@ -118,6 +123,19 @@ def _exit_delay(exc: ContractRevert, cli: CliContext) -> str:
     now = chain_now(cli)
     at = int(exc.error_args.get("withdrawableAt", exc.error_args.get("availableAt", 0)))
     return f"it can be withdrawn from {when(at, now)}{advance_hint(cli, at - now + 1)}"
+
+
+def _unfunded(cli: CliContext) -> str:
+    from backend.chain.keys import LOCAL_CHAIN_IDS
+
+    signers = list(cli.signers.values())
+    if not signers:
+        return "the signer cannot pay for this transaction"
+    address = signers[-1].address
+    balance = cli.client.w3.eth.get_balance(address)
+    local = cli.client.chain_id in LOCAL_CHAIN_IDS
+    extra = " (anvil funds only dev:0 to dev:19: pick one of those, or send it ether)" if local else ""
+    return f"{address} holds {cli.amount(balance)}, not enough for this transaction and its gas{extra}"
 
 
 def _window_closed(exc: ContractRevert, cli: CliContext) -> str:

@@ -70,6 +70,11 @@ def create(
     cli = CliContext.of(ctx)
     owner = cli.account(signer)
     X, y = load_dataset_file(validation)
+    if ":" not in model or model.startswith("builtin:"):
+        from aggregator.evaluation import builtin_evaluator
+
+        # A validation set the model cannot read is refused here, before anything is stored or escrowed.
+        builtin_evaluator(model, X, y, seed=seed)
     with cli.step("publishing model, validation set and manifest"):
         published = publish_project(
             cli.store, model=model, validation=(X, y), rule=rule, rule_params=_params(rule_param), seed=seed
