@@ -97,3 +97,41 @@ def test_serve_answers_over_http(env):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_serve_expects_sign_ins_for_the_host_and_port_it_serves(deployed_cli_env, monkeypatch):
+    from backend.api import ApiSettings
+    from backend.cli.api import serving_domain
+
+    assert serving_domain("127.0.0.1", 19800) == "127.0.0.1:19800"
+    assert serving_domain("0.0.0.0", 19800) == "localhost:19800"
+    monkeypatch.delenv("TRUSTMARKET_API_SIWE_DOMAIN", raising=False)
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "trustmarket"), "api", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **deployed_cli_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120  # a liveness bound on a loaded machine, not a timing claim
+        while True:
+            try:
+                challenge = httpx.post(f"http://127.0.0.1:{port}/v1/auth/nonce", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.2)
+        assert challenge.status_code == 200, challenge.text
+        assert challenge.json()["domain"] == f"127.0.0.1:{port}", challenge.text
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
+        assert (
+            docs.status_code == 200
+            and "cdn." not in docs.text
+            and "/docs/assets/swagger-ui-bundle.js" in docs.text
+        )
+        asset = httpx.get(f"http://127.0.0.1:{port}/docs/assets/swagger-ui-bundle.js", timeout=5)
+        assert asset.status_code == 200 and len(asset.content) > 100_000
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert ApiSettings().siwe_domain == "localhost:8000"  # this process's settings were left alone
