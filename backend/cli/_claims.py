@@ -26,10 +26,12 @@ def claims_outlook(cli: CliContext, project_id: int, now: int) -> str:
     window = info.challenge_window
     if _named(info.status) == "active":
         window_end, _ = tm.deadlines(project_id)
+        later = info.rounds - info.current_round - 1
+        follow = f", then {later} more round{'s' if later != 1 else ''}" if later > 0 else ""
         return (
-            f"project {project_id} is still running (round {info.current_round + 1} of {info.rounds} takes "
-            f"submissions until {when(window_end, now)}); claims open after its last round is finalized and "
-            f"final: attested by the verifier committee, or {duration(window)} after finalization"
+            f"project {project_id} is still running: round {info.current_round} takes submissions until "
+            f"{when(window_end, now)}{follow}; claims open after the last round is finalized and final: attested "
+            f"by the verifier committee, or {duration(window)} after finalization"
         )
     rounds = [tm.round(project_id, r) for r in range(info.rounds)]
     disputed = [r.round for r in rounds if _named(r.challenge) == "open"]

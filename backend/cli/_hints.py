@@ -33,6 +33,14 @@ def one_line(exc: BaseException, cli: CliContext | None) -> str | None:
             message = f"{message}: {hint}"
     elif isinstance(exc, ValueError | OSError):
         message = str(exc) or type(exc).__name__
+        from aggregator.errors import InsufficientUpdates
+
+        if isinstance(exc, InsufficientUpdates):
+            message += (
+                ": the round cannot be finalized with this rule and these trainers; once the aggregator's deadline "
+                "has passed anyone may cancel the project (`trustmarket project cancel PROJECT`), which releases the "
+                "escrow by rule"
+            )
     else:
         return None
     return " ".join(message.split())

@@ -137,7 +137,9 @@ def status(ctx: typer.Context, project: Annotated[int, typer.Argument(help="Proj
                 "yes" if r["finalized_at"] else "open",
                 str(r["submitters"]),
                 str(r["flagged_count"]),
-                r["challenge"],
+                "-"
+                if str(getattr(r["challenge"], "name", r["challenge"])).lower() == "none"
+                else str(r["challenge"]),
                 r["model_cid"] or "-",
             )
         console.print(table)
