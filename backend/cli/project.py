@@ -12,6 +12,8 @@ from backend.cli._common import console
 from backend.cli._context import CliContext, Commands
 from backend.cli._signer import SignerOption
 
+ProjectArgument = Annotated[int, typer.Argument(help="Project id.")]
+
 app = Commands(
     help="A training project: create it and follow its rounds (owners); cancel, challenge, resolve (anyone, arbiters)."
 )
@@ -105,7 +107,7 @@ def create(
 
 
 @app.command(amounts=True)
-def status(ctx: typer.Context, project: Annotated[int, typer.Argument(help="Project id.")]) -> None:
+def status(ctx: typer.Context, project: ProjectArgument) -> None:
     """A project's state and its finalized rounds."""
     from rich.table import Table
 
@@ -159,9 +161,7 @@ def _receipt_payload(project: int, receipt, **extra) -> dict:
 
 
 @app.command()
-def cancel(
-    ctx: typer.Context, project: Annotated[int, typer.Argument(help="Project id.")], signer: SignerOption
-) -> None:
+def cancel(ctx: typer.Context, project: ProjectArgument, signer: SignerOption) -> None:
     """Cancel a project whose aggregator missed its deadline (anyone may): the escrow is released by rule."""
     cli = CliContext.of(ctx)
     receipt = cli.market.cancel(cli.account(signer), project)
@@ -176,7 +176,7 @@ def cancel(
 @app.command(amounts=True)
 def challenge(
     ctx: typer.Context,
-    project: Annotated[int, typer.Argument(help="Project id.")],
+    project: ProjectArgument,
     round_: RoundOption,
     signer: SignerOption,
 ) -> None:
@@ -196,7 +196,7 @@ def challenge(
 @app.command()
 def resolve(
     ctx: typer.Context,
-    project: Annotated[int, typer.Argument(help="Project id.")],
+    project: ProjectArgument,
     round_: RoundOption,
     signer: SignerOption,
     uphold: Annotated[
@@ -218,7 +218,7 @@ def resolve(
 @app.command("expire-challenge")
 def expire_challenge(
     ctx: typer.Context,
-    project: Annotated[int, typer.Argument(help="Project id.")],
+    project: ProjectArgument,
     round_: RoundOption,
     signer: SignerOption,
 ) -> None:
