@@ -19,7 +19,7 @@ from aggregator.models.base import BuiltModel, ModelError, flatten_state
 from aggregator.models.named import builtin_model
 from aggregator.tasks import Task, get_task
 
-__all__ = ["Evaluator", "builtin_evaluator", "check_fit"]
+__all__ = ["Evaluator", "builtin_evaluator", "check_fit", "check_runs"]
 
 
 def check_fit(model: BuiltModel, task: Task, examples: Examples) -> None:
@@ -33,6 +33,34 @@ def check_fit(model: BuiltModel, task: Task, examples: Examples) -> None:
         raise AggregatorError(f"task {task.name} needs integer class labels, got {examples.targets.dtype}")
     if not task.classifies and not examples.targets.is_floating_point():
         raise AggregatorError(f"task {task.name} needs real-valued targets, got {examples.targets.dtype}")
+
+
+def check_runs(model: BuiltModel, task: Task, examples: Examples, encoded: Any) -> None:
+    """Run the model on one example: data of the wrong shape, or labels the model has no output for, are one-line
+    `ModelError`s here rather than a framework's traceback half-way through training or scoring."""
+    one = model.batch(encoded, slice(0, 1))
+    model.module.eval()
+    try:
+        with torch.no_grad():
+            out = model.outputs(one)
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        raise ModelError(
+            f"{model.uri} cannot run on this data: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from None
+    targets = examples.targets
+    if out.dim() != 2 or out.shape[0] != 1:
+        raise ModelError(
+            f"{model.uri} returns outputs of shape {list(out.shape)} for one example, not [1, k]"
+        )
+    if task.classifies and int(targets.min()) < 0:
+        raise ModelError(f"class labels are 0 or more; the data holds {int(targets.min())}")
+    if task.classifies and int(targets.max()) >= out.shape[1]:
+        raise ModelError(
+            f"{model.uri} has {out.shape[1]} outputs, but the labels need {int(targets.max()) + 1} classes "
+            f"(they run up to {int(targets.max())})"
+        )
+    if not task.classifies and out.shape[1] != 1:
+        raise ModelError(f"regression needs one output; {model.uri} has {out.shape[1]}")
 
 
 class Evaluator:
@@ -77,26 +105,7 @@ class Evaluator:
         return torch.cat(parts)
 
     def _check_outputs(self) -> None:
-        one = self.model.batch(self.encoded, slice(0, 1))
-        self.model.module.eval()
-        try:
-            with torch.no_grad():
-                out = self.model.outputs(one)
-        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-            raise ModelError(
-                f"{self.model.uri} cannot run on this data: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            ) from None
-        targets = self.examples.targets
-        if out.dim() != 2 or out.shape[0] != 1:
-            raise ModelError(
-                f"{self.model.uri} returns outputs of shape {list(out.shape)} for one example, not [1, k]"
-            )
-        if self.task.classifies and int(targets.max()) >= out.shape[1]:
-            raise ModelError(
-                f"{self.model.uri} has {out.shape[1]} outputs, but the labels need {int(targets.max()) + 1} classes"
-            )
-        if not self.task.classifies and out.shape[1] != 1:
-            raise ModelError(f"regression needs one output; {self.model.uri} has {out.shape[1]}")
+        check_runs(self.model, self.task, self.examples, self.encoded)
 
     def evaluate(self, flat: torch.Tensor) -> dict[str, float]:
         """`loss` and the task's metric for the model whose travelling weights are `flat` (spec order)."""

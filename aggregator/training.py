@@ -17,6 +17,7 @@ import torch
 
 from aggregator.data import NUM_CLASSES
 from aggregator.errors import AggregatorError
+from aggregator.evaluation import check_fit, check_runs
 from aggregator.examples import Examples
 from aggregator.models import BuiltModel, builtin_model, flatten_state, model_spec, unflatten_state
 from aggregator.tasks import Task, get_task
@@ -116,7 +117,9 @@ def train(
         raise AggregatorError(f"learning rate must be positive and finite, got {lr}")
     seed = recipe.seed if seed is None else seed
     model.load_state(global_state)
+    check_fit(model, task, examples)
     encoded = model.encode(examples)
+    check_runs(model, task, examples, encoded)
     params = [p for p in model.module.parameters() if p.requires_grad]
     optimizer = _optimizer(recipe, params, lr)
     gen = torch.Generator().manual_seed(seed)

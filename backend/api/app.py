@@ -79,6 +79,8 @@ def create_app(
         version="1",
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from the installed package: FastAPI's default loads Swagger UI from a CDN
+        redoc_url=None,
         openapi_tags=[
             {"name": "auth", "description": "Sign-In with Ethereum (EIP-4361) and session tokens"},
             {"name": "me", "description": "Your tier, scopes, limits and usage"},
@@ -95,6 +97,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     install_explorer(app, services)  # the web explorer at / and below (docs/explorer.md)
+    _serve_docs(app)
     app.add_middleware(
         RequestObserver,
         metrics=services.metrics,
@@ -103,3 +106,25 @@ def create_app(
     )
     check_routes_declared(app)
     return app
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the installed `swagger-ui-bundle-v2` package, so the page works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    async def docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: docs",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
+    app.add_route("/docs", docs, include_in_schema=False)

@@ -199,7 +199,8 @@ async def _admit(
         )
     if needs_terms and not grant.accepted_current_terms:
         raise Forbidden(
-            "accept the current terms first (GET /v1/terms, then POST /v1/terms/accept)",
+            "accept the current terms first: GET /v1/terms/acceptance gives the EIP-712 payload to sign, "
+            "POST /v1/terms/accept sends the signature",
             kind="terms-not-accepted",
         )
     cost = services.api.cost(cost_name)

@@ -17,7 +17,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperCommand, TyperGroup
 
 from backend.cli._common import fail
-from backend.cli._context import CliContext
+from backend.cli._context import META_KEY, CliContext
 
 __all__ = ["app", "main"]
 
@@ -28,12 +28,23 @@ SUB_APPS: dict[str, tuple[str, str]] = {
         "chain",
         "The chain: start or attach to anvil, deploy or attach to a deployment, advance a local clock.",
     ),
-    "project": ("project", "Create a training project and follow its rounds (owners)."),
+    "project": (
+        "project",
+        "A training project: create it and follow its rounds (owners); cancel, challenge, resolve (anyone, arbiters).",
+    ),
     "rag": ("rag", "Decentralized RAG weighted by on-chain source reliability."),
     "report": ("report", "Round reports as figures: the explorer's charts written as PNG."),
+    "roles": (
+        "roles",
+        "Grant, revoke and check roles on the contracts (EVALUATOR_ROLE, TERMS_ADMIN_ROLE, ...).",
+    ),
     "storage": (
         "storage",
         "Content-addressed storage whose CIDs equal Kubo's: add, get, stat, pin, unpin, serve.",
+    ),
+    "terms": (
+        "terms",
+        "The access terms API users accept: publish a version (terms admins), show the current one.",
     ),
     "trainer": ("trainer", "Take part in a project as a trainer."),
     "verifier": (
@@ -82,7 +93,7 @@ class RootGroup(TyperGroup):
         except (typer.Exit, typer.Abort, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as exc:
-            message = one_line(exc, ctx.find_object(CliContext))
+            message = one_line(exc, ctx.meta.get(META_KEY))
             if message is None:
                 raise  # not bad input but a bug: keep the traceback
             raise fail(message) from None
@@ -113,6 +124,7 @@ app = typer.Typer(
 def _root(ctx: typer.Context) -> None:
     # Top-level commands (aggregate, verify, demo) work with the base context object; sub-apps install their own.
     ctx.obj = CliContext()
+    ctx.meta[META_KEY] = ctx.obj
 
 
 def main() -> None:

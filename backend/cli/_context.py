@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from backend.storage import ContentStore
 
 F = TypeVar("F", bound=Callable[..., Any])
+META_KEY = "trustmarket.context"
 
 
 class CliContext:
@@ -40,7 +41,7 @@ class CliContext:
     def __init__(self) -> None:
         self.as_json = False
         self.in_wei = False
-        self._accounts: dict[SignerSpec, LocalAccount] = {}
+        self.signers: dict[SignerSpec, LocalAccount] = {}
 
     @classmethod
     def of(cls, ctx: typer.Context) -> Self:
@@ -77,9 +78,9 @@ class CliContext:
 
     def account(self, signer: SignerSpec) -> LocalAccount:
         """The key `--signer` names, loaded once (a keystore's password is asked for once per command)."""
-        if signer not in self._accounts:
-            self._accounts[signer] = signer.load(self.client.chain_id)
-        return self._accounts[signer]
+        if signer not in self.signers:
+            self.signers[signer] = signer.load(self.client.chain_id)
+        return self.signers[signer]
 
     # -- output -------------------------------------------------------------------------------------------------
 
@@ -206,6 +207,9 @@ class Commands(typer.Typer):
 
         def install(ctx: typer.Context) -> None:
             ctx.obj = context()
+            ctx.meta[META_KEY] = (
+                ctx.obj
+            )  # meta is shared by the whole chain: the root's error handler finds it
 
         self.callback()(install)
 
@@ -221,4 +225,4 @@ class Commands(typer.Typer):
         return decorator
 
 
-__all__ = ["CliContext", "Commands"]
+__all__ = ["META_KEY", "CliContext", "Commands"]

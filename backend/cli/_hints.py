@@ -33,6 +33,14 @@ def one_line(exc: BaseException, cli: CliContext | None) -> str | None:
             message = f"{message}: {hint}"
     elif isinstance(exc, ValueError | OSError):
         message = str(exc) or type(exc).__name__
+        from aggregator.errors import InsufficientUpdates
+
+        if isinstance(exc, InsufficientUpdates):
+            message += (
+                ": the round cannot be finalized with this rule and these trainers; once the aggregator's deadline "
+                "has passed anyone may cancel the project (`trustmarket project cancel PROJECT`), which releases the "
+                "escrow by rule"
+            )
     else:
         return None
     return " ".join(message.split())
@@ -71,7 +79,7 @@ def chain_now(cli: CliContext) -> int:
         return int(time.time())
 
 
-def _advance_hint(cli: CliContext, seconds: int) -> str:
+def advance_hint(cli: CliContext, seconds: int) -> str:
     from backend.chain.keys import LOCAL_CHAIN_IDS
 
     try:
@@ -84,8 +92,13 @@ def _advance_hint(cli: CliContext, seconds: int) -> str:
 
 
 def _revert_hint(exc: BaseException, cli: CliContext) -> str | None:
-    from backend.chain.errors import ContractRevert
+    from backend.chain.errors import ChainError, ContractRevert
 
+    if isinstance(exc, ChainError) and "insufficient funds" in str(exc).lower():
+        try:
+            return _unfunded(cli)
+        except Exception:
+            return None
     if not isinstance(exc, ContractRevert):
         return None
     explain = _HINTS.get((exc.contract_name, exc.error_name))
@@ -97,10 +110,40 @@ def _revert_hint(exc: BaseException, cli: CliContext) -> str | None:
         return None
 
 
+def _claims_not_open(exc: ContractRevert, cli: CliContext) -> str:
+    from backend.cli._claims import claims_outlook
+
+    return claims_outlook(cli, int(exc.error_args["projectId"]), chain_now(cli))
+
+
+def _missing_role(exc: ContractRevert, cli: CliContext) -> str:
+    from backend.cli._roles import role_name
+
+    account = exc.error_args.get("account")
+    role = exc.error_args.get("neededRole")
+    name = role_name(role) if isinstance(role, bytes | str) else str(role)
+    return (
+        f"{account} lacks {name}; a holder of its admin role runs `trustmarket roles grant {name} {account}`"
+    )
+
+
 def _exit_delay(exc: ContractRevert, cli: CliContext) -> str:
     now = chain_now(cli)
-    at = int(exc.error_args.get("withdrawableAt", 0))
-    return f"the stake can be withdrawn from {when(at, now)}{_advance_hint(cli, at - now + 1)}"
+    at = int(exc.error_args.get("withdrawableAt", exc.error_args.get("availableAt", 0)))
+    return f"it can be withdrawn from {when(at, now)}{advance_hint(cli, at - now + 1)}"
+
+
+def _unfunded(cli: CliContext) -> str:
+    from backend.chain.keys import LOCAL_CHAIN_IDS
+
+    signers = list(cli.signers.values())
+    if not signers:
+        return "the signer cannot pay for this transaction"
+    address = signers[-1].address
+    balance = cli.client.w3.eth.get_balance(address)
+    local = cli.client.chain_id in LOCAL_CHAIN_IDS
+    extra = " (anvil funds only dev:0 to dev:19: pick one of those, or send it ether)" if local else ""
+    return f"{address} holds {cli.amount(balance)}, not enough for this transaction and its gas{extra}"
 
 
 def _window_closed(exc: ContractRevert, cli: CliContext) -> str:
@@ -125,17 +168,21 @@ def _deadline_not_passed(exc: ContractRevert, cli: CliContext) -> str:
     deadline = int(exc.error_args.get("deadline", 0))
     return (
         f"the aggregator has until {when(deadline, now)} to finalize round {exc.error_args.get('round')}; "
-        f"anyone may cancel after that{_advance_hint(cli, deadline - now + 1)}"
+        f"anyone may cancel after that{advance_hint(cli, deadline - now + 1)}"
     )
 
 
 # By (contract, error): the same name in another contract is another error.
 _HINTS: dict[tuple[str, str], Callable[[Any, CliContext], str]] = {
+    ("AccessRegistry", "AccessControlUnauthorizedAccount"): _missing_role,
+    ("SourceRegistry", "AccessControlUnauthorizedAccount"): _missing_role,
+    ("TrainingMarket", "ClaimsNotOpen"): _claims_not_open,
     ("TrainingMarket", "DeadlineNotPassed"): _deadline_not_passed,
     ("VerifierCommittee", "ExitDelayNotOver"): _exit_delay,
+    ("SourceRegistry", "ExitNotReady"): _exit_delay,
     ("TrainingMarket", "NotRegistered"): _not_registered,
     ("TrainingMarket", "StakeTooLow"): _stake_too_low,
     ("TrainingMarket", "SubmissionWindowClosed"): _window_closed,
 }
 
-__all__ = ["chain_now", "duration", "one_line", "when"]
+__all__ = ["advance_hint", "chain_now", "duration", "one_line", "when"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,13 @@ def served_app():
     return _build()
 
 
+def serving_domain(host: str, port: int) -> str:
+    """The SIWE domain for a server at host:port: the host as clients name it (a wildcard bind is reached as
+    localhost here; behind a proxy or on another name, set TRUSTMARKET_API_SIWE_DOMAIN)."""
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    return f"{shown}:{port}"
+
+
 @app.command(output=False)
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default: TRUSTMARKET_API_HOST).")] = None,
@@ -52,10 +60,18 @@ def serve(
     api = ApiSettings()
     if workers > 1 and api.jwt_secret is None:
         raise ValueError("several workers must share TRUSTMARKET_API_JWT_SECRET (each would make its own)")
+    bind_host, bind_port = host or api.host, port or api.port
+    siwe_domain = serving_domain(bind_host, bind_port)
+    # Sign-in messages must name the host and port this server answers at (unless configured otherwise); the
+    # workers inherit the environment, so every one of them expects the same.
+    os.environ.setdefault("TRUSTMARKET_API_SIWE_DOMAIN", siwe_domain)
     # Built once here so a bad configuration is one line on stderr, not a traceback inside a worker.
     application = served_app()
-    bind_host, bind_port = host or api.host, port or api.port
-    console.print(f"trustmarket API on http://{bind_host}:{bind_port} (OpenAPI at /docs)", highlight=False)
+    console.print(
+        f"trustmarket API on http://{bind_host}:{bind_port} (OpenAPI at /docs); sign-in messages name "
+        f"{os.environ['TRUSTMARKET_API_SIWE_DOMAIN']}",
+        highlight=False,
+    )
     options = uvicorn_options(api, log_level=log_level)
     if workers == 1:
         uvicorn.run(application, host=bind_host, port=bind_port, **options)

@@ -12,7 +12,11 @@ from backend.cli._common import console
 from backend.cli._context import CliContext, Commands
 from backend.cli._signer import SignerOption
 
-app = Commands(help="Create a training project and follow its rounds (owners).")
+ProjectArgument = Annotated[int, typer.Argument(help="Project id.")]
+
+app = Commands(
+    help="A training project: create it and follow its rounds (owners); cancel, challenge, resolve (anyone, arbiters)."
+)
 
 
 def _params(pairs: list[str]) -> dict:
@@ -68,6 +72,11 @@ def create(
     cli = CliContext.of(ctx)
     owner = cli.account(signer)
     X, y = load_dataset_file(validation)
+    if ":" not in model or model.startswith("builtin:"):
+        from aggregator.evaluation import builtin_evaluator
+
+        # A validation set the model cannot read is refused here, before anything is stored or escrowed.
+        builtin_evaluator(model, X, y, seed=seed)
     with cli.step("publishing model, validation set and manifest"):
         published = publish_project(
             cli.store, model=model, validation=(X, y), rule=rule, rule_params=_params(rule_param), seed=seed
@@ -98,7 +107,7 @@ def create(
 
 
 @app.command(amounts=True)
-def status(ctx: typer.Context, project: Annotated[int, typer.Argument(help="Project id.")]) -> None:
+def status(ctx: typer.Context, project: ProjectArgument) -> None:
     """A project's state and its finalized rounds."""
     from rich.table import Table
 
@@ -113,6 +122,11 @@ def status(ctx: typer.Context, project: Annotated[int, typer.Argument(help="Proj
         "rounds": [plain(r) for r in rounds],
         "claims_open": tm.claims_open(project),
     }
+    if not payload["claims_open"]:
+        from backend.cli._claims import claims_outlook
+        from backend.cli._hints import chain_now
+
+        payload["claims"] = claims_outlook(cli, project, chain_now(cli))
 
     def render(p: dict) -> None:
         i = p["project"]
@@ -127,9 +141,95 @@ def status(ctx: typer.Context, project: Annotated[int, typer.Argument(help="Proj
                 "yes" if r["finalized_at"] else "open",
                 str(r["submitters"]),
                 str(r["flagged_count"]),
-                r["challenge"],
+                "-"
+                if str(getattr(r["challenge"], "name", r["challenge"])).lower() == "none"
+                else str(r["challenge"]),
                 r["model_cid"] or "-",
             )
         console.print(table)
+        if not p["claims_open"]:
+            console.print(f"claims: {p['claims']}", highlight=False)
+        else:
+            console.print("claims: open", highlight=False)
 
     cli.emit(payload, render)
+
+
+RoundOption = Annotated[int, typer.Option("--round", "-r", min=0, max=65535, help="The round.")]
+
+
+def _receipt_payload(project: int, receipt, **extra) -> dict:
+    return {"project": project, **extra, "transaction": receipt["transactionHash"].to_0x_hex()}
+
+
+@app.command()
+def cancel(ctx: typer.Context, project: ProjectArgument, signer: SignerOption) -> None:
+    """Cancel a project whose aggregator missed its deadline (anyone may): the escrow is released by rule."""
+    cli = CliContext.of(ctx)
+    receipt = cli.market.cancel(cli.account(signer), project)
+    cli.emit(
+        _receipt_payload(project, receipt),
+        lambda p: console.print(
+            f"cancelled project {project}: trainers and the owner claim by rule", highlight=False
+        ),
+    )
+
+
+@app.command(amounts=True)
+def challenge(
+    ctx: typer.Context,
+    project: ProjectArgument,
+    round_: RoundOption,
+    signer: SignerOption,
+) -> None:
+    """Dispute a finalized round within its challenge window, posting the project's challenge bond."""
+    cli = CliContext.of(ctx)
+    bond = cli.market.project(project).challenge_bond
+    receipt = cli.market.challenge(cli.account(signer), project, round_, bond)
+    cli.emit(
+        _receipt_payload(project, receipt, round=round_, bond_wei=str(bond)),
+        lambda p: console.print(
+            f"challenged round {round_} of project {project} with a bond of {cli.amount(bond)}; the arbiter decides",
+            highlight=False,
+        ),
+    )
+
+
+@app.command()
+def resolve(
+    ctx: typer.Context,
+    project: ProjectArgument,
+    round_: RoundOption,
+    signer: SignerOption,
+    uphold: Annotated[
+        bool, typer.Option("--uphold/--reject", help="Uphold the challenge (reverse the round) or reject it.")
+    ] = ...,  # type: ignore[assignment]
+) -> None:
+    """The arbiter's decision on a challenged round: --uphold reverses it, --reject lets it stand."""
+    cli = CliContext.of(ctx)
+    receipt = cli.market.resolve_challenge(cli.account(signer), project, round_, uphold)
+    verdict = "upheld" if uphold else "rejected"
+    cli.emit(
+        _receipt_payload(project, receipt, round=round_, upheld=uphold),
+        lambda p: console.print(
+            f"{verdict} the challenge of round {round_} of project {project}", highlight=False
+        ),
+    )
+
+
+@app.command("expire-challenge")
+def expire_challenge(
+    ctx: typer.Context,
+    project: ProjectArgument,
+    round_: RoundOption,
+    signer: SignerOption,
+) -> None:
+    """Close a challenge the arbiter left unresolved past the arbitration period (anyone may)."""
+    cli = CliContext.of(ctx)
+    receipt = cli.market.expire_challenge(cli.account(signer), project, round_)
+    cli.emit(
+        _receipt_payload(project, receipt, round=round_),
+        lambda p: console.print(
+            f"the challenge of round {round_} of project {project} lapsed", highlight=False
+        ),
+    )

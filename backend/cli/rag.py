@@ -71,6 +71,65 @@ def register(
     )
 
 
+SourceIdOption = Annotated[int, typer.Option("--source-id", help="The id SourceRegistry gave this source.")]
+
+
+@source_app.command("update")
+def update(
+    ctx: typer.Context,
+    source_id: SourceIdOption,
+    signer: SignerOption,
+    endpoint: Annotated[str | None, typer.Option(help="The new URL where the node serves.")] = None,
+    corpus: Annotated[
+        Path | None, typer.Option("--corpus", help="The new corpus: its Merkle root becomes the commitment.")
+    ] = None,
+) -> None:
+    """Point a source at a new endpoint and/or commit to a new corpus (its operator)."""
+    from rag.corpus import load_corpus
+
+    if endpoint is None and corpus is None:
+        raise ValueError("nothing to update: pass --endpoint URL and/or --corpus FILE")
+    cli = RagContext.of(ctx)
+    operator = cli.account(signer)
+    payload: dict = {"source_id": source_id}
+    if endpoint is not None:
+        cli.registry.update_endpoint(operator, source_id, endpoint)
+        payload["endpoint"] = endpoint
+    if corpus is not None:
+        commitment = load_corpus(corpus).commitment
+        cli.registry.update_commitment(operator, source_id, commitment)
+        payload["commitment"] = "0x" + commitment.hex()
+    cli.emit(payload, lambda p: console.print(f"updated source {source_id}", highlight=False))
+
+
+@source_app.command("exit")
+def exit_source(ctx: typer.Context, source_id: SourceIdOption, signer: SignerOption) -> None:
+    """Leave the registry; the bond can be withdrawn after the exit delay (`rag source withdraw`)."""
+    from backend.cli._hints import chain_now, when
+
+    cli = RagContext.of(ctx)
+    at = cli.registry.request_exit(cli.account(signer), source_id)
+    cli.emit(
+        {"source_id": source_id, "withdrawable_at": at},
+        lambda p: console.print(
+            f"source {source_id} left; `trustmarket rag source withdraw` pays the bond back from "
+            f"{when(at, chain_now(cli))}",
+            highlight=False,
+        ),
+    )
+
+
+@source_app.command("withdraw", amounts=True)
+def withdraw(ctx: typer.Context, source_id: SourceIdOption, signer: SignerOption) -> None:
+    """Take an exited source's bond back after the exit delay."""
+    cli = RagContext.of(ctx)
+    amount = cli.registry.withdraw_bond(cli.account(signer), source_id)
+    cli.emit(
+        {"source_id": source_id, "withdrawn_wei": str(amount)},
+        lambda p: console.print(f"withdrew {cli.amount(amount)}", highlight=False),
+    )
+
+
 @source_app.command("serve", output=False)
 def serve(
     ctx: typer.Context,

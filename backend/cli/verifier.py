@@ -360,9 +360,8 @@ def run(
                 "detail": outcome.detail}  # fmt: skip
 
     def render(p: dict) -> None:
-        console.print(
-            f"project {p['project']} round {p['round']}: {p['action']} {p['detail']}", highlight=False
-        )
+        detail = f": {p['detail']}" if p["detail"] else ""
+        console.print(f"project {p['project']} round {p['round']}: {p['action']}{detail}", highlight=False)
 
     if once:
         outcomes = [line(o) for o in service.run_once(from_block)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -29,6 +30,11 @@ from backend.chain.verifier_committee import (
 from backend.committee import bls
 
 __all__ = ["Attestation", "EmptyCommittee", "VerifierSignature", "aggregate", "join", "sign_round", "submit"]
+
+
+def _ether(wei: int) -> str:
+    text = format(Decimal(int(wei)) / 10**18, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class EmptyCommittee(CommitteeError):
@@ -207,7 +213,7 @@ def _build(
     if not candidates or signed * QUORUM_DENOMINATOR < total * QUORUM_NUMERATOR:
         reasons = "; ".join(f"{a}: {why}" for a, why in rejected.items())
         raise CommitteeError(
-            f"no quorum: valid signers hold {signed} of {total} wei staked in epoch {epoch} (need "
+            f"no quorum yet: valid signers hold {_ether(signed)} of {_ether(total)} ETH staked in epoch {epoch} (need "
             f"{QUORUM_NUMERATOR}/{QUORUM_DENOMINATOR})" + (f"; left out {reasons}" if reasons else "")
         )
     ordered = sorted(candidates.values(), key=lambda c: c[0].index)

@@ -112,7 +112,7 @@ class CommitteeService:
         except EmptyCommittee as exc:
             return RoundOutcome(project_id, round_, "unattestable", str(exc))
         except CommitteeError as exc:
-            return RoundOutcome(project_id, round_, "signed", f"waiting for a quorum: {exc}")
+            return RoundOutcome(project_id, round_, "signed", str(exc))
         for verifier, why in rejected.items():
             log.warning("project=%s round=%s left out %s: %s", project_id, round_, verifier, why)
         try:

@@ -5,6 +5,7 @@ The trainer's data never leaves `train_update`: only the model delta is encoded,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,14 @@ from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.publish import load_manifest, load_model, put_ref
 from backend.marketplace.rounds import round_start
 from backend.storage import ContentStore
-from backend.storage.codec import META_PROJECT, META_ROUND, decode_state, encode_state, state_metadata
+from backend.storage.codec import (
+    META_PROJECT,
+    META_ROUND,
+    ModelSpec,
+    decode_state,
+    encode_state,
+    state_metadata,
+)
 
 __all__ = ["GlobalModel", "Submitted", "current_model", "encode_update", "submit_update", "train_update"]
 
@@ -94,8 +102,12 @@ def encode_update(model: GlobalModel, delta: dict[str, torch.Tensor]) -> bytes:
 def submit_update(
     market: TrainingMarket, store: ContentStore, account: LocalAccount, model: GlobalModel, update: bytes
 ) -> Submitted:
-    """Store the update, then `submitUpdate` on chain (the contract rejects a closed round or a second try)."""
-    _, meta = decode_state(update)
+    """Store the update, then `submitUpdate` on chain (the contract rejects a closed round or a second try).
+
+    The update must hold exactly the project's tensors (names, shapes, dtypes, finite values) before anything is
+    stored or sent: a trainer has one submission per round, and an update the aggregator must reject would waste
+    it."""
+    _, meta = decode_state(update, ModelSpec.from_json(json.dumps(model.manifest.spec)))
     if meta.get(META_ROUND) != str(model.round) or meta.get(META_PROJECT) != str(model.project_id):
         raise MarketplaceError(
             f"the update was made for project {meta.get(META_PROJECT)} round {meta.get(META_ROUND)}, "

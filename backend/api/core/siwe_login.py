@@ -92,6 +92,12 @@ class SiweVerifier:
         issued = datetime.fromisoformat(str(parsed.issued_at).replace("Z", "+00:00"))
         if issued > moment + _SKEW:
             raise Unauthorized("the message is issued in the future", kind="siwe-time")
+        if issued < moment - _SKEW:
+            # The documented skew works both ways: an old signed message is not a login someone can replay later.
+            raise Unauthorized(
+                f"the message was issued more than {int(_SKEW.total_seconds() // 60)} minutes ago: sign a fresh one",
+                kind="siwe-time",
+            )
         try:
             parsed.verify(signature, domain=self.domain, timestamp=moment)
         except siwe.ExpiredMessage:

@@ -97,7 +97,7 @@ def _application(session: Session, application_id: int, caller: Caller) -> Acces
     return app
 
 
-@router.post("/applications", status_code=201, responses=problem_responses(409))
+@router.post("/applications", status_code=201, responses=problem_responses(400, 409))
 def submit(
     body: ApplicationIn,
     caller: Annotated[Caller, require_scope("access:apply", cost="apply")],

@@ -75,7 +75,10 @@ def acceptance_payload(
     """The EIP-712 typed data (eth_signTypedData_v4) that accepts the current terms for the caller."""
     info = registry.terms()
     if not info.published:
-        raise Conflict("no terms are published yet", kind="no-terms")
+        raise Conflict(
+            "no terms are published yet: a TERMS_ADMIN_ROLE holder publishes them (`trustmarket terms publish FILE`)",
+            kind="no-terms",
+        )
     when = deadline if deadline is not None else int(time.time()) + 3600
     return registry.acceptance_typed_data(caller.wallet, info.terms_hash, when)
 

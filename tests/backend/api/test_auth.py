@@ -103,6 +103,7 @@ def test_garbage_signature_bytes_are_refused(api):
         ({"chain_id": 1}, "siwe-chain"),
         ({"expiration": datetime.now(tz=UTC) - timedelta(minutes=1)}, "siwe-expired"),
         ({"issued_at": datetime.now(tz=UTC) + timedelta(hours=1)}, "siwe-time"),
+        ({"issued_at": datetime.now(tz=UTC) - timedelta(hours=1)}, "siwe-time"),  # older than the 5 min skew
     ],
 )
 def test_message_for_another_context_is_refused(api, kwargs, kind):

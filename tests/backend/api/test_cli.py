@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -62,38 +63,58 @@ def test_several_workers_need_a_shared_secret(env):
     assert "share" in result.output
 
 
-def test_serve_answers_over_http(env):
+@contextmanager
+def serving(env: dict, *args: str):
+    """`trustmarket api serve ARGS` as a process on a free port; yields its base URL once /healthz answers."""
     port = free_port()
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "trustmarket"),
-            "api",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+        [str(Path(sys.executable).parent / "trustmarket"), "api", "serve", "--port", str(port), *args],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = (
             time.monotonic() + 120
         )  # a liveness bound, not a timing claim: a loaded machine imports slowly
         while True:
             try:
-                reply = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                httpx.get(f"{url}/healthz", timeout=1)
                 break
             except httpx.TransportError:
                 assert process.poll() is None, process.stdout.read().decode()
                 assert time.monotonic() < deadline, "the API did not start"
                 time.sleep(0.2)
-        assert reply.json() == {"status": "ok"}
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-        assert ready.status_code == 503  # no chain at the configured URL
-        assert httpx.get(f"http://127.0.0.1:{port}/v1/me", timeout=5).status_code == 401
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_serve_answers_over_http(env):
+    with serving(env, "--log-level", "warning") as url:
+        assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+        ready = httpx.get(f"{url}/readyz", timeout=5)
+        assert ready.status_code == 503  # no chain at the configured URL
+        assert httpx.get(f"{url}/v1/me", timeout=5).status_code == 401
+
+
+def test_serve_expects_sign_ins_for_the_host_and_port_it_serves(deployed_cli_env, monkeypatch):
+    from backend.api import ApiSettings
+    from backend.cli.api import serving_domain
+
+    assert serving_domain("127.0.0.1", 19800) == "127.0.0.1:19800"
+    assert serving_domain("0.0.0.0", 19800) == "localhost:19800"
+    monkeypatch.delenv("TRUSTMARKET_API_SIWE_DOMAIN", raising=False)
+    with serving(deployed_cli_env, "--host", "127.0.0.1") as url:
+        challenge = httpx.post(f"{url}/v1/auth/nonce", timeout=5)
+        assert challenge.status_code == 200, challenge.text
+        assert challenge.json()["domain"] == url.removeprefix("http://"), challenge.text
+        docs = httpx.get(f"{url}/docs", timeout=5)
+        assert (
+            docs.status_code == 200
+            and "cdn." not in docs.text
+            and "/docs/assets/swagger-ui-bundle.js" in docs.text
+        )
+        asset = httpx.get(f"{url}/docs/assets/swagger-ui-bundle.js", timeout=5)
+        assert asset.status_code == 200 and len(asset.content) > 100_000
+    assert ApiSettings().siwe_domain == "localhost:8000"  # this process's settings were left alone

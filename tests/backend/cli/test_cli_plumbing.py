@@ -189,3 +189,13 @@ def test_help_and_simple_commands_load_neither_web3_nor_torch(args, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout, done.stdout
+
+
+def test_a_round_too_small_for_its_rule_says_how_it_ends():
+    from aggregator.errors import InsufficientUpdates
+
+    line = one_line(
+        InsufficientUpdates("multi_krum needs 5 usable updates, got 3 of 3", have=3, need=5), None
+    )
+    assert line is not None and line.startswith("multi_krum needs 5 usable updates, got 3 of 3: ")
+    assert "trustmarket project cancel" in line

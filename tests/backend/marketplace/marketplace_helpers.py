@@ -102,6 +102,8 @@ class Marketplace:
         aggregation_window: int = 3600,
         contribution: dict[str, Any] | None = None,
         seed: int = 0,
+        challenge_window: int = 0,
+        challenge_bond: int = 0,
     ) -> Project:
         """Publish a digits_mlp project, escrow 1 ETH and register `n_trainers` trainers (accounts 5, 6, ...)."""
         published = publish_project(
@@ -124,8 +126,8 @@ class Marketplace:
                 max_trainers=len(trainers),
                 aggregator=self.aggregator.address,
                 arbiter=self.arbiter.address,
-                challenge_window=0,
-                challenge_bond=0,
+                challenge_window=challenge_window,
+                challenge_bond=challenge_bond,
             ),
             ETH,
         )
