@@ -33,7 +33,7 @@ from rag.reader import Context
 from rag.reliability import sample_sources
 from rag.signals import Deltas, feedback_deltas
 from rag.signing import new_nonce
-from rag.sources import SourceDirectory, fetch_retrieval
+from rag.sources import SourceDirectory, fetch_answer, http_client, verify_retrieval
 from rag.text import contains_phrase, content_tokens, split_sentences
 
 __all__ = ["Orchestrator", "OrchestratorConfig", "QueryResult", "SourceOutcome"]
@@ -244,12 +244,26 @@ class Orchestrator:
             log.warning("feedback flush failed, updates stay queued: %s", exc)
 
     async def _gather(self, sources, question: str, epoch: int) -> list[SourceOutcome]:
+        loop = asyncio.get_running_loop()
+        shared = http_client()  # one connection pool per query (tests route some sources to transports)
+        own = {
+            s.source_id: http_client(self.transports[s.source_id])
+            for s in sources
+            if s.source_id in self.transports
+        }
+
         async def one(source) -> SourceOutcome:
             outcome = SourceOutcome(source.source_id, "ok", source.posterior.mean)
+            nonce = new_nonce()
             try:
-                outcome.documents = await fetch_retrieval(
-                    source, self.directory.domain, question, new_nonce(), epoch, self.config.k,
-                    timeout=self.config.timeout, transport=self.transports.get(source.source_id),
+                payload = await fetch_answer(
+                    source, question, nonce, epoch, self.config.k, timeout=self.config.timeout,
+                    client=own.get(source.source_id, shared),
+                )  # fmt: skip
+                # Hashes, Merkle proofs and the signature recovery are CPU work: off the event loop.
+                outcome.documents = await loop.run_in_executor(
+                    self.compute, verify_retrieval, source, self.directory.domain, payload, question, nonce,
+                    epoch, self.config.k,
                 )  # fmt: skip
             except SourceUnavailable as exc:
                 outcome.status, outcome.detail = "unavailable", str(exc)
@@ -257,7 +271,10 @@ class Orchestrator:
                 outcome.status, outcome.detail = "invalid", str(exc)
             return outcome
 
-        return list(await asyncio.gather(*(one(s) for s in sources)))
+        try:
+            return list(await asyncio.gather(*(one(s) for s in sources)))
+        finally:
+            await asyncio.gather(shared.aclose(), *(c.aclose() for c in own.values()))
 
     def _contexts(self, question, query_vector, answered: Sequence[SourceOutcome], weights) -> list[Context]:
         """Rerank every returned document; identical documents count once, at their best score."""

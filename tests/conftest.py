@@ -30,6 +30,29 @@ def anvil_node():
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server for the session (see tests/postgres.py); skipped if none is installed."""
+    from postgres import PostgresServer, find_postgres_bin
+
+    bindir = find_postgres_bin()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (apt-get install postgresql): the PostgreSQL runs are skipped"
+        )
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Each test that takes this runs twice: on SQLite (the default) and on PostgreSQL (the deployment)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'trustmarket.db'}"
+    return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture(scope="session")
 def compiled_artifacts():
     """The compiled contracts, compiling first if a source changed (through Ape, as `make install` does)."""
     import ape

@@ -42,8 +42,8 @@ def registry(chain_client, dev_accounts):
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'queue.db'}")
+def engine(database_url):
+    engine = make_engine(database_url)
     yield engine
     engine.dispose()
 

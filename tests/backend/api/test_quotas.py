@@ -15,10 +15,10 @@ WALLET = "0x00000000000000000000000000000000000000aa"
 
 
 @pytest.fixture
-def engine(tmp_path):
+def engine(database_url):
     import backend.api.core.tables  # noqa: F401
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
+    engine = make_engine(database_url)
     create_all(engine)
     yield engine
     engine.dispose()
