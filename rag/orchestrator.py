@@ -11,7 +11,9 @@ leave-one-context-out, and queue the feedback deltas (see `rag.signals`) for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import threading
 import uuid
@@ -36,7 +38,14 @@ from rag.signing import new_nonce
 from rag.sources import SourceDirectory, fetch_answer, http_client, verify_retrieval
 from rag.text import contains_phrase, content_tokens, split_sentences
 
-__all__ = ["Orchestrator", "OrchestratorConfig", "QueryResult", "SourceOutcome"]
+__all__ = [
+    "BACKGROUND_NICENESS",
+    "Orchestrator",
+    "OrchestratorConfig",
+    "QueryResult",
+    "SourceOutcome",
+    "background_executor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +137,7 @@ class Orchestrator:
         self._rng = random.Random(self.config.seed)
         self.rounds = 0
         self._own_compute = compute is None
-        self.compute: Executor = compute or ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="rag-compute"
-        )
+        self.compute: Executor = compute or background_executor("rag-compute", 1)
         self._refresh_lock = threading.Lock()
         self._loop: _LoopThread | None = None
         self._loop_lock = threading.Lock()
@@ -305,6 +312,22 @@ def _claim(generation: Generation, contexts: Sequence[Context]) -> str:
 
 
 _T = TypeVar("_T")
+
+# How much lower than the serving threads CPU-bound work runs (Linux nice levels, per thread).
+BACKGROUND_NICENESS = 10
+
+
+def background_executor(name: str, threads: int) -> ThreadPoolExecutor:
+    """A pool for CPU-bound work whose threads run at a lower OS priority than the event loop's: when the CPU
+    is short, the scheduler serves the cheap requests first and the heavy ones take what is left."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name, initializer=_lower_priority)
+
+
+def _lower_priority() -> None:
+    # Linux applies PRIO_PROCESS to a single thread when given its native id; elsewhere (or if not permitted)
+    # the work runs at normal priority.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
 
 
 class _LoopThread:

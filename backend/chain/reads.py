@@ -26,6 +26,7 @@ from web3 import Web3
 from web3.types import EventData, TxReceipt
 
 from backend.chain.client import ChainClient
+from backend.chain.errors import ChainError
 
 __all__ = ["BlockCachedClient", "pinned_reads"]
 
@@ -125,11 +126,17 @@ class BlockCachedClient(ChainClient):
         if pin is None or block != "latest":
             return super().call(name, fn, *args, address=address, block=block)
         number, block_hash = self._head(pin)
-        # Asked by number (a hash makes web3 look the block up first: one more RPC), kept under the hash.
-        return self._cached(
-            ("call", block_hash, name, address, fn, args),
-            lambda: super(BlockCachedClient, self).call(name, fn, *args, address=address, block=number),
-        )
+
+        def read() -> Any:
+            try:  # asked by number (a hash makes web3 look the block up first: one more RPC), kept under the hash
+                return super(BlockCachedClient, self).call(name, fn, *args, address=address, block=number)
+            except ChainError as exc:
+                if type(exc) is not ChainError:  # a revert: the contract's answer, not the node's
+                    raise
+                # anvil may name a head whose state it has not committed yet ("block height is N-1"): latest
+                return super(BlockCachedClient, self).call(name, fn, *args, address=address)
+
+        return self._cached(("call", block_hash, name, address, fn, args), read)
 
     def events(
         self,

@@ -61,6 +61,17 @@ def test_a_full_bulkhead_answers_503_busy_and_charges_nothing(api):
     assert (row.wallet, row.status, row.reason, row.cost) == (user.address, 503, None, 0)
 
 
+def test_a_request_the_service_fails_costs_nothing(api):
+    from backend.api.services import Missing
+
+    _, headers = api.member("unlucky", tier=1)
+    api.services.rag.set(Missing("rag", "no source nodes in this test"))
+    before = api.client.get("/v1/me", headers=headers).json()["usage"]["units_today"]
+    reply = api.client.post("/v1/rag/query", headers=headers, json={"question": "Who was the Norse leader?"})
+    assert reply.status_code == 503 and reply.json()["type"] == "/problems/rag-unavailable"
+    assert api.client.get("/v1/me", headers=headers).json()["usage"]["units_today"] == before
+
+
 def test_authentication_comes_before_the_body_is_parsed(api):
     user, headers = api.member("malformed", tier=1)
     body, json_type = b'{"question": "unterminated', {"Content-Type": "application/json"}
