@@ -496,7 +496,10 @@ def run(args) -> dict:
             account(path, drive(port, make, 2, min(2.0, args.seconds)))
         # 1. each route at 1, 4, 16 clients
         latency = report["routes"] = {}
-        for path, make in {**routes, "/v1/auth/login": None}.items():
+        measured = {**routes, "/v1/auth/login": None}
+        if args.only == "flood":
+            measured = {p: routes[p] for p in ("/v1/me", "/v1/projects")}
+        for path, make in measured.items():
             latency[path] = {}
             for clients in (1, 4, 16):
                 if make is None:
@@ -524,10 +527,14 @@ def run(args) -> dict:
             flood[path] = {"idle_rps": idle, "under_flood_rps": under["throughput_rps"],
                            "slowdown": idle / max(under["throughput_rps"], 1e-9), "p50_ms": under["p50_ms"],
                            "rag_rps": flood_rag["throughput_rps"], "rag_statuses": flood_rag["statuses"]}  # fmt: skip
-        # 3. quota exactness: 16 clients until the 500-unit quota is spent
+        if args.only == "flood":
+            return report
+        # 3. quota exactness: 16 clients until the 500-unit quota is spent (and refused), at most 60 s
         quota = Tally()
         make_quota = lambda: http_request(port, "GET", "/v1/rag/sources", quota_token)  # noqa: E731
-        elapsed = asyncio.run(run_clients(port, [(16, make_quota, quota)], args.seconds))
+        elapsed = 0.0
+        while not quota.statuses.get(429) and elapsed < 60:
+            elapsed += asyncio.run(run_clients(port, [(16, make_quota, quota)], args.seconds))
         quota_result = quota.summary(elapsed)
         seen["/v1/rag/sources"] += quota_result["requests"]
         report["quota"] = {"limit": QUOTA_UNITS, "admitted": quota_result["statuses"].get(200, 0),
@@ -585,6 +592,9 @@ def run(args) -> dict:
 
 
 def render(report: dict) -> None:
+    if "sigterm" not in report:  # --only flood
+        print(json.dumps(report["flood_run"], indent=2))
+        return
     print(f"{report['workers']} worker(s), {report['seconds']:g} s per measurement, sources "
           f"{1000 * report['source_latency_s']:.0f} ms away, load average {report['load_average']:.1f} at start")  # fmt: skip
     print(f"{'route':28}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  statuses")
@@ -633,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         "--logins", type=int, default=400, help="signed logins prepared per login measurement"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--only", choices=("flood",), help="run one scenario alone (quick iterations)")
     parser.add_argument("--nodes", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.nodes:
