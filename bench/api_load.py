@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -138,39 +137,68 @@ def drive(port: int, next_request: Callable[[], bytes], clients: int, seconds: f
 
 
 class RpcProxy:
-    """Forwards JSON-RPC to the node and counts methods: what the API really asks of the chain."""
+    """Forwards JSON-RPC to the node and counts methods: what the API really asks of the chain. It runs in a
+    process of its own, so the load generator's work never slows the API's chain reads."""
 
     def __init__(self, upstream: str):
         import httpx
-        from starlette.applications import Starlette
-        from starlette.requests import Request
-        from starlette.responses import Response
-        from starlette.routing import Route
 
-        from rag.serve import start_background_server
+        from backend.chain.anvil import free_port
 
-        self.counts: Counter = Counter()
-        self._lock = threading.Lock()
-        client = httpx.AsyncClient(base_url=upstream, timeout=60)
-
-        async def forward(request: Request) -> Response:
-            body = await request.body()
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen([sys.executable, __file__, "--proxy", upstream, str(port)], cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while True:
             try:
-                payload = json.loads(body)
-                methods = [p["method"] for p in payload] if isinstance(payload, list) else [payload["method"]]
-            except (ValueError, KeyError, TypeError):
-                methods = ["?"]
-            with self._lock:
-                self.counts.update(methods)
-            reply = await client.post("/", content=body, headers={"Content-Type": "application/json"})
-            return Response(reply.content, status_code=reply.status_code, media_type="application/json")
+                httpx.get(f"{self.url}/counts", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the RPC proxy did not start") from None
+                time.sleep(0.1)
 
-        self.server = start_background_server(Starlette(routes=[Route("/", forward, methods=["POST"])]))
-        self.url = self.server.url
+    @property
+    def counts(self) -> Counter:
+        import httpx
+
+        return Counter(httpx.get(f"{self.url}/counts", timeout=10).json())
 
     def total(self) -> int:
-        with self._lock:
-            return sum(self.counts.values())
+        return sum(self.counts.values())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def serve_proxy(upstream: str, port: int) -> None:
+    import httpx
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    counts: Counter = Counter()
+    client = httpx.AsyncClient(base_url=upstream, timeout=60)
+
+    async def forward(request: Request) -> Response:
+        body = await request.body()
+        try:
+            payload = json.loads(body)
+            methods = [p["method"] for p in payload] if isinstance(payload, list) else [payload["method"]]
+        except (ValueError, KeyError, TypeError):
+            methods = ["?"]
+        counts.update(methods)
+        reply = await client.post("/", content=body, headers={"Content-Type": "application/json"})
+        return Response(reply.content, status_code=reply.status_code, media_type="application/json")
+
+    async def report(_request: Request) -> Response:
+        return JSONResponse(dict(counts))
+
+    app = Starlette(routes=[Route("/", forward, methods=["POST"]), Route("/counts", report)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 # -- the source nodes (a process of their own) ---------------------------------------------------------------------
@@ -586,7 +614,7 @@ def run(args) -> dict:
         api.stop()
         nodes.terminate()
         nodes.wait(timeout=30)
-        proxy.server.stop()
+        proxy.stop()
         node.stop()
     return report
 
@@ -645,7 +673,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--only", choices=("flood",), help="run one scenario alone (quick iterations)")
     parser.add_argument("--nodes", help=argparse.SUPPRESS)
+    parser.add_argument("--proxy", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.proxy:
+        serve_proxy(args.proxy[0], int(args.proxy[1]))
+        return 0
     if args.nodes:
         serve_nodes(args.nodes)
         return 0
