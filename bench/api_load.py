@@ -520,8 +520,11 @@ def run(args) -> dict:
             spent["load"] += ok * COSTS.get(path, 0)
             return result
 
-        for path, make in routes.items():  # warm: the model, the embedder, the caches
-            account(path, drive(port, make, 2, min(2.0, args.seconds)))
+        for (
+            path,
+            make,
+        ) in routes.items():  # warm every worker: the model, its dRAG compute process, the caches
+            account(path, drive(port, make, 4 * args.workers, 2.0 * args.workers))
         # 1. each route at 1, 4, 16 clients
         latency = report["routes"] = {}
         measured = {**routes, "/v1/auth/login": None}
