@@ -44,9 +44,18 @@ def postgres():
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_generate_tests(metafunc):
+    # Modules marked `both_databases` (the ones whose behaviour lives in the database: quotas, sessions, the audit
+    # log, applications, restarts, the feedback queue) run every test on SQLite and on PostgreSQL, the documented
+    # deployment; the rest run on SQLite, through the same code.
+    if "database_url" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_databases") is not None
+        metafunc.parametrize("database_url", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
+
+
+@pytest.fixture
 def database_url(request, tmp_path) -> str:
-    """Each test that takes this runs twice: on SQLite (the default) and on PostgreSQL (the deployment)."""
+    """SQLite in the test's folder, or a fresh database on the session's PostgreSQL server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'trustmarket.db'}"
     return request.getfixturevalue("postgres").new_database()

@@ -21,7 +21,7 @@ from rag.errors import QueueError
 from rag.feedback import FeedbackQueue, PendingBatch
 from rag.signals import Deltas
 
-pytestmark = pytest.mark.chain
+pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
 
 class Clock:

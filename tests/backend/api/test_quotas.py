@@ -13,6 +13,8 @@ from backend.db import create_all, make_engine
 
 WALLET = "0x00000000000000000000000000000000000000aa"
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
 def engine(database_url):

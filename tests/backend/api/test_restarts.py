@@ -15,7 +15,7 @@ from backend.api.core.errors import ServiceUnavailable
 from backend.api.core.tables import AuditEntry
 from backend.api.services import build_services
 
-pytestmark = pytest.mark.chain
+pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
 
 def _units_charged(services, wallet: str) -> int:
