@@ -9,6 +9,8 @@ over slices) and the gated/ungated ratios per pair (median, min, max).
 
     python bench/api.py [--seconds 2] [--slices 8] [--concurrency 8] [--endpoint sources] [--json]
     python bench/api.py --gas      # gas of each AccessRegistry transaction the API relies on
+    python bench/api.py --load [--workers 1] [--seconds 3] [--source-latency 0.2] [--flood 48] [--json]
+                                   # the API under load, restarts and several workers (bench/api_load.py)
 """
 
 import argparse
@@ -279,6 +281,11 @@ def gate_alone(env: dict[str, str], user, scope: str, cost: str, calls: int = 20
 
 
 def main() -> int:
+    if "--load" in sys.argv[1:]:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from api_load import main as load_main
+
+        return load_main([a for a in sys.argv[1:] if a != "--load"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one measured slice")
     parser.add_argument("--slices", type=int, default=8, help="adjacent gated/ungated pairs")

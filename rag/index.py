@@ -9,6 +9,7 @@ Embeddings are cached by the sha256 of the text, so copies of one corpus held by
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -44,7 +45,9 @@ class Embedder:
         self._lock = threading.Lock()
         # Every torch call runs on this one thread: OpenMP builds a thread team per calling thread, and request
         # threads that come and go (one per node call) would otherwise pile teams up until the CPU thrashes.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="embedder", initializer=_lower_priority
+        )
 
     @property
     def model(self):
@@ -122,6 +125,12 @@ class Embedder:
         # sentence-transformers renamed the method; accept both spellings.
         size = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(size())
+
+
+def _lower_priority() -> None:
+    # torch releases the GIL: at a lower OS priority, embedding takes the cores the serving threads leave.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 @dataclass(frozen=True)

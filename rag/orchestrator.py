@@ -11,13 +11,17 @@ leave-one-context-out, and queue the feedback deltas (see `rag.signals`) for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -33,10 +37,20 @@ from rag.reader import Context
 from rag.reliability import sample_sources
 from rag.signals import Deltas, feedback_deltas
 from rag.signing import new_nonce
-from rag.sources import SourceDirectory, fetch_retrieval
+from rag.sources import SourceDirectory, fetch_answer, http_client, verify_retrieval
 from rag.text import contains_phrase, content_tokens, split_sentences
 
-__all__ = ["Orchestrator", "OrchestratorConfig", "QueryResult", "SourceOutcome"]
+__all__ = [
+    "BACKGROUND_NICENESS",
+    "Orchestrator",
+    "OrchestratorConfig",
+    "QueryResult",
+    "SourceOutcome",
+    "background_executor",
+    "compute_process",
+    "judge_query",
+    "rerank",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +142,13 @@ class Orchestrator:
         self._rng = random.Random(self.config.seed)
         self.rounds = 0
         self._own_compute = compute is None
+        # Normal priority: this work is Python holding the GIL, and a thread the OS deprioritizes while it holds
+        # the GIL stalls every other thread of the process (priority inversion). Torch work (the embedder's
+        # thread) releases the GIL and is the part that competes for cores.
         self.compute: Executor = compute or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="rag-compute"
         )
+        self._in_process = isinstance(self.compute, ProcessPoolExecutor)
         self._refresh_lock = threading.Lock()
         self._loop: _LoopThread | None = None
         self._loop_lock = threading.Lock()
@@ -173,9 +191,27 @@ class Orchestrator:
         answered = [o for o in outcomes if o.status == "ok" and o.documents]
         if not answered:
             raise SourceUnavailable("no source answered: " + "; ".join(o.detail for o in outcomes))
-        generation, contexts, deltas = await loop.run_in_executor(
-            self.compute, self._judge, question, outcomes, answered, judge, rating
-        )
+        if self._in_process:
+            if judge is not None:
+                raise RagError(
+                    "a gold judge cannot cross to the compute process; run this orchestrator on threads"
+                )
+            work = partial(_judge_in_process, question, outcomes, answered, rating)
+        else:
+            work = partial(
+                judge_query,
+                self.embedder,
+                self.generator,
+                self.config,
+                question,
+                outcomes,
+                answered,
+                judge,
+                rating,
+            )
+        generation, contexts, deltas, contributions = await loop.run_in_executor(self.compute, work)
+        for outcome in answered:
+            outcome.contribution = contributions.get(outcome.source_id, 0.0)
         query_id = query_id or uuid.uuid4().hex
         if self.queue is not None:
             await loop.run_in_executor(None, self._feed_back, query_id, deltas)
@@ -201,37 +237,6 @@ class Orchestrator:
             finally:
                 self._refresh_lock.release()
 
-    def _judge(
-        self,
-        question: str,
-        outcomes: Sequence[SourceOutcome],
-        answered: Sequence[SourceOutcome],
-        judge: Callable[[str], bool] | None,
-        rating: float | None,
-    ) -> tuple[Generation, list[Context], dict[int, Deltas]]:
-        """The CPU-bound part of a query: rerank, generate, measure contributions, compute the feedback."""
-        weights = {o.source_id: o.reliability for o in outcomes}
-        query_vector = self.embedder.encode([question])[0]
-        contexts = self._contexts(question, query_vector, answered, weights)
-        generation = self.generator.generate(question, contexts)
-        claim = _claim(generation, contexts)
-        if self.config.measure_contribution:
-            for outcome in answered:
-                rest = [o for o in answered if o is not outcome]
-                if not rest:
-                    outcome.contribution = 1.0
-                    continue
-                reduced = self._contexts(question, query_vector, rest, weights)
-                outcome.contribution = 1.0 - token_f1(
-                    claim, _claim(self.generator.generate(question, reduced), reduced)
-                )
-        deltas = feedback_deltas(
-            claim, {o.source_id: [d.text for d in o.documents] for o in answered}, weights,
-            {o.source_id: o.contribution for o in answered},
-            failed=[o.source_id for o in outcomes if o.status != "ok"], judge=judge, rating=rating,
-        )  # fmt: skip
-        return generation, contexts, deltas
-
     def _feed_back(self, query_id: str, deltas: Mapping[int, Deltas]) -> None:
         assert self.queue is not None
         self.queue.enqueue(query_id, deltas)
@@ -244,12 +249,26 @@ class Orchestrator:
             log.warning("feedback flush failed, updates stay queued: %s", exc)
 
     async def _gather(self, sources, question: str, epoch: int) -> list[SourceOutcome]:
+        loop = asyncio.get_running_loop()
+        shared = http_client()  # one connection pool per query (tests route some sources to transports)
+        own = {
+            s.source_id: http_client(self.transports[s.source_id])
+            for s in sources
+            if s.source_id in self.transports
+        }
+
         async def one(source) -> SourceOutcome:
             outcome = SourceOutcome(source.source_id, "ok", source.posterior.mean)
+            nonce = new_nonce()
             try:
-                outcome.documents = await fetch_retrieval(
-                    source, self.directory.domain, question, new_nonce(), epoch, self.config.k,
-                    timeout=self.config.timeout, transport=self.transports.get(source.source_id),
+                payload = await fetch_answer(
+                    source, question, nonce, epoch, self.config.k, timeout=self.config.timeout,
+                    client=own.get(source.source_id, shared),
+                )  # fmt: skip
+                # Hashes, Merkle proofs and the signature recovery are CPU work: off the event loop.
+                outcome.documents = await loop.run_in_executor(
+                    self.compute, verify_retrieval, source, self.directory.domain, payload, question, nonce,
+                    epoch, self.config.k,
                 )  # fmt: skip
             except SourceUnavailable as exc:
                 outcome.status, outcome.detail = "unavailable", str(exc)
@@ -257,23 +276,105 @@ class Orchestrator:
                 outcome.status, outcome.detail = "invalid", str(exc)
             return outcome
 
-        return list(await asyncio.gather(*(one(s) for s in sources)))
+        try:
+            return list(await asyncio.gather(*(one(s) for s in sources)))
+        finally:
+            await asyncio.gather(shared.aclose(), *(c.aclose() for c in own.values()))
 
-    def _contexts(self, question, query_vector, answered: Sequence[SourceOutcome], weights) -> list[Context]:
-        """Rerank every returned document; identical documents count once, at their best score."""
-        asked = set(content_tokens(question))
-        best: dict[str, tuple[float, Context]] = {}
-        docs = [(o.source_id, d) for o in answered for d in o.documents]
-        vectors = self.embedder.encode([f"{d.title}. {d.text}" if d.title else d.text for _, d in docs])
-        for (sid, doc), vector in zip(docs, vectors, strict=True):
-            coverage = len(asked & set(content_tokens(doc.text))) / len(asked) if asked else 0.0
-            score = (self.config.dense_weight * float(vector @ query_vector) + self.config.lexical_weight * coverage
-                     + self.config.reliability_weight * weights[sid])  # fmt: skip
-            context = Context(doc.text, max(score, 1e-6), sid, doc.doc_id, doc.title)
-            if doc.hash not in best or score > best[doc.hash][0]:
-                best[doc.hash] = (score, context)
-        ranked = sorted(best.values(), key=lambda pair: (-pair[0], pair[1].source_id, pair[1].doc_id))
-        return [context for _, context in ranked[: self.config.contexts]]
+
+def judge_query(
+    embedder: Embedder,
+    generator: Generator,
+    config: OrchestratorConfig,
+    question: str,
+    outcomes: Sequence[SourceOutcome],
+    answered: Sequence[SourceOutcome],
+    judge: Callable[[str], bool] | None,
+    rating: float | None,
+) -> tuple[Generation, list[Context], dict[int, Deltas], dict[int, float]]:
+    """The CPU-bound part of a query: rerank, generate, measure each source's contribution (leave one out) and
+    compute the feedback. Returns the generation, its contexts, the deltas and the contributions by source."""
+    weights = {o.source_id: o.reliability for o in outcomes}
+    query_vector = embedder.encode([question])[0]
+    contexts = rerank(embedder, config, question, query_vector, answered, weights)
+    generation = generator.generate(question, contexts)
+    claim = _claim(generation, contexts)
+    contributions = {o.source_id: 0.0 for o in answered}
+    if config.measure_contribution:
+        for outcome in answered:
+            rest = [o for o in answered if o is not outcome]
+            if not rest:
+                contributions[outcome.source_id] = 1.0
+                continue
+            reduced = rerank(embedder, config, question, query_vector, rest, weights)
+            contributions[outcome.source_id] = 1.0 - token_f1(
+                claim, _claim(generator.generate(question, reduced), reduced)
+            )
+    deltas = feedback_deltas(
+        claim, {o.source_id: [d.text for d in o.documents] for o in answered}, weights, contributions,
+        failed=[o.source_id for o in outcomes if o.status != "ok"], judge=judge, rating=rating,
+    )  # fmt: skip
+    return generation, contexts, deltas, contributions
+
+
+def rerank(
+    embedder: Embedder,
+    config: OrchestratorConfig,
+    question: str,
+    query_vector,
+    answered: Sequence[SourceOutcome],
+    weights: Mapping[int, float],
+) -> list[Context]:
+    """Rerank every returned document; identical documents count once, at their best score."""
+    asked = set(content_tokens(question))
+    best: dict[str, tuple[float, Context]] = {}
+    docs = [(o.source_id, d) for o in answered for d in o.documents]
+    vectors = embedder.encode([f"{d.title}. {d.text}" if d.title else d.text for _, d in docs])
+    for (sid, doc), vector in zip(docs, vectors, strict=True):
+        coverage = len(asked & set(content_tokens(doc.text))) / len(asked) if asked else 0.0
+        score = (config.dense_weight * float(vector @ query_vector) + config.lexical_weight * coverage
+                 + config.reliability_weight * weights[sid])  # fmt: skip
+        context = Context(doc.text, max(score, 1e-6), sid, doc.doc_id, doc.title)
+        if doc.hash not in best or score > best[doc.hash][0]:
+            best[doc.hash] = (score, context)
+    ranked = sorted(best.values(), key=lambda pair: (-pair[0], pair[1].source_id, pair[1].doc_id))
+    return [context for _, context in ranked[: config.contexts]]
+
+
+# -- a compute process of its own (a server: its Python never holds the serving threads' GIL) ---------------------
+
+_PROCESS: tuple[Embedder, Generator, OrchestratorConfig] | None = None
+
+
+def compute_process(cache_dir: str | None, config: OrchestratorConfig) -> ProcessPoolExecutor:
+    """One process for the CPU part of queries, with the extractive reader and the shared embedding cache. It
+    starts fresh (spawn: the server's threads are not forked) and runs at a lower OS priority than the server."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_process,
+        initargs=(cache_dir, config),
+    )  # fmt: skip
+
+
+def _start_process(cache_dir: str | None, config: OrchestratorConfig) -> None:
+    global _PROCESS
+    from rag.generators import ExtractiveGenerator
+    from rag.reader import ExtractiveReader
+
+    with contextlib.suppress(OSError):
+        os.nice(BACKGROUND_NICENESS)
+    embedder = Embedder(cache_dir=Path(cache_dir) if cache_dir else None)
+    _PROCESS = (embedder, ExtractiveGenerator(ExtractiveReader(embedder)), config)
+
+
+def _judge_in_process(question, outcomes, answered, rating):
+    assert _PROCESS is not None, "the compute process was not started by compute_process()"
+    embedder, generator, config = _PROCESS
+    by_id = {o.source_id: o for o in outcomes}  # pickled separately: match `answered` to `outcomes` again
+    return judge_query(
+        embedder, generator, config, question, outcomes, [by_id[o.source_id] for o in answered], None, rating
+    )
 
 
 def _claim(generation: Generation, contexts: Sequence[Context]) -> str:
@@ -288,6 +389,22 @@ def _claim(generation: Generation, contexts: Sequence[Context]) -> str:
 
 
 _T = TypeVar("_T")
+
+# How much lower than the serving threads CPU-bound work runs (Linux nice levels, per thread).
+BACKGROUND_NICENESS = 10
+
+
+def background_executor(name: str, threads: int) -> ThreadPoolExecutor:
+    """A pool for CPU-bound work whose threads run at a lower OS priority than the event loop's: when the CPU
+    is short, the scheduler serves the cheap requests first and the heavy ones take what is left."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name, initializer=_lower_priority)
+
+
+def _lower_priority() -> None:
+    # Linux applies PRIO_PROCESS to a single thread when given its native id; elsewhere (or if not permitted)
+    # the work runs at normal priority.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
 
 
 class _LoopThread:

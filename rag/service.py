@@ -19,7 +19,7 @@ from backend.settings import Settings
 from rag.feedback import FeedbackQueue
 from rag.generators import ChatGenerator, ExtractiveGenerator, Generator
 from rag.index import Embedder
-from rag.orchestrator import Orchestrator, OrchestratorConfig
+from rag.orchestrator import Orchestrator, OrchestratorConfig, compute_process
 from rag.reader import ExtractiveReader
 from rag.sources import SourceDirectory
 
@@ -57,10 +57,16 @@ def build_orchestrator(
     chat_api_key: str | None = None,
     inline_flush: bool = True,
     compute: Executor | None = None,
+    compute_in_process: bool = False,
 ) -> Orchestrator:
-    """The orchestrator over the registered sources; feedback is always stored, and sent with `evaluator`."""
+    """The orchestrator over the registered sources; feedback is always stored, and sent with `evaluator`.
+
+    `compute_in_process` (a server's choice) runs the CPU part of queries in a process of its own, so it never
+    holds the GIL the serving threads need; with `chat_url` the generator is an HTTP call and stays on threads."""
     directory = SourceDirectory(SourceRegistry(client))
     embedder = embedder_for(settings)
+    if compute is None and compute_in_process and not chat_url:
+        compute = compute_process(str(settings.home / "cache" / "embeddings"), config or OrchestratorConfig())
     generator: Generator = (
         ChatGenerator(chat_url, chat_model, api_key=chat_api_key)
         if chat_url

@@ -35,6 +35,38 @@ def anvil_node():
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server for the session (see tests/postgres.py); skipped if none is installed."""
+    from postgres import PostgresServer, find_postgres_bin
+
+    bindir = find_postgres_bin()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (apt-get install postgresql): the PostgreSQL runs are skipped"
+        )
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+def pytest_generate_tests(metafunc):
+    # Modules marked `both_databases` (the ones whose behaviour lives in the database: quotas, sessions, the audit
+    # log, applications, restarts, the feedback queue) run every test on SQLite and on PostgreSQL, the documented
+    # deployment; the rest run on SQLite, through the same code.
+    if "database_url" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_databases") is not None
+        metafunc.parametrize("database_url", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def database_url(request, tmp_path) -> str:
+    """SQLite in the test's folder, or a fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'trustmarket.db'}"
+    return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture(scope="session")
 def compiled_artifacts():
     """The compiled contracts, compiling first if a source changed (through Ape, as `make install` does)."""
     import ape

@@ -157,9 +157,23 @@ class GatedRoute(APIRoute):
 
         async def gated(request: Request) -> Response:
             await early(request)
-            return await handler(request)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                if not isinstance(exc, ApiError) or exc.status >= 500:
+                    _refund(request)  # the service failed the caller: the request costs nothing
+                raise
+            if response.status_code >= 500:
+                _refund(request)
+            return response
 
         return gated
+
+
+def _refund(request: Request) -> None:
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is not None:
+        caller_refund(request.app.state.services, caller)()
 
 
 def _walk(dependant: Dependant) -> Iterator[Dependant]:
@@ -211,11 +225,12 @@ async def _admit(
 
 
 def caller_refund(services: ApiServices, caller: Caller) -> Callable[[], None]:
-    """What gives `caller` back its charge when the route refuses after admission (e.g. 503 busy)."""
+    """What gives `caller` back its charge when the service refuses or fails after admission (503 busy, a 5xx)."""
 
     def refund() -> None:
-        services.quotas.refund(caller.wallet, caller.cost)
-        caller.audit["cost"] = 0
+        if caller.audit.get("cost"):  # once: the audit entry's cost is zero after a refund
+            services.quotas.refund(caller.wallet, caller.cost)
+            caller.audit["cost"] = 0
 
     return refund
 

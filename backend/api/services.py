@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -39,7 +39,7 @@ from backend.db import create_all, make_engine
 from backend.errors import TrustmarketError
 from backend.settings import Settings
 from rag.errors import RagError
-from rag.orchestrator import Orchestrator, OrchestratorConfig
+from rag.orchestrator import Orchestrator, OrchestratorConfig, background_executor
 
 if TYPE_CHECKING:
     from backend.api.inference import ModelCache
@@ -282,6 +282,7 @@ def build_services(
         return build_orchestrator(
             settings, chain_part.get(), queue=feedback.get(), inline_flush=False,
             config=OrchestratorConfig(timeout=api.rag_source_timeout_s),
+            compute_in_process=api.rag_compute == "process",
         )  # fmt: skip
 
     def market() -> TrainingMarket:
@@ -331,7 +332,7 @@ def build_services(
             "rag": Bulkhead("dRAG query", api.rag_concurrency, api.rag_queue),
             "predict": Bulkhead("model query", api.predict_concurrency, api.predict_queue),
         },
-        predict_pool=ThreadPoolExecutor(max_workers=api.predict_threads, thread_name_prefix="predict"),
+        predict_pool=background_executor("predict", api.predict_threads),
         clock=clock,
         monotonic=monotonic,
     )

@@ -4,7 +4,7 @@ A server answers many requests from state that changes once per block. Inside `p
 one per request) the first read asks the node for the head block (number and hash) and every read of the
 request is made at that block, through a cache keyed by the block's hash: in steady state a request costs one
 RPC, however many contract reads it makes, and all of them see one consistent state. Keyed by hash, a reorg
-(or anvil's `evm_revert`) never serves another branch's values. With `head_ttl_s` > 0 the head is reused across
+(or anvil's `evm_revert`) never serves one branch's values to a request pinned to another. With `head_ttl_s` > 0 the head is reused across
 requests for that long (for a rate-limited hosted node); a transaction sent through this client moves the head
 to its block at once, so a worker reads its own writes. Outside a pin, reads go to the node's latest state.
 """
@@ -22,9 +22,11 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
+from web3 import Web3
 from web3.types import EventData, TxReceipt
 
 from backend.chain.client import ChainClient
+from backend.chain.errors import ChainError
 
 __all__ = ["BlockCachedClient", "pinned_reads"]
 
@@ -58,8 +60,14 @@ class BlockCachedClient(ChainClient):
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # Share the connection, contract objects and send lock with `inner`: one client, one more behaviour.
+        # The same node, deployments and send lock as `inner`, on a connection of its own: web3's validation
+        # middleware asks the node for its chain id before every eth_call (two RPCs per read, for a check that
+        # only applies to transactions, whose chain id this client sets itself after checking the node's once).
         self.__dict__.update(inner.__dict__)
+        timeout = getattr(inner.w3.provider, "_request_kwargs", {}).get("timeout", 10.0)
+        self.w3 = Web3(Web3.HTTPProvider(inner.url, request_kwargs={"timeout": timeout}))
+        self.w3.middleware_onion.remove("validation")
+        self._contracts = {}
         self.head_ttl_s = head_ttl_s
         self._max_entries = max_entries
         self._clock = clock
@@ -117,11 +125,18 @@ class BlockCachedClient(ChainClient):
         pin = _PIN.get()
         if pin is None or block != "latest":
             return super().call(name, fn, *args, address=address, block=block)
-        _, block_hash = self._head(pin)
-        return self._cached(
-            ("call", block_hash, name, address, fn, args),
-            lambda: super(BlockCachedClient, self).call(name, fn, *args, address=address, block=block_hash),
-        )
+        number, block_hash = self._head(pin)
+
+        def read() -> Any:
+            try:  # asked by number (a hash makes web3 look the block up first: one more RPC), kept under the hash
+                return super(BlockCachedClient, self).call(name, fn, *args, address=address, block=number)
+            except ChainError as exc:
+                if type(exc) is not ChainError:  # a revert: the contract's answer, not the node's
+                    raise
+                # anvil may name a head whose state it has not committed yet ("block height is N-1"): latest
+                return super(BlockCachedClient, self).call(name, fn, *args, address=address)
+
+        return self._cached(("call", block_hash, name, address, fn, args), read)
 
     def events(
         self,

@@ -21,7 +21,7 @@ from rag.errors import QueueError
 from rag.feedback import FeedbackQueue, PendingBatch
 from rag.signals import Deltas
 
-pytestmark = pytest.mark.chain
+pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
 
 class Clock:
@@ -42,8 +42,8 @@ def registry(chain_client, dev_accounts):
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'queue.db'}")
+def engine(database_url):
+    engine = make_engine(database_url)
     yield engine
     engine.dispose()
 

@@ -46,8 +46,10 @@ def test_a_partial_cache_file_is_recomputed_not_an_error(embedder, tmp_path, dam
     path.write_bytes(damage)
     cached = Embedder(cache_dir=tmp_path)
     cached._model = embedder.model
-    assert np.array_equal(cached.encode([text])[0], expected)
-    assert np.array_equal(np.load(path), expected)  # rewritten whole
+    recomputed = cached.encode([text])[0]
+    # Recomputed, so equal up to float rounding (torch's thread count may differ between the two encodes).
+    assert np.allclose(recomputed, expected, atol=1e-6)
+    assert np.array_equal(np.load(path), recomputed)  # rewritten whole
     assert not list(tmp_path.glob(".*.tmp"))
 
 

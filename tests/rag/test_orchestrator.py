@@ -285,3 +285,25 @@ def test_two_queries_wait_on_their_sources_at_the_same_time(network):
     assert len(first) == len(second) == 2
     # Every request of one query was in flight while every request of the other was: the waits overlapped.
     assert max(s for s, _ in first + second) < min(e for _, e in first + second)
+
+
+@pytest.mark.slow
+def test_compute_in_a_process_of_its_own_answers_the_same(network, embedder):
+    """The server's mode: the CPU part of a query in a spawned process (sharing the embedding cache)."""
+    from rag.orchestrator import compute_process
+
+    on_threads = network.orchestrator().query(QUESTION)
+    config = OrchestratorConfig(sources_per_query=4, k=2, contexts=3, timeout=30.0)
+    orchestrator = network.orchestrator()
+    orchestrator.compute = compute_process(str(embedder._cache_dir), config)
+    orchestrator._in_process = True
+    try:
+        in_process = orchestrator.query(QUESTION)
+        with pytest.raises(RagError, match="cannot cross"):
+            orchestrator.query(QUESTION, judge=lambda sentence: True)
+    finally:
+        orchestrator.compute.shutdown()
+    assert in_process.answer == on_threads.answer and in_process.citations == on_threads.citations
+    assert {o.source_id: o.contribution for o in in_process.sources} == {
+        o.source_id: o.contribution for o in on_threads.sources
+    }

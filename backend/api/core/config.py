@@ -149,6 +149,10 @@ class ApiSettings(BaseSettings):
     rag_queue: int = Field(default=64, ge=0, description="dRAG queries waiting for a slot per worker.")
     predict_concurrency: int = Field(default=8, ge=1, description="Model queries in progress per worker.")
     predict_queue: int = Field(default=64, ge=0, description="Model queries waiting for a slot per worker.")
+    rag_compute: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where the CPU part of dRAG queries runs: a process of its own, or a thread.",
+    )
     rag_source_timeout_s: float = Field(
         default=10.0, gt=0, description="How long a source may take to answer."
     )

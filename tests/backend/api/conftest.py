@@ -1,5 +1,6 @@
-"""The API against a real anvil with the compiled contracts deployed, SQLite in a temporary folder, and wallets
-that sign locally (eth-account keys): nothing is mocked."""
+"""The API against a real anvil with the compiled contracts deployed, SQLite in a temporary folder or a database
+of its own on a private PostgreSQL server (every test runs on both), and wallets that sign locally (eth-account
+keys): nothing is mocked."""
 
 from __future__ import annotations
 
@@ -55,8 +56,9 @@ def api_settings() -> ApiSettings:
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(home=tmp_path, chain_id=CHAIN_ID)
+def settings(tmp_path, database_url) -> Settings:
+    # Every API test runs on SQLite and on PostgreSQL (the documented deployment): see `database_url`.
+    return Settings(home=tmp_path, chain_id=CHAIN_ID, database_url=database_url)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from backend.api import create_app
 from backend.api.core.quotas import QuotaBook
 from backend.api.services import Missing, build_services
 
-pytestmark = pytest.mark.chain
+pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
 SOURCES = "/v1/rag/sources"
 

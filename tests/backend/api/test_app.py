@@ -13,7 +13,7 @@ from backend.api.deps import check_routes_declared, public, require_scope
 from backend.api.services import Missing
 from backend.errors import ConfigError
 
-pytestmark = pytest.mark.chain
+pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
 
 def test_unknown_route_and_method_are_problems(api):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from api_helpers import wallet
 
-pytestmark = pytest.mark.chain
+pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
 USE_CASE = "Benchmarking federated models for a hospital consortium."
 

@@ -9,7 +9,7 @@ import jwt
 import pytest
 from api_helpers import CHAIN_ID, DOMAIN, sign_text, siwe_message, wallet
 
-pytestmark = pytest.mark.chain
+pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
 
 def _login(api, message, signature):

@@ -74,6 +74,6 @@ def test_reads_are_consistent_within_a_request_and_follow_own_writes(chain_clien
     shared = BlockCachedClient(chain_client, head_ttl_s=3600)
     with pinned_reads():
         assert TrainingMarket(shared).project_count() == 2
-    with RpcCounter(chain_client.w3.provider) as counter, pinned_reads():
+    with RpcCounter(shared.w3.provider) as counter, pinned_reads():
         assert TrainingMarket(shared).project_count() == 2
     assert counter.methods == []  # the head was reused across requests, and the read came from the cache

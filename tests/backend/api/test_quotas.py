@@ -13,12 +13,14 @@ from backend.db import create_all, make_engine
 
 WALLET = "0x00000000000000000000000000000000000000aa"
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
-def engine(tmp_path):
+def engine(database_url):
     import backend.api.core.tables  # noqa: F401
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
+    engine = make_engine(database_url)
     create_all(engine)
     yield engine
     engine.dispose()

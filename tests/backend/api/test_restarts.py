@@ -15,7 +15,7 @@ from backend.api.core.errors import ServiceUnavailable
 from backend.api.core.tables import AuditEntry
 from backend.api.services import build_services
 
-pytestmark = pytest.mark.chain
+pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
 
 def _units_charged(services, wallet: str) -> int:
@@ -59,6 +59,17 @@ def test_a_full_bulkhead_answers_503_busy_and_charges_nothing(api):
     with api.services.sessions() as session:
         row = session.scalars(select(AuditEntry).where(AuditEntry.path == "/v1/rag/query")).one()
     assert (row.wallet, row.status, row.reason, row.cost) == (user.address, 503, None, 0)
+
+
+def test_a_request_the_service_fails_costs_nothing(api):
+    from backend.api.services import Missing
+
+    _, headers = api.member("unlucky", tier=1)
+    api.services.rag.set(Missing("rag", "no source nodes in this test"))
+    before = api.client.get("/v1/me", headers=headers).json()["usage"]["units_today"]
+    reply = api.client.post("/v1/rag/query", headers=headers, json={"question": "Who was the Norse leader?"})
+    assert reply.status_code == 503 and reply.json()["type"] == "/problems/rag-unavailable"
+    assert api.client.get("/v1/me", headers=headers).json()["usage"]["units_today"] == before
 
 
 def test_authentication_comes_before_the_body_is_parsed(api):
