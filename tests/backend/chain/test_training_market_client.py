@@ -262,7 +262,7 @@ def test_cancel_challenge_and_lapse_through_the_facade(market, chain_client, rol
         market.expire_challenge(challenger, pid, 1)
     warp(chain_client, 7 * 24 * 3600 + 1)
     market.expire_challenge(challenger, pid, 1)
-    assert market.round(pid, 1).challenge == "Lapsed" and market.is_round_final(pid, 1)
+    assert market.round(pid, 1).challenge is ChallengeState.LAPSED and market.is_round_final(pid, 1)
     assert market.claimable(pid, challenger.address) == 2 * BOND
     for account in (a, b, challenger, owner):
         market.claim(account, pid)
