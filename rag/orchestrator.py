@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -226,7 +227,7 @@ class Orchestrator:
             loop, self._loop = self._loop, None
         if loop is not None:
             loop.stop()
-        if self._own_compute:
+        if self._own_compute or self._in_process:
             self.compute.shutdown(wait=False, cancel_futures=True)
 
     def _refresh(self) -> None:
@@ -364,8 +365,16 @@ def _start_process(cache_dir: str | None, config: OrchestratorConfig) -> None:
 
     with contextlib.suppress(OSError):
         os.nice(BACKGROUND_NICENESS)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     embedder = Embedder(cache_dir=Path(cache_dir) if cache_dir else None)
     _PROCESS = (embedder, ExtractiveGenerator(ExtractiveReader(embedder)), config)
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A server killed without its shutdown (SIGKILL, a crash) must not leave its compute process behind.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _judge_in_process(question, outcomes, answered, rating):

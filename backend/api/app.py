@@ -22,6 +22,7 @@ from backend.api.routes import applications, auth, health, me, predict, projects
 from backend.api.services import ApiServices, build_services
 from backend.settings import Settings, get_settings
 from rag.feedback import FeedbackQueue, FlushTimer
+from rag.orchestrator import Orchestrator
 
 __all__ = ["ROUTERS", "create_app"]
 
@@ -72,6 +73,9 @@ def create_app(
             # Unspent quota blocks go back, so a restart charges nobody for what they did not use.
             await run_in_threadpool(services.quotas.release)
             await run_in_threadpool(services.audit.flush)  # the last requests' rows are written
+            rag = services.rag.peek()
+            if isinstance(rag, Orchestrator):
+                rag.close()  # its compute process ends with the server
             await run_in_threadpool(app.state.explorer.close)  # the background verifier stops
 
     app = FastAPI(
