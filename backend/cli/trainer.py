@@ -143,6 +143,8 @@ def train(
         "round": model.round,
         "update": str(out),
         "bytes": len(payload_bytes),
+        "travelling_parameters": built.dim,
+        "model_parameters": built.total_parameters,
         "base_model": model.ref.cid,
         "examples": len(examples),
         "steps": len(losses),
@@ -152,7 +154,8 @@ def train(
     cli.emit(
         payload,
         lambda p: console.print(
-            f"wrote the round {p['round']} update to {p['update']} ({p['bytes']:,} bytes; {p['steps']} steps, "
+            f"wrote the round {p['round']} update to {p['update']} ({p['bytes']:,} bytes: "
+            f"{p['travelling_parameters'] / p['model_parameters']:.2%} of the model's weights; {p['steps']} steps, "
             f"loss {p['loss_first']:.4f} -> {p['loss_last']:.4f})"
         ),
     )

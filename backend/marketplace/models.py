@@ -30,7 +30,7 @@ from aggregator.models import BuiltModel, LoraSpec, ModelContext, ModelSource, b
 from aggregator.schema import DataSchema
 from backend.marketplace.errors import MarketplaceError
 from backend.marketplace.manifest import ContentRef, ModelEntry, ProjectManifest, WheelRef
-from backend.storage import ContentStore, IntegrityError
+from backend.storage import ContentStore, fetch_verified_file
 from backend.storage.codec import ModelSpec
 
 __all__ = [
@@ -120,13 +120,7 @@ def fetch_hf_folder(store: ContentStore, ref: ContentRef, cache_dir: Path) -> Pa
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
-        archive = Path(tmp) / "model.tar"
-        store.get_to(ref.cid, archive)
-        actual = _sha256_file(archive)
-        if actual != ref.sha256:
-            raise IntegrityError(
-                f"content {ref.cid} has sha256 {actual}, but {ref.sha256} was recorded for it"
-            )
+        archive = fetch_verified_file(store, ref.cid, ref.sha256, Path(tmp) / "model.tar")
         staged = Path(tmp) / "folder"
         unpack_model_folder(archive, staged)
         (staged / _READY).write_text(ref.sha256)
@@ -171,10 +165,9 @@ def install_plugin_wheel(store: ContentStore, manifest: ProjectManifest, target:
             f"the project pins {entry.distribution}=={entry.version} but stored no wheel: install it from its publisher"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / entry.wheel.filename
-        store.get_to(entry.wheel.cid, path)
-        if _sha256_file(path) != entry.wheel.sha256:
-            raise IntegrityError(f"the wheel {entry.wheel.cid} does not have the sha256 the manifest records")
+        path = fetch_verified_file(
+            store, entry.wheel.cid, entry.wheel.sha256, Path(tmp) / entry.wheel.filename
+        )
         if read_wheel(path) != (entry.distribution, entry.version):
             raise MarketplaceError(f"the stored wheel is not {entry.distribution}=={entry.version}")
         command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet"]

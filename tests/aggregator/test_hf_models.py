@@ -19,6 +19,8 @@ from aggregator.models import (
 )
 from aggregator.training import Recipe, train
 
+pytestmark = pytest.mark.slow  # transformers, or a chain and a dozen CLI runs
+
 WORDS = [
     "normans",
     "rollo",

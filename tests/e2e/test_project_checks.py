@@ -21,6 +21,9 @@ def env(deployed_cli_env):
     return deployed_cli_env
 
 
+pytestmark = pytest.mark.slow  # a chain and a dozen CLI runs
+
+
 def store_files(env) -> set[Path]:
     return {p for p in Path(env["TRUSTMARKET_STORE_PATH"]).rglob("*") if p.is_file()}
 
