@@ -25,6 +25,7 @@ from aggregator.tasks import Task, get_task
 __all__ = [
     "OPTIMIZERS",
     "Recipe",
+    "StepCallback",
     "free_rider",
     "gaussian_noise",
     "label_flip",

@@ -188,8 +188,19 @@ class BuiltModel:
             return self.module(*args, **kwargs)
         return functional_call(self.module, dict(params), args, kwargs)
 
+    @property
+    def total_parameters(self) -> int:
+        """Every floating-point weight of the module, travelling or not (what a full update would hold)."""
+        return sum(t.numel() for t in self.module.state_dict().values() if t.is_floating_point())
+
     def describe(self) -> dict[str, Any]:
-        return {"uri": self.uri, "parameters": self.dim, "tensors": len(self.spec), **self.details}
+        return {
+            "uri": self.uri,
+            "parameters": self.dim,
+            "total_parameters": self.total_parameters,
+            "tensors": len(self.spec),
+            **self.details,
+        }
 
 
 def flatten_state(state: Mapping[str, torch.Tensor], spec: Spec | None = None) -> torch.Tensor:

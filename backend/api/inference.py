@@ -7,18 +7,24 @@ Loaded models are kept per (project, CID), a handful at a time; a new round's mo
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from aggregator.models import build_model
+from aggregator.examples import Examples
+from aggregator.models import BuiltModel
+from aggregator.schema import DataSchema
 from backend.chain.training_market import ProjectInfo, TrainingMarket
 from backend.marketplace.manifest import ContentRef, ProjectManifest
+from backend.marketplace.models import build_project_model
 from backend.marketplace.publish import load_manifest, load_model
+from backend.marketplace.runner import default_cache_dir
 from backend.storage import ContentStore
 
 __all__ = ["LoadedModel", "ModelCache", "current_model_ref"]
@@ -30,14 +36,35 @@ class LoadedModel:
     round: int | None  # the round that produced it; None for the initial model
     ref: ContentRef
     name: str
-    module: nn.Module
-    input_width: int | None
+    model: BuiltModel
+    schema: DataSchema
+
+    @property
+    def module(self) -> nn.Module:
+        return self.model.module
+
+    @property
+    def input_width(self) -> int | None:
+        """Features per row (None for text models)."""
+        return math.prod(self.schema.feature_shape) if self.schema.feature_shape is not None else None
+
+    @property
+    def unsupported(self) -> str | None:
+        """Why rows of features cannot be served by this model, or None when they can."""
+        if self.schema.kind != "tensor" or not self.schema.task_spec.classifies:
+            return f"model {self.name!r} is a {self.schema.task} model: this route serves classifiers of feature rows"
+        return None
 
     def predict(self, rows: Sequence[Sequence[float]]) -> tuple[list[int], list[list[float]]]:
-        """Class predictions and probabilities (softmax of the outputs) for each row."""
-        inputs = torch.tensor(rows, dtype=torch.float32)
+        """Class predictions and probabilities (softmax of the outputs) for each row, after the project's
+        preprocessing (the same the trainers' data went through)."""
+        inputs = torch.tensor(rows, dtype=torch.float32).reshape(
+            len(rows), *(self.schema.feature_shape or ())
+        )
+        prepared = self.schema.prepare(Examples(torch.zeros(len(rows), dtype=torch.int64), features=inputs))
+        assert prepared.features is not None
         with torch.no_grad():
-            outputs = self.module(inputs)
+            outputs = self.model.outputs(((prepared.features,), {}))
         probabilities = torch.softmax(outputs.double(), dim=1)
         return outputs.argmax(dim=1).tolist(), probabilities.tolist()
 
@@ -57,8 +84,9 @@ def current_model_ref(market: TrainingMarket, info: ProjectInfo) -> tuple[int | 
 
 
 class ModelCache:
-    def __init__(self, max_models: int = 8):
+    def __init__(self, max_models: int = 8, cache_dir: Path | None = None):
         self._max = max_models
+        self._cache_dir = cache_dir
         self._models: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
         self._manifests: dict[str, ProjectManifest] = {}
         self._lock = threading.Lock()
@@ -90,16 +118,11 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return hit
         manifest = self.manifest(store, info)
-        module = build_model(manifest.model).eval()
-        module.load_state_dict(load_model(store, ref, manifest), strict=True)
-        first_linear = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
+        model = build_project_model(store, manifest, self._cache_dir or default_cache_dir())
+        model.load_state(load_model(store, ref, manifest))
+        model.module.eval()
         loaded = LoadedModel(
-            project_id,
-            round_,
-            ref,
-            manifest.model,
-            module,
-            first_linear.in_features if first_linear else None,
+            project_id, round_, ref, manifest.model.uri, model, DataSchema.from_dict(manifest.data)
         )
         with self._lock:
             self._models[key] = loaded

@@ -28,6 +28,7 @@ SUB_APPS: dict[str, tuple[str, str]] = {
         "chain",
         "The chain: start or attach to anvil, deploy or attach to a deployment, advance a local clock.",
     ),
+    "model": ("model", "Models: list what can be used here, install a project's plugin model."),
     "project": (
         "project",
         "A training project: create it and follow its rounds (owners); cancel, challenge, resolve (anyone, arbiters).",

@@ -130,10 +130,17 @@ def verify(
 @app.command()
 def demo(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option(help="Folder for the report and the demo's content store.")] = Path(
-        "runs/demo"
-    ),
-    rounds: Annotated[int, typer.Option(min=1)] = 5,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the report and the demo's content store (default: runs/demo[-text])."),
+    ] = None,
+    rounds: Annotated[int | None, typer.Option(min=1, help="Default: 5 for digits, 3 for text.")] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="digits: an MLP on digits with attackers; text: all-MiniLM-L6-v2 with FFA-LoRA on SQuAD questions."
+        ),
+    ] = "digits",
     explore: Annotated[
         bool,
         typer.Option(
@@ -144,12 +151,19 @@ def demo(
     ] = False,
     port: Annotated[int, typer.Option(help="Port of the explorer with --explore.", min=1, max=65535)] = 8000,
 ) -> None:
-    """Run the training marketplace end to end on a fresh local anvil (see docs/quickstart.md)."""
+    """Run the training marketplace end to end on a fresh local anvil (see docs/quickstart.md, docs/models.md)."""
     from rich.table import Table
 
+    cli = CliContext.of(ctx)
+    if task == "text":
+        _text_demo(cli, out or Path("runs/demo-text"), rounds or 3)
+        return
+    if task != "digits":
+        raise ValueError(f"--task must be digits or text, got {task!r}")
     from backend.marketplace.demo import DemoConfig, run_demo
 
-    cli = CliContext.of(ctx)
+    out = out or Path("runs/demo")
+    rounds = rounds or 5
     if explore:
         from backend.api.explorer.showcase import serve_showcase
 
@@ -197,4 +211,28 @@ def demo(
         )
 
     report = run_demo(out, DemoConfig(rounds=rounds), on_round=show_round)
+    cli.emit(report, show_final)
+
+
+def _text_demo(cli: CliContext, out: Path, rounds: int) -> None:
+    from backend.marketplace.demo_text import TextDemoConfig, run_text_demo
+
+    def show_round(row: dict) -> None:
+        if not cli.as_json:
+            console.print(
+                f"round {row['round']}: test accuracy {row['accuracy']:.3f}; update {row['update_bytes']:,} bytes "
+                f"({row['update_bytes'] / row['full_model_bytes']:.2%} of the full model's "
+                f"{row['full_model_bytes']:,}); {row['train_seconds_per_trainer']:.1f} s training per trainer, "
+                f"{row['aggregate_seconds']:.1f} s aggregating"
+            )
+
+    def show_final(report: dict) -> None:
+        first, last = report["rounds"][0], report["rounds"][-1]
+        console.print(
+            f"{report['model']} with LoRA {report['lora']}: test accuracy {first['accuracy']:.3f} -> "
+            f"{last['accuracy']:.3f} over {len(report['rounds']) - 1} rounds; every round verified: "
+            f"{all(v['match'] for v in report['verified'])}; report: {out / 'report.json'}"
+        )
+
+    report = run_text_demo(out, TextDemoConfig(rounds=rounds), on_round=show_round)
     cli.emit(report, show_final)

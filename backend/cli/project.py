@@ -19,13 +19,13 @@ app = Commands(
 )
 
 
-def _params(pairs: list[str]) -> dict:
+def _params(pairs: list[str], option: str = "--rule-param") -> dict:
     """`--rule-param f=1 --rule-param beta=0.1` -> {"f": 1, "beta": 0.1} (values parsed as JSON when they can be)."""
     out = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--rule-param expects NAME=VALUE, got {pair!r}")
+            raise ValueError(f"{option} expects NAME=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -33,14 +33,78 @@ def _params(pairs: list[str]) -> dict:
     return out
 
 
+def _pair(text: str | None, option: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    low, _, high = text.partition(",")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        raise ValueError(f"{option} expects LOW,HIGH, got {text!r}") from None
+
+
 @app.command(amounts=True)
 def create(
     ctx: typer.Context,
-    validation: Annotated[Path, typer.Option(help="The owner's validation set (.npz with X, y, or .csv).")],
+    validation: Annotated[
+        Path,
+        typer.Option(
+            help="The owner's validation set: .csv, .parquet, .jsonl, .npz or .safetensors (see docs/models.md)."
+        ),
+    ],
     aggregator: Annotated[str, typer.Option(help="Address of the aggregator that finalizes rounds.")],
     arbiter: Annotated[str, typer.Option(help="Address that resolves challenges.")],
     reward: Annotated[str, typer.Option(help="Reward pool to escrow, in ether.")],
-    model: Annotated[str, typer.Option(help="Model from aggregator.models.")] = "digits_mlp",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="builtin:NAME (digits_mlp, digits_cnn, mlp, cnn, linear, ...), hf:DIR (a Hugging Face folder) or "
+            "plugin:NAME (an installed trustmarket.models entry point); a bare NAME is builtin."
+        ),
+    ] = "digits_mlp",
+    task: Annotated[
+        str, typer.Option(help="classification, text-classification or regression.")
+    ] = "classification",
+    label_column: Annotated[
+        str | None, typer.Option(help="Label column of .csv/.parquet/.jsonl data (default: label).")
+    ] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Text column of text data (default for .jsonl: text).")
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(help="The class labels, comma-separated, when the validation set may miss some."),
+    ] = None,
+    label_range: Annotated[
+        str | None, typer.Option(help="Regression: LOW,HIGH that every target must lie in.")
+    ] = None,
+    preprocess: Annotated[
+        list[str],
+        typer.Option(help="Preprocessing of features, in order: scale=FACTOR or standardize (repeatable)."),
+    ] = [],  # noqa: B006
+    lora: Annotated[
+        str | None,
+        typer.Option(help="hf: models: LoRA adapters rank=R[,alpha=A][,targets=q,v][,dropout=P][,ffa]."),
+    ] = None,
+    model_option: Annotated[
+        list[str], typer.Option(help="Model option NAME=VALUE, e.g. hidden=32, max_length=64 (repeatable).")
+    ] = [],  # noqa: B006
+    plugin_wheel: Annotated[
+        Path | None,
+        typer.Option(
+            help="plugin: models: the plugin's wheel, stored so trainers can `trustmarket model install`."
+        ),
+    ] = None,
+    optimizer: Annotated[str, typer.Option(help="Trainers' optimizer: sgd, adam or adamw.")] = "sgd",
+    lr: Annotated[
+        float, typer.Option(help="Trainers' learning rate in round 0 (the schedule moves it).")
+    ] = 0.05,
+    epochs: Annotated[int, typer.Option(min=1, help="Trainers' epochs per round.")] = 10,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Trainers' optimizer steps per round, instead of epochs.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Trainers' batch size.")] = 16,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="Trainers' weight decay.")] = 0.0,
     rounds: Annotated[int, typer.Option(min=1)] = 5,
     stake: Annotated[str, typer.Option(help="Minimum trainer stake, in ether.")] = "0.1",
     max_trainers: Annotated[int, typer.Option(min=1)] = 100,
@@ -58,28 +122,49 @@ def create(
         str, typer.Option(help="Aggregation rule (fedavg, multi_krum, ...; a wrong name lists them all).")
     ] = "multi_krum",
     rule_param: Annotated[list[str], typer.Option(help="Rule parameter NAME=VALUE (repeatable).")] = [],  # noqa: B006
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the model's initialization, training and valuation.")] = 0,
     *,
     signer: SignerOption,
 ) -> None:
-    """Publish the initial model, validation set and manifest, then escrow the reward on chain."""
-    from aggregator.dataset_io import load_dataset_file
+    """Check that the project can run (model, data, task, rule), publish its model, validation set and manifest,
+    then escrow the reward on chain. Nothing is escrowed when a check fails."""
+    from aggregator.dataset_io import load_table
+    from aggregator.models import parse_lora
     from aggregator.rules import RULES
+    from aggregator.schema import infer_schema, parse_preprocessing
+    from aggregator.tasks import get_task
+    from aggregator.training import Recipe
     from backend.marketplace.publish import publish_project
 
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     cli = CliContext.of(ctx)
     owner = cli.account(signer)
-    X, y = load_dataset_file(validation)
-    if ":" not in model or model.startswith("builtin:"):
-        from aggregator.evaluation import builtin_evaluator
-
-        # A validation set the model cannot read is refused here, before anything is stored or escrowed.
-        builtin_evaluator(model, X, y, seed=seed)
-    with cli.step("publishing model, validation set and manifest"):
+    recipe = Recipe(optimizer, lr, epochs, max_steps, batch_size, weight_decay, seed=seed)
+    table = load_table(validation, label_column=label_column, text_column=text_column)
+    declared = [v.strip() for v in labels.split(",")] if labels else None
+    schema = infer_schema(
+        table,
+        task,
+        labels=declared,
+        label_range=_pair(label_range, "--label-range"),
+        preprocessing=parse_preprocessing(preprocess),
+    )
+    with cli.step("checking the model and data, then publishing model, validation set and manifest"):
         published = publish_project(
-            cli.store, model=model, validation=(X, y), rule=rule, rule_params=_params(rule_param), seed=seed
+            cli.store,
+            model=model,
+            task=task,
+            schema=schema,
+            validation=schema.examples(table),
+            lora=parse_lora(lora) if lora else None,
+            model_options=_params(model_option, "--model-option"),
+            plugin_wheel=plugin_wheel,
+            recipe=recipe,
+            rule=rule,
+            rule_params=_params(rule_param),
+            seed=seed,
+            max_trainers=max_trainers,
         )
     params = published.project_params(
         rounds=rounds,
@@ -96,14 +181,26 @@ def create(
     )
     with cli.step("escrowing the reward (waiting for the receipt)"):
         project_id = cli.market.create_project(owner, params, value=cli.wei(reward, "--reward"))
+    checks = published.checks
     payload = {
         "project": project_id,
         "initial_model": published.initial_model.model_dump(),
         "manifest": published.manifest.model_dump(),
+        "model": published.manifest_body.model.uri,
+        "task": task,
+        "checks": checks,
     }
-    cli.emit(
-        payload, lambda p: console.print(f"created project {p['project']} (manifest {p['manifest']['cid']})")
-    )
+
+    def render(p: dict) -> None:
+        metric = get_task(task).metric
+        console.print(
+            f"created project {p['project']} (manifest {p['manifest']['cid']}): {p['model']} for {task}, "
+            f"{checks['model']['parameters']:,} travelling weights, {checks['validation_examples']} validation "
+            f"examples, initial {metric} {checks['initial_metrics'][metric]:.3f}; {checks['rule']} needs "
+            f"{checks['min_updates']} usable updates per round"
+        )
+
+    cli.emit(payload, render)
 
 
 @app.command(amounts=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from backend.cli._common import console
+from backend.cli._common import console, err_console
 from backend.cli._context import CliContext, Commands
 from backend.cli._signer import SignerOption
 
@@ -43,6 +45,39 @@ def register(
     )
 
 
+@contextmanager
+def _training_progress(cli: CliContext, total_label: str) -> Iterator[Callable[[int, int, float], None]]:
+    """A progress bar with the training loss on a terminal; a line every tenth of the way in logs; nothing
+    under --json."""
+    if cli.as_json:
+        yield lambda step, total, loss: None
+        return
+    if err_console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err_console) as progress:
+            task = progress.add_task(total_label, total=None, loss="-")
+
+            def bar(step: int, total: int, loss: float) -> None:
+                progress.update(task, completed=step, total=total, loss=f"{loss:.4f}")
+
+            yield bar
+        return
+
+    def lines(step: int, total: int, loss: float) -> None:
+        if step == 1 or step == total or step % max(1, total // 10) == 0:
+            err_console.print(f"{total_label}: step {step}/{total}, loss {loss:.4f}", highlight=False)
+
+    yield lines
+
+
 @app.command()
 def train(
     ctx: typer.Context,
@@ -50,27 +85,57 @@ def train(
     data: Annotated[
         Path,
         typer.Option(
-            help="Your private training data (.npz with X, y, or .csv); it never leaves this machine."
+            help="Your private training data (.csv, .parquet, .jsonl, .npz or .safetensors, in the project's "
+            "schema); it never leaves this machine."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the update (safetensors).")],
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    label_column: Annotated[
+        str | None, typer.Option(help="Label column of your file (default: the project's).")
+    ] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Text column of your file (default: the project's).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Default: the project's recipe.")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Default: the project's recipe.")] = None,
     lr: Annotated[
         float | None, typer.Option(help="Learning rate (default: the round's, set by the aggregator).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    seed: int = 0,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Default: the project's recipe.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Default: the project's recipe.")] = None,
 ) -> None:
-    """Fetch the open round's model (verified by hash), train on your data, write the update."""
-    from aggregator.dataset_io import load_dataset_file
-    from backend.marketplace.trainer import current_model, encode_update, train_update
+    """Fetch the open round's model (verified by hash), check your data against the project's schema, train by the
+    project's recipe (showing the loss), write the update."""
+    from backend.marketplace.runner import default_cache_dir
+    from backend.marketplace.trainer import (
+        current_model,
+        encode_update,
+        load_training_data,
+        train_update,
+        trainer_model,
+    )
 
     cli = CliContext.of(ctx)
-    X, y = load_dataset_file(data)
     with cli.step("fetching the global model"):
         model = current_model(cli.market, cli.store, project)
-    with cli.step(f"training {epochs} epochs on {len(y)} samples"):
-        delta = train_update(model, X, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    examples = load_training_data(model, data, label_column=label_column, text_column=text_column)
+    with cli.step(f"building {model.manifest.model.uri}"):
+        built = trainer_model(cli.store, model, default_cache_dir())
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "seed": seed}.items()
+        if v is not None
+    }
+    if epochs is not None and max_steps is None:
+        overrides["max_steps"] = None  # epochs asked for: they decide, not the recipe's step count
+    losses: list[float] = []
+    with _training_progress(cli, f"training on {len(examples)} examples") as show:
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            losses.append(loss)
+            show(step, total, loss)
+
+        delta = train_update(model, examples, built=built, overrides=overrides, lr=lr, on_step=on_step)
     payload_bytes = encode_update(model, delta)
     out.write_bytes(payload_bytes)
     payload = {
@@ -78,9 +143,22 @@ def train(
         "round": model.round,
         "update": str(out),
         "bytes": len(payload_bytes),
+        "travelling_parameters": built.dim,
+        "model_parameters": built.total_parameters,
         "base_model": model.ref.cid,
+        "examples": len(examples),
+        "steps": len(losses),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
     }
-    cli.emit(payload, lambda p: console.print(f"wrote the round {p['round']} update to {p['update']}"))
+    cli.emit(
+        payload,
+        lambda p: console.print(
+            f"wrote the round {p['round']} update to {p['update']} ({p['bytes']:,} bytes: "
+            f"{p['travelling_parameters'] / p['model_parameters']:.2%} of the model's weights; {p['steps']} steps, "
+            f"loss {p['loss_first']:.4f} -> {p['loss_last']:.4f})"
+        ),
+    )
 
 
 @app.command()
@@ -90,17 +168,19 @@ def submit(
     update: Annotated[Path, typer.Option(help="The update written by `trainer train`.")],
     signer: SignerOption,
 ) -> None:
-    """Store the update, then submit its CID and sha256 on chain (one command)."""
+    """Check the update against the project's model, store it, then submit its CID and sha256 on chain."""
     from backend.marketplace.errors import MarketplaceError
-    from backend.marketplace.trainer import current_model, submit_update
+    from backend.marketplace.trainer import check_update, current_model, submit_update
 
     cli = CliContext.of(ctx)
     trainer = cli.account(signer)
     if not update.is_file():
         raise MarketplaceError(f"no update file at {update}")
     model = current_model(cli.market, cli.store, project)
+    data = update.read_bytes()
+    check_update(model, data)  # before anything is stored or sent
     with cli.step("uploading the update and submitting it (waiting for the receipt)"):
-        done = submit_update(cli.market, cli.store, trainer, model, update.read_bytes())
+        done = submit_update(cli.market, cli.store, trainer, model, data)
     payload = {
         "project": project,
         "round": done.round,

@@ -20,8 +20,10 @@ import torch
 from eth_account.signers.local import LocalAccount
 from web3.types import RPCEndpoint
 
-from aggregator.data import load_digits_data, non_iid_splits
+from aggregator.data import NUM_CLASSES, load_digits_data, non_iid_splits
+from aggregator.examples import Examples
 from aggregator.models import evaluate
+from aggregator.schema import DataSchema
 from aggregator.simulation import DEMO_ATTACKERS, role_updates, simulate
 from backend.chain.anvil import Anvil, start_anvil
 from backend.chain.artifacts import Artifacts
@@ -37,7 +39,7 @@ from backend.marketplace.trainer import current_model, encode_update, submit_upd
 from backend.settings import Settings
 from backend.storage import LocalStore
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "LocalMarket", "local_market", "run_demo", "settle"]
 
 ETH = 10**18
 
@@ -92,7 +94,23 @@ def run_demo(
         node.stop()
 
 
-def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LocalMarket:
+    """A freshly deployed TrainingMarket on a local chain, a content store and the demo's fixed roles."""
+
+    client: ChainClient
+    market: TrainingMarket
+    store: LocalStore
+    owner: LocalAccount
+    aggregator: LocalAccount
+    arbiter: LocalAccount
+
+
+def local_market(
+    settings: Settings, url: str, out_dir: Path, deployments: Deployments | None = None
+) -> LocalMarket:
+    """TrainingMarket on the chain at `url`: `deployments` when given, else deployed now (dev accounts 0-3
+    deploy, own, aggregate, arbitrate)."""
     client = ChainClient(url, Artifacts.load(settings.artifacts_path))
     deployer, owner, aggregator, arbiter = (dev_account(i, client.chain_id) for i in range(4))
     if deployments is None:
@@ -100,8 +118,39 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
             client, deployer, names=("TrainingMarket",), network="ethereum:local:foundry"
         )
     client.deployments = deployments
-    market = TrainingMarket(client)
-    store = LocalStore(out_dir / "store")
+    return LocalMarket(
+        client, TrainingMarket(client), LocalStore(out_dir / "store"), owner, aggregator, arbiter
+    )
+
+
+def settle(
+    local: LocalMarket, project_id: int, trainers: list[LocalAccount], rounds: int, challenge_window: int
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """After the last round: wait out the challenge window, verify every round as an outsider, let everyone
+    claim. The verification reports and each trainer's payout."""
+    client, market = local.client, local.market
+    deadline = client.timestamp() + challenge_window + 1
+    while client.timestamp() < deadline:
+        time.sleep(0.5)
+        client.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+    verified = [verify_round(market, local.store, project_id, r).to_dict() for r in range(rounds)]
+    payouts: dict[str, dict[str, int]] = {}
+    for trainer in trainers:
+        reward = market.trainer(project_id, trainer.address).reward
+        claim = market.claim(trainer, project_id)
+        payouts[str(trainer.address)] = {
+            "reward_wei": reward,
+            "stake_returned_wei": claim.amount - reward,
+            "slashed_wei": claim.slashed,
+        }
+    market.claim(local.owner, project_id)
+    return verified, payouts
+
+
+def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any]:
+    local = local_market(settings, url, out_dir, deployments)
+    client, market, store = local.client, local.market, local.store
+    owner, aggregator, arbiter = local.owner, local.aggregator, local.arbiter
 
     roles = _roles(config)
     trainers: list[LocalAccount] = [dev_account(4 + i, client.chain_id) for i in range(len(roles))]
@@ -115,14 +164,27 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
     )
     for address in sybils[1:]:
         shards[address] = shards[sybils[0]]  # Sybil copies share their operator's data
+    # (load_digits_data's shards are already scaled: exactly what the schema's preprocessing makes of raw pixels.)
 
+    # The owner publishes raw pixel values (0..16) and the /16 scaling as the schema's preprocessing: every
+    # trainer's and the aggregator's data goes through it, and it is on record in the manifest.
+    raw = Examples(data.validation.y, features=data.validation.X * 16)
+    schema = DataSchema(
+        task="classification",
+        kind="tensor",
+        labels=tuple(range(NUM_CLASSES)),
+        feature_shape=(64,),
+        preprocessing=({"op": "scale", "factor": 1 / 16},),
+    )
     published = publish_project(
         store,
         model="digits_mlp",
-        validation=(data.validation.X, data.validation.y),
+        schema=schema,
+        validation=raw,
         rule=config.rule,
         rule_params=config.rule_params,
         seed=config.seed,
+        max_trainers=len(trainers),
     )
     project_id = market.create_project(
         owner,
@@ -169,22 +231,7 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
             on_round({**row, "roles": role_of})
 
     # The challenge window must pass before anyone can claim.
-    deadline = client.timestamp() + config.challenge_window + 1
-    while client.timestamp() < deadline:
-        time.sleep(0.5)
-        client.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
-
-    verified = [verify_round(market, store, project_id, r).to_dict() for r in range(config.rounds)]
-    payouts = {}
-    for trainer in trainers:
-        reward = market.trainer(project_id, trainer.address).reward
-        claim = market.claim(trainer, project_id)
-        payouts[trainer.address] = {
-            "reward_wei": reward,
-            "stake_returned_wei": claim.amount - reward,
-            "slashed_wei": claim.slashed,
-        }
-    market.claim(owner, project_id)
+    verified, payouts = settle(local, project_id, trainers, config.rounds, config.challenge_window)
 
     report = _report(market, client, project_id, trainers, role_of, rounds, payouts, config, verified)
     baseline = simulate(

@@ -1,39 +1,66 @@
-"""Putting a project's inputs in the content store: the initial model, the validation set and the manifest.
+"""Creating a project's inputs: check that the project can run, then store its model content, initial model,
+validation set and manifest.
 
-Everything goes in as bytes whose CID and sha256 the contract records, so the aggregator and every verifier
-later read exactly these bytes (`backend.storage.fetch_verified`).
+`publish_project` refuses a project that cannot run before anything is stored or escrowed: it builds the model
+from its source, checks the validation set against the model and the task, checks the rule's parameters and how
+many usable updates the rule needs against the number of trainers the project admits, checks the outlier,
+contribution and hyper-parameter settings, and dry-runs one evaluation. Everything then goes in as bytes whose CID
+and sha256 the contract or the manifest records, so the aggregator and every verifier later read exactly these
+bytes.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from aggregator.dataset_io import decode_dataset, encode_dataset
-from aggregator.models import initial_state, model_spec
+from aggregator.contribution import ContributionConfig
+from aggregator.dataset_io import decode_examples, encode_examples
+from aggregator.errors import AggregatorError
+from aggregator.evaluation import Evaluator
+from aggregator.examples import Examples
+from aggregator.hyperparams import HyperParams
+from aggregator.models import LoraSpec, ModelSource, build, find_plugin, flatten_state, parse_model
+from aggregator.outliers import OutlierConfig
+from aggregator.rules import get_rule
+from aggregator.schema import DataSchema
+from aggregator.training import Recipe
 from backend.chain.training_market import ProjectParams
 from backend.marketplace.errors import MarketplaceError
-from backend.marketplace.manifest import ContentRef, ProjectManifest
+from backend.marketplace.manifest import ContentRef, ModelEntry, ProjectManifest
+from backend.marketplace.models import model_context, pack_model_folder, wheel_ref
 from backend.storage import ContentStore, fetch_verified, sha256_hex
 from backend.storage.codec import ModelSpec, decode_state, encode_state
 
-__all__ = ["PublishedProject", "load_manifest", "load_model", "load_validation", "publish_project", "put_ref"]
+__all__ = [
+    "PublishedProject",
+    "initial_hyperparams",
+    "load_manifest",
+    "load_model",
+    "load_validation",
+    "publish_project",
+    "put_ref",
+]
 
 
 @dataclass(frozen=True)
 class PublishedProject:
-    """What `createProject` needs to reference: the initial model and the manifest."""
+    """What `createProject` needs to reference, and what the checks found."""
 
     initial_model: ContentRef
     manifest: ContentRef
     manifest_body: ProjectManifest
+    checks: dict[str, Any] = field(default_factory=dict)
 
     def project_params(self, **terms: Any) -> ProjectParams:
-        """`createProject`'s parameters: these references plus the project's terms (rounds, stake, roles...)."""
+        """`ProjectParams` with this project's content references and the given terms (rounds, stake, ...)."""
         return ProjectParams(
             initial_model_cid=self.initial_model.cid,
             initial_model_sha256=self.initial_model.sha256,
@@ -48,54 +75,185 @@ def put_ref(store: ContentStore, data: bytes) -> ContentRef:
     return ContentRef(cid=store.put(data), sha256=sha256_hex(data))
 
 
+def initial_hyperparams(manifest: ProjectManifest) -> HyperParams:
+    """Round 0's hyper-parameters: the manifest's, with the recipe's learning rate as the first client rate (and a
+    floor that never lifts it)."""
+    return _hyperparams(Recipe.from_dict(manifest.recipe), manifest.hyperparams)
+
+
+def _hyperparams(recipe: Recipe, settings: Mapping[str, Any]) -> HyperParams:
+    values = {"client_lr": recipe.lr, "client_lr_min": min(HyperParams.client_lr_min, recipe.lr)}
+    return _config(HyperParams, {**values, **settings}, "hyperparams")
+
+
+def _config(cls, values: Mapping[str, Any], what: str):
+    """A config dataclass from a manifest section, with a clear error for unknown or bad settings."""
+    try:
+        return cls(**dict(values))
+    except TypeError as exc:
+        raise MarketplaceError(f"{what}: {str(exc).replace('__init__() ', '')}") from None
+
+
+def _source(
+    model: str, lora: LoraSpec | None, options: Mapping[str, Any]
+) -> tuple[ModelSource, dict[str, Any]]:
+    kind, name = parse_model(model)
+    if kind == "hf":
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise MarketplaceError(f"hf:{name}: no such folder")
+        return ModelSource("hf", folder.name, folder.resolve(), lora=lora, options=dict(options)), {}
+    if kind == "plugin":
+        plugin = find_plugin(name)
+        source = ModelSource("plugin", name, None, plugin.distribution, plugin.version, options=dict(options))
+        return source, {"distribution": plugin.distribution, "version": plugin.version}
+    return ModelSource("builtin", name, lora=lora, options=dict(options)), {}
+
+
+def _tensor_examples(validation: tuple[torch.Tensor, torch.Tensor] | Examples) -> Examples:
+    if isinstance(validation, Examples):
+        return validation
+    X, y = validation
+    return Examples(torch.as_tensor(y), features=torch.as_tensor(X, dtype=torch.float32))
+
+
+def _schema_for(examples: Examples, task: str) -> DataSchema:
+    """The schema of in-memory examples (tensor callers: the demo, tests): labels are class indices 0..max."""
+    labels = tuple(range(int(examples.targets.max()) + 1)) if examples.targets.dtype == torch.int64 else None
+    kind = examples.kind
+    shape = tuple(examples.features.shape[1:]) if examples.features is not None else None
+    return DataSchema(
+        task=task,
+        kind=kind,
+        labels=labels,
+        feature_shape=shape,
+        text_field="text" if kind == "text" else None,
+    )
+
+
+def _check_rule(rule: str, rule_params: Mapping[str, Any], max_trainers: int | None) -> dict[str, Any]:
+    try:
+        built = get_rule(rule, **dict(rule_params))
+    except TypeError as exc:
+        raise MarketplaceError(f"rule {rule}: {exc}") from None
+    need = built.min_updates
+    if max_trainers is not None and need > max_trainers:
+        raise MarketplaceError(
+            f"{rule} with {json.dumps(dict(rule_params), sort_keys=True)} needs at least {need} usable updates "
+            f"per round, but --max-trainers is {max_trainers}"
+        )
+    return {"rule": built.name, "min_updates": need}
+
+
 def publish_project(
     store: ContentStore,
     *,
     model: str,
-    validation: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor] | Examples,
     rule: str,
+    task: str = "classification",
+    schema: DataSchema | None = None,
+    lora: LoraSpec | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    plugin_wheel: Path | None = None,
+    recipe: Recipe | None = None,
     rule_params: Mapping[str, Any] | None = None,
     outliers: Mapping[str, Any] | None = None,
     contribution: Mapping[str, Any] | None = None,
     hyperparams: Mapping[str, Any] | None = None,
     seed: int = 0,
+    max_trainers: int | None = None,
     initial: Mapping[str, torch.Tensor] | None = None,
 ) -> PublishedProject:
-    """Store the initial model (seeded init unless given), the validation set and the manifest."""
-    spec = ModelSpec(model_spec(model))
-    state = dict(initial) if initial is not None else initial_state(model, seed=seed)
-    initial_bytes = encode_state(state, {"kind": "initial_model", "model": model})
+    """Check everything (see the module docstring), then store the project's content; raises before storing."""
+    examples = _tensor_examples(validation)
+    schema = schema or _schema_for(examples, task)
+    if schema.task != task:
+        raise MarketplaceError(f"the data schema is for task {schema.task}, the project's is {task}")
+    schema.check_examples(examples, "the validation set")
+    recipe = recipe or Recipe(seed=seed)
+    rule_params = dict(rule_params or {})
+    checks = _check_rule(rule, rule_params, max_trainers)
+    _config(OutlierConfig, outliers or {}, "outliers")
+    _config(ContributionConfig, {"seed": seed, **(contribution or {})}, "contribution")
+    _hyperparams(recipe, hyperparams or {})
+    if plugin_wheel is not None and not parse_model(model)[0] == "plugin":
+        raise MarketplaceError("--plugin-wheel goes with a plugin: model")
+
+    source, pins = _source(model, lora, model_options or {})
+    built = build(source, model_context(schema, dict(source.options)), seed)
+    evaluator = Evaluator(built, task, schema.prepare(examples))
+    state = dict(initial) if initial is not None else built.initial_state()
+    try:
+        metrics = evaluator.evaluate(flatten_state(state, built.spec))
+    except AggregatorError as exc:
+        raise MarketplaceError(f"the initial model does not fit {built.uri}: {exc}") from None
+    if not all(math.isfinite(v) for v in metrics.values()):
+        raise MarketplaceError(f"evaluating the initial model gives non-finite metrics {metrics}")
+    checks.update(
+        {"model": built.describe(), "initial_metrics": metrics, "validation_examples": len(examples)}
+    )
+
+    spec = ModelSpec(built.spec)
+    initial_bytes = encode_state(state, {"kind": "initial_model", "model": built.uri})
     spec.check(decode_state(initial_bytes)[0])
-    initial_ref = put_ref(store, initial_bytes)
+    content = None
+    if source.kind == "hf":
+        assert source.path is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            packed = pack_model_folder(source.path, Path(tmp) / "model.tar")
+            content = ContentRef(cid=store.put(packed.path), sha256=packed.sha256)
+        checks["hf_files"], checks["hf_skipped"] = list(packed.files), list(packed.skipped)
+    wheel = None
+    if plugin_wheel is not None:
+        wheel = wheel_ref(store, Path(plugin_wheel), pins["distribution"], pins["version"])
+    entry = ModelEntry(
+        source=source.kind,  # type: ignore[arg-type]
+        name=source.name,
+        options=dict(source.options),
+        content=content,
+        lora=lora.to_dict() if lora is not None else None,
+        wheel=wheel,
+        frozen_sha256=built.frozen_sha256(),
+        **pins,
+    )
     manifest = ProjectManifest(
-        model=model,
+        model=entry,
+        task=task,
+        data=schema.to_dict(),
+        recipe=recipe.to_dict(),
         spec=json.loads(spec.to_json()),
-        validation=put_ref(store, encode_dataset(*validation)),
+        validation=put_ref(store, encode_examples(examples)),
         rule=rule,
-        rule_params=dict(rule_params or {}),
+        rule_params=rule_params,
         outliers=dict(outliers or {}),
         contribution=dict(contribution or {}),
         hyperparams=dict(hyperparams or {}),
         seed=seed,
     )
-    return PublishedProject(initial_ref, put_ref(store, manifest.to_bytes()), manifest)
+    initial_ref = put_ref(store, initial_bytes)
+    return PublishedProject(initial_ref, put_ref(store, manifest.to_bytes()), manifest, checks)
 
 
 def load_manifest(store: ContentStore, ref: ContentRef) -> ProjectManifest:
-    """The verified manifest; its spec must be the model's own."""
+    """The verified manifest, its data schema and recipe well-formed."""
     manifest = ProjectManifest.from_bytes(fetch_verified(store, ref.cid, ref.sha256))
-    if ModelSpec.from_json(json.dumps(manifest.spec)) != ModelSpec(model_spec(manifest.model)):
-        raise MarketplaceError(f"manifest {ref.cid}: its spec does not match model {manifest.model!r}")
+    DataSchema.from_dict(manifest.data)
+    Recipe.from_dict(manifest.recipe)
     return manifest
 
 
-def load_validation(store: ContentStore, manifest: ProjectManifest) -> tuple[torch.Tensor, torch.Tensor]:
-    return decode_dataset(fetch_verified(store, manifest.validation.cid, manifest.validation.sha256))
+def load_validation(store: ContentStore, manifest: ProjectManifest, round_: int | None = None) -> Examples:
+    """The validation examples round `round_` is scored on, checked against the schema and prepared.
+
+    Today one set serves every round; sealed per-round shards (revealed when a round's submissions close) plug in
+    here, so the runner and the verifier keep calling this one function with the round."""
+    schema = DataSchema.from_dict(manifest.data)
+    raw = decode_examples(fetch_verified(store, manifest.validation.cid, manifest.validation.sha256))
+    return schema.prepare(schema.check_examples(raw, f"validation set {manifest.validation.cid}"))
 
 
 def load_model(store: ContentStore, ref: ContentRef, manifest: ProjectManifest) -> dict[str, torch.Tensor]:
     """A verified global model, checked against the manifest's spec."""
-    tensors, _ = decode_state(
-        fetch_verified(store, ref.cid, ref.sha256), ModelSpec(model_spec(manifest.model))
-    )
+    tensors, _ = decode_state(fetch_verified(store, ref.cid, ref.sha256), manifest.tensor_spec())
     return tensors

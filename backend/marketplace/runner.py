@@ -29,9 +29,10 @@ from eth_account.signers.local import LocalAccount
 from aggregator.contribution import ContributionConfig
 from aggregator.engine import LOCAL, Engine
 from aggregator.errors import InsufficientUpdates, InvalidUpdate
-from aggregator.evaluation import Evaluator, builtin_evaluator
+from aggregator.evaluation import Evaluator
 from aggregator.history import history_from_report
 from aggregator.hyperparams import HyperParams
+from aggregator.models import BuiltModel
 from aggregator.outliers import OutlierConfig
 from aggregator.pipeline import RoundInputs, RoundOutcome, run_round
 from aggregator.rows import SafetensorsRow, read_layout
@@ -44,7 +45,8 @@ from backend.chain.training_market import (
 )
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.marketplace.manifest import ContentRef, ProjectManifest
-from backend.marketplace.publish import load_manifest, load_model, load_validation
+from backend.marketplace.models import build_project_model
+from backend.marketplace.publish import initial_hyperparams, load_manifest, load_model, load_validation
 from backend.marketplace.rounds import round_start
 from backend.storage import (
     CodecError,
@@ -57,7 +59,7 @@ from backend.storage import (
     fetch_verified_file,
 )
 from backend.storage.cids import parse_cid
-from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND, ModelSpec
+from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND
 
 __all__ = ["FinalizedRound", "ProjectContext", "RoundRunner", "round_result"]
 
@@ -74,8 +76,7 @@ class ProjectContext:
     project_id: int
     info: ProjectInfo
     manifest: ProjectManifest
-    validation: tuple[torch.Tensor, torch.Tensor]
-    evaluator: Evaluator
+    model: BuiltModel  # built from the pinned source, every pin checked
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,13 @@ def _config(cls, values: dict[str, Any], what: str):
         return cls(**values)
     except TypeError as exc:
         raise MarketplaceError(f"manifest {what}: {exc}") from None
+
+
+def default_cache_dir() -> Path:
+    """Where unpacked model content (hf folders) is kept: `$TRUSTMARKET_HOME/models`."""
+    from backend.settings import Settings
+
+    return Settings().home / "models"
 
 
 def _versions() -> dict[str, str]:
@@ -127,7 +135,8 @@ class RoundRunner:
 
     `engine` runs the round's passes (this process by default; `aggregator.ray_engine.RayEngine` for a
     cluster): it never changes a result. `spool` is the folder under which each round fetches its update files
-    (the system's temporary folder by default); on a Ray cluster every node must see it.
+    (the system's temporary folder by default); on a Ray cluster every node must see it. `cache_dir` keeps
+    unpacked model content (hf folders; `$TRUSTMARKET_HOME/models` by default).
     """
 
     def __init__(
@@ -138,12 +147,14 @@ class RoundRunner:
         *,
         engine: Engine | None = None,
         spool: Path | None = None,
+        cache_dir: Path | None = None,
     ):
         self.market = market
         self.store = store
         self.account = account
         self.engine = engine or LOCAL
         self.spool = spool
+        self.cache_dir = cache_dir or default_cache_dir()
         self._contexts: dict[int, ProjectContext] = {}
 
     # -- inputs -----------------------------------------------------------------------------------------------
@@ -155,10 +166,8 @@ class RoundRunner:
             if manifest.hyperparams.get("optimizer", "sgd") != "sgd":
                 # FedAdam's moment tensors would have to travel between rounds beside the report.
                 raise MarketplaceError("the round runner supports the 'sgd' server optimizer only")
-            validation = load_validation(self.store, manifest)
-            self._contexts[project_id] = ProjectContext(
-                project_id, info, manifest, validation, builtin_evaluator(manifest.model, *validation)
-            )
+            model = build_project_model(self.store, manifest, self.cache_dir)
+            self._contexts[project_id] = ProjectContext(project_id, info, manifest, model)
         return self._contexts[project_id]
 
     def _open_update(
@@ -173,7 +182,7 @@ class RoundRunner:
             # and must not stop the round for everyone else.
             raise ContentNotFound(cid, f"unusable CID: {exc}") from None
         fetch_verified_file(self.store, cid, sha256, path)
-        spec = ModelSpec(ctx.evaluator.spec)
+        spec = ctx.manifest.tensor_spec()
         try:
             layout, meta = read_layout(path)
         except InvalidUpdate as exc:
@@ -222,7 +231,7 @@ class RoundRunner:
             except _TRAINER_FAULTS as exc:
                 invalid[sub.trainer] = f"{type(exc).__name__}: {exc}"
         manifest = ctx.manifest
-        hyper = _config(HyperParams, manifest.hyperparams, "hyperparams")
+        hyper = initial_hyperparams(manifest)
         contribution = _config(
             ContributionConfig, {"seed": manifest.seed, **manifest.contribution}, "contribution"
         )
@@ -230,8 +239,9 @@ class RoundRunner:
         if previous_report is not None:
             hyper = HyperParams.from_report(previous_report["hyperparams"]["next"])
             history = history_from_report(previous_report)
+        evaluator = Evaluator(ctx.model, manifest.task, load_validation(self.store, manifest, round_))
         return RoundInputs(
-            evaluator=ctx.evaluator,
+            evaluator=evaluator,
             global_state=global_state,
             updates=updates,
             invalid=invalid,

@@ -1,35 +1,51 @@
 """A trainer's side of a round: fetch the global model (verified), train on private data, submit the update.
 
-The trainer's data never leaves `train_update`: only the model delta is encoded, stored and referenced on chain.
+The trainer's data never leaves `train_update`: only the update (the travelling tensors' delta) is encoded,
+stored and referenced on chain. The data is checked against the project's schema before any training, and an
+update against the model's spec before anything is stored or sent.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import torch
 from eth_account.signers.local import LocalAccount
 
-from aggregator.hyperparams import HyperParams
-from aggregator.models import state_delta
-from aggregator.training import train_local
+from aggregator.dataset_io import Table, load_table
+from aggregator.examples import Examples
+from aggregator.models import BuiltModel, state_delta
+from aggregator.schema import DataSchema
+from aggregator.training import Recipe, StepCallback, train
 from backend.chain.training_market import ProjectStatus, TrainingMarket
 from backend.marketplace.errors import MarketplaceError
 from backend.marketplace.manifest import ContentRef, ProjectManifest
-from backend.marketplace.publish import load_manifest, load_model, put_ref
+from backend.marketplace.models import build_project_model
+from backend.marketplace.publish import initial_hyperparams, load_manifest, load_model, put_ref
 from backend.marketplace.rounds import round_start
-from backend.storage import ContentStore
+from backend.storage import CodecError, ContentStore
 from backend.storage.codec import (
+    META_BASE_MODEL,
     META_PROJECT,
     META_ROUND,
-    ModelSpec,
     decode_state,
     encode_state,
     state_metadata,
 )
 
-__all__ = ["GlobalModel", "Submitted", "current_model", "encode_update", "submit_update", "train_update"]
+__all__ = [
+    "GlobalModel",
+    "Submitted",
+    "check_update",
+    "current_model",
+    "encode_update",
+    "load_training_data",
+    "submit_update",
+    "train_update",
+    "trainer_model",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,14 @@ class GlobalModel:
     manifest: ProjectManifest
     state: dict[str, torch.Tensor]
     client_lr: float  # the learning rate the aggregator's schedule set for this round
+
+    @property
+    def schema(self) -> DataSchema:
+        return DataSchema.from_dict(self.manifest.data)
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.manifest.recipe)
 
 
 @dataclass(frozen=True)
@@ -60,7 +84,7 @@ def current_model(market: TrainingMarket, store: ContentStore, project_id: int) 
     manifest = load_manifest(store, ContentRef(cid=info.config_cid, sha256=info.config_sha256))
     start = round_start(market, store, info, info.current_round)
     if start.previous_report is None:
-        client_lr = HyperParams(**manifest.hyperparams).client_lr
+        client_lr = initial_hyperparams(manifest).client_lr
     else:
         client_lr = float(start.previous_report["hyperparams"]["next"]["client_lr"])
     ref = start.model
@@ -69,29 +93,57 @@ def current_model(market: TrainingMarket, store: ContentStore, project_id: int) 
     )
 
 
+def load_training_data(
+    model: GlobalModel, path: Path, *, label_column: str | None = None, text_column: str | None = None
+) -> Examples:
+    """A trainer's data file, checked against the project's schema (one-line `DatasetError` on any mismatch) and
+    prepared as the project prescribes; the columns default to the project's."""
+    schema = model.schema
+    table: Table = load_table(
+        path,
+        label_column=label_column or schema.label_field,
+        text_column=text_column or schema.text_field,
+    )
+    return schema.prepare(schema.examples(table))
+
+
 def train_update(
     model: GlobalModel,
-    X: torch.Tensor,
-    y: torch.Tensor,
+    examples: Examples | tuple[torch.Tensor, torch.Tensor],
     *,
-    epochs: int = 10,
+    built: BuiltModel | None = None,
+    store: ContentStore | None = None,
+    overrides: dict[str, Any] | None = None,
     lr: float | None = None,
-    batch_size: int = 16,
-    seed: int = 0,
+    on_step: StepCallback | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Train locally from the global model (at the round's client learning rate unless `lr` is given); the
-    delta (local - global) is the update."""
-    local = train_local(
-        model.manifest.model,
+    """Train locally from the global model by the project's recipe (with any `overrides`; at the round's client
+    learning rate unless `lr` is given); the delta (local - global) of the travelling tensors is the update.
+    `examples` are prepared already (`load_training_data`), or `(X, y)` tensors of a feature project. The model is
+    `built` (`trainer_model`) or built here (an hf model's content then comes from `store`)."""
+    if not isinstance(examples, Examples):
+        X, y = examples
+        examples = Examples(torch.as_tensor(y), features=torch.as_tensor(X, dtype=torch.float32))
+    if built is None:
+        from backend.marketplace.runner import default_cache_dir
+
+        built = trainer_model(store, model, default_cache_dir())
+    recipe = replace(model.recipe, **(overrides or {}))
+    local = train(
+        built,
+        model.manifest.task,
         model.state,
-        X,
-        y,
-        epochs=epochs,
+        examples,
+        recipe,
         lr=model.client_lr if lr is None else lr,
-        batch_size=batch_size,
-        seed=seed,
+        on_step=on_step,
     )
     return state_delta(local, model.state)
+
+
+def trainer_model(store: ContentStore | None, model: GlobalModel, cache_dir: Path) -> BuiltModel:
+    """The project's model on this machine, every pin checked (content hash, plugin version, frozen tensors)."""
+    return build_project_model(store, model.manifest, cache_dir)
 
 
 def encode_update(model: GlobalModel, delta: dict[str, torch.Tensor]) -> bytes:
@@ -99,20 +151,33 @@ def encode_update(model: GlobalModel, delta: dict[str, torch.Tensor]) -> bytes:
     return encode_state(delta, state_metadata(model.project_id, model.round, model.ref.cid, kind="delta"))
 
 
+def check_update(model: GlobalModel, update: bytes) -> None:
+    """Refuse an update that the aggregator would flag for its form: not safetensors, other tensors, shapes or
+    dtypes than the model's, NaN/Inf, or made for another project, round or base model."""
+    try:
+        _, meta = decode_state(update, model.manifest.tensor_spec())
+    except CodecError as exc:
+        raise MarketplaceError(f"the update does not fit the project's model: {exc}") from None
+    expected = {
+        META_PROJECT: str(model.project_id),
+        META_ROUND: str(model.round),
+        META_BASE_MODEL: model.ref.cid,
+    }
+    for key, want in expected.items():
+        if meta.get(key) != want:
+            raise MarketplaceError(
+                f"the update was made for project {meta.get(META_PROJECT)} round {meta.get(META_ROUND)} from "
+                f"{meta.get(META_BASE_MODEL)}, not project {model.project_id} round {model.round} from {model.ref.cid}"
+            )
+
+
 def submit_update(
     market: TrainingMarket, store: ContentStore, account: LocalAccount, model: GlobalModel, update: bytes
 ) -> Submitted:
-    """Store the update, then `submitUpdate` on chain (the contract rejects a closed round or a second try).
-
-    The update must hold exactly the project's tensors (names, shapes, dtypes, finite values) before anything is
-    stored or sent: a trainer has one submission per round, and an update the aggregator must reject would waste
-    it."""
-    _, meta = decode_state(update, ModelSpec.from_json(json.dumps(model.manifest.spec)))
-    if meta.get(META_ROUND) != str(model.round) or meta.get(META_PROJECT) != str(model.project_id):
-        raise MarketplaceError(
-            f"the update was made for project {meta.get(META_PROJECT)} round {meta.get(META_ROUND)}, "
-            f"not project {model.project_id} round {model.round}"
-        )
+    """Check the update, store it, then `submitUpdate` on chain (the contract rejects a closed round or a second
+    try). The check comes first: a trainer has one submission per round, and an update the aggregator must
+    reject would waste it."""
+    check_update(model, update)
     ref = put_ref(store, update)
     receipt = market.submit_update(account, model.project_id, model.round, ref.cid, ref.sha256)
     return Submitted(model.project_id, model.round, ref, receipt["transactionHash"].to_0x_hex())

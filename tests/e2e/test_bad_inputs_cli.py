@@ -56,8 +56,8 @@ def test_a_validation_set_the_model_cannot_read_is_refused_before_anything_is_es
 ):
     market = TrainingMarket(chain_client)
     before = market.project_count()
-    one_line(*create(deployed_cli_env, dev_accounts, data / "narrow.npz")[::2], "cannot run on this data")
-    one_line(*create(deployed_cli_env, dev_accounts, data / "label12.npz")[::2], "the labels need 13 classes")
+    one_line(*create(deployed_cli_env, dev_accounts, data / "narrow.npz")[::2], "classifies 64 features")
+    one_line(*create(deployed_cli_env, dev_accounts, data / "label12.npz")[::2], "13 output(s)")
     assert market.project_count() == before
 
 
@@ -72,8 +72,8 @@ def test_training_data_and_updates_that_do_not_fit(
         cli(env, "trainer", "register", "-p", project, "--stake", "0.1", "--signer", f"dev:{TRAINER}")[0] == 0
     )
     for shard, needle in (
-        ("narrow.npz", "cannot run on this data"),
-        ("label12.npz", "the labels need 13 classes"),
+        ("narrow.npz", "each example has 32 features [32], the project's have [64]"),
+        ("label12.npz", "label(s) 12 are not among the project's"),
     ):
         code, _, err = cli(
             env, "trainer", "train", "-p", project, "--data", data / shard, "--out", tmp_path / "u"

@@ -66,6 +66,8 @@ async def run_prediction(
     if len(body.inputs) > max_rows:
         raise PayloadTooLarge(f"tier {tier!r} predicts at most {max_rows} rows per call")
     loaded = await run_in_threadpool(_current_model, services, project_id)
+    if loaded.unsupported is not None:
+        raise Unprocessable(loaded.unsupported, kind="model-kind")
     width = loaded.input_width
     bad = next((i for i, row in enumerate(body.inputs) if width is not None and len(row) != width), None)
     if bad is not None:

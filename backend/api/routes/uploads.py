@@ -13,13 +13,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from aggregator.models import model_spec
 from backend.api.core.access import Caller
 from backend.api.core.errors import BadRequest, PayloadTooLarge, problem_responses
 from backend.api.deps import GatedRoute, ServicesDep, StoreDep, require_scope
 from backend.api.routes.projects import market_project
 from backend.storage import sha256_hex
-from backend.storage.codec import ModelSpec, decode_state
+from backend.storage.codec import decode_state
 
 __all__ = ["router"]
 
@@ -78,7 +77,7 @@ async def upload_update(
         spec = None
         if project_id is not None:
             info = market_project(services.market.get(), project_id)
-            spec = ModelSpec(model_spec(services.models.get().manifest(store, info).model))
+            spec = services.models.get().manifest(store, info).tensor_spec()
         # CodecError (422) for anything but finite safetensors (with the project's tensors, if one is named).
         tensors, _ = decode_state(data, spec)
         return Uploaded(cid=store.put(data), sha256=sha256_hex(data), size=len(data), tensors=len(tensors))

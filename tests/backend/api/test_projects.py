@@ -63,7 +63,7 @@ def _finalize_round_zero(market, store, project_id, trainers, aggregator):
     for i, trainer in enumerate(trainers):
         # Each trainer trains on its own third of the data: honest updates that pass outlier detection.
         X, y = train.X[i :: len(trainers)], train.y[i :: len(trainers)]
-        delta = train_update(model, X, y, epochs=2, seed=i)
+        delta = train_update(model, (X, y), overrides={"epochs": 2, "seed": i})
         submit_update(market, store, trainer, model, encode_update(model, delta))
     return RoundRunner(market, store, aggregator).finalize(project_id, 0)
 

@@ -144,7 +144,8 @@ class Marketplace:
         key = (model.ref.sha256, model.client_lr, index)
         if key not in _TRAINED:
             shard = shards()[index % len(shards())]
-            _TRAINED[key] = train_update(model, shard.X, shard.y, epochs=1, batch_size=32, seed=index)
+            overrides = {"epochs": 1, "batch_size": 32, "seed": index}
+            _TRAINED[key] = train_update(model, (shard.X, shard.y), overrides=overrides)
         return {name: t.clone() for name, t in _TRAINED[key].items()}
 
     def honest_update(self, project: Project, index: int, model: GlobalModel | None = None) -> bytes:

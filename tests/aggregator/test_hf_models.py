@@ -1,0 +1,159 @@
+"""hf: models on a tiny BERT written to a folder here (the real all-MiniLM-L6-v2 runs in tests/e2e): offline
+loading, the seeded head and adapters, LoRA and FFA-LoRA (what travels, what stays, why averaging B is exact)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aggregator.evaluation import Evaluator
+from aggregator.examples import Examples
+from aggregator.models import (
+    ModelContext,
+    ModelError,
+    ModelSource,
+    build,
+    flatten_state,
+    parse_lora,
+    state_delta,
+)
+from aggregator.training import Recipe, train
+
+pytestmark = pytest.mark.slow  # transformers, or a chain and a dozen CLI runs
+
+WORDS = [
+    "normans",
+    "rollo",
+    "france",
+    "turing",
+    "machine",
+    "complexity",
+    "los",
+    "angeles",
+    "california",
+    "who",
+    "what",
+]
+TEXTS = [
+    "who was rollo",
+    "normans in france",
+    "turing machine complexity",
+    "what is complexity",
+    "los angeles california",
+    "what is california",
+] * 4
+LABELS = torch.tensor([0, 0, 1, 1, 2, 2] * 4)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=5 + len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def text_model(folder, lora="rank=2,ffa", seed=0, **options):
+    source = ModelSource("hf", "tiny-bert", folder, lora=parse_lora(lora) if lora else None, options=options)
+    return build(source, ModelContext("text-classification", 3), seed)
+
+
+def examples():
+    return Examples(LABELS, texts=tuple(TEXTS))
+
+
+def test_the_same_source_and_seed_build_the_same_model(tiny_bert):
+    a, b, c = text_model(tiny_bert), text_model(tiny_bert), text_model(tiny_bert, seed=1)
+    assert a.uri == "hf:tiny-bert" and a.input_kind == "text"
+    assert torch.equal(flatten_state(a.initial_state()), flatten_state(b.initial_state()))
+    assert a.frozen_sha256() == b.frozen_sha256()
+    assert a.frozen_sha256() != c.frozen_sha256()  # FFA's frozen A matrices come from the seed too
+    assert not torch.equal(a.initial_state()["head.weight"], c.initial_state()["head.weight"])
+
+
+def test_ffa_lora_trains_only_b_and_the_head(tiny_bert):
+    model = text_model(tiny_bert)
+    names = list(model.spec)
+    assert names and all(".lora_B." in n or n.startswith("head.") for n in names)
+    frozen = {k: v.clone() for k, v in model.frozen_state().items()}
+    assert any(".lora_A." in k for k in frozen)
+    start = model.initial_state()
+    local = train(model, "text-classification", start, examples(), Recipe("adamw", 0.01, 1, 6, 4))
+    delta = state_delta(local, start)
+    assert all(float(delta[n].abs().sum()) > 0 for n in names if ".lora_B." in n)
+    assert all(torch.equal(v, frozen[k]) for k, v in model.frozen_state().items())  # A and the base stayed
+    ev = Evaluator(model, "text-classification", examples())
+    assert ev.evaluate_state(local)["loss"] < ev.evaluate_state(start)["loss"]
+
+
+def _effective_deltas(model, state):
+    """Each adapted layer's weight change `scale * B @ A` for the travelling `state` (B) and the model's A."""
+    model.load_state(state)
+    out = {}
+    for name, module in model.module.named_modules():
+        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+            scale = module.scaling["default"]
+            out[name] = scale * module.lora_B["default"].weight @ module.lora_A["default"].weight
+    return out
+
+
+@pytest.mark.parametrize(("lora", "exact"), [("rank=2,ffa", True), ("rank=2", False)])
+def test_averaging_adapters_is_exact_with_ffa_and_not_without(tiny_bert, lora, exact):
+    model = text_model(tiny_bert, lora=lora)
+    start = model.initial_state()
+    data = examples()
+    halves = [data.subset(range(0, 12)), data.subset(range(12, 24))]
+    locals_ = [
+        train(model, "text-classification", start, half, Recipe("sgd", 0.5, 1, 4, 4, seed=i))
+        for i, half in enumerate(halves)
+    ]
+    per_trainer = [_effective_deltas(model, s) for s in locals_]
+    averaged = {k: (locals_[0][k] + locals_[1][k]) / 2 for k in start}
+    of_average = _effective_deltas(model, averaged)
+    diff = max(
+        float((of_average[k] - (per_trainer[0][k] + per_trainer[1][k]) / 2).abs().max()) for k in of_average
+    )
+    scale = max(float(v.abs().max()) for v in of_average.values())
+    assert scale > 0
+    assert (diff <= 1e-6 * scale + 1e-9) is exact
+
+
+def test_without_lora_the_whole_encoder_travels(tiny_bert):
+    full = text_model(tiny_bert, lora=None)
+    adapted = text_model(tiny_bert)
+    assert full.dim > 20 * adapted.dim
+    assert any(n.startswith("encoder.embeddings") for n in full.spec)
+
+
+def test_hf_folders_that_cannot_be_used_are_refused(tiny_bert, tmp_path):
+    (tmp_path / "config.json").write_text((tiny_bert / "config.json").read_text())
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickles are never loaded")
+    with pytest.raises(ModelError, match=r"no \.safetensors weights"):
+        text_model(tmp_path)
+    with pytest.raises(ModelError, match="not a folder"):
+        text_model(tmp_path / "nowhere")
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "model.safetensors").write_bytes((tiny_bert / "model.safetensors").read_bytes())
+    with pytest.raises(ModelError, match=r"no config\.json"):
+        text_model(tmp_path)
+    with pytest.raises(ModelError, match="LoRA"):
+        text_model(tiny_bert, lora="rank=2,targets=no_such_module")
+    with pytest.raises(ModelError, match="max_length"):
+        text_model(tiny_bert, max_length=1)
+    with pytest.raises(ModelError, match="models read text"):
+        build(ModelSource("hf", "t", tiny_bert), ModelContext("classification", 3, (4,)))
+
+
+def test_text_models_and_tensor_data_do_not_mix(tiny_bert):
+    model = text_model(tiny_bert)
+    with pytest.raises(ModelError, match="reads text, but the data holds tensor"):
+        Evaluator(model, "text-classification", Examples(LABELS, features=torch.zeros(24, 4)))
