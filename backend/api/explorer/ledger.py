@@ -112,12 +112,17 @@ class ProjectView:
 
     @property
     def model(self) -> str | None:
+        """The model's name, with its source when it is not built in ("hf:my-bert"); schema 1 manifests held a
+        bare name, schema 2 an object (source, name, pins)."""
         model = self.manifest_body.get("model")
+        if isinstance(model, dict) and isinstance(model.get("name"), str):
+            source = model.get("source")
+            return model["name"] if source in (None, "builtin") else f"{source}:{model['name']}"
         return model if isinstance(model, str) else None
 
     @property
     def task(self) -> str | None:
-        """The manifest's task (a name or `{"name": ...}`); today's manifests have none: their models are
+        """The manifest's task (a name or `{"name": ...}`); schema 1 manifests have none: their models are
         classifiers scored by accuracy and cross-entropy."""
         task = self.manifest_body.get("task")
         if isinstance(task, dict):
