@@ -63,7 +63,7 @@ def simulate(
     alpha: Annotated[
         float, typer.Option("--alpha", min=0.0, help="Dirichlet label skew (small: skewed).")
     ] = 1.0,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Local epochs per round.")] = 2,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Local epochs per round.")] = 5,
     pool: Annotated[
         str, typer.Option("--pool", help="Reward pool to split (ether, or wei with --wei).")
     ] = "10",
