@@ -239,10 +239,10 @@ def _without_batch(indices: list[int], utility: SubsetUtility, total: torch.Tens
 
 
 def _batches(items: list[Any], workers: int) -> list[list[Any]]:
-    """Contiguous batches, a few per worker (one item each in this process: no batching to wait for)."""
+    """Contiguous batches, two per worker (one item each in this process: no batching to wait for)."""
     if workers <= 1:
         return [[item] for item in items]
-    size = max(1, -(-len(items) // (4 * workers)))
+    size = max(1, -(-len(items) // (2 * workers)))
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -304,7 +304,7 @@ def gtg_shapley(
     k = 0
     # One permutation at a time in this process; on a cluster, a few per worker at once (the extra ones past
     # convergence are wasted work, never a different result).
-    batch = 1 if engine.workers <= 1 else 4 * engine.workers
+    batch = 1 if engine.workers <= 1 else 8 * engine.workers
     while k < max_permutations and not converged:
         orders = []
         for lead in range(k, min(k + batch, max_permutations)):

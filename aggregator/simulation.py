@@ -161,8 +161,8 @@ def role_updates(
             sybil_base = trainer if role == "sybil" else sybil_base
     names = list(jobs)
     trained: dict[str, dict[str, torch.Tensor]] = {}
-    # A few slices, so progress shows while a large federation trains.
-    step = max(1, -(-len(names) // 20))
+    # Slices big enough to keep every worker busy, few enough that progress shows while a large federation trains.
+    step = max(4 * engine.workers, -(-len(names) // 20))
     for i in range(0, len(names), step):
         part = names[i : i + step]
         trained.update(
