@@ -87,6 +87,12 @@ def _write_updates(folder: Path, n: int, d: int) -> dict:
 
 
 def _peak_rss() -> int:
+    """This process's peak RSS (VmHWM). Not `ru_maxrss`: Linux carries that across exec, so a worker started by
+    a parent that held the generated updates would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -226,8 +232,13 @@ def main() -> None:
         "--dir", type=Path, default=None, help="Where to write the updates (default: a temp dir)."
     )
     parser.add_argument("--keep", action="store_true", help="Leave the update files in --dir.")
+    parser.add_argument(
+        "--reuse", action="store_true", help="Use update files already in --dir (from --keep)."
+    )
     parser.add_argument("--sweep", action="store_true", help="Also n in {10, 20} at d, and d/4, d/2 at n.")
-    parser.add_argument("--quick", action="store_true", help="Skip the mmap scan and the I/O floor.")
+    parser.add_argument(
+        "--quick", action="store_true", help="Skip the small digest round, the scans and the floor."
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
