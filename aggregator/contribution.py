@@ -154,6 +154,14 @@ class SubsetUtility:
     def _mix(self, start: int, stop: int, total: torch.Tensor, k: int) -> torch.Tensor:
         return (self.global_flat[start:stop].to(torch.float64) + total / k).to(torch.float32)
 
+    def _model_from_sum(self, total: torch.Tensor, k: int) -> torch.Tensor:
+        """`global + total / k` a chunk at a time: whole-model float64 temporaries would be three more copies."""
+        model = torch.empty_like(self.global_flat)
+        for start in range(0, self.matrix.d, self.chunk):
+            stop = min(start + self.chunk, self.matrix.d)
+            model[start:stop] = self._mix(start, stop, total[start:stop], k)
+        return model
+
     def row_sum(self) -> torch.Tensor:
         """The float64 sum of every row, in index order (`[d]`)."""
         total = torch.empty(self.matrix.d, dtype=torch.float64)
@@ -164,7 +172,7 @@ class SubsetUtility:
     def full_value(self, total: torch.Tensor) -> float:
         """`U(N)` from the row sum: the same bits as `utility(range(n))`."""
         key = ("set", *range(self.n))
-        return self._cached(key, lambda: self._mix(0, self.matrix.d, total, self.n))
+        return self._cached(key, partial(self._model_from_sum, total, self.n))
 
     def without(self, i: int, total: torch.Tensor) -> float:
         """`U(N \\ {i})` as the full sum minus row `i`."""
@@ -202,7 +210,7 @@ class SubsetUtility:
                 # Addition is commutative, so only the first two rows' order is free.
                 key = ("set", *sorted(order[:j])) if j <= 2 else ("prefix", *sorted(order[:2]), *order[2:j])
                 keys.add(key)
-                current = self._cached(key, partial(self._mix, 0, self.matrix.d, acc, j))
+                current = self._cached(key, partial(self._model_from_sum, acc, j))
             values.append(current)
             previous = current
         return values, keys
