@@ -248,24 +248,20 @@ def main() -> None:
     if args.f is None:
         args.f = max(0, min(4, (args.n - 5) // 2))
     owned = args.dir is None
-    args.dir = Path(
-        args.dir
-        or tempfile.mkdtemp(
-            prefix="round-memory-", dir=ROOT / ".cache" if (ROOT / ".cache").is_dir() else None
-        )
-    )
+    args.dir = Path(args.dir or tempfile.mkdtemp(prefix="round-memory-"))
     args.dir.mkdir(parents=True, exist_ok=True)
     results = {}
     try:
-        # The digest check on a small round first: 8 updates of a 1M-parameter model.
-        small = args.dir / "small"
-        small.mkdir(exist_ok=True)
-        _write_updates(small, 8, 1_000_000)
-        small_args = argparse.Namespace(**{**vars(args), "dir": small})
-        results["digest"] = _run("digest", small_args, n=8, d=1_000_000, f=1, method="gtg_shapley")
-        results["in_memory_small"] = _run("in_memory", small_args, n=8, d=1_000_000, f=1)
-        results["files_small"] = _run("round", small_args, n=8, d=1_000_000, f=1)
-        shutil.rmtree(small)
+        if not args.quick:
+            # The digest check on a small round first: 8 updates of a 1M-parameter model.
+            small = args.dir / "small"
+            small.mkdir(exist_ok=True)
+            _write_updates(small, 8, 1_000_000)
+            small_args = argparse.Namespace(**{**vars(args), "dir": small})
+            results["digest"] = _run("digest", small_args, n=8, d=1_000_000, f=1, method="gtg_shapley")
+            results["in_memory_small"] = _run("in_memory", small_args, n=8, d=1_000_000, f=1)
+            results["files_small"] = _run("round", small_args, n=8, d=1_000_000, f=1)
+            shutil.rmtree(small)
         sizes = [(args.n, args.d)]
         if args.sweep:
             sizes = [
@@ -276,9 +272,14 @@ def main() -> None:
                 (args.n, args.d),
             ]
         for n, d in sizes:
-            for old in args.dir.glob("update-*.safetensors"):
-                old.unlink()
-            written = _write_updates(args.dir, n, d)
+            present = sorted(args.dir.glob("update-*.safetensors"))
+            if args.reuse and len(present) == n:
+                dim = _setup(d)[0].dim
+                written = {"dim": dim, "write_s": 0.0, "bytes": n * dim * 4}
+            else:
+                for old in present:
+                    old.unlink()
+                written = _write_updates(args.dir, n, d)
             key = f"n={n} d={written['dim']:,}"
             entry = {"bytes": written["bytes"], "write_s": written["write_s"]}
             entry["round"] = _run("round", args, n=n, d=d, f=max(0, min(args.f, (n - 5) // 2)))
@@ -294,12 +295,15 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        if owned and not args.keep:
-            shutil.rmtree(args.dir, ignore_errors=True)
-    d = results["digest"]
-    print(
-        f"digest in memory {d['in_memory'][:16]}, from files {d['from_files'][:16]}: equal={d['in_memory'] == d['from_files']}"
-    )
+        if not args.keep:  # gigabytes of updates do not stay behind, whoever made the folder
+            for old in args.dir.glob("update-*.safetensors"):
+                old.unlink()
+            if owned:
+                shutil.rmtree(args.dir, ignore_errors=True)
+    if "digest" in results:
+        d = results["digest"]
+        equal = d["in_memory"] == d["from_files"]
+        print(f"digest in memory {d['in_memory'][:16]}, from files {d['from_files'][:16]}: equal={equal}")
     print(json.dumps(results, indent=2))
 
 
