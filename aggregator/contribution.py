@@ -154,6 +154,14 @@ class SubsetUtility:
     def _mix(self, start: int, stop: int, total: torch.Tensor, k: int) -> torch.Tensor:
         return (self.global_flat[start:stop].to(torch.float64) + total / k).to(torch.float32)
 
+    def _model_from_sum(self, total: torch.Tensor, k: int) -> torch.Tensor:
+        """`global + total / k` a chunk at a time: whole-model float64 temporaries would be three more copies."""
+        model = torch.empty_like(self.global_flat)
+        for start in range(0, self.matrix.d, self.chunk):
+            stop = min(start + self.chunk, self.matrix.d)
+            model[start:stop] = self._mix(start, stop, total[start:stop], k)
+        return model
+
     def row_sum(self) -> torch.Tensor:
         """The float64 sum of every row, in index order (`[d]`)."""
         total = torch.empty(self.matrix.d, dtype=torch.float64)
@@ -164,7 +172,7 @@ class SubsetUtility:
     def full_value(self, total: torch.Tensor) -> float:
         """`U(N)` from the row sum: the same bits as `utility(range(n))`."""
         key = ("set", *range(self.n))
-        return self._cached(key, lambda: self._mix(0, self.matrix.d, total, self.n))
+        return self._cached(key, partial(self._model_from_sum, total, self.n))
 
     def without(self, i: int, total: torch.Tensor) -> float:
         """`U(N \\ {i})` as the full sum minus row `i`."""
@@ -202,7 +210,7 @@ class SubsetUtility:
                 # Addition is commutative, so only the first two rows' order is free.
                 key = ("set", *sorted(order[:j])) if j <= 2 else ("prefix", *sorted(order[:2]), *order[2:j])
                 keys.add(key)
-                current = self._cached(key, partial(self._mix, 0, self.matrix.d, acc, j))
+                current = self._cached(key, partial(self._model_from_sum, acc, j))
             values.append(current)
             previous = current
         return values, keys
@@ -239,10 +247,10 @@ def _without_batch(indices: list[int], utility: SubsetUtility, total: torch.Tens
 
 
 def _batches(items: list[Any], workers: int) -> list[list[Any]]:
-    """Contiguous batches, a few per worker (one item each in this process: no batching to wait for)."""
+    """Contiguous batches, two per worker (one item each in this process: no batching to wait for)."""
     if workers <= 1:
         return [[item] for item in items]
-    size = max(1, -(-len(items) // (4 * workers)))
+    size = max(1, -(-len(items) // (2 * workers)))
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -304,7 +312,7 @@ def gtg_shapley(
     k = 0
     # One permutation at a time in this process; on a cluster, a few per worker at once (the extra ones past
     # convergence are wasted work, never a different result).
-    batch = 1 if engine.workers <= 1 else 4 * engine.workers
+    batch = 1 if engine.workers <= 1 else 8 * engine.workers
     while k < max_permutations and not converged:
         orders = []
         for lead in range(k, min(k + batch, max_permutations)):

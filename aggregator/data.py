@@ -17,7 +17,14 @@ from sklearn.model_selection import train_test_split
 
 from aggregator.errors import AggregatorError
 
-__all__ = ["DigitsData", "Split", "dirichlet_partition", "load_digits_data", "non_iid_splits"]
+__all__ = [
+    "DigitsData",
+    "Split",
+    "dirichlet_partition",
+    "load_digits_data",
+    "non_iid_splits",
+    "sampled_shards",
+]
 
 NUM_CLASSES = 10
 
@@ -103,3 +110,29 @@ def non_iid_splits(
     """`split` divided into `k` label-skewed shards (see `dirichlet_partition`)."""
     parts = dirichlet_partition(split.y.numpy(), k, alpha, seed, min_size)
     return [Split(split.X[torch.from_numpy(p)], split.y[torch.from_numpy(p)]) for p in parts]
+
+
+def sampled_shards(split: Split, k: int, samples: int, alpha: float = 0.5, seed: int = 0) -> list[Split]:
+    """`k` shards of `samples` examples each, for federations larger than the data: every shard draws its own
+    label mix ~ Dirichlet(`alpha`) and then examples of each label without replacement within the shard
+    (with replacement once a label runs out), so shards overlap across trainers as in large-scale FL
+    simulations. Depends only on the arguments."""
+    if k < 1 or samples < 1 or alpha <= 0 or not np.isfinite(alpha):
+        raise AggregatorError(
+            f"need k >= 1, samples >= 1 and a positive finite alpha; got {k}, {samples}, {alpha}"
+        )
+    labels = split.y.numpy()
+    classes = np.unique(labels)
+    members = [np.flatnonzero(labels == c) for c in classes]
+    rng = np.random.default_rng(seed)
+    shards = []
+    for _ in range(k):
+        counts = rng.multinomial(samples, rng.dirichlet(np.full(len(classes), alpha)))
+        picked = [
+            rng.choice(group, size=count, replace=count > len(group))
+            for group, count in zip(members, counts, strict=True)
+            if count
+        ]
+        index = torch.from_numpy(np.sort(np.concatenate(picked)))
+        shards.append(Split(split.X[index], split.y[index]))
+    return shards

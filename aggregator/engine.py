@@ -134,7 +134,8 @@ class LocalEngine:
         return run_chunks(matrix, fn, chunk, args, rows)
 
     def map(self, fn: Callable[..., Any], items: Sequence[Any], args: Sequence[Any] = ()) -> list[Any]:
-        return [fn(item, *args) for item in items]
+        with deterministic():  # as in a Ray task: the same kernels, the same thread count, the same bits
+            return [fn(item, *args) for item in items]
 
     def close(self) -> None:
         pass

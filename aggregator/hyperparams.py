@@ -27,6 +27,7 @@ from aggregator.errors import AggregatorError
 __all__ = ["OPTIMIZERS", "HyperParams"]
 
 OPTIMIZERS = ("fedadam", "sgd")
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,13 @@ class HyperParams:
         if global_flat.shape != delta.shape or global_flat.dim() != 1:
             raise AggregatorError(f"model {list(global_flat.shape)} and delta {list(delta.shape)} differ")
         if self.optimizer == "sgd":
-            return (global_flat.double() + self.server_lr * delta.double()).to(torch.float32), self
+            # A chunk at a time (elementwise: the same bits): whole-model float64 temporaries would cost four
+            # model copies of memory in a round that may hold only a few.
+            new = torch.empty_like(global_flat, dtype=torch.float32)
+            for start in range(0, global_flat.numel(), _CHUNK):
+                part = slice(start, start + _CHUNK)
+                new[part] = global_flat[part].double() + self.server_lr * delta[part].double()
+            return new, self
         m = self.m.double() if self.m is not None else torch.zeros_like(delta, dtype=torch.float64)
         v = self.v.double() if self.v is not None else torch.zeros_like(delta, dtype=torch.float64)
         if m.shape != delta.shape:

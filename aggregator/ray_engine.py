@@ -75,8 +75,10 @@ class RayEngine:
         ray = _ray()
         self._started = False
         if not ray.is_initialized():
-            # Ray 2.52 warns that it will stop overriding the accelerator variables: we use none.
+            # Ray 2.52 warns that it will stop overriding the accelerator variables: we use none. No metrics
+            # agent runs here: without the second, every Ray process complains of it on stderr.
             os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+            os.environ.setdefault("RAY_enable_metrics_collection", "0")
             private = address in (None, "local")
             try:
                 ray.init(
@@ -85,8 +87,6 @@ class RayEngine:
                     include_dashboard=False,
                     log_to_driver=False,
                     configure_logging=False,
-                    # No metrics agent runs here: without this the raylet complains of it on stderr.
-                    _system_config={"enable_metrics_collection": False} if private else None,
                 )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = address or "a new local instance"

@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "verify": ("aggregate", "Recompute finalized rounds from on-chain inputs; exit 1 on a mismatch."),
     "demo": ("aggregate", "Run the training marketplace end to end on a fresh local anvil."),
+    "simulate": (
+        "simulate",
+        "Simulate rounds of virtual trainers and attackers off chain: accuracy per round and the payouts.",
+    ),
 }
 
 

@@ -10,6 +10,7 @@ import typer
 
 from backend.cli._common import console
 from backend.cli._context import CliContext, Commands
+from backend.cli._engine import EngineOption, open_engine
 from backend.cli._signer import SignerOption
 
 # The root lists these three at the top level (backend.cli.COMMANDS); they share this module's app.
@@ -55,17 +56,27 @@ def aggregate(
         bool, typer.Option("--watch", help="Keep finalizing rounds as they become ready.")
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between checks with --watch.")] = 5.0,
+    engine: EngineOption = None,
     *,
     signer: SignerOption,
 ) -> None:
     """Aggregate a round and post the result on chain (as the project's aggregator)."""
+    cli = CliContext.of(ctx)
+    with open_engine(cli.settings, engine) as running:
+        _aggregate(cli, project, round_, watch, poll, signer, running)
+
+
+def _aggregate(
+    cli: CliContext, project: int, round_: int | None, watch: bool, poll: float, signer, engine
+) -> None:
     from backend.chain.training_market import ProjectStatus
     from backend.marketplace.errors import RoundNotReady
     from backend.marketplace.runner import RoundRunner
 
-    cli = CliContext.of(ctx)
     tm = cli.market
-    runner = RoundRunner(tm, cli.store, cli.account(signer))
+    runner = RoundRunner(
+        tm, cli.store, cli.account(signer), engine=engine, spool=cli.settings.resolved_spool_path
+    )
     if watch:
         cli.say(f"watching project {project}; Ctrl-C stops")
         with contextlib.suppress(KeyboardInterrupt):
@@ -96,11 +107,13 @@ def verify(
     round_: Annotated[
         int | None, typer.Option("--round", "-r", help="Round to verify (default: every finalized round).")
     ] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Recompute finalized rounds from on-chain inputs; exit 1 if any result does not match what was posted."""
     from backend.marketplace.recompute import verify_round
 
     cli = CliContext.of(ctx)
+    spool = cli.settings.resolved_spool_path
     tm, content = cli.market, cli.store
     if round_ is not None:
         rounds = [round_]
@@ -108,9 +121,10 @@ def verify(
         info = tm.project(project)
         rounds = [r for r in range(info.rounds) if tm.round(project, r).finalized_at]
     reports = []
-    for r in rounds:
-        with cli.step(f"recomputing round {r}"):
-            reports.append(verify_round(tm, content, project, r).to_dict())
+    with open_engine(cli.settings, engine) as running:
+        for r in rounds:
+            with cli.step(f"recomputing round {r}"):
+                reports.append(verify_round(tm, content, project, r, engine=running, spool=spool).to_dict())
 
     def render(items: list[dict]) -> None:
         for rep in items:

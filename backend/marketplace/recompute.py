@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from aggregator.engine import Engine
 from backend.chain.training_market import TrainingMarket
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.marketplace.runner import RoundRunner, round_result
@@ -107,12 +109,21 @@ def _check_complete(
         )
 
 
-def verify_round(market: TrainingMarket, store: ContentStore, project_id: int, round_: int) -> VerifyReport:
-    """Recompute round `round_` of `project_id` and compare it field by field with the chain."""
+def verify_round(
+    market: TrainingMarket,
+    store: ContentStore,
+    project_id: int,
+    round_: int,
+    *,
+    engine: Engine | None = None,
+    spool: Path | None = None,
+) -> VerifyReport:
+    """Recompute round `round_` of `project_id` and compare it field by field with the chain (passes on
+    `engine`, update files under `spool`: see `RoundRunner`)."""
     posted = market.round(project_id, round_)
     if not posted.finalized_at:
         raise RoundNotReady(f"project {project_id}: round {round_} has not been finalized")
-    inputs, outcome = RoundRunner(market, store).compute(project_id, round_)
+    inputs, outcome = RoundRunner(market, store, engine=engine, spool=spool).compute(project_id, round_)
     posted_allocation = _posted_allocation(market, project_id, round_)
     _check_complete(inputs.invalid, posted_allocation[1], project_id, round_)
     recomputed = round_result(outcome, posted.model_cid, posted.report_cid)
