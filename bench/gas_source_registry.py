@@ -33,7 +33,7 @@ def measure(max_batch: int) -> dict:
         registry = deploy_source_registry(client, admin, min_bond=10**15, evaluator=evaluator.address)
         operators = [dev_account(2 + i % 18, client.chain_id) for i in range(max_batch)]
         # Distinct corpora (the registry holds a corpus once); each operator's n-th source locks n bonds.
-        ids = [registry.register(op, f"http://127.0.0.1:{9000 + i}", i.to_bytes(2, "big") * 16)
+        ids = [registry.register(op, f"http://127.0.0.1:{9000 + i}", (i + 1).to_bytes(2, "big") * 16)
                for i, op in enumerate(operators)]  # fmt: skip
         batch = registry.batches()
         batched: dict[int, int] = {}
