@@ -11,7 +11,9 @@ little exploration.
 Diversity: sources of one group (one operator's wallet, or copies found by `rag.independence`) are one witness;
 a query asks at most one of each group while other groups remain, so seven copies cannot take seven slots.
 Floor: each query keeps `floor_slots` slots for sources with fewer than `floor_evidence` observations (chosen
-by the same draws), so a newcomer or a source whose commitment was just reset gets measured.
+by the same draws), so a newcomer or a source whose commitment was just reset gets measured. A group counts as
+observed once any member is (copies share one record for exploring), so an operator's seventh copy gets no floor
+slot its six measured siblings already had.
 Cut-off: beyond those, a source is asked only if its draw is at least `cutoff` times the best draw: diversity
 must not force a known-bad source into a slot (an unasked slot's budget goes to the others, see the
 orchestrator's per-witness depth).
@@ -61,7 +63,11 @@ def sample_sources(
             chosen.append(sid)
             used.add(group)
 
-    under = [sid for sid in ranked if posteriors[sid].evidence < floor_evidence]
+    observed: dict[int, float] = {}
+    for sid, posterior in posteriors.items():
+        group = groups.get(sid, sid)
+        observed[group] = max(observed.get(group, 0.0), posterior.evidence)
+    under = [sid for sid in ranked if observed[groups.get(sid, sid)] < floor_evidence]
     take(under, min(floor_slots, m), distinct=True)
     competitive = [sid for sid in ranked if draws[sid] >= cutoff * draws[ranked[0]]]
     take(competitive, m, distinct=True)

@@ -72,6 +72,19 @@ def test_floor_gives_an_under_observed_source_a_slot():
     assert sum(4 in sample_sources(posteriors, 2, rng, floor_slots=0) for _ in range(200)) < 10
 
 
+def test_a_group_shares_one_record_for_the_floor():
+    """Seven copies of one operator: once one is measured, the others get no floor slot of their own."""
+    posteriors = {1: Posterior(36, 4), 2: Posterior(35, 5), 3: Posterior(2, 14)} | {
+        i: PRIOR for i in range(4, 10)
+    }
+    groups = {1: 1, 2: 2} | {i: 3 for i in range(3, 10)}
+    rng = random.Random(5)
+    asked = Counter(s for _ in range(200) for s in sample_sources(posteriors, 2, rng, groups=groups))
+    assert sum(asked[i] for i in range(3, 10)) < 20
+    assert sum(3 in sample_sources(posteriors, 2, rng) for _ in range(50)) == 0  # no groups: 4..9 are new
+    assert all(set(sample_sources(posteriors, 2, rng)) & set(range(4, 10)) for _ in range(50))
+
+
 def test_sampling_errors():
     with pytest.raises(RagError):
         sample_sources({}, 1, random.Random(0))
