@@ -14,8 +14,8 @@ Floor: each query keeps `floor_slots` slots for sources with fewer than `floor_e
 by the same draws), so a newcomer or a source whose commitment was just reset gets measured. A group counts as
 observed once any member is (copies share one record for exploring), so an operator's seventh copy gets no floor
 slot its six measured siblings already had.
-Cut-off: beyond those, a source is asked only if its draw is at least `cutoff` times the best draw: diversity
-must not force a known-bad source into a slot (an unasked slot's budget goes to the others, see the
+Cut-off: beyond those, a source with a record is asked only if its draw is at least `cutoff` times the best
+draw: diversity must not force a known-bad source into a slot (an unasked slot's budget goes to the others, see the
 orchestrator's per-witness depth).
 """
 
@@ -69,7 +69,9 @@ def sample_sources(
         observed[group] = max(observed.get(group, 0.0), posterior.evidence)
     under = [sid for sid in ranked if observed[groups.get(sid, sid)] < floor_evidence]
     take(under, min(floor_slots, m), distinct=True)
-    competitive = [sid for sid in ranked if draws[sid] >= cutoff * draws[ranked[0]]]
+    # Unknown sources are never cut off (the cut-off keeps out those whose record is known to be bad).
+    competitive = [sid for sid in ranked
+                   if draws[sid] >= cutoff * draws[ranked[0]] or observed[groups.get(sid, sid)] < floor_evidence]  # fmt: skip
     take(competitive, m, distinct=True)
     take(competitive, m, distinct=False)  # fewer groups than slots: second members fill the rest
     return sorted(chosen, key=lambda sid: (-draws[sid], sid))

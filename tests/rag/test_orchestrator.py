@@ -253,8 +253,8 @@ def test_answer_survives_a_chain_outage_at_flush_time(network, monkeypatch, capl
 
     monkeypatch.setattr(network.registry, "apply_feedback", down)
     orchestrator = network.orchestrator()
-    orchestrator.query(QUESTION)
-    result = orchestrator.query("In what country is Normandy located?")  # the queue is due: the flush fails
+    orchestrator.query(QUESTION, judge=rollo)  # known answers, so both queries leave evidence to send
+    result = orchestrator.query("In what country is Normandy located?", judge=lambda s: "france" in s.lower())
     assert result.answer and "updates stay queued" in caplog.text
     monkeypatch.undo()
     assert network.queue.flush().batch == 1  # nothing was lost: both queries' deltas land in the next batch
