@@ -253,8 +253,9 @@ def test_answer_survives_a_chain_outage_at_flush_time(network, monkeypatch, capl
 
     monkeypatch.setattr(network.registry, "apply_feedback", down)
     orchestrator = network.orchestrator()
-    orchestrator.query(QUESTION, judge=rollo)  # known answers, so both queries leave evidence to send
-    result = orchestrator.query("In what country is Normandy located?", judge=lambda s: "france" in s.lower())
+    orchestrator.query(QUESTION, gold=rollo(network))  # known answers, so both queries leave evidence to send
+    where = "In what country is Normandy located?"
+    result = orchestrator.query(where, gold=Canary("user", where, ("France",), ""))
     assert result.answer and "updates stay queued" in caplog.text
     monkeypatch.undo()
     assert network.queue.flush().batch == 1  # nothing was lost: both queries' deltas land in the next batch
