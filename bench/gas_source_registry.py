@@ -32,19 +32,28 @@ def measure(max_batch: int) -> dict:
         admin, evaluator = dev_account(0, client.chain_id), dev_account(1, client.chain_id)
         registry = deploy_source_registry(client, admin, min_bond=10**15, evaluator=evaluator.address)
         operators = [dev_account(2 + i % 18, client.chain_id) for i in range(max_batch)]
-        ids = [registry.register(op, f"http://127.0.0.1:{9000 + i}", b"\x01" * 32, 10**15)
+        # Distinct corpora (the registry holds a corpus once); each operator's n-th source locks n bonds.
+        ids = [registry.register(op, f"http://127.0.0.1:{9000 + i}", (i + 1).to_bytes(2, "big") * 16)
                for i, op in enumerate(operators)]  # fmt: skip
-        epoch = registry.epoch()
+        batch = registry.batches()
         batched: dict[int, int] = {}
+
+        def next_epoch() -> None:
+            # Each batch in an epoch of its own, so no source meets its per-epoch budget.
+            start = registry._call("genesis") + (registry.current_epoch() + 1) * registry.epoch_length()
+            client.w3.provider.make_request("evm_mine", [start])  # type: ignore[arg-type]
+
         for n in range(1, max_batch + 1):
-            epoch += 1
+            batch += 1
+            next_epoch()
             # Deltas vary per source so no entry is all zeros (zero bytes are cheaper calldata).
             entries = [FeedbackEntry(sid, 700 + sid, 300 + sid) for sid in ids[:n]]
-            batched[n] = registry.apply_feedback(evaluator, epoch, entries).gas_used
+            batched[n] = registry.apply_feedback(evaluator, batch, entries).gas_used
         single = []
         for sid in ids[:10]:
-            epoch += 1
-            single.append(registry.apply_feedback(evaluator, epoch, [FeedbackEntry(sid, 700, 300)]).gas_used)
+            batch += 1
+            next_epoch()
+            single.append(registry.apply_feedback(evaluator, batch, [FeedbackEntry(sid, 700, 300)]).gas_used)
     per_tx = sum(single) / len(single)
     marginal_50 = batched[50] - batched[49] if max_batch >= 50 else None
     slope = (batched[max_batch] - batched[1]) / (max_batch - 1) if max_batch > 1 else None

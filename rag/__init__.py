@@ -1,17 +1,22 @@
 """Decentralized RAG weighted by on-chain source reliability.
 
 Algorithm modules (numeric only): `corpus`, `text`, `index`, `reader`, `pollution`, `metrics`, `reliability`,
-`signals`, `signing`. Services: `node` (a data owner's FastAPI source), `sources` (directory and verified calls),
-`orchestrator`, `generators`, `feedback` (durable queue to the chain), `evaluation`, `serve`.
+`sampling`, `independence`, `evidence`, `signals`, `canaries`, `scenarios`, `signing`. Services: `node` (a data
+owner's FastAPI source), `sources` (directory and verified calls), `orchestrator`, `generators`, `feedback`
+(durable queue to the chain), `auditor` (canaries on chain and slashing), `evaluation`, `serve`.
 Submodules are imported on demand: `import rag` stays cheap (no torch).
 """
 
 __all__ = [
+    "auditor",
+    "canaries",
     "corpus",
     "errors",
     "evaluation",
+    "evidence",
     "feedback",
     "generators",
+    "independence",
     "index",
     "metrics",
     "node",
@@ -19,6 +24,8 @@ __all__ = [
     "pollution",
     "reader",
     "reliability",
+    "sampling",
+    "scenarios",
     "serve",
     "signals",
     "signing",

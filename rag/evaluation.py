@@ -1,21 +1,29 @@
-"""The reliability experiment of Reliable-dRAG on any SQuAD-format corpus, end to end on a local chain.
+"""The reliability experiment of Reliable-dRAG, and the attacks on it, end to end on a local chain.
 
-Six sources hold copies of the corpus with 0, 20, 40, 60, 80 and 100% of their paragraphs polluted
-(`rag.pollution`, seeded). Each runs the real node code (in process through an ASGI transport, or as uvicorn
-servers on loopback ports with `http=True`), registers on a freshly deployed SourceRegistry with a bond and its
-corpus commitment, and answers signed retrievals. A seeded stream of the corpus's questions goes to the
-orchestrator (feedback from grounding and contribution only, no gold) and to a centralized baseline (every
-source's documents in one index, no reliability) with the same reader. With `clean=True` the same queries run
-again with no pollution at all, to show that weighting costs nothing when every source is honest.
+A scenario (`rag.scenarios`) says which copy of the corpus each source holds and who runs it: six sources
+polluted independently 0..100% (`independent`, the default), colluders serving one polluted copy, one operator
+with seven copies, a sleeper, a targeted attack. Each source runs the real node code (in process through an ASGI
+transport, or as uvicorn servers on loopback ports with `http=True`), registers on a freshly deployed
+SourceRegistry with the bond its operator must lock and its corpus commitment, and answers signed retrievals.
+
+The seeded stream of the corpus's questions is cut into epochs of `batch_queries` questions (the chain's clock
+is moved to the next epoch after each, so budgets and canaries work as they would hour by hour). The evaluator
+holds gold answers for a share of the questions (`canary_pool`) and mixes `canary_fraction` of canaries into
+each epoch, committed on chain before the epoch and revealed after it, slashing sources that served a tampered
+copy of a canary's passage (`rag.auditor`). The users' questions go to the orchestrator (feedback without gold)
+and to a centralized baseline (every source's documents in one index, no reliability) with the same reader; only
+they are scored. With `clean=True` the same scenario runs again with no pollution at all (the clean upper bound).
 """
 
 from __future__ import annotations
 
 import random
+import statistics
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,39 +31,65 @@ from backend.chain.anvil import start_anvil
 from backend.chain.artifacts import Artifacts
 from backend.chain.client import ChainClient
 from backend.chain.keys import dev_account
-from backend.chain.source_registry import FeedbackEntry, deploy_source_registry, encode_feedback
+from backend.chain.source_registry import (
+    FeedbackEntry,
+    SourceRegistry,
+    deploy_source_registry,
+    encode_feedback,
+)
 from backend.db import make_engine
-from rag.corpus import DEFAULT_CORPUS, Corpus, Document, load_corpus
+from rag.auditor import CanaryAuditor
+from rag.canaries import Canary, CanarySchedule, canary_pool
+from rag.corpus import DEFAULT_CORPUS, Corpus, Document, Question, load_corpus
 from rag.errors import RagError
 from rag.feedback import FeedbackQueue
 from rag.generators import ExtractiveGenerator
-from rag.index import Embedder, HybridIndex
+from rag.index import Embedder, Hit, HybridIndex
 from rag.metrics import METRIC_SENTENCE, sentence_correct, spearman
 from rag.node import SourceNode, create_node_app
 from rag.orchestrator import Orchestrator, OrchestratorConfig
-from rag.pollution import Pollution, pollute
 from rag.reader import Context, ExtractiveReader
+from rag.scenarios import SCENARIOS, Scenario, SourceCopy, SourceSpec, build_copies, independent
 from rag.signing import SigningDomain
 from rag.sources import SourceDirectory
 
-__all__ = ["DEFAULT_POLLUTION", "EvalConfig", "run_evaluation"]
+__all__ = ["DEFAULT_POLLUTION", "EPOCH_SECONDS", "EvalConfig", "run_evaluation"]
 
 DEFAULT_POLLUTION = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+EPOCH_SECONDS = 3600  # the registry's epoch; the experiment moves the chain clock one epoch per batch
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     corpus: Path = DEFAULT_CORPUS
     queries: int = 300
-    pollution: tuple[float, ...] = DEFAULT_POLLUTION
+    scenario: str = "independent"
+    pollution: tuple[float, ...] | None = (
+        None  # independent sources at these fractions (overrides `scenario`)
+    )
     seed: int = 0
-    clean: bool = True  # also run the all-clean setting
-    batch_queries: int = 10
+    clean: bool = True  # also run the scenario with no pollution (the clean upper bound)
+    batch_queries: int = 10  # users' queries per epoch (one feedback batch each)
+    canary_fraction: float = 0.1  # canaries mixed in, per user query
+    canary_share: float = 0.5  # share of the corpus's questions the evaluator knows the answers to
+    turn_at: int | None = None  # when a sleeper turns (overrides the scenario's)
     # In-process nodes share the CPU with the orchestrator: a generous timeout keeps a busy machine from
     # reading as dead sources (the timeout path is tested on its own).
     orchestrator: OrchestratorConfig = field(default_factory=lambda: OrchestratorConfig(timeout=60.0))
     cache_dir: Path | None = None  # embedding cache between runs
     http: bool = False  # real uvicorn servers on loopback instead of in-process ASGI
+
+    def resolved_scenario(self) -> Scenario:
+        if self.pollution is not None:
+            return independent(self.pollution)
+        if self.scenario not in SCENARIOS:
+            raise RagError(f"unknown scenario {self.scenario!r}; known: {', '.join(SCENARIOS)}")
+        scenario = SCENARIOS[self.scenario]
+        if self.turn_at is not None:
+            specs = tuple(SourceSpec(s.pollution, s.stream, s.operator, self.turn_at if s.turn_at else None,
+                                     s.targeted, s.attacker) for s in scenario.sources)  # fmt: skip
+            scenario = Scenario(scenario.name, scenario.description, specs, scenario.target_fraction)
+        return scenario
 
 
 def run_evaluation(
@@ -66,11 +100,14 @@ def run_evaluation(
     embedder: Embedder | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
-    """Run the experiment on a fresh anvil (or `chain_url`) and return the report (see docs/rag.md)."""
+    """Run the experiment on a fresh anvil (or `chain_url`, which must be anvil) and return the report."""
     if config.queries < 1:
         raise RagError("queries must be at least 1")
-    if len(config.pollution) < 2:
+    if config.batch_queries < 1 or not 0.0 <= config.canary_fraction <= 1.0:
+        raise RagError("batch_queries must be >= 1 and canary_fraction lie in [0, 1]")
+    if config.pollution is not None and len(config.pollution) < 2:
         raise RagError("the experiment needs at least two sources")
+    scenario = config.resolved_scenario()
     corpus = load_corpus(config.corpus)
     if not corpus.questions:
         raise RagError(f"{config.corpus} has no questions to ask")
@@ -79,104 +116,251 @@ def run_evaluation(
     stream = [questions[i % len(questions)] for i in range(config.queries)]
     embedder = embedder or Embedder(cache_dir=config.cache_dir)
     artifacts = Artifacts.load(artifacts_path)
-    node = start_anvil(chain_url, attach=chain_url is not None) if chain_url else start_anvil(attach=False)
+    node = start_anvil(chain_url, attach=True) if chain_url else start_anvil(attach=False)
     try:
         client = ChainClient(node.url, artifacts)
-        report = _setting(config, corpus, stream, config.pollution, client, embedder, progress, "polluted")
+        copies = build_copies(corpus, scenario, config.seed)
+        report = _Setting(config, corpus, stream, copies, client, embedder, progress, "polluted").run()
+        report["scenario"] = {"name": scenario.name, "description": scenario.description}
         if config.clean:
-            clean = _setting(config, corpus, stream, tuple(0.0 for _ in config.pollution), client, embedder,
-                             progress, "clean")  # fmt: skip
+            clean_specs = tuple(
+                SourceSpec(0.0, s.stream, s.operator, None, False, s.attacker) for s in scenario.sources
+            )
+            clean_copies = build_copies(corpus, Scenario(scenario.name, "clean", clean_specs), config.seed)
+            clean = _Setting(config, corpus, stream, clean_copies, client, embedder, progress, "clean").run()
             report["clean"] = {key: clean[key] for key in ("decentralized", "centralized", "sources")}
     finally:
         node.stop()
     return report
 
 
-def _setting(
-    config, corpus: Corpus, stream, fractions: Sequence[float], client, embedder, progress, label
-) -> dict:
-    chain_id = client.chain_id
-    admin, evaluator = dev_account(0, chain_id), dev_account(1, chain_id)
-    registry = deploy_source_registry(client, admin, min_bond=10**15, evaluator=evaluator.address)
-    domain = SigningDomain(chain_id, registry.address)
-    copies: list[tuple[Corpus, Pollution]] = [
-        pollute(corpus, f, config.seed, i) for i, f in enumerate(fractions)
-    ]
-    planted: dict[str, set[str]] = {}
-    for _, record in copies:
-        for qid, words in record.planted.items():
-            planted.setdefault(qid, set()).update(words)
-    apps, operators, source_ids = {}, {}, []
-    for i, (copy, _) in enumerate(copies):
-        operator = dev_account(2 + i, chain_id)
-        sid = registry.register(operator, f"http://127.0.0.1:{9001 + i}", copy.commitment, 10**15)
-        apps[sid] = create_node_app(SourceNode(copy, HybridIndex(copy, embedder), operator, sid, domain))
-        operators[sid] = operator
-        source_ids.append(sid)
-    reader = ExtractiveReader(embedder)
-    generator = ExtractiveGenerator(reader)
-    central = _Centralized(copies, embedder, reader, config.orchestrator)
-    with tempfile.TemporaryDirectory() as tmp, _Serving(apps, operators, registry, config.http) as transports:
-        directory = SourceDirectory(registry)
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'feedback.db'}")
-        queue = FeedbackQueue(engine, registry, evaluator, max_queries=config.batch_queries, max_age=1e9,
-                              on_applied=directory.on_applied)  # fmt: skip
-        orchestrator = Orchestrator(directory, generator, embedder, queue=queue, config=config.orchestrator,
-                                    transports=transports)  # fmt: skip
-        right = {"decentralized": 0, "centralized": 0}
-        for n, q in enumerate(stream, 1):
-            wrong = planted.get(q.id, set())
-            result = orchestrator.query(q.question, query_id=f"{label}-{n}")
-            right["decentralized"] += sentence_correct(result.answer, q.answers, wrong)
-            right["centralized"] += sentence_correct(central.answer(q.question), q.answers, wrong)
-            if progress is not None:
-                progress(label, n, len(stream))
-        queue.flush()
-        engine.dispose()
-    reliabilities = registry.reliabilities()
-    sources = [{"id": sid, "pollution": f, "reliability": reliabilities[sid].mean,
-                "observations": reliabilities[sid].observations, "polluted_documents": len(rec.polluted)}
-               for sid, f, (_, rec) in zip(source_ids, fractions, copies, strict=True)]  # fmt: skip
-    gas = [b.gas_used for b in queue.applied if b.gas_used]
-    report = {
-        "metric": METRIC_SENTENCE,
-        "queries": len(stream),
-        "setting": label,
-        "decentralized": {"accuracy": right["decentralized"] / len(stream)},
-        "centralized": {"accuracy": right["centralized"] / len(stream)},
-        "sources": sources,
-        "gas": {
-            "batches": len(gas),
-            "per_batch": sum(gas) / len(gas) if gas else None,
-            "marginal_per_source": _marginal_gas(client, registry, evaluator, source_ids),
-        },
-        "seed": config.seed,
-    }
-    if len(set(fractions)) > 1:
-        report["spearman"] = spearman([s["reliability"] for s in sources], [-s["pollution"] for s in sources])
-    return report
+class _Setting:
+    """One run of a scenario: a fresh registry, the nodes, the orchestrator, the baseline and the auditor."""
+
+    def __init__(self, config: EvalConfig, corpus: Corpus, stream: Sequence[Question], copies: list[SourceCopy],
+                 client: ChainClient, embedder: Embedder, progress, label: str):  # fmt: skip
+        self.config, self.corpus, self.stream, self.copies = config, corpus, stream, copies
+        self.client, self.embedder, self.progress, self.label = client, embedder, progress, label
+        chain_id = client.chain_id
+        self.admin, self.evaluator = dev_account(0, chain_id), dev_account(1, chain_id)
+        self.registry = deploy_source_registry(client, self.admin, min_bond=10**15, epoch_length=EPOCH_SECONDS,
+                                               evaluator=self.evaluator.address)  # fmt: skip
+        self.planted: dict[str, set[str]] = {}
+        for copy in copies:
+            for qid, words in copy.pollution.planted.items():
+                self.planted.setdefault(qid, set()).update(words)
+        self.targets = {q.id for q in corpus.questions
+                        if any(q.doc_id in c.pollution.polluted for c in copies if c.spec.targeted)}  # fmt: skip
+
+    def run(self) -> dict:
+        domain = SigningDomain(self.client.chain_id, self.registry.address)
+        wallets: dict[int, int] = {}
+        apps, self.switches, self.ids = {}, {}, []
+        for copy in self.copies:
+            operator = dev_account(2 + wallets.setdefault(copy.operator, len(wallets)), self.client.chain_id)
+            sid = self.registry.register(
+                operator, f"http://127.0.0.1:{9001 + copy.index}", copy.corpus.commitment
+            )
+            index = _ServingIndex(copy, self.embedder)
+            self.switches[sid] = index
+            apps[sid] = create_node_app(SourceNode(copy.corpus, index, operator, sid, domain))  # type: ignore[arg-type]
+            self.ids.append((sid, copy, operator))
+        bonds = {sid: self.registry.source(sid).bond for sid, _, _ in self.ids}
+        reader = ExtractiveReader(self.embedder)
+        central = _Centralized(self.copies, self.embedder, reader, self.config.orchestrator, turned=False)
+        pool = canary_pool(self.corpus, self.config.canary_share, self.config.seed)
+        per_epoch = round(self.config.canary_fraction * self.config.batch_queries)
+        schedule = CanarySchedule(pool, per_epoch, self.config.seed)
+        with tempfile.TemporaryDirectory() as tmp, _Serving(apps, {sid: op for sid, _, op in self.ids},
+                                                            self.registry, self.config.http) as transports:  # fmt: skip
+            directory = SourceDirectory(self.registry)
+            engine = make_engine(f"sqlite:///{Path(tmp) / 'feedback.db'}")
+            queue = FeedbackQueue(engine, self.registry, self.evaluator, max_queries=10**9, max_age=1e18,
+                                  on_applied=directory.on_applied)  # fmt: skip
+            orchestrator = Orchestrator(directory, ExtractiveGenerator(reader), self.embedder, queue=queue,
+                                        config=self.config.orchestrator, transports=transports)  # fmt: skip
+            auditor = CanaryAuditor(
+                self.registry, self.evaluator, schedule, evidence_dir=Path(tmp) / "evidence"
+            )
+            scores = _Scores(self.ids, self.targets)
+            epoch = self.registry.current_epoch() + 1
+            auditor.commit(epoch)
+            done = 0
+            for start in range(0, len(self.stream), self.config.batch_queries):
+                self._next_epoch()
+                auditor.settle(epoch)
+                auditor.commit(epoch + 1)
+                block = self.stream[start : start + self.config.batch_queries]
+                for q in schedule.interleave(epoch, block):
+                    if isinstance(q, Canary):
+                        result = orchestrator.query(
+                            q.question, gold=q, query_id=f"{self.label}-canary-{q.id}"
+                        )
+                        auditor.record(epoch, q, result)
+                        continue
+                    done += 1
+                    if any(c.spec.turn_at == done for c in self.copies):
+                        for index in self.switches.values():
+                            index.turn()
+                        central = _Centralized(self.copies, self.embedder, reader, self.config.orchestrator,
+                                               turned=True)  # fmt: skip
+                    result = orchestrator.query(q.question, query_id=f"{self.label}-{done}")
+                    wrong = self.planted.get(q.id, set())
+                    scores.add(
+                        q,
+                        result,
+                        sentence_correct(result.answer, q.answers, wrong),
+                        sentence_correct(central.answer(q.question), q.answers, wrong),
+                    )
+                    if self.progress is not None:
+                        self.progress(self.label, done, len(self.stream))
+                queue.flush()
+                scores.after_batch(done, self.registry.reliabilities())
+                epoch += 1
+            self._next_epoch()
+            auditor.settle(epoch)
+            engine.dispose()
+        return self._report(scores, queue, auditor, bonds)
+
+    def _next_epoch(self) -> None:
+        """Mine the next block at the start of the registry's next epoch (anvil only)."""
+        start = int(self.registry._call("genesis")) + (self.registry.current_epoch() + 1) * EPOCH_SECONDS
+        self.client.w3.provider.make_request("evm_mine", [start])  # type: ignore[arg-type]
+
+    def _report(
+        self, scores: _Scores, queue: FeedbackQueue, auditor: CanaryAuditor, bonds: dict[int, int]
+    ) -> dict:
+        reliabilities = self.registry.reliabilities()
+        sources = []
+        for sid, copy, operator in self.ids:
+            rel, info = reliabilities[sid], self.registry.source(sid)
+            sources.append({"id": sid, "pollution": copy.spec.pollution, "attacker": copy.attacker,
+                            "operator": operator.address, "reliability": rel.mean, "observations": rel.observations,
+                            "polluted_documents": len(copy.pollution.polluted), "slots": scores.slots[sid],
+                            "status": info.status.name.lower(), "bond": bonds[sid], "burned": bonds[sid] - info.bond})  # fmt: skip
+        gas = [b.gas_used for b in queue.applied if b.gas_used]
+        n = len(self.stream)
+        report: dict[str, Any] = {
+            "metric": METRIC_SENTENCE,
+            "queries": n,
+            "setting": self.label,
+            "decentralized": {"accuracy": scores.right["decentralized"] / n},
+            "centralized": {"accuracy": scores.right["centralized"] / n},
+            "sources": sources,
+            "attacker_slot_share": scores.attacker_share(),
+            "canaries": {
+                "asked": sum(len(s.canaries) for s in auditor.epochs.values() if s.revealed),
+                "slashes": len(auditor.slashed),
+                "burned": sum(b for _, _, b in auditor.slashed),
+            },
+            "gas": {
+                "batches": len(gas),
+                "per_batch": sum(gas) / len(gas) if gas else None,
+                "marginal_per_source": _marginal_gas(
+                    self.client, self.registry, self.evaluator, [sid for sid, _, _ in self.ids]
+                ),
+            },
+            "seed": self.config.seed,
+        }
+        if scores.targeted:
+            report["targeted"] = {k: v / scores.targeted for k, v in scores.right_targeted.items()}
+            report["targeted"]["questions"] = scores.targeted
+        turn = next((c.spec.turn_at for c in self.copies if c.spec.turn_at), None)
+        if turn is not None and turn <= n:
+            report["sleeper"] = scores.sleeper(turn)
+        fractions = [copy.spec.pollution for _, copy, _ in self.ids]
+        if len(set(fractions)) > 1 and not any(c.spec.turn_at or c.spec.targeted for c in self.copies):
+            means = [reliabilities[sid].mean for sid, _, _ in self.ids]
+            report["spearman"] = spearman(means, [-f for f in fractions])
+        return report
 
 
-def _marginal_gas(client, registry, evaluator, source_ids) -> float:
+class _Scores:
+    """Accuracy, query slots per source, and the on-chain means after each batch (for the sleeper)."""
+
+    def __init__(self, ids, targets: set[str]):
+        self.attackers = {sid for sid, copy, _ in ids if copy.attacker}
+        self.sleepers = {sid for sid, copy, _ in ids if copy.spec.turn_at}
+        self.targets = targets
+        self.right = {"decentralized": 0, "centralized": 0}
+        self.right_targeted = {"decentralized": 0, "centralized": 0}
+        self.targeted = 0
+        self.slots = {sid: 0 for sid, _, _ in ids}
+        self.history: list[tuple[int, dict[int, float]]] = []
+
+    def add(self, question: Question, result, decentralized: bool, centralized: bool) -> None:
+        self.right["decentralized"] += decentralized
+        self.right["centralized"] += centralized
+        if question.id in self.targets:
+            self.targeted += 1
+            self.right_targeted["decentralized"] += decentralized
+            self.right_targeted["centralized"] += centralized
+        for outcome in result.sources:
+            self.slots[outcome.source_id] += 1
+
+    def after_batch(self, done: int, reliabilities) -> None:
+        self.history.append((done, {sid: rel.mean for sid, rel in reliabilities.items()}))
+
+    def attacker_share(self) -> float:
+        total = sum(self.slots.values())
+        return sum(self.slots[s] for s in self.attackers) / total if total else 0.0
+
+    def sleeper(self, turn: int) -> dict:
+        """Queries after the turn until the sleeper's on-chain mean is below the median of the other sources'."""
+        (sleeper,) = self.sleepers
+        caught = None
+        for done, means in self.history:
+            others = [m for sid, m in means.items() if sid != sleeper]
+            if done >= turn and means[sleeper] < statistics.median(others):
+                caught = done - turn + 1
+                break
+        before = [m for done, m in self.history if done < turn]
+        return {"turned_at": turn, "queries_to_below_median": caught,
+                "reliability_at_turn": before[-1][sleeper] if before else None}  # fmt: skip
+
+
+def _marginal_gas(client, registry: SourceRegistry, evaluator, source_ids) -> float:
     """Extra gas per extra source in one batch, from gas estimates of 1- and n-entry batches at the final state."""
-    epoch = registry.epoch() + 1
+    batch = registry.batches() + 1
     contract = client.contract("SourceRegistry", registry.address)
 
     def estimate(ids) -> int:
-        data = encode_feedback([FeedbackEntry(sid, 1000 + sid, 500 + sid) for sid in ids])
-        return contract.functions.applyFeedback(epoch, data).estimate_gas({"from": evaluator.address})
+        data = encode_feedback([FeedbackEntry(sid, 100 + sid, 50 + sid) for sid in ids])
+        return contract.functions.applyFeedback(batch, data).estimate_gas({"from": evaluator.address})
 
     return (estimate(source_ids) - estimate(source_ids[:1])) / (len(source_ids) - 1)
+
+
+class _ServingIndex:
+    """A node's index over what it serves: for a sleeper, its clean documents until `turn()`, then the polluted
+    ones; positions are those of the committed corpus, whose proofs the node hands out."""
+
+    def __init__(self, copy: SourceCopy, embedder: Embedder):
+        self.corpus = copy.corpus
+        self._positions = {d.doc_id: i for i, d in enumerate(copy.corpus.documents)}
+        self._views = [copy.clean_view, copy.view] if copy.clean_view is not None else [copy.view]
+        self._indexes = [HybridIndex(view, embedder) for view in self._views]
+        self._current = 0
+
+    def turn(self) -> None:
+        self._current = len(self._views) - 1
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        view, index = self._views[self._current], self._indexes[self._current]
+        return [Hit(self._positions[view.documents[h.position].doc_id], h.score, h.dense, h.lexical)
+                for h in index.search(query, k)]  # fmt: skip
 
 
 class _Centralized:
     """Every source's documents in one hybrid index, the same reader, no reliability."""
 
-    def __init__(self, copies, embedder: Embedder, reader: ExtractiveReader, config: OrchestratorConfig):
+    def __init__(
+        self, copies, embedder: Embedder, reader: ExtractiveReader, config: OrchestratorConfig, turned: bool
+    ):
         documents = [
-            Document(f"{i}/{d.doc_id}", d.title, d.text)
-            for i, (c, _) in enumerate(copies)
-            for d in c.documents
+            Document(f"{c.index}/{d.doc_id}", d.title, d.text)
+            for c in copies
+            for d in (c.view if turned or c.clean_view is None else c.clean_view).documents
         ]
         self.corpus = Corpus(tuple(documents))
         self.index = HybridIndex(self.corpus, embedder)

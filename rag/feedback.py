@@ -1,10 +1,12 @@
-"""A durable feedback queue: deltas go to SQLite (or PostgreSQL) first, then to the chain in epoch-numbered batches.
+"""A durable feedback queue: deltas go to SQLite (or PostgreSQL) first, then to the chain in numbered batches.
 
 Nothing is lost on restart: an update is a row until the batch that carries it is confirmed on chain. Before a
 batch is sent its intent (epoch, entries) is recorded with the rows it consumes; if the process dies between
 sending and recording the receipt, `recover()` looks for that epoch's `FeedbackApplied` event on chain and
 either marks the batch applied or returns its rows to the queue, so an update is applied exactly once. Per-source
-totals above the contract's `maxDelta` are applied up to the bound and the rest is carried to the next batch.
+totals above what the contract still lets a source move this epoch (`maxDelta` per epoch, all batches together)
+are applied up to that budget and the rest is carried to a later batch. (In this module a batch's "epoch" is its
+number in `SourceRegistry.batches()`; the contract's time epochs only set the budgets.)
 """
 
 from __future__ import annotations
@@ -107,7 +109,6 @@ class FeedbackQueue:
         self.max_age = max_age
         self.clock = clock
         self.on_applied = on_applied
-        self._max_delta: int | None = None
         self.applied: list[FeedbackBatch] = []
         # Longer than a flush can take (a transaction and its receipt), so a live flusher never loses it.
         self.lease = DatabaseLease(engine, "rag-feedback-flush", lease_s, clock=time.time)
@@ -179,9 +180,11 @@ class FeedbackQueue:
             # transactions with one epoch at most one can land, so its rows cannot be credited twice.
             open_id, open_epoch, packed = unsettled
             return self._send(open_id, open_epoch, list(decode_feedback(bytes.fromhex(packed))))
-        if self._max_delta is None:
-            self._max_delta = self.registry.max_delta()
-        epoch = self.registry.epoch() + 1
+        # The contract numbers batches (`batches() + 1`; the column keeps its old name, `epoch`) and lets each
+        # source move at most `maxDelta` per epoch, all batches together: read what is left of that budget.
+        budgets = {sid: (rel.budget_positive or 0, rel.budget_negative or 0)
+                   for sid, rel in self.registry.reliabilities().items()}  # fmt: skip
+        epoch = self.registry.batches() + 1
         with session_scope(self._sessions) as session:
             batch = PendingBatch(epoch=epoch, entries="", status=_SENT, created_at=self.clock())
             session.add(batch)
@@ -199,15 +202,22 @@ class FeedbackQueue:
             for row in rows:
                 totals[row.source_id][0] += row.positive
                 totals[row.source_id][1] += row.negative
-            bound = self._max_delta
+            # An unknown source gets no cut here: the contract refuses it and the rows come back.
+            bounds = {sid: budgets.get(sid, (p, n)) for sid, (p, n) in totals.items()}
             entries = [
-                FeedbackEntry(sid, min(p, bound), min(n, bound)) for sid, (p, n) in sorted(totals.items())
+                FeedbackEntry(sid, min(p, bounds[sid][0]), min(n, bounds[sid][1]))
+                for sid, (p, n) in sorted(totals.items())
+                if min(p, bounds[sid][0]) or min(n, bounds[sid][1])
             ]
+            if not entries:
+                session.rollback()
+                return None  # every source with updates spent its budget this epoch: they wait for the next
             batch.entries = encode_feedback(entries).hex()
             for sid, (p, n) in sorted(totals.items()):
-                if p > bound or n > bound:  # the part over the bound waits for the next batch
+                bp, bn = bounds[sid]
+                if p > bp or n > bn:  # the part over the budget waits for a later batch
                     session.add(PendingUpdate(query_id=f"carry:{batch.id}", source_id=sid,
-                                              positive=max(0, p - bound), negative=max(0, n - bound),
+                                              positive=max(0, p - bp), negative=max(0, n - bn),
                                               created_at=self.clock()))  # fmt: skip
             batch_id = batch.id
         return self._send(batch_id, epoch, entries)
@@ -216,12 +226,12 @@ class FeedbackQueue:
         assert self.evaluator is not None  # checked by flush
         try:
             applied = self.registry.apply_feedback(self.evaluator, epoch, entries)
-        except SourceRegistry.errors.WrongEpoch:
+        except SourceRegistry.errors.WrongBatch:
             # Someone took this epoch: perhaps this very batch, sent before and mined meanwhile. Ask the chain.
             found = self._settle(batch_id)
             if found is not None:
                 return found
-            raise QueueError(f"epoch {epoch} was taken by another batch; the updates stay queued") from None
+            raise QueueError(f"batch {epoch} was taken by another batch; the updates stay queued") from None
         except ContractRevert:
             # Refused, so not applied by this attempt; an earlier attempt that may be pending keeps it open.
             if self._in_doubt(batch_id):
@@ -274,7 +284,7 @@ class FeedbackQueue:
         with session_scope(self._sessions) as session:
             batch = session.get_one(PendingBatch, batch_id)
             epoch, entries = batch.epoch, batch.entries
-        on_chain = {b.epoch: b for b in self.registry.feedback_batches()}
+        on_chain = {b.batch: b for b in self.registry.feedback_batches()}
         found = on_chain.get(epoch)
         if found is not None and self._ours(found, entries):
             self._mark_applied(batch_id, None)
@@ -300,7 +310,7 @@ class FeedbackQueue:
             ]
         if not sent:
             return None
-        on_chain = {b.epoch: b for b in self.registry.feedback_batches()}
+        on_chain = {b.batch: b for b in self.registry.feedback_batches()}
         head = max(on_chain, default=0)
         open_batch = None
         for batch_id, epoch, entries in sent:

@@ -1,11 +1,15 @@
 """The dRAG query service: sample sources by reliability, retrieve in parallel, rerank, generate, learn.
 
-One query: read the cached on-chain posteriors, choose `sources_per_query` sources without replacement by
-Bayes-UCB, ask them in parallel (each bounded by `timeout`: a slow or dead source is skipped and penalized, never
-waited for), verify every answer's signature and proofs, rerank all documents by
+One query: read the cached on-chain posteriors, choose `sources_per_query` sources by Thompson sampling, one per
+group of copies while groups remain and with a slot for an under-observed source (`rag.sampling`), ask them in
+parallel (each bounded by `timeout`: a slow or dead source is skipped and penalized, never waited for), verify
+every answer's signature and proofs, drop the versions of a passage that better-backed versions contradict
+(`rag.evidence.stale_versions`, weighing witnesses by `rag.reliability.vote_weight`), rerank the rest by
 `w_dense * cosine + w_lexical * coverage + w_reliability * posterior mean` (scores recomputed here, so a node
 cannot inflate its own), generate from the best `contexts`, measure each source's contribution by
-leave-one-context-out, and queue the feedback deltas (see `rag.signals`) for the next on-chain batch.
+leave-one-context-out, and queue the feedback deltas (see `rag.signals`) for the next on-chain batch. With a gold
+check (a canary, or a user's known answer) each source's own answer is read from its documents alone and judged.
+Which sources behave as copies is learned as queries go (`rag.independence.AgreementLedger`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,21 +32,26 @@ from typing import Any, TypeVar
 import httpx
 
 from backend.errors import TrustmarketError
+from rag.canaries import Canary, answer_correct, tampered
 from rag.errors import RagError, SignatureError, SourceUnavailable
+from rag.evidence import Version, stale_versions
 from rag.feedback import FeedbackQueue
 from rag.generators import Generation, Generator
+from rag.independence import AgreementLedger, Groups
 from rag.index import Embedder
 from rag.metrics import token_f1
 from rag.node import RetrievedDocument
 from rag.reader import Context
-from rag.reliability import sample_sources
-from rag.signals import Deltas, feedback_deltas
+from rag.reliability import vote_weight
+from rag.sampling import sample_sources
+from rag.signals import Deltas, claim_variants, feedback_deltas
 from rag.signing import new_nonce
-from rag.sources import SourceDirectory, fetch_answer, http_client, verify_retrieval
+from rag.sources import SourceDirectory, fetch_answer, http_client, verify_response
 from rag.text import contains_phrase, content_tokens, split_sentences
 
 __all__ = [
     "BACKGROUND_NICENESS",
+    "Judgement",
     "Orchestrator",
     "OrchestratorConfig",
     "QueryResult",
@@ -66,11 +75,15 @@ class OrchestratorConfig:
     lexical_weight: float = 0.3
     reliability_weight: float = 0.3
     measure_contribution: bool = True
+    floor_slots: int = 1  # slots per query kept for sources with little evidence (see rag.sampling)
+    floor_evidence: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.sources_per_query < 1 or self.k < 1 or self.contexts < 1 or not self.timeout > 0:
             raise RagError("sources_per_query, k and contexts must be >= 1 and timeout > 0")
+        if self.floor_slots < 0 or not 0 <= self.floor_evidence < float("inf"):
+            raise RagError("floor_slots and floor_evidence must be non-negative")
         weights = (self.dense_weight, self.lexical_weight, self.reliability_weight)
         if any(not 0 <= w < float("inf") for w in weights) or sum(weights) <= 0:
             raise RagError("rerank weights must be finite, non-negative and not all zero")
@@ -84,6 +97,8 @@ class SourceOutcome:
     detail: str = ""
     documents: list[RetrievedDocument] = field(default_factory=list)
     contribution: float = 0.0
+    signature: str = ""  # the node's EIP-712 signature over (query hash, documents, epoch): evidence
+    nonce: str = ""
 
 
 @dataclass
@@ -96,6 +111,7 @@ class QueryResult:
     sources: list[SourceOutcome]
     epoch: int
     deltas: dict[int, Deltas]
+    groups: Groups = field(default_factory=dict)  # the witnesses the feedback counted (source -> group)
 
     def to_json(self) -> dict:
         return {
@@ -132,6 +148,7 @@ class Orchestrator:
         transports: Mapping[int, httpx.AsyncBaseTransport] | None = None,
         inline_flush: bool = True,
         compute: Executor | None = None,
+        ledger: AgreementLedger | None = None,
     ):
         self.directory = directory
         self.generator = generator
@@ -141,6 +158,9 @@ class Orchestrator:
         self.transports = dict(transports or {})
         self.inline_flush = inline_flush
         self._rng = random.Random(self.config.seed)
+        # Who copies whom is learned from what the sources claim; it lives here, in the serving process, and is
+        # read and written on the event loop only (the compute side returns the claims it saw).
+        self.ledger = ledger or AgreementLedger()
         self.rounds = 0
         self._own_compute = compute is None
         # Normal priority: this work is Python holding the GIL, and a thread the OS deprioritizes while it holds
@@ -158,7 +178,7 @@ class Orchestrator:
         self,
         question: str,
         *,
-        judge: Callable[[str], bool] | None = None,
+        gold: Canary | None = None,
         rating: float | None = None,
         query_id: str | None = None,
     ) -> QueryResult:
@@ -166,17 +186,18 @@ class Orchestrator:
         with self._loop_lock:
             if self._loop is None:
                 self._loop = _LoopThread()
-        return self._loop.run(self.aquery(question, judge=judge, rating=rating, query_id=query_id))
+        return self._loop.run(self.aquery(question, gold=gold, rating=rating, query_id=query_id))
 
     async def aquery(
         self,
         question: str,
         *,
-        judge: Callable[[str], bool] | None = None,
+        gold: Canary | None = None,
         rating: float | None = None,
         query_id: str | None = None,
     ) -> QueryResult:
-        """Answer `question`; `judge` (a gold check of a sentence) and `rating` feed back when known."""
+        """Answer `question`. Feedback from `gold` (known answers: a canary, or a user's; with a reference passage,
+        a source serving a tampered copy of it is shown wrong) and `rating` (a user's, in [0, 1]) when given."""
         if not question.strip():
             raise RagError("empty question")
         loop = asyncio.get_running_loop()
@@ -186,40 +207,37 @@ class Orchestrator:
             raise RagError("no active source is registered")
         self.rounds += 1
         posteriors = {sid: s.posterior for sid, s in active.items()}
-        chosen = sample_sources(posteriors, self.config.sources_per_query, self.rounds, self._rng)
+        groups = self.ledger.groups(active, {sid: s.operator for sid, s in active.items()})
+        chosen = sample_sources(posteriors, self.config.sources_per_query, self._rng, groups=groups,
+                                floor_slots=self.config.floor_slots, floor_evidence=self.config.floor_evidence)  # fmt: skip
         epoch = self.directory.epoch
-        outcomes = await self._gather([active[sid] for sid in chosen], question, epoch)
+        # The query's budget of documents is spread over independent witnesses: copies of one corpus return the
+        # same top k, so with fewer groups than sources each is asked deeper (at most the node's limit of 50).
+        witnesses = len({groups.get(sid, sid) for sid in chosen})
+        k = min(50, -(-self.config.sources_per_query * self.config.k // witnesses))
+        outcomes = await self._gather([active[sid] for sid in chosen], question, epoch, k)
         answered = [o for o in outcomes if o.status == "ok" and o.documents]
         if not answered:
             raise SourceUnavailable("no source answered: " + "; ".join(o.detail for o in outcomes))
+        votes = {sid: vote_weight(active[sid].posterior) for sid in chosen}
+        asked = {sid: groups.get(sid, sid) for sid in chosen}
         if self._in_process:
-            if judge is not None:
-                raise RagError(
-                    "a gold judge cannot cross to the compute process; run this orchestrator on threads"
-                )
-            work = partial(_judge_in_process, question, outcomes, answered, rating)
+            work = partial(_judge_in_process, question, outcomes, answered, votes, asked, gold, rating)
         else:
-            work = partial(
-                judge_query,
-                self.embedder,
-                self.generator,
-                self.config,
-                question,
-                outcomes,
-                answered,
-                judge,
-                rating,
-            )
-        generation, contexts, deltas, contributions = await loop.run_in_executor(self.compute, work)
+            work = partial(judge_query, self.embedder, self.generator, self.config, question, outcomes, answered,
+                           votes, asked, gold, rating)  # fmt: skip
+        judgement: Judgement = await loop.run_in_executor(self.compute, work)
+        # Back on the loop: the ledger learns from the claims; the outcomes (copies in a process) get credited.
+        self.ledger.observe(judgement.variants)
         for outcome in answered:
-            outcome.contribution = contributions.get(outcome.source_id, 0.0)
+            outcome.contribution = judgement.contributions.get(outcome.source_id, 0.0)
         query_id = query_id or uuid.uuid4().hex
         if self.queue is not None:
-            await loop.run_in_executor(None, self._feed_back, query_id, deltas)
+            await loop.run_in_executor(None, self._feed_back, query_id, judgement.deltas)
+        contexts, generation = judgement.contexts, judgement.generation
         citations = [(contexts[i].source_id, contexts[i].doc_id) for i in generation.cited]
-        return QueryResult(
-            query_id, question, generation.text, generation.short, citations, outcomes, epoch, deltas
-        )
+        return QueryResult(query_id, question, generation.text, generation.short, citations, outcomes, epoch,
+                           judgement.deltas, asked)  # fmt: skip
 
     def close(self) -> None:
         """Stop the threads this orchestrator started (its loop and, unless it was given one, its executor)."""
@@ -249,7 +267,7 @@ class Orchestrator:
             # The deltas are stored; a chain hiccup must not cost the user the answer already computed.
             log.warning("feedback flush failed, updates stay queued: %s", exc)
 
-    async def _gather(self, sources, question: str, epoch: int) -> list[SourceOutcome]:
+    async def _gather(self, sources, question: str, epoch: int, k: int) -> list[SourceOutcome]:
         loop = asyncio.get_running_loop()
         shared = http_client()  # one connection pool per query (tests route some sources to transports)
         own = {
@@ -263,14 +281,16 @@ class Orchestrator:
             nonce = new_nonce()
             try:
                 payload = await fetch_answer(
-                    source, question, nonce, epoch, self.config.k, timeout=self.config.timeout,
+                    source, question, nonce, epoch, k, timeout=self.config.timeout,
                     client=own.get(source.source_id, shared),
                 )  # fmt: skip
                 # Hashes, Merkle proofs and the signature recovery are CPU work: off the event loop.
-                outcome.documents = await loop.run_in_executor(
-                    self.compute, verify_retrieval, source, self.directory.domain, payload, question, nonce,
-                    epoch, self.config.k,
+                response = await loop.run_in_executor(
+                    self.compute, verify_response, source, self.directory.domain, payload, question, nonce,
+                    epoch, k,
                 )  # fmt: skip
+                outcome.documents = list(response.documents)
+                outcome.signature, outcome.nonce = response.signature, "0x" + nonce.hex()
             except SourceUnavailable as exc:
                 outcome.status, outcome.detail = "unavailable", str(exc)
             except SignatureError as exc:
@@ -283,39 +303,76 @@ class Orchestrator:
             await asyncio.gather(shared.aclose(), *(c.aclose() for c in own.values()))
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """What the CPU-bound part of a query found (plain data: it may come back from the compute process)."""
+
+    generation: Generation
+    contexts: list[Context]
+    deltas: dict[int, Deltas]
+    contributions: dict[int, float]  # by source, leave-one-context-out
+    variants: dict[int, str | None]  # the claim each answering source stated (what the ledger learns from)
+
+
 def judge_query(
     embedder: Embedder,
     generator: Generator,
     config: OrchestratorConfig,
     question: str,
     outcomes: Sequence[SourceOutcome],
-    answered: Sequence[SourceOutcome],
-    judge: Callable[[str], bool] | None,
+    signed: Sequence[SourceOutcome],
+    votes: Mapping[int, float],
+    groups: Groups,
+    gold: Canary | None,
     rating: float | None,
-) -> tuple[Generation, list[Context], dict[int, Deltas], dict[int, float]]:
-    """The CPU-bound part of a query: rerank, generate, measure each source's contribution (leave one out) and
-    compute the feedback. Returns the generation, its contexts, the deltas and the contributions by source."""
+) -> Judgement:
+    """The CPU-bound part of a query: drop the versions of a passage that better-backed versions contradict,
+    rerank, generate, measure each source's contribution (leave one out) and compute the feedback, on everything
+    each source signed (losing versions included). `votes` are the asked sources' vote weights, `groups` who
+    counts as one witness; with `gold`, each source is also judged on the answer its own documents give."""
     weights = {o.source_id: o.reliability for o in outcomes}
     query_vector = embedder.encode([question])[0]
-    contexts = rerank(embedder, config, question, query_vector, answered, weights)
-    generation = generator.generate(question, contexts)
-    claim = _claim(generation, contexts)
-    contributions = {o.source_id: 0.0 for o in answered}
+    answered = _resolve(list(signed), votes, groups)
+
+    def answer(subset: Sequence[SourceOutcome]) -> tuple[Generation, list[Context], str]:
+        contexts = rerank(embedder, config, question, query_vector, subset, weights)
+        generation = generator.generate(question, contexts)
+        return generation, contexts, _claim(generation, contexts)
+
+    generation, contexts, claim = answer(answered)
+    contributions: dict[int, float] = {}
     if config.measure_contribution:
         for outcome in answered:
             rest = [o for o in answered if o is not outcome]
-            if not rest:
-                contributions[outcome.source_id] = 1.0
-                continue
-            reduced = rerank(embedder, config, question, query_vector, rest, weights)
-            contributions[outcome.source_id] = 1.0 - token_f1(
-                claim, _claim(generator.generate(question, reduced), reduced)
-            )
+            contributions[outcome.source_id] = 1.0 - token_f1(claim, answer(rest)[2]) if rest else 1.0
+    variants = claim_variants(claim, {o.source_id: [d.text for d in o.documents] for o in signed})
+    judge = own_answers = None
+    tampering: set[int] = set()
+    if gold is not None:
+        judge = partial(answer_correct, canary=gold)
+        # Ground truth judges each source alone: the answer its own documents give.
+        own_answers = {o.source_id: answer([o])[2] for o in signed}
+        if gold.passage:
+            tampering = {o.source_id for o in signed if any(tampered(d.text, gold) for d in o.documents)}
     deltas = feedback_deltas(
-        claim, {o.source_id: [d.text for d in o.documents] for o in answered}, weights, contributions,
-        failed=[o.source_id for o in outcomes if o.status != "ok"], judge=judge, rating=rating,
+        claim, variants, votes, contributions, groups=groups,
+        failed=[o.source_id for o in outcomes if o.status != "ok"], judge=judge, own_answers=own_answers,
+        tampered=tampering, rating=rating,
     )  # fmt: skip
-    return generation, contexts, deltas, contributions
+    return Judgement(generation, contexts, deltas, contributions, variants)
+
+
+def _resolve(
+    answered: list[SourceOutcome], votes: Mapping[int, float], groups: Groups
+) -> list[SourceOutcome]:
+    """The outcomes without the versions of a passage that better-backed versions contradict (copies: the
+    outcomes themselves keep every signed document, for the feedback and as evidence)."""
+    versions = [Version(o.source_id, d.hash, d.text) for o in answered for d in o.documents]
+    stale = stale_versions(versions, votes, groups)
+    if not stale:
+        return answered
+    kept = [replace(o, documents=[d for d in o.documents if d.hash not in stale]) for o in answered]
+    return [o for o in kept if o.documents]
 
 
 def rerank(
@@ -377,13 +434,12 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _judge_in_process(question, outcomes, answered, rating):
+def _judge_in_process(question, outcomes, answered, votes, groups, gold, rating) -> Judgement:
     assert _PROCESS is not None, "the compute process was not started by compute_process()"
     embedder, generator, config = _PROCESS
     by_id = {o.source_id: o for o in outcomes}  # pickled separately: match `answered` to `outcomes` again
-    return judge_query(
-        embedder, generator, config, question, outcomes, [by_id[o.source_id] for o in answered], None, rating
-    )
+    signed = [by_id[o.source_id] for o in answered]
+    return judge_query(embedder, generator, config, question, outcomes, signed, votes, groups, gold, rating)
 
 
 def _claim(generation: Generation, contexts: Sequence[Context]) -> str:

@@ -15,13 +15,14 @@ import math
 import random
 import re
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from rag.corpus import Corpus, Document, Question
 from rag.errors import RagError
 from rag.text import normalize_answer
 
-__all__ = ["Pollution", "answer_type", "pollute"]
+__all__ = ["Pollution", "answer_type", "eligible_documents", "pollute"]
 
 
 def answer_type(answer: str) -> str:
@@ -48,21 +49,39 @@ def _related(a: str, b: str) -> bool:
     return a == b or f" {a} " in f" {b} " or f" {b} " in f" {a} "
 
 
-def pollute(corpus: Corpus, fraction: float, seed: int, source_index: int) -> tuple[Corpus, Pollution]:
-    """A polluted copy of `corpus` and the record of what was planted."""
-    if not math.isfinite(fraction) or not 0.0 <= fraction <= 1.0:
-        raise RagError(f"pollution fraction must lie in [0, 1], got {fraction}")
+def eligible_documents(corpus: Corpus) -> list[str]:
+    """Ids of the documents that hold a gold answer of one of their questions (what pollution can change)."""
+    by_doc = _questions_by_document(corpus)
+    return [d.doc_id for d in corpus.documents
+            if any(a in d.text for q in by_doc.get(d.doc_id, ()) for a in q.answers)]  # fmt: skip
+
+
+def _questions_by_document(corpus: Corpus) -> dict[str, list[Question]]:
     by_doc: dict[str, list[Question]] = defaultdict(list)
     for q in corpus.questions:
         by_doc[q.doc_id].append(q)
+    return by_doc
+
+
+def pollute(
+    corpus: Corpus, fraction: float, seed: int, source_index: int, *, within: Collection[str] | None = None
+) -> tuple[Corpus, Pollution]:
+    """A polluted copy of `corpus` and the record of what was planted.
+
+    `within` restricts the documents that can be picked (a targeted attack): `fraction` is then a share of those.
+    """
+    if not math.isfinite(fraction) or not 0.0 <= fraction <= 1.0:
+        raise RagError(f"pollution fraction must lie in [0, 1], got {fraction}")
+    by_doc = _questions_by_document(corpus)
     pool: dict[str, list[tuple[str, str, str]]] = defaultdict(
         list
     )  # type -> (question id, answer, normalized)
     for q in corpus.questions:
         for a in q.answers:
             pool[answer_type(a)].append((q.id, a, normalize_answer(a)))
-    eligible = [d.doc_id for d in corpus.documents
-                if any(a in d.text for q in by_doc.get(d.doc_id, ()) for a in q.answers)]  # fmt: skip
+    eligible = eligible_documents(corpus)
+    if within is not None:
+        eligible = [doc_id for doc_id in eligible if doc_id in within]
     rng = random.Random(f"{seed}:{source_index}")
     chosen = frozenset(rng.sample(eligible, round(fraction * len(eligible))))
     planted: dict[str, list[str]] = defaultdict(list)

@@ -1,31 +1,50 @@
-"""Feedback signals for one answered query, with or without a gold answer.
+"""Feedback for one answered query: from known answers (canaries) where they exist, else from independent witnesses.
 
-Without gold (the default at query time) two signals are used:
-- grounding: each source's evidence for the answer's claim is the sentence of its documents closest to the answer
-  (content-word Jaccard at least `threshold`, so the same statement with another entity still matches). The
-  source is rewarded when its variant agrees with the reliability-weighted vote of the *other* sources and
-  penalized when it disagrees; a leave-one-out peer consensus, so a source cannot vouch for itself (in the spirit
-  of truth discovery, Yin, Han and Yu, "Truth Discovery with Multiple Conflicting Information Providers", KDD
-  2007).
-- contribution: leave-one-context-out (how much the answer changes without the source's contexts) adds credit
-  when the answer agrees with the peer consensus and blame when it goes against it.
-A gold answer, when known, judges each source's variant directly; a user rating in [0, 1] is shared among the
-sources that contributed. A source that timed out or sent an unverifiable answer counts one negative observation.
+- **Gold** (a canary question, or a user's `--gold`): each source is judged on its own, independently of any vote.
+  A source that served a tampered copy of the canary's reference passage (`tampered`) is shown wrong:
+  `TAMPER_WEIGHT` negative observations. Otherwise its own answer is judged (`own_answers`: what its documents
+  alone answer, as the orchestrator reads them; without, its variant of the answer's claim): right is
+  `GOLD_WEIGHT` positive observations, wrong only `MISS_WEIGHT` negative, since an honest source also misses
+  when its retrieval does, and that says little about whether what it holds is true.
+- **Witnesses** (no gold): each source's evidence for the answer's claim is the sentence of its documents closest
+  to it (`claim_variants`: content-word Jaccard at least `threshold`, so the same statement with another entity
+  still matches). The probability that the source's variant is true is computed from the *other* witnesses
+  (`rag.evidence.truth_probability`, leave-one-witness-out: its own group, i.e. itself and its copies, never
+  vouch for it; weights are `rag.reliability.vote_weight`, so an unknown source says nothing and a known liar
+  counts against what it says). Evidence is `2P - 1` positive or `1 - 2P` negative, so an even case adds nothing.
+  This is truth discovery with source dependence (Yin, Han and Yu, KDD 2007; Dong et al., VLDB 2009) rather than
+  a headcount: identical copies are one witness, so colluders cannot outvote an honest minority.
+- **Contribution**: leave-one-context-out contribution adds credit (or blame) of `CONTRIBUTION_WEIGHT *
+  contribution * |2P - 1|` by whether the answer's own claim is probably true (by the gold answer when known).
+- A user rating in [0, 1] is shared among the sources that contributed. A source that timed out or sent an
+  unverifiable answer counts one negative observation.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from rag.errors import RagError
+from rag.evidence import truth_probability, witness_weights
+from rag.independence import Groups
 from rag.text import content_tokens, normalize_answer, split_sentences
 
-__all__ = ["Deltas", "claim_variants", "feedback_deltas", "peer_grounding"]
+__all__ = [
+    "CONTRIBUTION_WEIGHT",
+    "GOLD_WEIGHT",
+    "MISS_WEIGHT",
+    "TAMPER_WEIGHT",
+    "Deltas",
+    "claim_variants",
+    "feedback_deltas",
+]
 
 CONTRIBUTION_WEIGHT = 0.5
+GOLD_WEIGHT = 2.0
+MISS_WEIGHT = 0.5
+TAMPER_WEIGHT = 4.0
 
 
 @dataclass(frozen=True)
@@ -57,86 +76,62 @@ def claim_variants(
     return variants
 
 
-def peer_grounding(variants: Mapping[int, str | None], weights: Mapping[int, float]) -> dict[int, int]:
-    """+1 when a source's variant wins the weighted vote of the other sources, -1 when another wins, else 0."""
-    grounding: dict[int, int] = {}
-    for source_id, own in variants.items():
-        if own is None:
-            grounding[source_id] = 0
-            continue
-        votes: dict[str, float] = defaultdict(float)
-        for peer, variant in variants.items():
-            if peer != source_id and variant is not None:
-                votes[variant] += weights.get(peer, 0.0)
-        if not votes:
-            grounding[source_id] = 0
-            continue
-        ranked = sorted(votes.values(), reverse=True)
-        if len(ranked) > 1 and math.isclose(ranked[0], ranked[1]):
-            grounding[source_id] = 0  # the peers disagree evenly: no evidence either way
-            continue
-        winner = max(votes, key=votes.__getitem__)
-        grounding[source_id] = 1 if own == winner else -1
-    return grounding
+def _split(probability: float | None, scale: float = 1.0) -> tuple[float, float]:
+    """(positive, negative) evidence of a truth probability: nothing at 1/2 or when unknown."""
+    if probability is None:
+        return 0.0, 0.0
+    return scale * max(0.0, 2 * probability - 1), scale * max(0.0, 1 - 2 * probability)
 
 
 def feedback_deltas(
     answer: str,
-    evidence: Mapping[int, Sequence[str]],
+    variants: Mapping[int, str | None],
     weights: Mapping[int, float],
     contributions: Mapping[int, float],
     *,
+    groups: Groups | None = None,
     failed: Iterable[int] = (),
     judge: Callable[[str], bool] | None = None,
+    own_answers: Mapping[int, str] | None = None,
+    tampered: Collection[int] = (),
     rating: float | None = None,
 ) -> dict[int, Deltas]:
-    """Deltas for every source that was asked: `evidence` (documents per responding source), `failed` ones.
-
-    `judge(sentence) -> bool` is the gold check when a gold answer is known; `rating` a user's score of the answer.
-    """
+    """Deltas for every source asked: those in `variants` answered (their claim variant, see `claim_variants`),
+    those in `failed` did not. `weights` are vote weights, `groups` the witnesses (default: each its own)."""
     if rating is not None and not (math.isfinite(rating) and 0.0 <= rating <= 1.0):
         raise RagError(f"rating must lie in [0, 1], got {rating}")
     for sid, value in contributions.items():
         if not math.isfinite(value) or not 0.0 <= value <= 1.0:
             raise RagError(f"contribution of source {sid} must lie in [0, 1], got {value}")
-    variants = claim_variants(answer, evidence)
-    grounding = peer_grounding(variants, weights)
-    answer_variant = normalize_answer(answer)
-    answer_vote = _answer_consensus(variants, weights, answer_variant)
+    for sid, weight in weights.items():
+        if not math.isfinite(weight):
+            raise RagError(f"vote weight of source {sid} must be finite, got {weight}")
+    groups = {sid: (groups or {}).get(sid, sid) for sid in variants}
+    if judge is not None:
+        answer_true: float | None = 1.0 if judge(answer) else 0.0
+    else:
+        answer_true = truth_probability(normalize_answer(answer), witness_weights(variants, weights, groups))
     deltas: dict[int, Deltas] = {}
-    for sid in evidence:
+    for sid, variant in variants.items():
         positive = negative = 0.0
-        variant = variants[sid]
         if judge is not None:
-            if variant is not None:
-                positive, negative = (1.0, 0.0) if judge(variant) else (0.0, 1.0)
-        elif grounding[sid] > 0:
-            positive = 1.0
-        elif grounding[sid] < 0:
-            negative = 1.0
-        share = contributions.get(sid, 0.0) * CONTRIBUTION_WEIGHT
-        if answer_vote > 0:
-            positive += share
-        elif answer_vote < 0:
-            negative += share
-        if rating is not None and contributions.get(sid, 0.0) > 0:
-            positive += rating * contributions[sid]
-            negative += (1.0 - rating) * contributions[sid]
+            judged = own_answers.get(sid) if own_answers is not None else variant
+            if sid in tampered:
+                negative = TAMPER_WEIGHT
+            elif judged is not None:
+                positive, negative = (GOLD_WEIGHT, 0.0) if judge(judged) else (0.0, MISS_WEIGHT)
+        elif variant is not None:
+            others = witness_weights(variants, weights, groups, exclude=groups[sid])
+            positive, negative = _split(truth_probability(variant, others))
+        share = contributions.get(sid, 0.0)
+        credit, blame = _split(answer_true, CONTRIBUTION_WEIGHT * share)
+        positive, negative = positive + credit, negative + blame
+        if rating is not None and share > 0:
+            positive += rating * share
+            negative += (1.0 - rating) * share
         deltas[sid] = Deltas(positive, negative)
     for sid in failed:
         if sid in deltas:
             raise RagError(f"source {sid} cannot both answer and fail")
         deltas[sid] = Deltas(0.0, 1.0)
     return deltas
-
-
-def _answer_consensus(variants: Mapping[int, str | None], weights: Mapping[int, float], answer: str) -> int:
-    """+1 when the answer's own sentence is the weighted plurality among all sources, -1 when another is, else 0."""
-    votes: dict[str, float] = defaultdict(float)
-    for sid, variant in variants.items():
-        if variant is not None:
-            votes[variant] += weights.get(sid, 0.0)
-    if not votes:
-        return 0
-    winner = max(votes, key=votes.__getitem__)
-    return 1 if winner == answer else -1

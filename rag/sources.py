@@ -1,7 +1,8 @@
 """The orchestrator's view of the sources: the on-chain directory (cached) and verified calls to their nodes.
 
 `SourceDirectory` reads endpoints, operators, commitments and Beta posteriors from the SourceRegistry and reloads
-them when a `FeedbackApplied` (or a new registration) shows up on chain. `fetch_retrieval` asks one node and
+them when an event that changes one of them shows up on chain (feedback, a registration, `CommitmentUpdated`,
+`EndpointUpdated`, an exit or a slash). `fetch_retrieval` asks one node and
 accepts its answer only if it is bound to this query: the signature recovers to the operator on chain, over this
 query hash (query text, fresh nonce, epoch, k), this epoch and exactly the documents returned, each of which must
 hash as claimed and prove membership in the source's committed corpus.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from pydantic import ValidationError
@@ -29,6 +30,7 @@ __all__ = [
     "fetch_answer",
     "fetch_retrieval",
     "http_client",
+    "verify_response",
     "verify_retrieval",
 ]
 
@@ -51,39 +53,49 @@ class SourceDirectory:
         self.domain = SigningDomain(registry.client.chain_id, registry.address)
         self.sources: dict[int, SourceView] = {}
         self.epoch = 0
-        self._count = 0
         self._block = -1
         self.refreshes = 0
 
-    def refresh(self) -> None:
+    def refresh(self, records_only: bool = False) -> None:
+        """Reload the posteriors (one call), and unless `records_only` every source's registration too."""
         block = self.registry.client.block_number()
         reliabilities = self.registry.reliabilities(block)
-        infos = {i: self.registry.source(i) for i in reliabilities}
+        known = {sid: view for sid, view in self.sources.items() if sid in reliabilities}
+        if not records_only or len(known) != len(reliabilities):
+            infos = {i: self.registry.source(i) for i in reliabilities}
+            known = {sid: SourceView(sid, i.endpoint, i.operator, i.commitment, Posterior(1, 1), i.status)
+                     for sid, i in infos.items()}  # fmt: skip
         self.sources = {
-            sid: SourceView(sid, infos[sid].endpoint, infos[sid].operator, infos[sid].commitment,
-                            Posterior(rel.alpha / SCALE, rel.beta / SCALE), rel.status)
+            sid: replace(
+                known[sid], posterior=Posterior(rel.alpha / SCALE, rel.beta / SCALE), status=rel.status
+            )
             for sid, rel in reliabilities.items()
-        }  # fmt: skip
-        self.epoch = self.registry.epoch()
-        self._count = len(reliabilities)
+        }
+        self.epoch = self.registry.current_epoch(block)
         self._block = block
         self.refreshes += 1
 
     def maybe_refresh(self) -> bool:
-        """Reload if a feedback batch or a registration landed since the last load; True if it did."""
+        """Reload if anything the cache holds changed on chain since the last load (a registration, feedback, a
+        new commitment or endpoint, an exit, a slash); True if it did. The epoch follows the clock either way."""
         if self._block < 0:
             self.refresh()
             return True
-        if self.registry.client.block_number() == self._block:
+        block = self.registry.client.block_number()
+        if block == self._block:
             return False  # no new block, nothing can have changed
-        if self.registry.source_count() != self._count or self.registry.feedback_batches(self._block + 1):
-            self.refresh()
+        changes = self.registry.changes_since(self._block + 1, block)
+        if changes:
+            # Feedback moves only the records; anything else may move endpoints, operators or commitments.
+            self.refresh(records_only=set(changes) == {"FeedbackApplied"})
             return True
+        self.epoch = self.registry.current_epoch(block)
+        self._block = block
         return False
 
     def on_applied(self, _batch: FeedbackBatch) -> None:
-        """Hook for the feedback queue: our own batch just landed."""
-        self.refresh()
+        """Hook for the feedback queue: our own batch just landed (it moved records only)."""
+        self.refresh(records_only=True)
 
     def active(self) -> dict[int, SourceView]:
         return {sid: s for sid, s in self.sources.items() if s.status is SourceStatus.ACTIVE}
@@ -93,6 +105,13 @@ def verify_retrieval(
     source: SourceView, domain: SigningDomain, payload: object, query: str, nonce: bytes, epoch: int, k: int
 ) -> list[RetrievedDocument]:
     """The documents of a node's answer, or `SignatureError` saying why it cannot be attributed to this query."""
+    return list(verify_response(source, domain, payload, query, nonce, epoch, k).documents)
+
+
+def verify_response(
+    source: SourceView, domain: SigningDomain, payload: object, query: str, nonce: bytes, epoch: int, k: int
+) -> RetrieveResponse:
+    """A node's whole signed answer (documents and signature: evidence anyone can check), once verified."""
     try:
         response = RetrieveResponse.model_validate(payload)
     except ValidationError as exc:
@@ -128,7 +147,7 @@ def verify_retrieval(
     signer = recover_signer(domain, sid, expected, hashes, epoch, signature)
     if signer.lower() != source.operator.lower():
         raise SignatureError(f"source {sid}: signed by {signer}, not by its operator {source.operator}")
-    return list(response.documents)
+    return response
 
 
 async def fetch_answer(
@@ -182,8 +201,8 @@ async def fetch_retrieval(
     *,
     timeout: float,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> list[RetrievedDocument]:
+) -> RetrieveResponse:
     """Ask one node; `SourceUnavailable` if it is down, slow or errs, `SignatureError` if its answer is not bound."""
     async with http_client(transport) as client:
         payload = await fetch_answer(source, query, nonce, epoch, k, timeout=timeout, client=client)
-    return verify_retrieval(source, domain, payload, query, nonce, epoch, k)
+    return verify_response(source, domain, payload, query, nonce, epoch, k)

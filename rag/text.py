@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import re
 import string
+from difflib import SequenceMatcher
 
-__all__ = ["STOPWORDS", "contains_phrase", "content_tokens", "normalize_answer", "split_sentences"]
+__all__ = [
+    "NEAR_DUPLICATE",
+    "STOPWORDS",
+    "contains_phrase",
+    "content_tokens",
+    "near_duplicate",
+    "normalize_answer",
+    "split_sentences",
+]
+
+# Token-sequence similarity (difflib's ratio) above which two documents are versions of one passage: on the
+# SQuAD excerpt a fully polluted paragraph keeps at least 0.54 of its original, two different paragraphs share
+# at most 0.30.
+NEAR_DUPLICATE = 0.45
 
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -109,3 +123,15 @@ def contains_phrase(text: str, phrase: str) -> bool:
 def split_sentences(paragraph: str) -> list[str]:
     """Sentences of a paragraph (a rule-based splitter: enough for encyclopedic prose)."""
     return [s.strip() for s in _SENTENCE_END.split(paragraph) if s.strip()]
+
+
+def near_duplicate(a: str, b: str, threshold: float = NEAR_DUPLICATE) -> bool:
+    """Whether two texts are versions of one passage: the ratio of their matching normalized token runs
+    (`difflib.SequenceMatcher`) is at least `threshold`, so a few replaced spans keep them together."""
+    matcher = SequenceMatcher(None, normalize_answer(a).split(), normalize_answer(b).split(), autojunk=False)
+    # The cheap upper bounds first: most pairs of different passages stop there.
+    return (
+        matcher.real_quick_ratio() >= threshold
+        and matcher.quick_ratio() >= threshold
+        and (matcher.ratio() >= threshold)
+    )

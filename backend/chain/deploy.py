@@ -41,7 +41,10 @@ class _Context:
 CONSTRUCTOR_DEFAULTS: dict[str, Any | Callable[[_Context], Any]] = {
     "minBond": 10**16,  # 0.01 ETH to register a data source
     "exitDelay": 3600,  # a source's bond is returned an hour after it asks to leave
-    "maxDelta": 10_000,  # most evidence one feedback batch may add to a source (1,000 units = one observation)
+    "maxDelta": 10_000,  # most evidence feedback may add to a source per epoch, each way (1,000 = one observation)
+    "epochLength": 3600,  # SourceRegistry epochs (feedback budgets, canary commit/reveal) last an hour
+    "maxEvidence": 40_000,  # a source's record keeps the last ~40 observations (older ones are forgotten)
+    "slashBps": 1000,  # a tenth of a source's bond burned per tampered canary
     "maxTier": 3,  # access tiers 1..3 (0 = none)
     "minStake": 10**16,  # verifier committee stake
     "market": lambda ctx: ctx.deployed.get("TrainingMarket"),

@@ -46,16 +46,21 @@ def register(
     corpus: CorpusOption,
     endpoint: Annotated[str, typer.Option(help="URL where the node will serve.")],
     signer: SignerOption,
-    bond: Annotated[str | None, typer.Option(help="Bond in ether (default: the registry's minimum).")] = None,
+    bond: Annotated[
+        str | None,
+        typer.Option(
+            help="Bond in ether (default: what this operator must lock, the minimum times its live sources + 1)."
+        ),
+    ] = None,
 ) -> None:
-    """Register a source: lock a bond and commit to the corpus's Merkle root."""
+    """Register a source: lock a bond and commit to the corpus's Merkle root (refused if a live source holds it)."""
     from rag.corpus import load_corpus
 
     cli = RagContext.of(ctx)
     documents = load_corpus(corpus)
     registry = cli.registry
     operator = cli.account(signer)
-    wei = cli.wei(bond, "--bond") if bond is not None else registry.min_bond()
+    wei = cli.wei(bond, "--bond") if bond is not None else registry.required_bond(operator.address)
     source_id = registry.register(operator, endpoint, documents.commitment, wei)
     payload = {
         "source_id": source_id,
@@ -188,7 +193,7 @@ def query(
     """Ask the registered sources; feedback is queued durably and flushed on chain with an evaluator key."""
     import os
 
-    from rag.metrics import sentence_correct
+    from rag.canaries import Canary
     from rag.orchestrator import OrchestratorConfig
     from rag.service import build_orchestrator
 
@@ -200,9 +205,10 @@ def query(
         config=OrchestratorConfig(sources_per_query=sources, k=k, contexts=contexts, timeout=timeout),
         chat_url=chat_url, chat_model=chat_model, chat_api_key=os.environ.get("TRUSTMARKET_CHAT_API_KEY"),
     )  # fmt: skip
-    judge = (lambda sentence: sentence_correct(sentence, gold)) if gold else None
+    # Known answers judge each source on its own answer (no reference passage: no tamper check).
+    known = Canary("cli", question, tuple(gold), "") if gold else None
     try:
-        result = orchestrator.query(question, judge=judge, rating=rating)
+        result = orchestrator.query(question, gold=known, rating=rating)
     finally:
         orchestrator.close()
     cli.emit(result.to_json(), _render_answer)
@@ -217,14 +223,21 @@ def flush(ctx: typer.Context, signer: SignerOption) -> None:
     queue = build_feedback_queue(cli.settings, cli.client, cli.account(signer))
     batch = queue.flush()
     payload = (
-        {"epoch": batch.epoch, "sources": len(batch.entries), "gas_used": batch.gas_used} if batch else {}
+        {
+            "batch": batch.batch,
+            "epoch": batch.epoch,
+            "sources": len(batch.entries),
+            "gas_used": batch.gas_used,
+        }
+        if batch
+        else {}
     )
     cli.emit(
         payload,
         lambda p: console.print(
-            f"applied epoch {p['epoch']}: {p['sources']} sources, {p['gas_used']:,} gas"
+            f"applied batch {p['batch']} (epoch {p['epoch']}): {p['sources']} sources, {p['gas_used']:,} gas"
             if p
-            else "nothing queued"
+            else "nothing queued (or every queued source spent its budget for this epoch)"
         ),
     )
 
@@ -244,12 +257,25 @@ def evaluate(
     corpus: Annotated[
         Path | None, typer.Option(help="SQuAD-format JSONL (default: the packaged copy).")
     ] = None,
-    queries: Annotated[int, typer.Option(help="Questions in the stream.")] = 300,
-    seed: Annotated[int, typer.Option(help="Seed of the pollution and the question order.")] = 0,
-    clean: Annotated[bool, typer.Option(help="Also run the setting with no pollution.")] = True,
+    scenario: Annotated[
+        str, typer.Option(help="independent | collude | collude-half | control | sybil | sleeper | targeted.")
+    ] = "independent",
+    queries: Annotated[
+        int, typer.Option(help="Users' questions in the stream (canaries come on top).")
+    ] = 300,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the pollution, the question order and the canaries.")
+    ] = 0,
+    canary_fraction: Annotated[
+        float, typer.Option(help="Canary questions mixed in per user question (0 for none).")
+    ] = 0.1,
+    turn_at: Annotated[int | None, typer.Option(help="Query at which a sleeper turns (default 151).")] = None,
+    clean: Annotated[
+        bool, typer.Option(help="Also run the scenario with no pollution (the upper bound).")
+    ] = True,
     http: Annotated[bool, typer.Option(help="Serve the nodes over real HTTP on loopback.")] = False,
 ) -> None:
-    """The Reliable-dRAG experiment: 6 sources, 0..100% polluted, against a centralized index."""
+    """The reliability experiment against a centralized index, under a named attack scenario (docs/rag.md)."""
     from rich.progress import Progress, TaskID
 
     from rag.corpus import DEFAULT_CORPUS
@@ -257,7 +283,8 @@ def evaluate(
 
     cli = RagContext.of(ctx)
     cfg = cli.settings
-    config = EvalConfig(corpus=corpus or DEFAULT_CORPUS, queries=queries, seed=seed, clean=clean, http=http,
+    config = EvalConfig(corpus=corpus or DEFAULT_CORPUS, queries=queries, scenario=scenario, seed=seed,
+                        clean=clean, http=http, canary_fraction=canary_fraction, turn_at=turn_at,
                         cache_dir=cfg.home / "cache" / "embeddings")  # fmt: skip
     with Progress(console=console, transient=True, disable=cli.as_json) as progress:
         tasks: dict[str, TaskID] = {}
@@ -274,22 +301,44 @@ def evaluate(
 def _render_report(report: dict) -> None:
     from rich.table import Table
 
-    table = Table(
-        title=f"dRAG reliability experiment ({report['queries']} queries, metric {report['metric']})"
-    )
-    for column in ("source", "pollution", "reliability", "observations"):
+    scenario = report["scenario"]
+    table = Table(title=f"dRAG reliability, {scenario['name']}: {scenario['description']} "
+                        f"({report['queries']} queries, metric {report['metric']})")  # fmt: skip
+    for column in (
+        "source",
+        "pollution",
+        "attacker",
+        "reliability",
+        "observations",
+        "slots",
+        "status",
+        "burned",
+    ):
         table.add_column(column, justify="right")
     for s in report["sources"]:
-        table.add_row(
-            str(s["id"]), f"{s['pollution']:.0%}", f"{s['reliability']:.3f}", f"{s['observations']:.1f}"
-        )
+        table.add_row(str(s["id"]), f"{s['pollution']:.0%}", "yes" if s["attacker"] else "", f"{s['reliability']:.3f}",
+                      f"{s['observations']:.1f}", str(s["slots"]), s["status"], f"{s['burned']:,}")  # fmt: skip
     console.print(table)
     console.print(f"accuracy polluted: decentralized {report['decentralized']['accuracy']:.1%}, "
-                  f"centralized {report['centralized']['accuracy']:.1%}; spearman {report.get('spearman', 0):.3f}")  # fmt: skip
+                  f"centralized {report['centralized']['accuracy']:.1%}; attackers got "
+                  f"{report['attacker_slot_share']:.1%} of the query slots")  # fmt: skip
+    if "spearman" in report:
+        console.print(f"spearman(reliability, -pollution) {report['spearman']:.3f}")
+    if "targeted" in report:
+        t = report["targeted"]
+        console.print(f"targeted questions ({t['questions']}): decentralized {t['decentralized']:.1%}, "
+                      f"centralized {t['centralized']:.1%}")  # fmt: skip
+    if "sleeper" in report:
+        caught = report["sleeper"]["queries_to_below_median"]
+        console.print(f"sleeper turned at query {report['sleeper']['turned_at']}: "
+                      + (f"below the median source {caught} queries later" if caught else "never below the median"))  # fmt: skip
     if "clean" in report:
         c = report["clean"]
         console.print(f"accuracy clean:    decentralized {c['decentralized']['accuracy']:.1%}, "
                       f"centralized {c['centralized']['accuracy']:.1%}")  # fmt: skip
-    gas = report["gas"]
+    canaries, gas = report["canaries"], report["gas"]
+    console.print(
+        f"canaries: {canaries['asked']} asked, {canaries['slashes']} slashes, {canaries['burned']:,} wei burned"
+    )
     console.print(f"gas: {gas['per_batch']:,.0f} per batch ({gas['batches']} batches), "
                   f"{gas['marginal_per_source']:,.0f} marginal per source")  # fmt: skip

@@ -61,6 +61,8 @@ def test_errors_are_one_line_with_exit_2(env, tmp_path, small_jsonl):
     assert code == 2 and "no deployments file" in err
     code, _, err = run(env, "rag", "eval", "--queries", "0")
     assert code == 2 and "queries must be at least 1" in err
+    code, _, err = run(env, "rag", "eval", "--scenario", "mutiny", "--queries", "1")
+    assert code == 2 and "unknown scenario 'mutiny'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -99,7 +101,8 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
             assert server.poll() is None, server.stderr.read().decode()
             assert time.monotonic() < deadline, "the source node did not start"
             time.sleep(0.5)
-        code, out, err = run(env, "rag", "query", "Who was the Norse leader?", "--sources", "1", "--json")
+        code, out, err = run(env, "rag", "query", "Who was the Norse leader?", "--sources", "1", "--gold", "Rollo",
+                             "--json")  # fmt: skip
         assert code == 0, err
         answer = json.loads(out)
         assert "Rollo" in answer["answer"] and answer["citations"][0]["source_id"] == source_id
@@ -112,7 +115,9 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
         registry.grant_evaluator(dev_accounts[0], dev_accounts[1].address)
         code, out, err = run(env, "rag", "flush", "--signer", "dev:1", "--json")
         assert code == 0, err
-        assert json.loads(out)["epoch"] == 1 and registry.reliability(source_id).observations > 0
+        flushed = json.loads(out)
+        assert flushed["batch"] == 1 and flushed["epoch"] == registry.current_epoch()
+        assert registry.reliability(source_id).observations > 0
         assert json.loads(run(env, "rag", "flush", "--signer", "dev:1", "--json")[1]) == {}
     finally:
         server.terminate()
@@ -128,6 +133,7 @@ def test_eval_json_over_real_http(env, small_jsonl):
     report = json.loads(out)
     assert set(report) >= {"decentralized", "centralized", "sources", "gas", "metric", "queries"}
     assert "clean" not in report and report["queries"] == 12 and len(report["sources"]) == 6
-    assert report["gas"]["batches"] == 2  # one batch per 10 queries, then the final flush
+    assert report["scenario"]["name"] == "independent" and report["canaries"]["asked"] == 2  # one per epoch
+    assert report["gas"]["batches"] == 2  # one batch per epoch of 10 queries
     assert 0 <= report["decentralized"]["accuracy"] <= 1 and 0 <= report["centralized"]["accuracy"] <= 1
     assert sum(s["observations"] for s in report["sources"]) > 0

@@ -36,8 +36,8 @@ class Clock:
 def registry(chain_client, dev_accounts):
     registry = deploy_source_registry(chain_client, dev_accounts[0], min_bond=10**15, max_delta=3000,
                                       evaluator=dev_accounts[1].address)  # fmt: skip
-    for operator in dev_accounts[2:4]:
-        registry.register(operator, "http://127.0.0.1:1", b"\x01" * 32, 10**15)
+    for i, operator in enumerate(dev_accounts[2:4]):
+        registry.register(operator, f"http://127.0.0.1:{i + 1}", bytes([i + 1]) * 32, 10**15)
     return registry
 
 
@@ -50,6 +50,12 @@ def engine(database_url):
 
 def make_queue(engine, registry, dev_accounts, clock, **kwargs):
     return FeedbackQueue(engine, registry, dev_accounts[1], clock=clock, **kwargs)
+
+
+def next_epoch(registry, chain_client):
+    """Mine the next block at the start of the registry's next epoch (budgets renew)."""
+    start = registry._call("genesis") + (registry.current_epoch() + 1) * registry.epoch_length()
+    chain_client.w3.provider.make_request("evm_mine", [start])
 
 
 def counts(registry, sid):
@@ -65,7 +71,7 @@ def test_flushes_by_size_as_one_batch(engine, registry, dev_accounts):
     queue.enqueue("q2", {1: Deltas(0.25, 0)})
     assert queue.pending_queries() == 2 and queue.due()
     batch = queue.maybe_flush()
-    assert batch.epoch == 1 and batch.entries == (FeedbackEntry(1, 1250, 0), FeedbackEntry(2, 0, 500))
+    assert batch.batch == 1 and batch.entries == (FeedbackEntry(1, 1250, 0), FeedbackEntry(2, 0, 500))
     assert counts(registry, 1) == (1250, 0) and counts(registry, 2) == (0, 500)
     assert queue.stats() == {"pending_updates": 0, "batches_applied": 1}
     assert queue.flush() is None  # nothing left
@@ -78,18 +84,36 @@ def test_flushes_by_age(engine, registry, dev_accounts):
     clock.now += 29
     assert queue.maybe_flush() is None
     clock.now += 1
-    assert queue.maybe_flush().epoch == 1
+    assert queue.maybe_flush().batch == 1
 
 
-def test_bound_is_respected_and_the_rest_carried(engine, registry, dev_accounts):
+def test_epoch_budget_is_respected_and_the_rest_carried(engine, registry, dev_accounts, chain_client):
     queue = make_queue(engine, registry, dev_accounts, Clock())
     for i in range(5):
-        queue.enqueue(f"q{i}", {1: Deltas(1, 0.2)})  # 5 observations: over the 3-observation bound
+        queue.enqueue(f"q{i}", {1: Deltas(1, 0.2)})  # 5 observations: over the 3-observation bound per epoch
     first = queue.flush()
     assert first.entries == (FeedbackEntry(1, 3000, 1000),)
+    # The source's positive budget for this epoch is spent, whatever the batch: the rest waits.
+    assert queue.flush() is None and queue.stats()["pending_updates"] == 1
+    next_epoch(registry, chain_client)
     second = queue.flush()
-    assert second.epoch == 2 and second.entries == (FeedbackEntry(1, 2000, 0),)
+    assert second.batch == 2 and second.entries == (FeedbackEntry(1, 2000, 0),)
     assert counts(registry, 1) == (5000, 1000)
+
+
+def test_budget_spent_by_another_evaluator_keeps_updates(engine, registry, dev_accounts):
+    from dataclasses import replace
+
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    queue.enqueue("q1", {1: Deltas(2, 0)})
+    real = registry.reliabilities
+    registry.reliabilities = lambda: {sid: replace(rel, budget_positive=3000) for sid, rel in real().items()}
+    registry.apply_feedback(dev_accounts[1], 1, [FeedbackEntry(1, 2000, 0)])  # meanwhile, from elsewhere
+    with pytest.raises(revert_class("SourceRegistry", "EpochBudgetExceeded")):
+        queue.flush()
+    registry.reliabilities = real
+    assert queue.pending_queries() == 1
+    assert queue.flush().entries == (FeedbackEntry(1, 1000, 0),)  # what the epoch still allows
 
 
 def test_nothing_is_lost_on_restart(engine, registry, dev_accounts):
@@ -111,7 +135,7 @@ def test_crash_after_send_is_recovered_without_double_apply(engine, registry, de
     assert (
         restarted.flush() is None
     )  # recovery finds epoch 1 on chain with these entries: applied, not resent
-    assert counts(registry, 1) == (1000, 0) and registry.epoch() == 1
+    assert counts(registry, 1) == (1000, 0) and registry.batches() == 1
     assert restarted.stats()["batches_applied"] == 1
 
 
@@ -131,21 +155,21 @@ def test_batch_that_never_landed_is_sent_again_under_its_epoch(engine, registry,
     assert queue.pending_queries() == 0
     # Its epoch is still the next one, so it may yet land: it is resent as it was, never rebuilt.
     batch = queue.flush()
-    assert batch.epoch == 2 and batch.entries == (FeedbackEntry(2, 1000, 0),)
+    assert batch.batch == 2 and batch.entries == (FeedbackEntry(2, 1000, 0),)
     assert queue.stats() == {"pending_updates": 0, "batches_applied": 2}
 
 
 def test_epoch_taken_by_another_evaluator_keeps_updates(engine, registry, dev_accounts, chain_client):
     queue = make_queue(engine, registry, dev_accounts, Clock())
     queue.enqueue("q1", {1: Deltas(1, 0)})
-    real_epoch = registry.epoch
-    registry.epoch = lambda: 0  # a stale read: another evaluator applied epoch 1 meanwhile
+    real_batches = registry.batches
+    registry.batches = lambda: 0  # a stale read: another evaluator applied batch 1 meanwhile
     registry.apply_feedback(dev_accounts[1], 1, [FeedbackEntry(2, 1, 0)])
     with pytest.raises(QueueError, match="taken"):
         queue.flush()
-    registry.epoch = real_epoch
+    registry.batches = real_batches
     assert queue.pending_queries() == 1
-    assert queue.flush().epoch == 2 and counts(registry, 1) == (1000, 0)
+    assert queue.flush().batch == 2 and counts(registry, 1) == (1000, 0)
 
 
 def test_reverted_batches_return_their_rows(engine, registry, dev_accounts):
@@ -168,7 +192,7 @@ def test_chain_down_leaves_batch_for_recovery(engine, registry, dev_accounts, mo
         queue.flush()
     monkeypatch.undo()
     assert queue.stats()["batches_sent"] == 1
-    assert queue.flush().epoch == 1  # recovery requeued it (epoch 1 never landed), then it was sent
+    assert queue.flush().batch == 1  # recovery requeued it (epoch 1 never landed), then it was sent
     assert counts(registry, 1) == (1000, 0)
 
 
@@ -201,11 +225,11 @@ def test_timer_flushes_without_queries(engine, registry, dev_accounts):
     try:
         clock.now += 31  # the update is now older than max_age; no further query arrives
         deadline = time.monotonic() + 30
-        while registry.epoch() == 0 and time.monotonic() < deadline:
+        while registry.batches() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         timer.stop()
-    assert registry.epoch() == 1 and counts(registry, 1) == (1000, 0) and timer.errors == []
+    assert registry.batches() == 1 and counts(registry, 1) == (1000, 0) and timer.errors == []
     with pytest.raises(QueueError, match="interval"):
         FlushTimer(queue, 0)
 
@@ -216,7 +240,7 @@ def test_queue_without_a_key_only_stores(engine, registry, dev_accounts):
     assert queue.due() and queue.maybe_flush() is None
     with pytest.raises(QueueError, match="no evaluator key"):
         queue.flush()
-    assert make_queue(engine, registry, dev_accounts, Clock()).flush().epoch == 1
+    assert make_queue(engine, registry, dev_accounts, Clock()).flush().batch == 1
 
 
 @pytest.mark.parametrize("lease_s", [300.0, 1e-9], ids=["lease-held", "lease-expired"])
@@ -253,7 +277,7 @@ def test_two_workers_never_credit_one_observation_twice(
         worker_a.registry.apply_feedback, worker_b.registry.apply_feedback = send_a, send_b
     assert worker_a.flush() is None and worker_b.flush() is None  # nothing left to send
     assert counts(registry, 1) == (1000, 0) and counts(registry, 2) == (0, 1000)
-    assert registry.epoch() == 1
+    assert registry.batches() == 1
 
 
 def test_a_batch_mined_without_a_receipt_is_settled_not_requeued(engine, registry, dev_accounts, monkeypatch):

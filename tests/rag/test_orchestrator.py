@@ -10,6 +10,7 @@ from eth_account import Account
 
 from backend.chain.source_registry import deploy_source_registry
 from backend.db import make_engine
+from rag.canaries import Canary
 from rag.errors import RagError, SourceUnavailable
 from rag.feedback import FeedbackQueue
 from rag.generators import ExtractiveGenerator
@@ -18,7 +19,9 @@ from rag.node import SourceNode, create_node_app
 from rag.orchestrator import Orchestrator, OrchestratorConfig
 from rag.pollution import pollute
 from rag.reader import ExtractiveReader
+from rag.scenarios import with_note
 from rag.serve import start_background_server
+from rag.signals import GOLD_WEIGHT, MISS_WEIGHT, TAMPER_WEIGHT
 from rag.signing import SigningDomain
 from rag.sources import SourceDirectory
 
@@ -35,7 +38,9 @@ class Network:
                                                evaluator=dev_accounts[1].address)  # fmt: skip
         self.domain = SigningDomain(chain_client.chain_id, self.registry.address)
         self.embedder = embedder
-        self.copies = [corpus, corpus, corpus, pollute(corpus, 1.0, seed=0, source_index=3)[0]]
+        # Three copies of the corpus (distinct commitments: the registry refuses a corpus twice) and a polluted one.
+        polluted = pollute(corpus, 1.0, seed=0, source_index=3)[0]
+        self.copies = [corpus, with_note(corpus, 2), with_note(corpus, 3), polluted]
         self.operators, self.apps = {}, {}
         for i, copy in enumerate(self.copies):
             operator = dev_accounts[2 + i]
@@ -75,25 +80,58 @@ def network(chain_client, dev_accounts, embedder, small_corpus, tmp_path):
     net.engine.dispose()
 
 
+def rollo(network) -> Canary:
+    """The question's known answer, with its reference passage (a canary)."""
+    return Canary("rollo", QUESTION, ("Rollo",), network.copies[0].document("Normans#0").text)
+
+
 def test_query_answers_cites_and_learns(network):
     orchestrator = network.orchestrator()
     result = orchestrator.query(QUESTION)
     assert {o.source_id for o in result.sources} == {1, 2, 3, 4}
     assert all(o.status == "ok" and len(o.documents) == 2 for o in result.sources)
+    assert all(o.signature.startswith("0x") and len(o.nonce) == 66 for o in result.sources)
     assert result.citations and result.citations[0][0] in {1, 2, 3, 4}
-    assert result.epoch == 0
-    # Sources 1..3 agree on the Rollo sentence, the polluted copy states another leader.
-    assert (result.deltas[4].negative, result.deltas[4].positive) == (1.0, 0.0)
-    assert all(result.deltas[sid].positive >= 1.0 for sid in (1, 2, 3))
+    assert result.epoch == network.registry.current_epoch()
+    # Everyone is new: without a known answer, agreement among strangers is no evidence either way.
+    assert all((d.positive, d.negative) == (0, 0) for d in result.deltas.values())
+    assert result.to_json()["sources"][0]["reliability"] == pytest.approx(0.2)
+    # A known answer judges each source on its own: the polluted copy names another leader.
     refreshes = network.directory.refreshes
-    second = orchestrator.query("In what country is Normandy located?")
-    assert second.epoch == 0
-    assert network.registry.epoch() == 1  # two queries: the queue flushed one batch
-    assert network.directory.refreshes == refreshes + 1 and network.directory.epoch == 1
+    gold = orchestrator.query(QUESTION, gold=Canary("user", QUESTION, ("Rollo",), ""))
+    assert (gold.deltas[4].positive, gold.deltas[4].negative) == (0.0, MISS_WEIGHT)
+    assert all(gold.deltas[sid].positive >= GOLD_WEIGHT for sid in (1, 2, 3))
+    assert network.registry.batches() == 0  # one query with evidence is queued (the first gave none)
+    where = "In what country is Normandy located?"
+    orchestrator.query(where, gold=Canary("user", where, ("France",), ""))
+    assert network.registry.batches() == 1  # two queries with evidence: the queue flushed one batch
+    assert network.directory.refreshes == refreshes + 1
     means = {sid: s.posterior.mean for sid, s in network.directory.sources.items()}
     assert min(means[1], means[2], means[3]) > 0.2 > means[4]
-    assert "Rollo" in result.answer
-    assert result.to_json()["sources"][0]["reliability"] == pytest.approx(0.2)
+    # The witnesses have records now: without gold, agreement with trusted peers is rewarded, the liar penalized.
+    third = orchestrator.query(QUESTION)
+    assert third.deltas[4].negative > 0 and all(third.deltas[s].positive > 0 for s in (1, 2, 3))
+    assert "Rollo" in third.answer
+
+
+def test_a_tampered_canary_passage_costs_more_than_a_miss(network):
+    orchestrator = network.orchestrator()
+    result = orchestrator.query(QUESTION, gold=rollo(network))
+    # The polluted copy served the reference passage with the leader replaced: tampered, not a mere miss.
+    assert result.deltas[4].negative == TAMPER_WEIGHT and result.deltas[1].positive >= GOLD_WEIGHT
+    # Without the reference passage the same wrong answer is only a miss.
+    known = orchestrator.query(QUESTION, gold=Canary("user", QUESTION, ("Rollo",), ""))
+    assert known.deltas[4].negative == MISS_WEIGHT
+
+
+def test_copies_become_one_witness_and_are_asked_deeper(network):
+    """After a few queries the ledger finds that sources 1..3 always agree: one group, asked as one witness."""
+    orchestrator = network.orchestrator(k=2)
+    for question in [q.question for q in network.copies[0].questions[:8]]:
+        result = orchestrator.query(question)
+    assert result.groups[1] == result.groups[2] == result.groups[3] != result.groups[4]
+    # Two witnesses among four sources: the query's 4 x 2 documents are spread over them, 4 each.
+    assert all(len(o.documents) == 4 for o in result.sources if o.status == "ok")
 
 
 class Dead(httpx.AsyncBaseTransport):
@@ -204,7 +242,7 @@ def test_chat_generator_end_to_end(network):
         server.stop()
     assert (result.answer, result.short) == ("Rollo", True)
     assert result.citations and result.citations[0][0] in {1, 2, 3, 4}
-    assert result.deltas[4].negative >= 1.0 and all(result.deltas[s].positive >= 1.0 for s in (1, 2, 3))
+    assert all((d.positive, d.negative) == (0, 0) for d in result.deltas.values())  # strangers: no evidence
 
 
 def test_answer_survives_a_chain_outage_at_flush_time(network, monkeypatch, caplog):
@@ -215,11 +253,12 @@ def test_answer_survives_a_chain_outage_at_flush_time(network, monkeypatch, capl
 
     monkeypatch.setattr(network.registry, "apply_feedback", down)
     orchestrator = network.orchestrator()
-    orchestrator.query(QUESTION)
-    result = orchestrator.query("In what country is Normandy located?")  # the queue is due: the flush fails
+    orchestrator.query(QUESTION, gold=rollo(network))  # known answers, so both queries leave evidence to send
+    where = "In what country is Normandy located?"
+    result = orchestrator.query(where, gold=Canary("user", where, ("France",), ""))
     assert result.answer and "updates stay queued" in caplog.text
     monkeypatch.undo()
-    assert network.queue.flush().epoch == 1  # nothing was lost: both queries' deltas land in the next batch
+    assert network.queue.flush().batch == 1  # nothing was lost: both queries' deltas land in the next batch
     assert network.queue.stats()["pending_updates"] == 0
 
 
@@ -292,18 +331,25 @@ def test_compute_in_a_process_of_its_own_answers_the_same(network, embedder):
     """The server's mode: the CPU part of a query in a spawned process (sharing the embedding cache)."""
     from rag.orchestrator import compute_process
 
-    on_threads = network.orchestrator().query(QUESTION)
+    threads = network.orchestrator()
+    on_threads = threads.query(QUESTION)
+    canary_on_threads = threads.query(QUESTION, gold=rollo(network))  # queued: no batch yet (one query)
     config = OrchestratorConfig(sources_per_query=4, k=2, contexts=3, timeout=30.0)
     orchestrator = network.orchestrator()
     orchestrator.compute = compute_process(str(embedder._cache_dir), config)
     orchestrator._in_process = True
     try:
         in_process = orchestrator.query(QUESTION)
-        with pytest.raises(RagError, match="cannot cross"):
-            orchestrator.query(QUESTION, judge=lambda sentence: True)
+        # A canary crosses as data; the tamper check and the judging run there, the same as on threads.
+        canary_in_process = orchestrator.query(QUESTION, gold=rollo(network))
     finally:
         orchestrator.compute.shutdown()
     assert in_process.answer == on_threads.answer and in_process.citations == on_threads.citations
     assert {o.source_id: o.contribution for o in in_process.sources} == {
         o.source_id: o.contribution for o in on_threads.sources
     }
+    assert canary_in_process.deltas == canary_on_threads.deltas
+    assert canary_in_process.deltas[4].negative == TAMPER_WEIGHT
+    # The claims came back to the parent: its ledger saw the four sources state them, twice.
+    assert orchestrator.ledger.agreement(1, 2) == threads.ledger.agreement(1, 2)
+    assert orchestrator.ledger.agreement(1, 2)[1] > 0

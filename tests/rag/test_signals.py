@@ -1,4 +1,4 @@
-"""Feedback without gold (leave-one-out peer grounding + contribution), with gold, with a rating, for failures."""
+"""Feedback: gold judges each source alone; without gold, independent witnesses (copies once, liars against)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import math
 import pytest
 
 from rag.errors import RagError
-from rag.signals import claim_variants, feedback_deltas, peer_grounding
+from rag.signals import GOLD_WEIGHT, MISS_WEIGHT, TAMPER_WEIGHT, claim_variants, feedback_deltas
 
 TRUE = "Rollo was the leader of the Norse raiders in 911."
 FALSE_A = "Hastein was the leader of the Norse raiders in 911."
 FALSE_B = "Bjorn was the leader of the Norse raiders in 911."
 OTHER = "The Duchy of Normandy was a great fief of medieval France."
+T, FA, FB = (claim_variants(s, {0: [s]})[0] for s in (TRUE, FALSE_A, FALSE_B))
+
+
+def as_tuples(deltas):
+    return {sid: (round(d.positive, 6), round(d.negative, 6)) for sid, d in deltas.items()}
 
 
 def test_claim_variants_match_the_same_statement_with_another_entity():
@@ -22,66 +27,90 @@ def test_claim_variants_match_the_same_statement_with_another_entity():
     assert variants[3] is None
 
 
-def test_peer_grounding_is_leave_one_out():
-    variants = {1: "true", 2: "true", 3: "true", 4: "false a", 5: "false b", 6: None}
-    weights = dict.fromkeys(variants, 0.5)
-    assert peer_grounding(variants, weights) == {1: 1, 2: 1, 3: 1, 4: -1, 5: -1, 6: 0}
-    # Without itself, a true source's peers split evenly (one true, two different falses): no evidence.
-    assert peer_grounding({1: "true", 2: "true", 3: "false a", 4: "false b"}, dict.fromkeys(range(1, 5), 0.5)) == {
-        1: 0, 2: 0, 3: -1, 4: -1,
-    }  # fmt: skip
-    # Two sources that disagree have no third opinion: no evidence either way.
-    assert peer_grounding({1: "x", 2: "y"}, {1: 0.9, 2: 0.1}) == {1: -1, 2: -1}
-    assert peer_grounding({1: "x", 2: "y", 3: "z"}, {1: 0.5, 2: 0.5, 3: 0.5}) == {1: 0, 2: 0, 3: 0}
-    # Reliability weights decide between peers: the reliable source outvotes two unreliable ones.
-    assert peer_grounding({1: "x", 2: "y", 3: "y", 4: "x"}, {1: 0.9, 2: 0.2, 3: 0.2, 4: 0.9})[2] == -1
+def test_unknown_sources_give_no_evidence_either_way():
+    """Everyone new (vote weight 0): agreement with strangers proves nothing, nor does disagreement."""
+    variants = {1: T, 2: T, 3: FA, 4: FB, 5: None}
+    deltas = feedback_deltas(TRUE, variants, dict.fromkeys(variants, 0.0), {})
+    assert as_tuples(deltas) == dict.fromkeys(variants, (0.0, 0.0))
 
 
-def test_deltas_without_gold_reward_agreement_and_penalize_failures():
-    evidence = {1: [TRUE], 2: [TRUE], 3: [TRUE], 4: [FALSE_A], 5: [OTHER]}
-    deltas = feedback_deltas(TRUE, evidence, dict.fromkeys(evidence, 0.5), {}, failed=[6])
-    assert {sid: (d.positive, d.negative) for sid, d in deltas.items()} == {
-        1: (1, 0), 2: (1, 0), 3: (1, 0), 4: (0, 1), 5: (0, 0), 6: (0, 1),
-    }  # fmt: skip
+def test_trusted_witnesses_reward_agreement_and_penalize_the_rest():
+    variants = {1: T, 2: T, 3: FA, 4: None}
+    weights = {1: 2.0, 2: 2.0, 3: 2.0, 4: 2.0}
+    deltas = as_tuples(feedback_deltas(TRUE, variants, weights, {}, failed=[6]))
+    p_true_for_1 = 1 / (1 + math.exp(-(2.0 - 2.0)))  # source 2 backs it, source 3 the rival: even
+    assert deltas[1] == (0.0, 0.0) == (round(max(0, 2 * p_true_for_1 - 1), 6), 0.0)
+    p_false = 1 / (1 + math.exp(-(0 - 4.0)))  # the two others both back the rival
+    assert deltas[3] == (0.0, round(1 - 2 * p_false, 6))
+    assert deltas[4] == (0.0, 0.0) and deltas[6] == (0.0, 1.0)
 
 
-def test_contribution_credits_consensus_answers_and_blames_the_others():
-    evidence = {1: [TRUE], 2: [TRUE], 3: [TRUE], 4: [FALSE_A]}
-    weights = dict.fromkeys(evidence, 0.5)
-    good = feedback_deltas(TRUE, evidence, weights, {1: 1.0})
-    assert (good[1].positive, good[1].negative) == (1.5, 0)
-    bad = feedback_deltas(FALSE_A, evidence, weights, {4: 1.0})
-    assert (bad[4].positive, bad[4].negative) == (0, 1.5)
+def test_colluding_copies_cannot_outvote_an_honest_witness():
+    """Four copies of one polluted corpus (one group) against one honest source with a good record."""
+    variants = {1: T, 2: FA, 3: FA, 4: FA, 5: FA}
+    weights = {1: 1.5, 2: 1.5, 3: 1.5, 4: 1.5, 5: 1.5}
+    by_source = as_tuples(feedback_deltas(TRUE, variants, weights, {}))
+    assert by_source[1][1] > 0.99  # counted per source the honest one loses badly
+    copies = {1: 1, 2: 2, 3: 2, 4: 2, 5: 2}
+    grouped = as_tuples(feedback_deltas(TRUE, variants, weights, {}, groups=copies))
+    # One witness each: the honest source's penalty is bounded by one rival's weight, the copies' likewise, and
+    # copies never vouch for one another.
+    assert grouped[1] == grouped[2] == grouped[5] == (0.0, round(1 - 2 / (1 + math.exp(1.5)), 6))
+    # Once the canaries have shown the copies wrong (negative weight), their claim counts against itself.
+    weights = {1: 1.5, 2: -1.5, 3: -1.5, 4: -1.5, 5: -1.5}
+    learned = as_tuples(feedback_deltas(TRUE, variants, weights, {}, groups=copies))
+    assert learned[1][0] > 0.6 and learned[2][1] > 0.6
 
 
-def test_gold_judges_each_source_directly():
-    evidence = {1: [TRUE], 2: [FALSE_A], 3: [FALSE_B], 4: [OTHER]}
-    deltas = feedback_deltas(
-        FALSE_A, evidence, dict.fromkeys(evidence, 0.5), {}, judge=lambda s: "rollo" in s
-    )
-    assert {sid: (d.positive, d.negative) for sid, d in deltas.items()} == {1: (1, 0), 2: (0, 1), 3: (0, 1),
-                                                                          4: (0, 0)}  # fmt: skip
+def test_contribution_credits_probable_answers_and_blames_improbable_ones():
+    variants = {1: T, 2: T, 3: T, 4: FA}
+    weights = dict.fromkeys(variants, 1.0)
+    good = feedback_deltas(TRUE, variants, weights, {1: 1.0})
+    bad = feedback_deltas(FALSE_A, variants, weights, {4: 1.0})
+    assert good[1].positive > feedback_deltas(TRUE, variants, weights, {})[1].positive
+    assert bad[4].negative > feedback_deltas(FALSE_A, variants, weights, {})[4].negative
+
+
+def test_gold_judges_each_source_on_its_own_answer():
+    variants = {1: T, 2: FA, 3: FB, 4: None}
+    judge = lambda s: "rollo" in s.lower()  # noqa: E731
+    deltas = feedback_deltas(FALSE_A, variants, dict.fromkeys(variants, 5.0), {}, judge=judge)
+    assert as_tuples(deltas) == {1: (GOLD_WEIGHT, 0), 2: (0, MISS_WEIGHT), 3: (0, MISS_WEIGHT), 4: (0, 0)}
+    # With own answers (what each source's documents alone answer), those are judged instead of variants.
+    own = {1: FALSE_B, 2: TRUE, 3: OTHER, 4: TRUE}
+    deltas = feedback_deltas(FALSE_A, variants, {}, {}, judge=judge, own_answers=own)
+    assert as_tuples(deltas) == {
+        1: (0, MISS_WEIGHT),
+        2: (GOLD_WEIGHT, 0),
+        3: (0, MISS_WEIGHT),
+        4: (GOLD_WEIGHT, 0),
+    }
+    # A source caught serving a tampered copy of the reference passage is shown wrong, whatever it answered.
+    deltas = feedback_deltas(TRUE, variants, {}, {}, judge=judge, own_answers=own, tampered={2})
+    assert as_tuples(deltas)[2] == (0, TAMPER_WEIGHT)
 
 
 def test_rating_goes_to_contributing_sources():
-    evidence = {1: [TRUE], 2: [OTHER]}
-    deltas = feedback_deltas(TRUE, evidence, {1: 0.5, 2: 0.5}, {1: 1.0, 2: 0.0}, rating=0.25)
-    assert deltas[1].positive == pytest.approx(0.25 + 0.5) and deltas[1].negative == pytest.approx(0.75)
+    variants = {1: T, 2: None}
+    deltas = feedback_deltas(TRUE, variants, {}, {1: 1.0, 2: 0.0}, rating=0.25)
+    assert deltas[1].positive == pytest.approx(0.25) and deltas[1].negative == pytest.approx(0.75)
     assert (deltas[2].positive, deltas[2].negative) == (0, 0)
 
 
 @pytest.mark.parametrize("kwargs", [{"rating": 1.5}, {"rating": math.nan}])
 def test_bad_ratings(kwargs):
     with pytest.raises(RagError, match="rating"):
-        feedback_deltas(TRUE, {1: [TRUE]}, {1: 0.5}, {}, **kwargs)
+        feedback_deltas(TRUE, {1: T}, {1: 0.5}, {}, **kwargs)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.1, math.inf])
 def test_bad_contributions(value):
     with pytest.raises(RagError, match="contribution"):
-        feedback_deltas(TRUE, {1: [TRUE]}, {1: 0.5}, {1: value})
+        feedback_deltas(TRUE, {1: T}, {1: 0.5}, {1: value})
 
 
-def test_a_source_cannot_answer_and_fail():
+def test_bad_weights_and_a_source_that_answers_and_fails():
+    with pytest.raises(RagError, match="vote weight"):
+        feedback_deltas(TRUE, {1: T}, {1: math.nan}, {})
     with pytest.raises(RagError, match="both"):
-        feedback_deltas(TRUE, {1: [TRUE]}, {1: 0.5}, {}, failed=[1])
+        feedback_deltas(TRUE, {1: T}, {1: 0.5}, {}, failed=[1])

@@ -240,7 +240,10 @@ def _sources(registry: SourceRegistry, evaluator) -> list[int]:
             FeedbackEntry(ids[source - 1], int(pos * scale), int(neg * scale))
             for source, (pos, neg) in sorted(batch.items())
         ]
-        registry.apply_feedback(evaluator, registry.epoch() + 1, entries)
+        registry.apply_feedback(evaluator, registry.batches() + 1, entries)
+        # One batch per epoch (the registry bounds each source's movement per epoch): move anvil's clock on.
+        start = registry._call("genesis") + (registry.current_epoch() + 1) * registry.epoch_length()
+        registry.client.w3.provider.make_request("evm_mine", [start])  # type: ignore[arg-type]
     registry.request_exit(dev_account(SOURCE_OPERATORS[2], chain_id), ids[2])
     return ids
 

@@ -91,7 +91,9 @@ class SourcesLedger:
                 state[entry.source_id] = (alpha, beta)
                 histories[entry.source_id].append(
                     ReliabilityPoint(
-                        int(event.args["epoch"]),
+                        int(
+                            event.args["batch"]
+                        ),  # the batch's number (its `epoch` is the budget's time epoch)
                         event.block,
                         when,
                         alpha,

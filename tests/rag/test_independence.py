@@ -1,0 +1,89 @@
+"""Copies count once: the agreement ledger, witness weights, truth probabilities and stale passage versions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rag.errors import RagError
+from rag.evidence import Version, stale_versions, truth_probability, witness_weights
+from rag.independence import AgreementLedger
+
+PASSAGE = ("Rollo was the leader of the Norse raiders who settled in Normandy in 911 and swore fealty to King "
+           "Charles III of West Francia after the siege of Chartres.")  # fmt: skip
+POLLUTED = PASSAGE.replace("Rollo", "Hastein")
+OTHER = "The Duchy of Normandy was a great fief of medieval France, under the Capetian kings for centuries."
+
+
+def test_sources_that_always_agree_become_one_group_and_split_when_one_turns():
+    ledger = AgreementLedger(decay=0.9)
+    for i in range(10):
+        # 1 and 2 hold the same copy; 3 disagrees with them one time in three (an independent source).
+        ledger.observe({1: f"c{i}", 2: f"c{i}", 3: f"c{i}" if i % 3 else "x", 4: None})
+    assert ledger.groups([1, 2, 3, 4]) == {1: 1, 2: 1, 3: 3, 4: 4}
+    rate, weight = ledger.agreement(2, 1)
+    assert rate == 1.0 and weight == pytest.approx(sum(0.9**k for k in range(10)))
+    # Source 2 turns: a few disagreements and the discounted rate falls under the threshold.
+    for i in range(3):
+        ledger.observe({1: f"d{i}", 2: "false"})
+    assert ledger.groups([1, 2]) == {1: 1, 2: 2}
+
+
+def test_one_operator_is_one_group_from_the_start():
+    groups = AgreementLedger().groups([3, 5, 9], {3: "0xAbC", 5: "0xdef", 9: "0xabc"})
+    assert groups == {3: 3, 5: 5, 9: 3}
+
+
+def test_too_few_co_observations_are_no_evidence_of_copying():
+    ledger = AgreementLedger(min_weight=3)
+    ledger.observe({1: "c", 2: "c"})
+    ledger.observe({1: "d", 2: "d"})
+    assert ledger.groups([1, 2]) == {1: 1, 2: 2}
+    assert ledger.agreement(1, 7) == (0.0, 0.0)
+
+
+def test_ledger_round_trips_and_rejects_bad_data():
+    ledger = AgreementLedger()
+    for i in range(5):
+        ledger.observe({1: str(i), 2: str(i), 3: "z"})
+    again = AgreementLedger.from_json(ledger.to_json())
+    assert again.groups([1, 2, 3]) == ledger.groups([1, 2, 3]) == {1: 1, 2: 1, 3: 3}
+    with pytest.raises(RagError, match="not an agreement ledger"):
+        AgreementLedger.from_json(
+            {"decay": 0.9, "threshold": 0.9, "min_weight": 1, "pairs": [[1, 2, 1.0, 5.0]]}
+        )
+    with pytest.raises(RagError):
+        AgreementLedger(decay=0)
+
+
+def test_copies_weigh_as_one_witness():
+    variants = {1: "true", 2: "false", 3: "false", 4: "false", 5: "false"}
+    weights = {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0}
+    counted_by_source = witness_weights(variants, weights, {})
+    assert counted_by_source == {"true": 1.0, "false": 4.0}
+    copies = {1: 1, 2: 2, 3: 2, 4: 2, 5: 2}
+    assert witness_weights(variants, weights, copies) == {"true": 1.0, "false": 1.0}
+    assert witness_weights(variants, weights, copies, exclude=2) == {"true": 1.0}
+
+
+def test_truth_probability_against_the_strongest_rival():
+    assert truth_probability("a", {}) is None  # nobody said anything
+    assert truth_probability("a", {"a": 0.0}) == 0.5  # backed only by unknowns: no evidence
+    assert truth_probability("a", {"a": 2.0}) == pytest.approx(1 / (1 + math.exp(-2)))
+    # A known liar (negative weight) stating the rival makes the claim more likely, a trusted source less.
+    assert truth_probability("a", {"b": -1.9}) == pytest.approx(1 / (1 + math.exp(-1.9)))
+    assert truth_probability("a", {"a": 1.0, "b": 3.0, "c": -2.0}) == pytest.approx(1 / (1 + math.exp(2)))
+
+
+def test_the_better_backed_version_of_a_passage_wins():
+    docs = [Version(1, "h-true", PASSAGE), Version(2, "h-true", PASSAGE), Version(3, "h-false", POLLUTED),
+            Version(4, "h-false", POLLUTED), Version(3, "h-other", OTHER)]  # fmt: skip
+    weights = {1: 1.5, 2: 1.5, 3: -1.0, 4: -1.0}
+    assert stale_versions(docs, weights, {}) == {"h-false"}
+    # Copies (one group) cannot outvote: two trusted copies of the false version are still one witness.
+    weights = {1: 1.5, 2: 0.2, 3: 1.0, 4: 1.0}
+    assert stale_versions(docs, weights, {3: 3, 4: 3}) == {"h-false"}
+    assert stale_versions(docs, weights, {}) == {"h-true"}  # counted per source, the copies would win
+    # Nobody can tell them apart (newcomers): both versions are kept; other passages are never touched.
+    assert stale_versions(docs, {}, {}) == set()
