@@ -80,8 +80,12 @@ compile: install
 demo: install
 	$(VENV)/bin/trustmarket demo
 
+# Two workers, each test file on one of them (module fixtures such as one browser or one demo chain stay whole):
+# the suite is half waiting on anvil, uvicorn and subprocesses, half one-thread torch, so two cores both work.
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

@@ -55,9 +55,8 @@ def serve(
     """Start the API with uvicorn (configuration from TRUSTMARKET_* and TRUSTMARKET_API_* variables).
 
     SIGTERM drains: no new connections, requests in flight finish (up to TRUSTMARKET_API_SHUTDOWN_GRACE_S),
-    then unspent quota blocks are handed back and the audit log is flushed."""
-    import uvicorn
-
+    then unspent quota blocks are handed back and the audit log is flushed. SIGHUP restarts the workers one at a
+    time without refusing a connection (the supervisor keeps the socket)."""
     from backend.api import ApiSettings
     from backend.api.serving import uvicorn_options
 
@@ -70,24 +69,29 @@ def serve(
     # workers inherit the environment, so every one of them expects the same.
     os.environ.setdefault("TRUSTMARKET_API_SIWE_DOMAIN", siwe_domain)
     # Built once here so a bad configuration is one line on stderr, not a traceback inside a worker.
-    application = served_app()
+    served_app()
     console.print(
         f"trustmarket API on http://{bind_host}:{bind_port} (OpenAPI at /docs); sign-in messages name "
         f"{os.environ['TRUSTMARKET_API_SIWE_DOMAIN']}",
         highlight=False,
     )
-    options = uvicorn_options(api, log_level=log_level)
-    if workers == 1:
-        uvicorn.run(application, host=bind_host, port=bind_port, **options)
-    else:
-        uvicorn.run(
-            "backend.cli.api:served_app",
-            factory=True,
-            host=bind_host,
-            port=bind_port,
-            workers=workers,
-            **options,
-        )
+    serve_supervised(bind_host, bind_port, workers, uvicorn_options(api, log_level=log_level))
+
+
+def serve_supervised(host: str, port: int, workers: int, options: dict) -> None:
+    """Serve through uvicorn's process supervisor, one worker or several: the supervisor holds the listening
+    socket, so a worker's restart never refuses a connection. SIGHUP replaces the workers one at a time, each
+    replacement answering before the old worker drains (a rolling restart: new code, new settings); SIGTERM drains
+    them all and exits."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "backend.cli.api:served_app", factory=True, host=host, port=port, workers=workers, **options
+    )
+    console.print(f"supervisor pid {os.getpid()}: `kill -HUP {os.getpid()}` restarts the workers one at a time",
+                  highlight=False)  # fmt: skip
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 @app.command()

@@ -167,6 +167,12 @@ class ApiSettings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=30.0, gt=0, description="On SIGTERM, in-flight requests get this long to finish."
     )
+    worker_start_s: int = Field(
+        default=120,
+        gt=0,
+        description="On SIGHUP, a replacement worker gets this long to answer (it imports torch and the model "
+        "stack) before the restart is abandoned and the old worker kept.",
+    )
 
     # Requests
     max_body_bytes: int = Field(default=80 * 2**20, ge=1024, description="Above this: 413 before reading.")

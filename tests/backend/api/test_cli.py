@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -65,11 +67,13 @@ def test_several_workers_need_a_shared_secret(env):
 
 @contextmanager
 def serving(env: dict, *args: str):
-    """`trustmarket api serve ARGS` as a process on a free port; yields its base URL once /healthz answers."""
+    """`trustmarket api serve ARGS` as a process on a free port; yields its base URL once /healthz answers. Its
+    output goes to `<home>/serve.log` (a pipe nobody reads would fill up and stall the server)."""
     port = free_port()
+    log = Path(env["TRUSTMARKET_HOME"]) / "serve.log"
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "trustmarket"), "api", "serve", "--port", str(port), *args],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -81,7 +85,7 @@ def serving(env: dict, *args: str):
                 httpx.get(f"{url}/healthz", timeout=1)
                 break
             except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read().decode()
+                assert process.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, "the API did not start"
                 time.sleep(0.2)
         yield url
@@ -90,12 +94,31 @@ def serving(env: dict, *args: str):
         process.wait(timeout=10)
 
 
-def test_serve_answers_over_http(env):
-    with serving(env, "--log-level", "warning") as url:
+@pytest.mark.slow
+def test_serve_answers_over_http_and_restarts_on_sighup_without_refusing_a_connection(env):
+    log = Path(env["TRUSTMARKET_HOME"]) / "serve.log"
+    with serving(env) as url:
         assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
         ready = httpx.get(f"{url}/readyz", timeout=5)
         assert ready.status_code == 503  # no chain at the configured URL
         assert httpx.get(f"{url}/v1/me", timeout=5).status_code == 401
+
+        supervisor = int(re.search(r"supervisor pid (\d+)", log.read_text())[1])
+        os.kill(supervisor, signal.SIGHUP)
+        answered, refused = 0, []
+        # A liveness bound, not a timing claim: the replacement imports torch on a loaded machine.
+        deadline = time.monotonic() + 120
+        # The old worker is retired only once its replacement answers; ask all along the way.
+        while "Terminated child process" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            try:
+                assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+                answered += 1
+            except httpx.TransportError as exc:
+                refused.append(repr(exc))
+            time.sleep(0.05)
+        assert not refused, refused
+        assert answered > 0 and httpx.get(f"{url}/healthz", timeout=30).status_code == 200
 
 
 def test_serve_expects_sign_ins_for_the_host_and_port_it_serves(deployed_cli_env, monkeypatch):
