@@ -28,6 +28,7 @@ def _finalized_payload(done) -> dict:
         "flagged": {f.trainer: f.reason for f in done.outcome.flags},
         "scores": done.outcome.scores,
         "metrics": done.outcome.metrics,
+        "task": done.outcome.report["task"],
         "transaction": done.transaction,
     }
 
@@ -35,9 +36,10 @@ def _finalized_payload(done) -> dict:
 def _render_finalized(p: dict) -> None:
     from rich.table import Table
 
+    metric = p["task"]["metric"]  # accuracy, or r2 for regression
     console.print(
-        f"project {p['project']} round {p['round']}: validation accuracy "
-        f"{p['metrics']['accuracy_before']:.3f} -> {p['metrics']['accuracy_after']:.3f}, model {p['model']['cid']}"
+        f"project {p['project']} round {p['round']}: validation {metric} "
+        f"{p['metrics'][f'{metric}_before']:.3f} -> {p['metrics'][f'{metric}_after']:.3f}, model {p['model']['cid']}"
     )
     table = Table("trainer", "score", "flag")
     for trainer, score in sorted(p["scores"].items(), key=lambda kv: -kv[1]):

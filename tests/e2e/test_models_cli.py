@@ -22,7 +22,7 @@ from models_helpers import (
     run_rounds,
     verify_all,
 )
-from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 
 from aggregator.text_data import question_splits
 
@@ -70,6 +70,41 @@ def test_digits_with_the_cnn_and_the_pixel_scaling_on_record(env, dev_accounts, 
         assert r["metrics"]["accuracy_after"] > r["metrics"]["accuracy_before"]
     assert rounds[-1]["metrics"]["accuracy_after"] > 0.8
     verify_all(env, created["project"], 2)
+
+
+@pytest.mark.slow
+def test_regression_on_the_diabetes_set_reports_r2_and_mse(env, dev_accounts, tmp_path):
+    diabetes = load_diabetes(as_frame=True)
+    frame = diabetes.frame.rename(columns={"target": "progression"}).sample(frac=1.0, random_state=0)
+    frame.iloc[:100].to_parquet(tmp_path / "validation.parquet")
+    data = {}
+    for account, part in zip(
+        TRAINERS, np.array_split(np.arange(100, len(frame)), len(TRAINERS)), strict=True
+    ):
+        data[account] = tmp_path / f"trainer{account}.csv"
+        frame.iloc[part].to_csv(data[account], index=False)
+    created = create(
+        env, dev_accounts, tmp_path / "validation.parquet", "--model", "builtin:mlp", "--task", "regression",
+        "--label-column", "progression", "--preprocess", "standardize", "--optimizer", "adam", "--lr", "0.01",
+        "--epochs", "20", "--rule", "median", "--label-range", "0,400", rounds=1,
+    )  # fmt: skip
+    assert created["checks"]["initial_metrics"].keys() == {"loss", "mse", "r2"}
+    project = created["project"]
+    for account, path in data.items():
+        ok(env, "trainer", "register", "-p", project, "--stake", "0.1", "--signer", f"dev:{account}")
+        update = tmp_path / f"update{account}.safetensors"
+        ok(env, "trainer", "train", "-p", project, "--data", path, "--out", update)
+        ok(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{account}")
+    code, out, err = cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
+    assert code == 0, err
+    assert "validation r2" in out
+    report_cid = ok(env, "project", "status", project)["rounds"][0]["report_cid"]
+    assert cli(env, "storage", "get", report_cid, "-o", tmp_path / "report.json")[0] == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["task"] == {"name": "regression", "loss": "mse", "metric": "r2"}
+    assert report["metrics"]["r2_after"] > report["metrics"]["r2_before"]
+    assert report["metrics"]["mse_after"] < report["metrics"]["mse_before"]
+    verify_all(env, project, 1)
 
 
 @pytest.fixture(scope="module")

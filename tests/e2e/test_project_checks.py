@@ -164,3 +164,9 @@ def test_trainer_data_and_updates_are_checked_before_anything_happens(env, dev_a
     assert store_files(env) == stored
     done = ok(env, "trainer", "submit", "-p", project, "--update", good, "--signer", "dev:4")
     assert done["round"] == 0
+
+
+def test_the_demo_names_its_tasks(tmp_path):
+    # Refused before any chain starts: no deployment needed.
+    env = {"TRUSTMARKET_HOME": str(tmp_path / "home")}
+    assert "--task must be digits or text" in one_line_error(env, "demo", "--task", "audio")
