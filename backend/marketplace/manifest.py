@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aggregator.errors import AggregatorError
 from aggregator.tasks import TASKS
@@ -103,6 +103,15 @@ class ProjectManifest(BaseModel):
         if value not in TASKS:
             raise ValueError(f"unknown task {value!r}; known: {', '.join(TASKS)}")
         return value
+
+    @model_validator(mode="after")
+    def _one_task(self) -> ProjectManifest:
+        # The evaluator follows `task`, the data checks follow `data`: a manifest where they differ cannot run.
+        if self.data.get("task") != self.task:
+            raise ValueError(
+                f"the data schema is for task {self.data.get('task')!r}, the project's is {self.task!r}"
+            )
+        return self
 
     def tensor_spec(self) -> ModelSpec:
         """What every update and global model of the project must hold (names, shapes, dtypes)."""

@@ -157,3 +157,49 @@ def test_text_models_and_tensor_data_do_not_mix(tiny_bert):
     model = text_model(tiny_bert)
     with pytest.raises(ModelError, match="reads text, but the data holds tensor"):
         Evaluator(model, "text-classification", Examples(LABELS, features=torch.zeros(24, 4)))
+
+
+def test_an_hf_folder_that_is_not_the_pinned_one_is_refused(tiny_bert, tmp_path):
+    """The two hf pins: the archive's sha256 (checked when it is fetched) and `frozen_sha256`, the hash of the
+    weights that never travel (checked when it is built): a folder changed after the owner pinned it, here in a
+    trainer's unpacked cache, cannot train or verify another model under the project's name."""
+    from transformers import BertConfig, BertModel
+
+    from aggregator.schema import DataSchema
+    from backend.marketplace.errors import MarketplaceError
+    from backend.marketplace.manifest import ContentRef, ModelEntry
+    from backend.marketplace.models import build_entry_model, fetch_hf_folder, pack_model_folder
+    from backend.storage import IntegrityError, LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    packed = pack_model_folder(tiny_bert, tmp_path / "model.tar")
+    ref = ContentRef(cid=store.put(packed.path), sha256=packed.sha256)
+    lora = parse_lora("rank=2,ffa")
+    entry = ModelEntry(
+        source="hf", name="tiny-bert", content=ref, lora=lora.to_dict(),
+        frozen_sha256=text_model(tiny_bert).frozen_sha256(),
+    )  # fmt: skip
+    schema = DataSchema(task="text-classification", kind="text", labels=(0, 1, 2), text_field="text")
+    cache = tmp_path / "cache"
+    assert build_entry_model(entry, schema, 0, store=store, cache_dir=cache).dim == text_model(tiny_bert).dim
+
+    with pytest.raises(IntegrityError):  # the store serves other bytes than the pinned archive
+        build_entry_model(
+            entry.model_copy(update={"content": ref.model_copy(update={"sha256": "1" * 64})}),
+            schema, 0, store=store, cache_dir=cache,
+        )  # fmt: skip
+    # Other base weights in the unpacked folder (same config, another initialization).
+    folder = fetch_hf_folder(store, ref, cache)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        other = BertModel(BertConfig.from_pretrained(tiny_bert))
+    other.save_pretrained(tmp_path / "other", safe_serialization=True)
+    (folder / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(MarketplaceError, match="builds differently here than for the project's owner"):
+        build_entry_model(entry, schema, 0, store=store, cache_dir=cache)
+    # FFA-LoRA's frozen A matrices are pinned too: adapters of another rank than the owner built are refused.
+    with pytest.raises(MarketplaceError, match="builds differently here"):
+        build_entry_model(
+            entry.model_copy(update={"lora": parse_lora("rank=3,ffa").to_dict()}),
+            schema, 0, store=LocalStore(tmp_path / "store"), cache_dir=tmp_path / "cache2",
+        )  # fmt: skip

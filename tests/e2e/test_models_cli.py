@@ -6,11 +6,14 @@ validation metric and is verified by recomputation."""
 from __future__ import annotations
 
 import json
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from models_helpers import (
     AGGREGATOR,
     build_plugin_wheel,
@@ -25,6 +28,8 @@ from models_helpers import (
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 
 from aggregator.text_data import question_splits
+from backend.api import ApiSettings, create_app
+from backend.settings import Settings
 
 TRAINERS = [4, 5, 6]
 
@@ -105,6 +110,28 @@ def test_regression_on_the_diabetes_set_reports_r2_and_mse(env, dev_accounts, tm
     assert report["metrics"]["r2_after"] > report["metrics"]["r2_before"]
     assert report["metrics"]["mse_after"] < report["metrics"]["mse_before"]
     verify_all(env, project, 1)
+
+    # The explorer reads the schema 2 manifest and the report's task: R-squared where a classifier shows accuracy.
+    with TestClient(create_app(explorer_settings(env), ApiSettings())) as client:
+        page = client.get(f"/projects/{project}").text
+        chart = next(
+            json.loads(c)
+            for c in re.findall(r'class="chart-data">(.*?)</script>', page, re.S)
+            if "accuracy-loss" in c
+        )
+    assert "mlp · regression" in page and '<th scope="col">R²</th>' in page
+    row = re.search(r'<tr data-round="0">(.*?)</tr>', page, re.S).group(1)
+    assert float(re.search(r'data-metric="([^"]+)"', row).group(1)) == report["metrics"]["r2_after"]
+    assert chart["series"][0]["values"] == [report["metrics"]["r2_before"], report["metrics"]["r2_after"]]
+    assert chart["y_label"] == "R²" and chart["y2_label"] == "mean squared error" and chart["y_range"] is None
+
+
+def explorer_settings(env) -> Settings:
+    return Settings(
+        home=Path(env["TRUSTMARKET_HOME"]), chain_url=env["TRUSTMARKET_CHAIN_URL"],
+        deployments_dir=Path(env["TRUSTMARKET_DEPLOYMENTS_DIR"]), store_path=Path(env["TRUSTMARKET_STORE_PATH"]),
+        artifacts_path=Path(env["TRUSTMARKET_ARTIFACTS_PATH"]),
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from models_helpers import AGGREGATOR, ARBITER, OWNER, create, ok, one_line_error
-from safetensors.torch import load
+from safetensors.torch import load, save
 
 from backend.storage.codec import encode_state, state_metadata
 
@@ -161,6 +161,30 @@ def test_trainer_data_and_updates_are_checked_before_anything_happens(env, dev_a
         "dev:4",
     )
     assert "made for project" in line and "round 1" in line
+    # The right tensors with a wrong shape, a wrong dtype or a NaN: refused by the spec, nothing stored or sent.
+    tensors = load(good.read_bytes())
+    name, first = next(iter(tensors.items()))
+    meta = state_metadata(project, 0, base_cid, kind="delta")
+    nan = first.clone()
+    nan.view(-1)[0] = float("nan")
+    for bad, needle in (
+        ({**tensors, name: torch.zeros(first.shape[0] + 1, *first.shape[1:])}, f"tensor {name!r} has shape"),
+        ({**tensors, name: first.double()}, f"tensor {name!r} has dtype float64"),
+        ({**tensors, name: nan}, f"tensor {name!r} has 1 non-finite value(s)"),
+    ):
+        (tmp_path / "bad.safetensors").write_bytes(save(bad, meta))
+        line = one_line_error(
+            env,
+            "trainer",
+            "submit",
+            "-p",
+            project,
+            "--update",
+            tmp_path / "bad.safetensors",
+            "--signer",
+            "dev:4",
+        )
+        assert "does not fit the project's model" in line and needle in line, line
     assert store_files(env) == stored
     done = ok(env, "trainer", "submit", "-p", project, "--update", good, "--signer", "dev:4")
     assert done["round"] == 0

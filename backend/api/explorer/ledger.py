@@ -132,6 +132,21 @@ class ProjectView:
         return "classification" if self.model else None
 
     @property
+    def metric_name(self) -> str:
+        """The metric the rounds are judged by: the newest report's, else the task's (R-squared for regression)."""
+        for row in reversed(self.rounds):
+            if row.report is not None and row.report.metric_name:
+                return row.report.metric_name
+        return "r2" if self.task == "regression" else "accuracy"
+
+    @property
+    def loss_name(self) -> str:
+        for row in reversed(self.rounds):
+            if row.report is not None and row.report.loss_name:
+                return row.report.loss_name
+        return "mse" if self.task == "regression" else "cross_entropy"
+
+    @property
     def rule(self) -> str | None:
         rule = self.manifest_body.get("rule")
         return rule if isinstance(rule, str) else None

@@ -133,6 +133,11 @@ class RoundReport:
     trainers: dict[str, ReportTrainer]
     flagged: list[str]
     problems: list[str] = field(default_factory=list)
+    # The project's task as the report names it (schema 2 projects: {"name", "loss", "metric"}); older reports
+    # name none: their models are classifiers judged by accuracy and cross-entropy.
+    task: str | None = None
+    metric_name: str | None = None
+    loss_name: str | None = None
 
     def trainer(self, address: str) -> ReportTrainer | None:
         return self.trainers.get(address) or next(
@@ -220,6 +225,7 @@ def parse_report(raw: Any) -> RoundReport:
     elif doc:
         problems.append("the report lists no trainers")
     metrics = {k: v for k, v in _mapping(doc.get("metrics")).items() if _float(v) is not None}
+    task = {k: v for k, v in _mapping(doc.get("task")).items() if isinstance(v, str)}
     if doc and not metrics:
         problems.append("the report has no validation metrics")
     return RoundReport(
@@ -237,4 +243,7 @@ def parse_report(raw: Any) -> RoundReport:
         trainers=trainers,
         flagged=[str(a) for a in doc.get("flagged") or [] if isinstance(a, str)],
         problems=problems,
+        task=task.get("name"),
+        metric_name=task.get("metric"),
+        loss_name=task.get("loss"),
     )

@@ -36,7 +36,16 @@ __all__ = ["router", "templates"]
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-for _name in ("ether", "number", "percent", "timestamp", "duration", "address_short", "reason_title"):
+for _name in (
+    "ether",
+    "number",
+    "percent",
+    "timestamp",
+    "duration",
+    "address_short",
+    "reason_title",
+    "metric_title",
+):
     templates.env.filters[_name] = getattr(words, _name)
 templates.env.filters["rule_words"] = rule_words
 templates.env.filters["defenses"] = words.defense_words

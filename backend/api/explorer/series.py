@@ -12,7 +12,7 @@ from typing import Any
 
 from backend.api.explorer.ledger import ProjectView
 from backend.api.explorer.sources import SourceView
-from backend.api.explorer.words import WEI, address_short
+from backend.api.explorer.words import WEI, address_short, loss_words, metric_title
 from backend.chain.source_registry import PRIOR_NEGATIVE, PRIOR_POSITIVE
 
 __all__ = ["Chart", "Series", "accuracy_loss", "cumulative_shares", "pool_paid", "reliability_over_time"]
@@ -53,35 +53,39 @@ def _finalized(view: ProjectView):
 
 
 def accuracy_loss(view: ProjectView) -> Chart:
-    """Validation accuracy (left) and loss (right) of the model after each finalized round."""
+    """The validation metric (left: accuracy, or R-squared for regression) and loss (right) of the model after each
+    finalized round. The chart keeps its name whatever the metric: it is the PNG's file name and the element's id."""
     rows = _finalized(view)
+    metric_name, loss_name = view.metric_name, view.loss_name
     x: list[float] = []
-    accuracy: list[float | None] = []
+    metric: list[float | None] = []
     loss: list[float | None] = []
     if rows:
         x.append(-1)
-        accuracy.append(rows[0].metric("accuracy_before"))
+        metric.append(rows[0].metric(f"{metric_name}_before"))
         loss.append(rows[0].metric("loss_before"))
     for row in rows:
         x.append(row.round)
-        accuracy.append(row.metric("accuracy_after"))
+        metric.append(row.metric(f"{metric_name}_after"))
         loss.append(row.metric("loss_after"))
-    last = next((a for a in reversed(accuracy) if a is not None), None)
+    words = "accuracy" if metric_name == "accuracy" else metric_title(metric_name)
+    last = next((a for a in reversed(metric) if a is not None), None)
     summary = (
-        f"Validation accuracy went from {accuracy[0]:.3f} before round 0 to {last:.3f} after round {rows[-1].round}."
-        if rows and accuracy[0] is not None and last is not None
+        f"Validation {words} went from {metric[0]:.3f} before round 0 to {last:.3f} after round {rows[-1].round}."
+        if rows and metric[0] is not None and last is not None
         else "No round has been finalized yet."
     )
     return Chart(
         name="accuracy-loss",
-        title=f"Project {view.info.project_id}: validation accuracy and loss per round",
+        title=f"Project {view.info.project_id}: validation {words} and loss per round",
         x=x,
-        series=[Series("accuracy", accuracy), Series("loss", loss, axis="y2")],
+        series=[Series(metric_name, metric), Series("loss", loss, axis="y2")],
         x_label="round (-1: initial model)",
-        y_label="accuracy",
-        y2_label="cross-entropy loss",
+        y_label=words,
+        y2_label=loss_words(loss_name),
         summary=summary,
-        y_range=(0.0, 1.0),
+        # Accuracy lies in [0, 1]; R-squared has no lower bound, so its axis follows the values.
+        y_range=(0.0, 1.0) if metric_name == "accuracy" else None,
     )
 
 

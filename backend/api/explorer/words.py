@@ -21,6 +21,8 @@ __all__ = [
     "duration",
     "ether",
     "flag_sentence",
+    "loss_words",
+    "metric_title",
     "number",
     "percent",
     "reason_title",
@@ -36,6 +38,8 @@ REASON_TITLES: dict[str, str] = {
     "distance_outlier": "far from the others",
     "inconsistent_direction": "direction changed",
 }
+_METRIC_TITLES = {"accuracy": "Accuracy", "r2": "R²", "mse": "MSE"}
+_LOSS_WORDS = {"cross_entropy": "cross-entropy loss", "mse": "mean squared error"}
 _CENTER_WORDS = {"geometric_median": "geometric median", "coordinate_median": "coordinate-wise median"}
 # What the round runner writes for an update it could not use (`ExceptionName: message`), in words.
 _ERROR_WORDS = {
@@ -44,6 +48,15 @@ _ERROR_WORDS = {
     "CorruptedBlock": "a block of the update is corrupted in the store",
     "CodecError": "the update is not a valid safetensors file for this model",
 }
+
+
+def metric_title(name: str) -> str:
+    """A round's metric as a column title: "Accuracy", "R²"; a metric this module does not know, spaced out."""
+    return _METRIC_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def loss_words(name: str) -> str:
+    return _LOSS_WORDS.get(name, name.replace("_", " ") + " loss")
 
 
 def number(value: Any, digits: int = 3) -> str:

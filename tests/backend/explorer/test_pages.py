@@ -49,7 +49,7 @@ def test_a_project_page_adds_up_to_the_chain(client, market, ledger, showcase):
     assert wei("paid") == sum(int(e["args"]["amount"]) for e in claimed)
     for r, row in rows(page, "data-round").items():
         report = _report(ledger, pid, int(r))
-        assert float(data(row, "accuracy")) == report["metrics"]["accuracy_after"]
+        assert float(data(row, "metric")) == report["metrics"]["accuracy_after"]
         assert int(data(row, "flagged")) == len(report["flagged"]) == market.round(pid, int(r)).flagged_count
     attested = rows(page, "data-attested-round")
     assert sorted(int(r) for r in attested) == showcase.attested_rounds

@@ -74,3 +74,16 @@ def test_documents_that_cannot_be_had_say_why(tmp_path):
     assert cache.json(bad, sha256_hex(text)).error.startswith("not JSON")
     down = ContentCache(KuboStore("http://127.0.0.1:9"))
     assert down.json(cid, sha256_hex(doc)).error.startswith("the content store is unreachable")
+
+
+def test_a_report_names_its_task_and_an_older_one_reads_as_a_classifier():
+    regression = parse_report(
+        {
+            "task": {"name": "regression", "loss": "mse", "metric": "r2"},
+            "metrics": {"r2_after": 0.4, "mse_after": 2900.0, "loss_after": 2900.0},
+            "trainers": {},
+        }
+    )
+    assert (regression.task, regression.metric_name, regression.loss_name) == ("regression", "r2", "mse")
+    older = parse_report({"metrics": {"accuracy_after": 0.9}, "trainers": {}, "task": "bad"})
+    assert (older.task, older.metric_name, older.loss_name) == (None, None, None)
