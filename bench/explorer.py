@@ -10,9 +10,11 @@ Builds the showcase chain (backend/api/explorer/showcase.py) on a fresh anvil, s
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
@@ -43,10 +45,15 @@ def run(client: TestClient, app, showcase, repeat: int) -> None:
     explorer.settings = explorer.settings.model_copy(update={"verify": False})
     ledger = explorer.parts().ledger
     calls = {"n": 0}
+    methods: Counter[str] = Counter()
     post = requests.Session.post
 
     def counting(self, *a, **k):  # every JSON-RPC request web3 sends goes through a requests session
         calls["n"] += 1
+        body = k.get("data") or k.get("json") or b"{}"
+        sent = json.loads(body) if isinstance(body, bytes | str) else body
+        for request in sent if isinstance(sent, list) else [sent]:
+            methods[request.get("method", "?")] += 1
         return post(self, *a, **k)
 
     requests.Session.post = counting  # type: ignore[method-assign]
@@ -60,16 +67,16 @@ def run(client: TestClient, app, showcase, repeat: int) -> None:
         "sources": "/sources",
     }
     rows = []
+    cold_methods: dict[str, dict[str, int]] = {}
     for name, path in pages.items():
         client.get(path)
-        ledger.client.w3.provider.make_request("evm_mine", [])
-        time.sleep(
-            ledger._head_ttl
-        )  # the head is asked again after its TTL: the next page sees the new block
+        ledger.client.w3.provider.make_request("evm_mine", [])  # each request pins the head: the next sees it
         calls["n"] = 0
+        methods.clear()
         started = time.perf_counter()
         client.get(path)
         cold_s, cold_rpc = time.perf_counter() - started, calls["n"]
+        cold_methods[name] = dict(methods)
         warm = []
         calls["n"] = 0
         for _ in range(repeat):
@@ -87,6 +94,9 @@ def run(client: TestClient, app, showcase, repeat: int) -> None:
             f"| {name} | {cold_rpc} | {warm_rpc:.1f} | {cold_s * 1000:.0f} ms | {warm_s * 1000:.1f} ms | "
             f"{warm_s / base:.1f}x |"
         )
+    print("\nnode requests on a new block, by JSON-RPC method:")
+    for name, counted in cold_methods.items():
+        print(f"  {name}: " + ", ".join(f"{m} {n}" for m, n in sorted(counted.items(), key=lambda i: -i[1])))
 
 
 if __name__ == "__main__":

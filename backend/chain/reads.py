@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
@@ -28,12 +28,20 @@ from web3.types import EventData, TxReceipt
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainError
 
-__all__ = ["BlockCachedClient", "pinned_reads"]
+__all__ = ["BlockCachedClient", "BlockHead", "pinned_reads"]
+
+
+class BlockHead(NamedTuple):
+    """The block reads are made at: its number, 0x hash and timestamp."""
+
+    number: int
+    hash: str
+    timestamp: int
 
 
 @dataclass
 class _Pin:
-    head: tuple[int, str] | None = None  # (number, 0x hash) once the request's first read asked
+    head: BlockHead | None = None  # once the request's first read asked
 
 
 _PIN: ContextVar[_Pin | None] = ContextVar("trustmarket_chain_pin", default=None)
@@ -73,12 +81,18 @@ class BlockCachedClient(ChainClient):
         self._clock = clock
         self._reads: OrderedDict[tuple, Any] = OrderedDict()
         self._reads_lock = threading.Lock()
-        self._shared_head: tuple[float, tuple[int, str]] | None = None
+        self._shared_head: tuple[float, BlockHead] | None = None
         self.head_lookups = 0
 
     # -- the head ----------------------------------------------------------------------------------------------
 
-    def _head(self, pin: _Pin) -> tuple[int, str]:
+    def pinned_head(self) -> BlockHead:
+        """The block this request's reads are pinned to (asked of the node on its first use); outside
+        `pinned_reads()`, the node's newest block (one RPC)."""
+        pin = _PIN.get()
+        return self._head(pin if pin is not None else _Pin())
+
+    def _head(self, pin: _Pin) -> BlockHead:
         if pin.head is None:
             shared = self._shared_head
             if shared is not None and shared[0] > self._clock():
@@ -86,7 +100,9 @@ class BlockCachedClient(ChainClient):
             else:
                 block = self._rpc(lambda: self.w3.eth.get_block("latest"))
                 self.head_lookups += 1
-                pin.head = (int(block["number"]), HexBytes(block["hash"]).to_0x_hex())
+                pin.head = BlockHead(
+                    int(block["number"]), HexBytes(block["hash"]).to_0x_hex(), int(block["timestamp"])
+                )
                 if self.head_ttl_s > 0:
                     self._shared_head = (self._clock() + self.head_ttl_s, pin.head)
         return pin.head
@@ -125,7 +141,7 @@ class BlockCachedClient(ChainClient):
         pin = _PIN.get()
         if pin is None or block != "latest":
             return super().call(name, fn, *args, address=address, block=block)
-        number, block_hash = self._head(pin)
+        number, block_hash, _ = self._head(pin)
 
         def read() -> Any:
             try:  # asked by number (a hash makes web3 look the block up first: one more RPC), kept under the hash
@@ -153,7 +169,7 @@ class BlockCachedClient(ChainClient):
             return super().events(
                 name, event, from_block=from_block, to_block=to_block, filters=filters, address=address
             )
-        number, block_hash = self._head(pin)
+        number, block_hash, _ = self._head(pin)
         frozen = tuple(sorted((filters or {}).items()))
         return self._cached(
             ("events", block_hash, name, address, event, from_block, frozen),

@@ -4,8 +4,9 @@ remembered for the block they were made at.
 `EventIndex` asks the node only for the blocks it has not seen (one `eth_getLogs` per new range, all of the
 contract's events at once), so a page costs the same on block 10 and on block 10 million. A chain that went
 backwards (anvil restarted, a snapshot reverted) is indexed again from the deployment block. `BlockMemo`
-remembers values for the newest block only: a new block makes every read fresh again, and the old block's
-values are dropped rather than kept growing.
+remembers values derived from the reads of one block (keyed by its hash, so another branch's block at the same
+height starts afresh); the raw reads themselves are cached by the API's `BlockCachedClient`. A new block makes
+every derived value fresh again, and the old block's values are dropped rather than kept growing.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ class EventIndex:
         self.first_block = first_block
         self._events: list[ChainEvent] = []
         self._synced = first_block - 1
+        self._generation = 0  # counts resets: values derived from an index that went backwards are stale
         self._lock = threading.Lock()
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes exactly when the contract's state may have: with every event indexed (every state change of
+        our contracts emits one) and with every reset. Storage reads keyed by it stay right across blocks."""
+        return (self._generation, len(self._events))
 
     @property
     def synced(self) -> int:
@@ -51,6 +59,7 @@ class EventIndex:
         with self._lock:
             if head < self._synced:
                 self._events, self._synced = [], self.first_block - 1
+                self._generation += 1
             if head <= self._synced:
                 return
             logs = self.client.all_events(
@@ -82,16 +91,22 @@ class EventIndex:
         with self._lock:
             return [e for e in self._events if e.name == name and fits(e)]
 
+    def timeline(self, *names: str) -> list[ChainEvent]:
+        """Events called any of `names`, in the order the chain holds them."""
+        with self._lock:
+            return [e for e in self._events if e.name in names]
+
 
 class BlockMemo:
-    """Values remembered for one block: `get(block, key, thunk)` computes each key once per block."""
+    """Values remembered for one block: `get(block, key, thunk)` computes each key once per block (`block`: any
+    key that names one block, its hash where known)."""
 
     def __init__(self) -> None:
-        self._block: int | None = None
+        self._block: Hashable | None = None
         self._values: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, block: int, key: Hashable, thunk: Callable[[], Any]) -> Any:
+    def get(self, block: Hashable, key: Hashable, thunk: Callable[[], Any]) -> Any:
         with self._lock:
             if block != self._block:
                 self._block, self._values = block, {}

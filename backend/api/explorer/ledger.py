@@ -1,9 +1,13 @@
 """The explorer's read model of the training market: projects and rounds from the contract (state through the
 typed facade, history from its events) joined with their manifests and round reports from the store.
 
-One `Ledger` serves every page of one process. What it reads is remembered for the block it was read at
-(`BlockMemo`), so a page costs the node nothing more until the next block, however many people look; events are
-indexed incrementally (`EventIndex`). Amounts stay exact wei ints; the templates format them.
+One `Ledger` serves every page of one process. A page reads at the block its request is pinned to (the API's
+`BlockCachedClient`: one head lookup per request, every contract read cached by that block's hash); what the
+ledger derives from those reads (joined with manifests and reports) is remembered for that block (`BlockMemo`),
+so a page costs the node nothing more until the next block, however many people look; events are indexed
+incrementally (`EventIndex`). A new block re-reads only what time can change (claims open, a round final): the
+storage views (projects, rounds, trainers) are kept until the market or the committee emits an event, since every
+state change of our contracts emits one. Amounts stay exact wei ints; the templates format them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from backend.api.explorer.index import BlockMemo, ChainEvent, EventIndex
@@ -31,6 +36,12 @@ class UnknownEntity(LookupError):
 class Head:
     number: int
     timestamp: int
+    hash: str | None = None
+
+    @property
+    def key(self) -> int | str:
+        """What names this block for the memo: its hash where known (a reorg at the same height is another)."""
+        return self.hash or self.number
 
 
 @dataclass(frozen=True)
@@ -211,6 +222,7 @@ class Ledger:
         )
         self.content = ContentCache(store)
         self.memo = BlockMemo()
+        self.state = BlockMemo()  # storage views, keyed by the event indexes' versions instead of a block
         self._head_ttl, self._monotonic = head_ttl_s, monotonic
         self._head: tuple[float, Head] | None = None
         self._head_lock = threading.Lock()
@@ -218,29 +230,43 @@ class Ledger:
         # A share is written once, when its round is finalized (a reversal subtracts it at claim time instead):
         # kept for good, so a new block does not re-read every trainer of every round.
         self._shares: dict[tuple[int, int, str], int] = {}
+        self._final: set[tuple[int, int, int]] = set()
 
     # -- the chain's head -------------------------------------------------------------------------------------
 
     def head(self) -> Head:
-        """The newest block (asked of the node at most every `head_ttl_s`), with every index synced to it."""
-        with self._head_lock:
-            now = self._monotonic()
-            if self._head is None or now >= self._head[0]:
-                number = self.client.block_number()
-                head = Head(number, self.client.timestamp(number))
-                self.events.sync(number)
-                if self.committee_events is not None:
-                    self.committee_events.sync(number)
-                self._head = (now + self._head_ttl, head)
-            return self._head[1]
+        """The block this page reads at, with every index synced to it: the request's pinned block where the
+        client pins (the API's `BlockCachedClient`), else the newest block, asked of the node at most every
+        `head_ttl_s` (the CLI's plain client)."""
+        pinned = getattr(self.client, "pinned_head", None)
+        if pinned is not None:
+            block = pinned()
+            head = Head(block.number, block.timestamp, block.hash)
+        else:
+            with self._head_lock:
+                now = self._monotonic()
+                if self._head is None or now >= self._head[0]:
+                    number = self.client.block_number()
+                    self._head = (now + self._head_ttl, Head(number, self.client.timestamp(number)))
+                head = self._head[1]
+        self.events.sync(head.number)
+        if self.committee_events is not None:
+            self.committee_events.sync(head.number)
+        return head
 
     def _memo(self, key: Any, thunk: Callable[[], Any]) -> Any:
-        return self.memo.get(self.head().number, key, thunk)
+        return self.memo.get(self.head().key, key, thunk)
+
+    def _stored(self, key: Any, thunk: Callable[[], Any]) -> Any:
+        """A storage view, read again only after the contracts emitted an event (or the chain was reset)."""
+        self.head()  # syncs the indexes, so their versions are this block's
+        committee = self.committee_events.version if self.committee_events is not None else None
+        return self.state.get((self.events.version, committee), key, thunk)
 
     # -- projects ---------------------------------------------------------------------------------------------
 
     def project_count(self) -> int:
-        return self._memo("count", self.market.project_count)
+        return self._stored("count", self.market.project_count)
 
     def info(self, project_id: int) -> ProjectInfo:
         def read() -> ProjectInfo:
@@ -251,7 +277,7 @@ class Ledger:
             except TrainingMarket.errors.UnknownProject:
                 raise UnknownEntity(f"no project {project_id}") from None
 
-        return self._memo(("info", project_id), read)
+        return self._stored(("info", project_id), read)
 
     def project_ids(self) -> list[int]:
         return list(range(1, self.project_count() + 1))
@@ -271,7 +297,9 @@ class Ledger:
         trainers = []
         for event in self.events.events("TrainerRegistered", projectId=project_id):
             address = event.args["trainer"]
-            record = self.market.trainer(project_id, address)
+            record = self._stored(
+                ("trainer", project_id, address), partial(self.market.trainer, project_id, address)
+            )
             shares = {r.round: self.share(project_id, r.round, address) for r in rounds if r.finalized}
             claim = claimed_by.get(address.lower())
             trainers.append(
@@ -332,7 +360,7 @@ class Ledger:
                 continue
             event = found
             pool = int(event.args["allocated"]) + int(event.args["dust"])
-            rd = self.market.round(project_id, r)
+            rd = self._stored(("round", project_id, r), partial(self.market.round, project_id, r))
             fetched = self.content.json(rd.report_cid, rd.report_sha256)
             report = parse_report(fetched.document) if fetched.ok else None
             state = {"Open": "challenged", "Upheld": "reversed"}.get(rd.challenge.label, "finalized")
@@ -347,7 +375,7 @@ class Ledger:
                     aggregator_deadline=None,
                     challenge_ends=rd.finalized_at + info.challenge_window if info.challenge_window else None,
                     challenge=rd.challenge.label,
-                    final=self.market.is_round_final(project_id, r),
+                    final=self.is_round_final(project_id, r),
                     attestation=attestations.get(r),
                     submissions=rd.submitters,
                     flagged=rd.flagged_count,
@@ -406,6 +434,14 @@ class Ledger:
                 transaction=event.transaction,
             )
         return found
+
+    def is_round_final(self, project_id: int, round_: int) -> bool:
+        """Whether the round can no longer be challenged: a question of time, asked each block until it is, then
+        kept (until the chain is reset)."""
+        key = (self.events.version[0], project_id, round_)
+        if key not in self._final and self.market.is_round_final(project_id, round_):
+            self._final.add(key)
+        return key in self._final
 
     def share(self, project_id: int, round_: int, trainer: str) -> int:
         """The wei credited to `trainer` for a finalized round (the contract's `Submission.share`)."""

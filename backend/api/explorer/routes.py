@@ -30,6 +30,7 @@ from backend.api.explorer.service import TEMPLATES_DIR, Explorer
 from backend.api.explorer.trainers import trainer_view
 from backend.api.explorer.updates import describe_update
 from backend.chain.errors import ChainError
+from backend.chain.reads import pinned_reads
 from backend.errors import TrustmarketError
 
 __all__ = ["router", "templates"]
@@ -229,6 +230,9 @@ def sources_page(request: Request) -> Response:
         return {
             "registry": sources.registry.address if sources else None,
             "sources": found,
+            "rules": sources.rules if found and sources else None,
+            "epoch": sources.current_epoch() if found and sources else None,
+            "batches": sources.batches() if found and sources else 0,
             "chart_list": [series.reliability_over_time(found)] if found else [],
         }
 
@@ -244,7 +248,13 @@ def source_page(request: Request, source_id: str) -> Response:
         found = sources.source(_int(source_id, "a source id"))
         if found is None:
             raise UnknownEntity(f"no source {source_id} (sources are 1..{len(sources.sources())})")
-        return {"source": found, "chart_list": [series.reliability_over_time([found])]}
+        return {
+            "source": found,
+            "rules": sources.rules,
+            "epoch": sources.current_epoch(),
+            "now": explorer(request).parts().ledger.head().timestamp,
+            "chart_list": [series.reliability_over_time([found])],
+        }
 
     return _page(request, "source.html", build)
 
@@ -259,6 +269,12 @@ def head(request: Request) -> Response:
     return JSONResponse({"number": h.number, "timestamp": h.timestamp})
 
 
+def _fresh_head(ex: Explorer):
+    # The stream outlives its request's pinned block: each look for a new block pins (and asks) afresh.
+    with pinned_reads():
+        return ex.parts().ledger.head()
+
+
 async def block_stream(ex: Explorer, is_disconnected: Callable[[], Any]) -> AsyncIterator[str]:
     """Server-sent events: `block` whenever the head moves (and once at the start), a comment as a
     heartbeat, until the client goes or `stream_max_s` passes (the browser then reconnects)."""
@@ -269,7 +285,7 @@ async def block_stream(ex: Explorer, is_disconnected: Callable[[], Any]) -> Asyn
     beat = time.monotonic()
     while time.monotonic() < ends and not await is_disconnected():
         try:
-            h = await run_in_threadpool(lambda: ex.parts().ledger.head())
+            h = await run_in_threadpool(_fresh_head, ex)
         except (ChainError, TrustmarketError, ApiError) as exc:
             yield f"event: unavailable\ndata: {json.dumps({'error': str(exc)})}\n\n"
         else:

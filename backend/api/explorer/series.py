@@ -13,7 +13,6 @@ from typing import Any
 from backend.api.explorer.ledger import ProjectView
 from backend.api.explorer.sources import SourceView
 from backend.api.explorer.words import WEI, address_short, loss_words, metric_title
-from backend.chain.source_registry import PRIOR_NEGATIVE, PRIOR_POSITIVE
 
 __all__ = ["Chart", "Series", "accuracy_loss", "cumulative_shares", "pool_paid", "reliability_over_time"]
 
@@ -149,13 +148,15 @@ def pool_paid(view: ProjectView) -> Chart:
 
 
 def reliability_over_time(sources: list[SourceView]) -> Chart:
-    """Each source's posterior mean reliability after every feedback batch, by epoch (the registry's clock: one
-    batch per epoch; several can land in one second, so wall time would stack them). Epoch 0 is the prior."""
-    epochs = sorted({0} | {p.epoch for s in sources for p in s.history})
+    """Each source's posterior mean reliability at the end of every epoch in which its record changed (the
+    registry's clock: feedback moves a record at most `maxDelta` per epoch, and batches of one epoch may land in
+    one second, so wall time would stack them). No point before a source was registered; an inherited record
+    starts where its predecessor's stood."""
+    epochs = sorted({c.epoch for s in sources for c in s.history})
     series = []
     for source in sources:
-        by_epoch = {p.epoch: p.mean for p in source.history}
-        current = PRIOR_POSITIVE / (PRIOR_POSITIVE + PRIOR_NEGATIVE)
+        by_epoch = {c.epoch: c.mean for c in source.history}  # the last change of each epoch wins
+        current: float | None = None
         values: list[float | None] = []
         for epoch in epochs:
             current = by_epoch.get(epoch, current)
@@ -166,12 +167,12 @@ def reliability_over_time(sources: list[SourceView]) -> Chart:
         title="Sources: reliability over time",
         x=[float(e) for e in epochs],
         series=series,
-        x_label="feedback batch (epoch; 0: the prior)",
+        x_label="registry epoch",
         y_label="posterior mean reliability",
         x_kind="epoch",
         summary=(
             "; ".join(f"source {s.info.source_id} at {s.reliability.mean:.3f}" for s in sources)
-            + f" after {epochs[-1]} batches."
+            + (f" at the end of epoch {epochs[-1]}." if epochs else ".")
             if sources
             else "No sources are registered."
         ),

@@ -47,7 +47,6 @@ class ExplorerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRUSTMARKET_EXPLORER_", env_file=".env", extra="ignore")
 
     verify: bool = Field(default=True, description="Recompute every finalized round in a background thread.")
-    head_ttl_s: float = Field(default=0.5, ge=0, description="Ask the node for its head at most this often.")
     stream_poll_s: float = Field(
         default=1.0, gt=0, description="How often a live page's stream looks for blocks."
     )
@@ -68,7 +67,8 @@ def build_parts(market: TrainingMarket, store: ContentStore, settings: ExplorerS
     client = market.client
     address = market.committee_address()
     committee = VerifierCommittee(client, address) if address else None
-    ledger = Ledger(market, store, committee=committee, head_ttl_s=settings.head_ttl_s)
+    # The API's client pins each request's reads to one head (TRUSTMARKET_API_CHAIN_HEAD_TTL_S shares it).
+    ledger = Ledger(market, store, committee=committee)
     sources = None
     try:
         registry = SourceRegistry(client)

@@ -3,10 +3,14 @@
 `build_showcase` deploys every contract (a verifier committee wired into the market), seats three verifiers,
 runs `make demo`'s marketplace on that market (the committee recomputes and attests every round but the last,
 which becomes final when its challenge window ends), then leaves a second project running (one round finalized
-inside a long challenge window, the next one open and half submitted), and registers three data sources on the
-SourceRegistry whose corpora are slices of the shipped SQuAD paragraphs (real Merkle commitments), with a few
-feedback batches applied by the evaluator. Everything is real transactions on the node at `chain_url`: the
-explorer's tests and `trustmarket demo --explore` read it as they would any chain.
+inside a long challenge window, the next one open and half submitted). Before the projects (its epochs move
+anvil's clock on by hours) it registers data sources on the SourceRegistry whose corpora are slices of the
+shipped SQuAD paragraphs (real Merkle commitments) and lives through what a registry sees: feedback batches, one
+epoch apart; a reliable source whose evidence passes `maxEvidence` (old evidence forgotten); a source that
+commits to a new corpus (its confidence reset) and is later slashed on revealed canaries; a contradicted source
+that leaves, withdraws its bond and comes back under a new id with the same corpus (inheriting its record).
+Everything is real transactions on the node at `chain_url`: the explorer's tests and `trustmarket demo
+--explore` read it as they would any chain.
 """
 
 from __future__ import annotations
@@ -42,12 +46,21 @@ OWNER, AGGREGATOR, ARBITER = 1, 2, 3
 VERIFIERS = (14, 15, 16)
 SOURCE_OPERATORS = (17, 18, 19)
 # Evidence per batch in observations (positive, negative) for sources 1..3: a reliable source, a mixed one and
-# one that keeps being contradicted. The contract takes SCALE (1,000) units per observation.
+# one that keeps being contradicted. The contract takes SCALE (1,000) units per observation. Source 1's last
+# three batches (10 each, the per-epoch maximum) take it past the 40 observations a record keeps.
 SOURCE_FEEDBACK: tuple[dict[int, tuple[float, float]], ...] = (
     {1: (3, 0), 2: (2, 1), 3: (1, 2)},
     {1: (4, 0), 2: (1, 1), 3: (0, 3)},
     {1: (2, 1), 2: (2, 2), 3: (0, 4)},
     {1: (5, 0), 3: (1, 3)},
+    {1: (10, 0), 2: (1, 1)},
+    {1: (10, 0), 2: (2, 0)},
+    {1: (9, 1)},
+)
+# The canary set the evaluator commits to and reveals (JSON lines: question, answers, reference passage).
+SHOWCASE_CANARIES = (
+    b'{"question": "Which NFL team represented the AFC at Super Bowl 50?", "answers": ["Denver Broncos"], '
+    b'"passage": "squad-0"}\n'
 )
 
 
@@ -118,6 +131,7 @@ def build_showcase(
     for i in VERIFIERS:  # seated before the first round, so every round's snapshot holds all three
         join(committee, dev_account(i, client.chain_id), _key(i), committee.min_stake())
 
+    sources = _sources(SourceRegistry(client), deployer)
     store = LocalStore(out_dir / "store")
     services = _committee_services(market, committee, store, out_dir / "exchange")
     attested: list[int] = []
@@ -138,7 +152,6 @@ def build_showcase(
         on_round=attest,
     )
     running = _running_project(market, store)
-    sources = _sources(SourceRegistry(client), deployer)
     return Showcase(
         chain_url=chain_url,
         deployments=deployments,
@@ -220,31 +233,54 @@ def _running_project(market: TrainingMarket, store: ContentStore) -> int:
 
 
 def _sources(registry: SourceRegistry, evaluator) -> list[int]:
+    """Sources 1..3 with `SOURCE_FEEDBACK`, source 2's new corpus and slash, source 3's exit and return as 4."""
     from rag.corpus import load_corpus
 
     corpus = load_corpus()
     chain_id = registry.client.chain_id
+    operators = [dev_account(i, chain_id) for i in SOURCE_OPERATORS]
     third = len(corpus.documents) // 3
-    ids = []
-    for k, operator in enumerate(SOURCE_OPERATORS):
-        part = corpus.with_documents(corpus.documents[k * third : (k + 1) * third])
-        account = dev_account(operator, chain_id)
-        ids.append(
-            registry.register(
-                account, f"http://127.0.0.1:{9101 + k}", part.commitment, registry.min_bond() * (k + 1)
-            )
+    parts = [corpus.with_documents(corpus.documents[k * third : (k + 1) * third]) for k in range(3)]
+    ids = [
+        registry.register(
+            operator, f"http://127.0.0.1:{9101 + k}", part.commitment, registry.min_bond() * (k + 1)
         )
-    scale = 1000
-    for batch in SOURCE_FEEDBACK:
+        for k, (operator, part) in enumerate(zip(operators, parts, strict=True))
+    ]
+
+    def next_epoch() -> None:  # the registry bounds each source's movement per epoch: move anvil's clock on
+        start = registry._call("genesis") + (registry.current_epoch() + 1) * registry.epoch_length()
+        registry.client.w3.provider.make_request("evm_mine", [start])  # type: ignore[arg-type]
+
+    scale, salt, canary_epoch = 1000, hashlib.sha256(b"trustmarket showcase canaries").digest(), 0
+    for number, batch in enumerate(SOURCE_FEEDBACK):
         entries = [
             FeedbackEntry(ids[source - 1], int(pos * scale), int(neg * scale))
             for source, (pos, neg) in sorted(batch.items())
         ]
         registry.apply_feedback(evaluator, registry.batches() + 1, entries)
-        # One batch per epoch (the registry bounds each source's movement per epoch): move anvil's clock on.
-        start = registry._call("genesis") + (registry.current_epoch() + 1) * registry.epoch_length()
-        registry.client.w3.provider.make_request("evm_mine", [start])  # type: ignore[arg-type]
-    registry.request_exit(dev_account(SOURCE_OPERATORS[2], chain_id), ids[2])
+        if number == 1:  # source 3 starts leaving; feedback still reaches it while it does
+            registry.request_exit(operators[2], ids[2])
+        if (
+            number == 3
+        ):  # source 2 serves a new corpus (one paragraph fewer): its confidence falls to the prior's
+            registry.update_commitment(
+                operators[1], ids[1], parts[1].with_documents(parts[1].documents[1:]).commitment
+            )
+        if number == 4:  # canaries for the next epoch, committed before it starts
+            canary_epoch = registry.current_epoch() + 1
+            registry.commit_canaries(evaluator, canary_epoch, salt, 1, SHOWCASE_CANARIES)
+        next_epoch()
+    # The canaries' epoch is over: reveal them and slash source 2, shown to serve a tampered reference passage.
+    registry.reveal_canaries(evaluator, canary_epoch, salt, SHOWCASE_CANARIES)
+    evidence = hashlib.sha256(b"source 2's signed answer to the canary, passage altered").digest()
+    registry.slash(evaluator, ids[1], canary_epoch, 1, evidence)
+    # Source 3's exit delay has passed: its bond comes back, and it registers again with the same corpus.
+    registry.withdraw_bond(operators[2], ids[2])
+    ids.append(registry.register(operators[2], "http://127.0.0.1:9104", parts[2].commitment))
+    # A batch in the epoch still running: the pages show what it left of each record's budget.
+    registry.apply_feedback(evaluator, registry.batches() + 1,
+                            [FeedbackEntry(ids[0], 2 * scale, 0), FeedbackEntry(ids[3], 0, scale)])  # fmt: skip
     return ids
 
 

@@ -77,3 +77,19 @@ def test_reads_are_consistent_within_a_request_and_follow_own_writes(chain_clien
     with RpcCounter(shared.w3.provider) as counter, pinned_reads():
         assert TrainingMarket(shared).project_count() == 2
     assert counter.methods == []  # the head was reused across requests, and the read came from the cache
+
+
+def test_the_pinned_head_is_the_block_reads_are_made_at(chain_client, dev_accounts):
+    client = BlockCachedClient(chain_client)
+    with pinned_reads():
+        with RpcCounter(client.w3.provider) as counter:
+            head = client.pinned_head()
+            assert client.pinned_head() == head  # asked once per pin
+        assert counter.methods == ["eth_getBlockByNumber"]
+        block = chain_client.w3.eth.get_block(head.number)
+        assert (head.hash, head.timestamp) == (block["hash"].to_0x_hex(), block["timestamp"])
+        chain_client.w3.provider.make_request("evm_mine", [])
+        assert client.pinned_head() == head  # a new block does not move a request's pin
+    with pinned_reads():
+        assert client.pinned_head().number == head.number + 1
+    assert client.pinned_head().number == head.number + 1  # outside a pin: the newest block

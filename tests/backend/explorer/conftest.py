@@ -6,9 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from fastapi.testclient import TestClient
-
-from backend.api import ApiSettings, create_app
+from explorer_helpers import explorer_client
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +24,6 @@ def showcase(tmp_path_factory, compiled_artifacts):
 @pytest.fixture(scope="session")
 def showcase_settings(showcase, tmp_path_factory):
     return showcase.settings(tmp_path_factory.mktemp("explorer-home"))
-
-
-def explorer_client(settings) -> TestClient:
-    return TestClient(create_app(settings, ApiSettings()))
 
 
 @pytest.fixture(scope="session")

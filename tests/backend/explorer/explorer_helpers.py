@@ -1,9 +1,19 @@
-"""Reading the explorer's pages in tests: rows by their data attributes, text without tags."""
+"""Reading the explorer's pages in tests: rows by their data attributes, text without tags; the app to read."""
 
 from __future__ import annotations
 
 import html
 import re
+
+from fastapi.testclient import TestClient
+
+from backend.api import ApiSettings, create_app
+
+
+def explorer_client(settings) -> TestClient:
+    """The API (explorer included) over `settings`; a module of its own, as another folder's `conftest` may be
+    the one imported under that name when the whole suite runs."""
+    return TestClient(create_app(settings, ApiSettings()))
 
 
 def rows(page: str, attribute: str) -> dict[str, str]:

@@ -5,8 +5,7 @@ shows what it still can; nothing raises."""
 from __future__ import annotations
 
 import pytest
-from conftest import explorer_client
-from explorer_helpers import rows, text
+from explorer_helpers import explorer_client, rows, text
 
 from backend.chain.deployments import Deployments
 

@@ -11,6 +11,8 @@ import pytest
 from explorer_helpers import data, rows, text, visible_keys
 
 from backend.api.explorer.routes import block_stream
+from backend.chain.keys import dev_account
+from backend.chain.reads import pinned_reads
 from backend.storage import fetch_verified
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
@@ -143,20 +145,54 @@ def test_a_trainer_page_spans_projects(client, market, showcase):
     assert client.get("/trainers?address=" + trainer, follow_redirects=False).status_code == 303
 
 
-def test_the_sources_pages_replay_the_feedback_to_the_contracts_reliability(client, ledger, showcase):
-    registry = client.app.state.explorer.parts().sources.registry
+def test_the_sources_pages_show_the_contracts_records_and_replay_them_exactly(client, showcase):
+    sources = client.app.state.explorer.parts().sources
+    registry = sources.registry
     page = client.get("/sources").text
     listed = rows(page, "data-source")
     now = registry.reliabilities()
     assert set(listed) == {str(i) for i in showcase.source_ids}
     for sid, row in listed.items():
-        assert float(data(row, "mean")) == now[int(sid)].mean
-        assert float(data(row, "observations")) == now[int(sid)].observations
-    detail = client.get(f"/sources/{showcase.source_ids[0]}").text
-    epochs = rows(detail, "data-epoch")
-    assert list(epochs) == ["1", "2", "3", "4"]  # source 1 was in every batch
-    assert "exiting" in text(client.get(f"/sources/{showcase.source_ids[2]}").text)
-    assert "Replaying the feedback events does not give" not in detail
+        info, truth = registry.source(int(sid)), now[int(sid)]
+        assert float(data(row, "mean")) == truth.mean
+        assert float(data(row, "observations")) == truth.observations
+        assert data(row, "budget") == f"{truth.budget_positive},{truth.budget_negative}"
+        assert int(data(row, "wei")) == info.bond
+    assert data(page, "batches") == str(registry.batches())
+    assert data(page, "epoch-now") == str(registry.current_epoch())
+    reliable, corpus_changed, leaver, heir = showcase.source_ids
+    # The epoch's batch spent part of source 1's budget (2 of 10 positive) and of source 4's (1 negative).
+    assert data(listed[str(reliable)], "budget") == "8000,10000"
+    assert data(listed[str(heir)], "budget") == "10000,9000"
+
+    # Every history ends where the contract's record is: the replay follows inheritance, resets and forgetting.
+    for sid in showcase.source_ids:
+        detail = client.get(f"/sources/{sid}").text
+        changes = rows(detail, "data-change")
+        assert float(data(list(changes.values())[-1], "mean")) == now[sid].mean, sid
+        assert "does not give the reliability the contract holds" not in detail
+
+    detail = client.get(f"/sources/{reliable}").text
+    kinds = [data(c, "kind") for c in rows(detail, "data-change").values()]
+    assert kinds == ["registered"] + ["feedback"] * 8  # source 1 was in every batch
+    assert (
+        float(data(detail, "forgotten")) > 0
+    )  # 40 observations kept: the last batches pushed older ones out
+    assert (now[reliable].alpha + now[reliable].beta) == sources.rules.max_evidence
+
+    detail = client.get(f"/sources/{corpus_changed}").text
+    assert "new corpus" in [data(c, "kind") for c in rows(detail, "data-change").values()]
+    slashes = rows(detail, "data-slash")
+    [slash] = registry.slashes()
+    assert list(slashes) == [str(slash.epoch)]
+    assert int(data(slashes[str(slash.epoch)], "wei")) == slash.amount > 0
+    assert registry.source(corpus_changed).bond == 2 * sources.rules.min_bond - slash.amount
+
+    detail = client.get(f"/sources/{heir}").text
+    first = next(iter(rows(detail, "data-change").values()))
+    assert data(first, "kind") == "inherited" and f"/sources/{leaver}" in first
+    assert "withdrawn" in text(client.get(f"/sources/{leaver}").text)
+    assert f"/sources/{heir}" in client.get(f"/sources/{leaver}").text
 
 
 def test_an_update_page_describes_the_update_without_serving_it(client, market, showcase):
@@ -224,7 +260,41 @@ def test_the_stream_announces_the_head_and_each_new_block(client, market):
                     market.client.w3.provider.make_request("evm_mine", [])
         return seen
 
-    first, second = asyncio.run(collect())
+    with pinned_reads():  # as inside the request that opened the stream: each poll must pin afresh
+        first, second = asyncio.run(collect())
     assert second["number"] == first["number"] + 1
     head = client.get("/explorer/head").json()
     assert head["number"] >= second["number"]
+
+
+def test_a_new_block_rereads_what_time_changes_and_an_event_or_a_reset_the_rest(
+    client, ledger, market, showcase, monkeypatch
+):
+    """Storage views are kept across blocks until the market emits an event; a chain that went back (anvil's
+    revert) is indexed again, so nothing of the abandoned branch stays on the page."""
+    pid, w3 = showcase.running_project, market.client.w3
+    reads = {"trainer": 0, "round": 0}
+    for name in reads:
+        real = getattr(market, name)
+
+        def counted(*args, _real=real, _name=name):
+            reads[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(market, name, counted)
+    listed = set(rows(client.get(f"/projects/{pid}").text, "data-trainer"))
+    w3.provider.make_request("evm_mine", [])
+    reads.update(trainer=0, round=0)
+    assert set(rows(client.get(f"/projects/{pid}").text, "data-trainer")) == listed
+    assert reads == {"trainer": 0, "round": 0}  # a new block, no event: nothing in storage changed
+
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    newcomer = dev_account(12, market.client.chain_id)
+    try:
+        market.register(newcomer, pid, market.project(pid).min_stake)
+        after = set(rows(client.get(f"/projects/{pid}").text, "data-trainer"))
+        assert after == listed | {newcomer.address}
+        assert reads["trainer"] == len(after)  # the event made every record of the project fresh
+    finally:
+        w3.provider.make_request("evm_revert", [snapshot])
+    assert set(rows(client.get(f"/projects/{pid}").text, "data-trainer")) == listed
