@@ -163,7 +163,8 @@ def value_contributions(
         cos = similarity_scores(matrix, defended.aggregate.to(matrix.compute_dtype), chunk)
         values = np.array([float(p.coeffs.to(torch.float64) @ torch.from_numpy(cos)) for p in players])
         estimate = Estimate(values, np.zeros(len(players)), 1.0, {})
-    details.update(estimate.details, gain=estimate.gain, utility_evaluations=utility.calls)
+    # The models the estimate used, whichever process valued them (this process's count would depend on it).
+    details.update({"utility_evaluations": utility.calls, **estimate.details, "gain": estimate.gain})
     scores = round_scores(
         players,
         submitters,

@@ -281,9 +281,9 @@ class PieceUtility:
                 current = full  # the canonical U(N): marginals sum to the round's gain
             else:
                 # 0 + a + b == 0 + b + a exactly; from the third piece on, the order is part of the value.
-                key = ("walk", *sorted(order[:2]), *order[2:j])
+                key = ("walk", *sorted(order[: min(j, 2)]), *order[2:j])
                 keys.add(key)
-                current = self._value(key, lambda: self.global_flat + acc)
+                current = self._value(key, partial(torch.add, self.global_flat, acc))
             values.append(current)
             previous = current
         return values, keys

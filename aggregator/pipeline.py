@@ -59,7 +59,9 @@ class RoundInputs:
     global_state: Mapping[str, torch.Tensor]
     updates: Mapping[str, Any]
     rule: str = DEFAULT_RULE
-    rule_params: Mapping[str, Any] | None = None  # None: the defaults' parameters for the default rule, else {}
+    rule_params: Mapping[str, Any] | None = (
+        None  # None: the defaults' parameters for the default rule, else {}
+    )
     defenses: Sequence[Mapping[str, Any]] = field(default_factory=default_defenses)
     recipe: Recipe | None = None
     # Trainer addresses in the order their submissions landed (the chain's event order), when known: among
