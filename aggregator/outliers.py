@@ -316,9 +316,11 @@ def flag_message(reason: str, detail: Mapping[str, Any]) -> str:
     if reason == "invalid":
         return f"the update could not be used: {d.get('error', 'invalid')}"
     if reason == "free_rider":
+        median = float(d.get("median_norm", 0) or 0)
+        size = f"{float(d.get('norm', 0)) / median:.2g}x the median norm" if median > 0 else "almost zero"
         return (
-            f"its update is almost empty: norm {d.get('norm', 0):.3g}, under {d.get('ratio', 0):g} times the "
-            f"median norm {d.get('median_norm', 0):.3g} (the global model sent back)"
+            f"its update is almost empty: {size} (norm {d.get('norm', 0):.3g}, below the "
+            f"{d.get('ratio', 0):g}x limit), as if the global model were sent back"
         )
     if reason == "sybil_cluster":
         return f"a near-copy of {len(d.get('cluster', [])) - 1} other update(s) (cosine {d.get('min_cosine', 0):.3f})"
