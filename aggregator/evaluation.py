@@ -111,6 +111,10 @@ class Evaluator:
         """`loss` and the task's metric for the model whose travelling weights are `flat` (spec order)."""
         return self.task.measure(self._outputs(self.model.params(flat)), self.examples.targets)
 
+    def per_example(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The task's per-example figures (`Task.per_example`: float64 `[V]`, means equal to `evaluate`'s)."""
+        return self.task.per_example(self._outputs(self.model.params(flat)), self.examples.targets)
+
     def evaluate_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         return self.evaluate(flatten_state(state, self.spec))
 

@@ -5,8 +5,10 @@ Checks, in order (a trainer caught by an earlier check is left out of the statis
 1. `invalid`: not a float vector of the model's size, NaN/Inf, or a norm above `max_norm` (garbage that would
    overflow float32 sums). Never raises: the trainer is flagged and the round goes on.
 2. `free_rider`: an update norm below `free_rider_ratio` times the median norm (the global model sent back).
-3. `sybil_cluster`: groups of updates with pairwise cosine >= `sybil_cosine` (near-copies, as in FoolsGold:
-   Fung, Yoon, Beschastnikh 2020, "The Limitations of Federated Learning in Sybil Settings", RAID).
+3. `sybil_cluster` (off unless `sybil_cosine` is set): groups of updates with pairwise cosine >= `sybil_cosine`
+   (near-copies, as in FoolsGold: Fung, Yoon, Beschastnikh 2020, "The Limitations of Federated Learning in Sybil
+   Settings", RAID). Flagging them also flags a trainer who was copied; the `near_copies` defense
+   (`aggregator.defenses`) counts copies once instead, and is what projects run by default.
 4. `distance_outlier`: the distance to a robust center (geometric median, or coordinate-wise median) has a
    modified z-score above `mad_threshold`, with the median absolute deviation as the scale (Iglewicz, Hoaglin
    1993, "How to Detect and Handle Outliers"), floored at `min_scale` times the median distance so a tight
@@ -38,6 +40,7 @@ __all__ = [
     "OutlierConfig",
     "OutlierReport",
     "detect_outliers",
+    "flag_message",
     "flag_outliers",
 ]
 
@@ -51,9 +54,9 @@ class OutlierConfig:
 
     center: str = "geometric_median"
     mad_threshold: float = 3.5
-    min_scale: float = 0.25
+    min_scale: float = 1.0
     min_rows_for_mad: int = 4
-    sybil_cosine: float = 0.99
+    sybil_cosine: float | None = None
     free_rider_ratio: float = 0.05
     max_norm: float = 1e12
     consistency_threshold: float = 0.2
@@ -70,7 +73,7 @@ class OutlierConfig:
             "mad_threshold": self.mad_threshold > 0,
             "min_scale": self.min_scale >= 0,
             "min_rows_for_mad": self.min_rows_for_mad >= 3,
-            "sybil_cosine": 0 < self.sybil_cosine <= 1,
+            "sybil_cosine": self.sybil_cosine is None or 0 < self.sybil_cosine <= 1,
             "free_rider_ratio": 0 <= self.free_rider_ratio < 1,
             "max_norm": self.max_norm > 0,
             "consistency_threshold": -1 <= self.consistency_threshold <= 1,
@@ -79,7 +82,11 @@ class OutlierConfig:
             "sketch_dim": self.sketch_dim >= 1,
             "chunk": self.chunk >= 1,
         }
-        bad = [k for k, ok in checks.items() if not ok or not np.isfinite(float(getattr(self, k)))]
+        bad = [
+            k
+            for k, ok in checks.items()
+            if not ok or (getattr(self, k) is not None and not np.isfinite(float(getattr(self, k))))
+        ]
         if bad:
             raise AggregatorError(f"bad outlier settings: {', '.join(bad)}")
 
@@ -256,7 +263,10 @@ def detect_outliers(
     cos = raw / safe[:, None] / safe[None, :]
     directional = [i for i in range(matrix.n) if i not in riders]
     sybils: set[int] = set()
-    for cluster in _sybil_clusters(cos, directional, config.sybil_cosine):
+    clusters = (
+        _sybil_clusters(cos, directional, config.sybil_cosine) if config.sybil_cosine is not None else []
+    )
+    for cluster in clusters:
         names = [valid[i] for i in cluster]
         least = min(float(cos[a, b]) for a in cluster for b in cluster if a != b)
         for i in cluster:
@@ -298,6 +308,33 @@ def detect_outliers(
     order = {t: i for i, t in enumerate(ids)}
     flags.sort(key=lambda f: (order[f.trainer], REASONS.index(f.reason)))
     return OutlierReport(flags, stats, sketches)
+
+
+def flag_message(reason: str, detail: Mapping[str, Any]) -> str:
+    """A flag in words the explorer can show: what was wrong, with the figures that showed it."""
+    d = dict(detail)
+    if reason == "invalid":
+        return f"the update could not be used: {d.get('error', 'invalid')}"
+    if reason == "free_rider":
+        median = float(d.get("median_norm", 0) or 0)
+        size = f"{float(d.get('norm', 0)) / median:.2g}x the median norm" if median > 0 else "almost zero"
+        return (
+            f"its update is almost empty: {size} (norm {d.get('norm', 0):.3g}, below the "
+            f"{d.get('ratio', 0):g}x limit), as if the global model were sent back"
+        )
+    if reason == "sybil_cluster":
+        return f"a near-copy of {len(d.get('cluster', [])) - 1} other update(s) (cosine {d.get('min_cosine', 0):.3f})"
+    if reason == "distance_outlier":
+        return (
+            f"far from the others: distance {d.get('distance', 0):.3g} to their robust centre, "
+            f"{d.get('z_score', 0):.1f} robust deviations above the median {d.get('median', 0):.3g}"
+        )
+    if reason == "inconsistent_direction":
+        return (
+            f"its direction does not follow its own past updates (cosine {d.get('cosine', 0):.2f} with its "
+            f"running direction over {d.get('rounds', 0)} rounds, below {d.get('threshold', 0):g})"
+        )
+    return reason.replace("_", " ")
 
 
 def flag_outliers(

@@ -1,9 +1,10 @@
 """One aggregation round, deterministically: the core that both the round runner and the verifier call.
 
-`run_round(RoundInputs) -> RoundOutcome`: check every submission against the model spec, flag outliers,
-aggregate the unflagged deltas with the chosen rule, step the server optimizer, value every contribution on the
-owner's validation set, update the hyper-parameters and trainer histories, and encode the result (model bytes,
-fixed-point scores, canonical report, result digest). Same inputs, same platform: the same bytes and the same
+`run_round(RoundInputs) -> RoundOutcome`: check every submission against the model spec, flag outliers, run the
+defenses and aggregate what they keep with the chosen rule (`aggregator.aggregation`), step the server
+optimizer, value every trainer's piece of the aggregate on the round's validation examples, update the
+hyper-parameters and trainer histories, and encode the result (model bytes, fixed-point scores, canonical
+report, result digest). Same inputs, same platform: the same bytes and the same
 digest, whichever engine ran the passes.
 
 Updates travel as rows of an `UpdateMatrix` (`aggregator.matrix`), never stacked: flat tensors for updates
@@ -15,13 +16,16 @@ whatever n x d is. The engine (`aggregator.engine`) runs the passes here or on a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from aggregator.contribution import ContributionConfig, SubsetUtility, contribution_scores
+from aggregator.aggregation import defend_and_aggregate, reference_update, value_contributions
+from aggregator.contribution import ContributionConfig
+from aggregator.defaults import DEFAULT_RULE, default_defenses, default_rule_params
+from aggregator.defenses import needs_reference, parse_defenses
 from aggregator.engine import LOCAL, Engine, deterministic
 from aggregator.errors import AggregatorError, InsufficientUpdates, InvalidUpdate
 from aggregator.evaluation import Evaluator
@@ -29,10 +33,11 @@ from aggregator.history import TrainerHistory, update_history
 from aggregator.hyperparams import HyperParams
 from aggregator.matrix import UpdateMatrix
 from aggregator.models import flatten_state, unflatten_state
-from aggregator.outliers import Flag, OutlierConfig, detect_outliers
+from aggregator.outliers import Flag, OutlierConfig, detect_outliers, flag_message
 from aggregator.report import canonical_json, fixed_point_scores, model_bytes, result_digest, sha256_hex
 from aggregator.rows import DeltaRow, RowSource, row_summary
 from aggregator.rules import get_rule
+from aggregator.training import Recipe
 
 __all__ = ["REPORT_VERSION", "RoundInputs", "RoundOutcome", "deterministic", "run_round"]
 
@@ -46,13 +51,22 @@ class RoundInputs:
     round's validation examples. `updates` maps a trainer address to its submission: a state dict (a delta, or
     the local model when `update_kind="model"`), a flat 1-D float32 tensor, or a row source
     (`aggregator.rows.RowSource`, e.g. an update file read a chunk at a time). `invalid` maps the trainers whose
-    submission could not even be decoded (download, hash, codec failures) to the reason."""
+    submission could not even be decoded (download, hash, codec failures) to the reason. `defenses` run before
+    the rule (`aggregator.defenses`; the defaults are `aggregator.defaults`); `recipe` is the project's training
+    recipe, needed when a defense trains the owner's reference update (FLTrust)."""
 
     evaluator: Evaluator
     global_state: Mapping[str, torch.Tensor]
     updates: Mapping[str, Any]
-    rule: str = "multi_krum"
-    rule_params: Mapping[str, Any] = field(default_factory=dict)
+    rule: str = DEFAULT_RULE
+    rule_params: Mapping[str, Any] | None = (
+        None  # None: the defaults' parameters for the default rule, else {}
+    )
+    defenses: Sequence[Mapping[str, Any]] = field(default_factory=default_defenses)
+    recipe: Recipe | None = None
+    # Trainer addresses in the order their submissions landed (the chain's event order), when known: among
+    # exact copies, the first submitted is the original.
+    submission_order: Sequence[str] | None = None
     invalid: Mapping[str, str] = field(default_factory=dict)
     update_kind: str = "delta"
     outliers: OutlierConfig = field(default_factory=OutlierConfig)
@@ -139,6 +153,32 @@ def _enough(rule: Any, have: int, total: int, why: str = "") -> None:
         )
 
 
+def _ranks(players: list[str], order: Sequence[str] | None) -> list[int] | None:
+    """Each player's rank in submission order (players the order does not name come last, by address)."""
+    if order is None:
+        return None
+    position = {str(t): i for i, t in reversed(list(enumerate(order)))}
+    ranked = sorted(range(len(players)), key=lambda i: (position.get(players[i], len(position)), i))
+    ranks = [0] * len(players)
+    for rank, i in enumerate(ranked):
+        ranks[i] = rank
+    return ranks
+
+
+def _rejections(rejected: Any, players: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each rejected trainer's rejections, with the rows a detail names turned into addresses."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    renames = {"copy_of_rows": "copy_of", "group_rows": "group"}
+    for r in rejected:
+        detail = {
+            renames.get(k, k): [players[i] for i in v] if k in renames else v for k, v in r.detail.items()
+        }
+        out.setdefault(players[r.row], []).append(
+            {"defense": r.defense, "reason": r.reason, "message": r.reason, "detail": detail}
+        )
+    return out
+
+
 def _sorted_addresses(addresses: Any) -> list[str]:
     return sorted({str(a) for a in addresses}, key=lambda a: (a.lower(), a))
 
@@ -151,6 +191,11 @@ def _check_inputs(inputs: RoundInputs) -> None:
     if not isinstance(inputs.evaluator, Evaluator):
         raise AggregatorError(
             f"evaluator must be an aggregator.evaluation.Evaluator, got {type(inputs.evaluator)}"
+        )
+    defenses = parse_defenses(inputs.defenses)  # a bad chain is refused before any work
+    if needs_reference(defenses) and inputs.recipe is None:
+        raise AggregatorError(
+            "fltrust needs the project's training recipe to train the owner's reference update"
         )
 
 
@@ -171,7 +216,10 @@ def _run(inputs: RoundInputs, engine: Engine) -> RoundOutcome:
     except InvalidUpdate as exc:
         raise AggregatorError(f"the global model does not match {evaluator.model.uri}: {exc}") from None
     # Always the CPU: a verifier without a GPU must reproduce the aggregator's bytes.
-    rule = get_rule(inputs.rule, **{**dict(inputs.rule_params), "device": "cpu"})
+    params = inputs.rule_params
+    if params is None:
+        params = default_rule_params() if inputs.rule == DEFAULT_RULE else {}
+    rule = get_rule(inputs.rule, **{**dict(params), "device": "cpu"})
     rows, invalid = _rows(inputs, global_flat)
     submitters = _sorted_addresses([*inputs.updates, *inputs.invalid])
     _enough(rule, len(rows), len(submitters))
@@ -205,15 +253,35 @@ def _run(inputs: RoundInputs, engine: Engine) -> RoundOutcome:
     _enough(rule, len(players), len(submitters), " after outlier detection")
 
     matrix = UpdateMatrix([rows[t] for t in players], engine=engine)
-    result = rule.aggregate(matrix)
-    new_flat, stepped = inputs.hyperparams.apply(global_flat, result.aggregate.to(torch.float32))
-    before, after = evaluator.evaluate(global_flat), evaluator.evaluate(new_flat)
-    utility = SubsetUtility(evaluator, global_flat, matrix, inputs.contribution.utility, chunk=config.chunk)
-    valuation = contribution_scores(
-        players, submitters, utility=utility, aggregate=result.aggregate, config=inputs.contribution
+    seed = inputs.contribution.seed  # the round's: every random choice of the defenses comes from it
+    defenses = parse_defenses(inputs.defenses)
+    reference = None
+    if needs_reference(defenses) and inputs.recipe is not None:
+        reference = reference_update(
+            evaluator, inputs.global_state, global_flat, inputs.recipe, inputs.hyperparams.client_lr, seed
+        )
+    defended = defend_and_aggregate(
+        matrix,
+        rule,
+        defenses,
+        seed=seed,
+        reference=reference,
+        order=_ranks(players, inputs.submission_order),
+        chunk=config.chunk,
     )
-    rule_weights, rule_details = result.weights, result.details
-    del utility, result  # the aggregate: one model copy less while the new model is encoded
+    new_flat, stepped = inputs.hyperparams.apply(global_flat, defended.aggregate.to(torch.float32))
+    before, after = evaluator.evaluate(global_flat), evaluator.evaluate(new_flat)
+    valuation, valuation_details = value_contributions(
+        evaluator,
+        global_flat,
+        matrix,
+        players,
+        submitters,
+        defended,
+        inputs.contribution,
+        step_scale=inputs.hyperparams.server_lr,
+        chunk=config.chunk,
+    )
     scores_fixed = fixed_point_scores(valuation.scores)
     next_params = stepped.advance(before["loss"], after["loss"])
     history = update_history(inputs.history, found.sketches, inputs.outliers.history_decay)
@@ -224,19 +292,35 @@ def _run(inputs: RoundInputs, engine: Engine) -> RoundOutcome:
     metrics = {
         f"{k}_{when}": v for when, m in (("before", before), ("after", after)) for k, v in sorted(m.items())
     }
-    weights = dict(zip(players, rule_weights.tolist(), strict=True))
+    rejections = _rejections(defended.chain.rejected, players)
+    groups = {players[i]: [players[j] for j in g] for g in defended.chain.groups for i in g}
+    row_of = {t: i for i, t in enumerate(players)}
     trainers = {}
     for t in submitters:
-        trainers[t] = {
-            "status": "flagged" if t in flagged else "scored",
-            "flags": [{"reason": f.reason, "detail": f.detail} for f in flags if f.trainer == t],
-            "aggregation_weight": weights.get(t, 0.0),
+        row = row_of.get(t)
+        status = "flagged" if t in flagged else "rejected" if t in rejections else "scored"
+        entry: dict[str, Any] = {
+            "status": status,
+            "flags": [
+                {"reason": f.reason, "detail": f.detail, "message": flag_message(f.reason, f.detail)}
+                for f in flags
+                if f.trainer == t
+            ],
+            "rejections": rejections.get(t, []),
+            "aggregation_weight": float(defended.rule_weights[row]) if row is not None else 0.0,
+            "influence": float(defended.influence[row]) if row is not None else 0.0,
             "score": valuation.scores[t],
             "score_fixed": str(scores_fixed[t]),
             "valuation": valuation.values.get(t),
             "update_sha256": summaries[t].sha256 if t in summaries else None,
             "outlier_stats": found.stats.get(t, {}),
         }
+        if t in valuation.intervals:
+            entry["score_interval"] = list(valuation.intervals[t])
+            entry["score_confidence"] = valuation.confidence[t]
+        if t in groups:
+            entry["counted_with"] = groups[t]
+        trainers[t] = entry
     report = {
         "version": REPORT_VERSION,
         "round": inputs.round_index,
@@ -247,12 +331,14 @@ def _run(inputs: RoundInputs, engine: Engine) -> RoundOutcome:
         "global_model_sha256": sha256_hex(model_bytes(dict(inputs.global_state))),
         "new_model_sha256": sha256_hex(encoded),
         "update_kind": inputs.update_kind,
-        "rule": {"name": rule.name, "params": rule.params(), "details": rule_details},
+        "rule": {"name": rule.name, "params": rule.params(), "details": defended.rule_details},
+        "defenses": defended.chain.steps,
+        "noise_std": defended.chain.noise_std,
         "outlier_config": inputs.outliers.to_dict(),
         "contribution": {
             "config": inputs.contribution.to_dict(),
             "basis": valuation.basis,
-            "details": valuation.details,
+            "details": valuation_details,
         },
         "trainers": trainers,
         "flagged": sorted(flagged),

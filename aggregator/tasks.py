@@ -62,6 +62,23 @@ class Task:
         r2 = 1.0 - mse / spread if float(spread) > 0 else torch.zeros((), dtype=torch.float64)
         return {"loss": float(mse), "mse": float(mse), "r2": float(r2)}
 
+    def per_example(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Float64 `[V]` per-example figures whose means are `measure`'s: `loss` for every task, `accuracy`
+        (1 for a correct prediction) for classification. Contribution valuation takes confidence intervals
+        over the validation examples from these."""
+        out = outputs.detach().double()
+        if self.classifies:
+            if out.dim() != 2 or out.shape[0] != targets.shape[0]:
+                raise AggregatorError(f"outputs {list(out.shape)} do not fit {targets.shape[0]} class labels")
+            loss = nn.functional.cross_entropy(out, targets, reduction="none")
+            return {"loss": loss, "accuracy": (out.argmax(dim=1) == targets).double()}
+        pred = out.reshape(-1)
+        if pred.shape[0] != targets.shape[0]:
+            raise AggregatorError(
+                f"regression outputs {list(out.shape)} do not fit {targets.shape[0]} targets"
+            )
+        return {"loss": (pred - targets.double()).square()}
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "loss": self.loss_name, "metric": self.metric}
 

@@ -29,9 +29,10 @@ from aggregator.defenses.collusion import SharedDeviation
 from aggregator.defenses.copies import NearCopies
 from aggregator.defenses.flame import FLAME
 from aggregator.defenses.fltrust import FLTrust
+from aggregator.defenses.forgery import ForgedUpdates
 from aggregator.defenses.nnm import NNM
 from aggregator.errors import AggregatorError
-from aggregator.matrix import GramStats
+from aggregator.matrix import GramStats, UpdateMatrix
 
 __all__ = [
     "ARC",
@@ -44,6 +45,7 @@ __all__ = [
     "DefenseContext",
     "DefenseStep",
     "FLTrust",
+    "ForgedUpdates",
     "MixedRow",
     "NearCopies",
     "NormClip",
@@ -59,7 +61,8 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Defense]] = {
-    cls.name: cls for cls in (ARC, Bucketing, FLAME, FLTrust, NNM, NearCopies, NormClip, SharedDeviation)
+    cls.name: cls
+    for cls in (ARC, Bucketing, FLAME, FLTrust, ForgedUpdates, NNM, NearCopies, NormClip, SharedDeviation)
 }
 DEFENSES: tuple[str, ...] = tuple(sorted(_REGISTRY))
 
@@ -104,16 +107,29 @@ class DefenseChain:
 
 
 def apply_defenses(
-    defenses: Sequence[Defense], gram: GramStats, *, seed: int = 0, reference: Reference | None = None
+    defenses: Sequence[Defense],
+    gram: GramStats,
+    *,
+    seed: int = 0,
+    reference: Reference | None = None,
+    order: Sequence[int] | None = None,
+    matrix: UpdateMatrix | None = None,
 ) -> DefenseChain:
-    """Run `defenses` in order from the identity mix of the `gram.n` submitted updates."""
+    """Run `defenses` in order from the identity mix of the `gram.n` submitted updates (`matrix`, when given,
+    for the defenses that read coordinates; `order`, when known, each update's rank in submission order)."""
+    if order is not None and sorted(order) != list(range(gram.n)):
+        raise AggregatorError(f"submission order must rank the {gram.n} updates 0..{gram.n - 1}")
+    if matrix is not None and matrix.n != gram.n:
+        raise AggregatorError(f"the matrix has {matrix.n} rows, the Gram {gram.n}")
+    ranks = tuple(order) if order is not None else None
     rows = RowMix.identity(gram.n)
     rejected: dict[int, Rejection] = {}
     groups: list[tuple[int, ...]] = []
     noise, steps = 0.0, []
     for position, defense in enumerate(defenses):
         # Each step draws from its own stream: adding a step never shifts another's random choices.
-        step: DefenseStep = defense.apply(rows, DefenseContext(gram, seed * 1_000 + position, reference))
+        context = DefenseContext(gram, seed * 1_000 + position, reference, ranks, matrix)
+        step: DefenseStep = defense.apply(rows, context)
         rows = step.rows
         for rejection in step.rejected:
             rejected.setdefault(rejection.row, rejection)

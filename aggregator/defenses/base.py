@@ -49,11 +49,15 @@ class Reference:
 @dataclass(frozen=True)
 class DefenseContext:
     """What a defense may use besides the rows: the submitted updates' Gram, the round's seed (every random
-    choice comes from it), and the owner's reference update when the round has one."""
+    choice comes from it), the owner's reference update when the round has one, each update's place in the
+    order of submission when the round knows it (0 = first), and the updates themselves for the few defenses
+    that need a pass over coordinates (they say so)."""
 
     gram: GramStats
     seed: int = 0
     reference: Reference | None = None
+    order: tuple[int, ...] | None = None
+    matrix: UpdateMatrix | None = None
 
     @property
     def n(self) -> int:
@@ -193,7 +197,12 @@ class MixedRow:
 
 
 def mixed_updates(base: UpdateMatrix, rows: RowMix) -> UpdateMatrix:
-    """The rule's input: `base` itself when the mix is the identity, else one `MixedRow` per mixed row."""
+    """The rule's input, on `base`'s engine: `base` itself when the mix is the identity, a view on some of its
+    rows when every mixed row is one update (1 * x is x exactly: the same bits), else one `MixedRow` each."""
     if rows.m == base.n and bool(torch.equal(rows.mix, torch.eye(base.n, dtype=torch.float64))):
         return base
-    return UpdateMatrix([MixedRow(base, rows.mix[k]) for k in range(rows.m)], device=base.device)
+    nonzero = [torch.nonzero(rows.mix[k]).flatten().tolist() for k in range(rows.m)]
+    if all(len(nz) == 1 and float(rows.mix[k, nz[0]]) == 1.0 for k, nz in enumerate(nonzero)):
+        return base.subset([nz[0] for nz in nonzero])
+    mixed = [MixedRow(base, rows.mix[k]) for k in range(rows.m)]
+    return UpdateMatrix(mixed, device=base.device, engine=base.engine)

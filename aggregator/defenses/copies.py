@@ -8,8 +8,9 @@ The median over all pairs stays an honest figure as long as no group holds more 
 rows. Rows joined by such near pairs (or by a cosine of at least `cosine`) form a group, and a group is one
 source:
 
-- exact copies (identical up to float rounding) cannot be told apart: they are averaged into one row with one
-  member's weight, and share that row's value;
+- exact copies (identical up to float rounding) cannot be told apart by their values. When the round knows the
+  order of submission, the first is the original (copying needs a submission to copy) and keeps its row; the
+  later ones are left out. Otherwise they are averaged into one row with one member's weight and share it;
 - jittered copies of one member (Mimic with noise): the member the others scatter around is the original
   (its distance to the other members' mean is under `center` times theirs; noise in many dimensions has
   nearly the same length every time, so only an original sits that close). It keeps its row; the copies are
@@ -37,6 +38,10 @@ __all__ = ["NearCopies", "near_copy_groups"]
 
 # Float32 rounding of equal updates: distances below this fraction of the norm are the same update.
 _EXACT = 1e-6
+
+
+def _sources(rows: RowMix, k: int) -> list[int]:
+    return torch.nonzero(rows.mix[k]).flatten().tolist()
 
 
 def _components(m: int, near: torch.Tensor) -> list[list[int]]:
@@ -110,6 +115,10 @@ class NearCopies(Defense):
             members = [active[i] for i in local]
             spread = float(sq_dist[local][:, local].max().sqrt())
             verdict, keep = self._judge(sq_dist, local, spread <= _EXACT * float(norms[local].max()))
+            order = context.order
+            if verdict == "exact" and order is not None:
+                first = min(local, key=lambda i: min(order[j] for j in _sources(rows, active[i])))
+                verdict, keep = "first_submitted", first
             submitted = sorted(j for k in members for j in torch.nonzero(rows.mix[k]).flatten().tolist())
             found.append({"members": submitted, "verdict": verdict})
             weights[members] = 0.0
@@ -120,7 +129,11 @@ class NearCopies(Defense):
                 for k in members:
                     if k == original:
                         continue
-                    reason = "a near-copy of another trainer's update (it scatters around that update)"
+                    reason = (
+                        "an exact copy of an update submitted earlier"
+                        if verdict == "first_submitted"
+                        else "a near-copy of another trainer's update (it scatters around that update)"
+                    )
                     rejected.extend(
                         Rejection(j, self.name, reason, {"copy_of_rows": source})
                         for j in torch.nonzero(rows.mix[k]).flatten().tolist()

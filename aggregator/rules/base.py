@@ -95,6 +95,9 @@ class BaseRule(ABC):
     enough rows for the rule, a finite aggregate, and weights scattered back to the caller's rows."""
 
     name: ClassVar[str]
+    # Whether prior weights scale a row's part in the aggregate (False: order statistics, where a prior
+    # weight only decides whether a row takes part).
+    weighs_rows: ClassVar[bool] = True
 
     def __init__(self, *, chunk: int = DEFAULT_CHUNK, device: str | torch.device | None = None) -> None:
         self.chunk = check_chunk(chunk)

@@ -27,6 +27,7 @@ class Bulyan(BaseRule):
     """
 
     name = "bulyan"
+    weighs_rows = False
 
     def __init__(self, f: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -23,6 +23,7 @@ class CoordinateMedian(BaseRule):
     """
 
     name = "median"
+    weighs_rows = False
 
     def _aggregate(
         self, matrix: UpdateMatrix, prior: torch.Tensor

@@ -23,6 +23,7 @@ class TrimmedMean(BaseRule):
     """
 
     name = "trimmed_mean"
+    weighs_rows = False
 
     def __init__(self, beta: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -193,7 +193,13 @@ def demo(
         flagged = (
             ", ".join(f"{roles[t]} ({reason})" for t, reason in sorted(row["reasons"].items())) or "none"
         )
-        console.print(f"round {row['round']}: test accuracy {row['accuracy']:.3f}; flagged: {flagged}")
+        left_out = (
+            ", ".join(f"{roles[t]} ({defense})" for t, defense in sorted(row.get("rejected", {}).items()))
+            or "none"
+        )
+        console.print(
+            f"round {row['round']}: test accuracy {row['accuracy']:.3f}; flagged: {flagged}; left out: {left_out}"
+        )
 
     def show_final(report: dict) -> None:
         pool = int(report["pool_wei"])
@@ -203,6 +209,8 @@ def demo(
             "score",
             "reward (ETH)",
             "share",
+            "shard",
+            "labels",
             "stake back (ETH)",
             "slashed (ETH)",
             "flagged in",
@@ -214,11 +222,18 @@ def demo(
                 f"{t['score']:.3f}",
                 f"{int(t['reward_wei']) / 1e18:.4f}",
                 f"{int(t['reward_wei']) / pool:.1%}",
+                str(t.get("shard_size", "-")),
+                f"{t.get('label_coverage', '-')}/10",
                 f"{int(t['stake_returned_wei']) / 1e18:.3f}",
                 f"{int(t['slashed_wei']) / 1e18:.3f}",
                 ",".join(map(str, t["flagged_rounds"])) or "-",
             )
         console.print(table)
+        console.print(
+            "shard: the trainer's training examples; labels: how many of the 10 digit classes they cover. "
+            "Honest shares should follow these, not the valuation's noise (scores are shrunk towards each "
+            "update's weight when the differences are within their confidence intervals)."
+        )
         console.print(
             f"honest trainers received {report['honest_share']:.1%} of the pool; final accuracy "
             f"{report['final_accuracy']:.3f} (without attackers: {report['baseline_accuracy']:.3f}); every round "

@@ -43,6 +43,25 @@ def _pair(text: str | None, option: str) -> tuple[float, float] | None:
         raise ValueError(f"{option} expects LOW,HIGH, got {text!r}") from None
 
 
+def _defenses(specs: list[str], none: bool) -> list[dict] | None:
+    """`--defense near_copies --defense nnm:f=2` -> [{"name": "near_copies"}, {"name": "nnm", "f": 2}];
+    None (the defaults) when no --defense is given, [] with --no-defenses."""
+    if none:
+        if specs:
+            raise ValueError("--no-defenses cannot be combined with --defense")
+        return []
+    if not specs:
+        return None
+    out = []
+    for spec in specs:
+        name, _, rest = spec.partition(":")
+        if not name:
+            raise ValueError(f"--defense expects NAME or NAME:KEY=VALUE,..., got {spec!r}")
+        params = _params([p for p in rest.split(",") if p], "--defense") if rest else {}
+        out.append({"name": name, **params})
+    return out
+
+
 @app.command(amounts=True)
 def create(
     ctx: typer.Context,
@@ -119,9 +138,22 @@ def create(
     ] = 3,
     slash_bps: Annotated[int, typer.Option(help="Share of the stake slashed, in basis points.")] = 5000,
     rule: Annotated[
-        str, typer.Option(help="Aggregation rule (fedavg, multi_krum, ...; a wrong name lists them all).")
-    ] = "multi_krum",
+        str | None,
+        typer.Option(
+            help="Aggregation rule (trimmed_mean, median, multi_krum, flag, ...; a wrong name lists them all). "
+            "Default: trimmed_mean with beta=0.25 (measured against the attack suite, docs/aggregator.md)."
+        ),
+    ] = None,
     rule_param: Annotated[list[str], typer.Option(help="Rule parameter NAME=VALUE (repeatable).")] = [],  # noqa: B006
+    defense: Annotated[
+        list[str],
+        typer.Option(
+            help="A defense before the rule, NAME or NAME:KEY=VALUE,... (repeatable, in order): near_copies, "
+            "forged_updates, shared_deviation, norm_clip, arc, nnm, bucketing, fltrust, flame. Default: "
+            "near_copies, forged_updates, shared_deviation, norm_clip."
+        ),
+    ] = [],  # noqa: B006
+    no_defenses: Annotated[bool, typer.Option("--no-defenses", help="Run the rule alone.")] = False,
     seed: Annotated[int, typer.Option(help="Seeds the model's initialization, training and valuation.")] = 0,
     *,
     signer: SignerOption,
@@ -129,6 +161,7 @@ def create(
     """Check that the project can run (model, data, task, rule), publish its model, validation set and manifest,
     then escrow the reward on chain. Nothing is escrowed when a check fails."""
     from aggregator.dataset_io import load_table
+    from aggregator.defaults import DEFAULT_RULE
     from aggregator.models import parse_lora
     from aggregator.rules import RULES
     from aggregator.schema import infer_schema, parse_preprocessing
@@ -136,8 +169,12 @@ def create(
     from aggregator.training import Recipe
     from backend.marketplace.publish import publish_project
 
+    rule = rule or DEFAULT_RULE
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    # None: the defaults (aggregator.defaults); publish_project checks both before anything is stored.
+    rule_params = _params(rule_param) if rule_param else None
+    defenses = _defenses(defense, no_defenses)
     cli = CliContext.of(ctx)
     owner = cli.account(signer)
     recipe = Recipe(optimizer, lr, epochs, max_steps, batch_size, weight_decay, seed=seed)
@@ -162,7 +199,8 @@ def create(
             plugin_wheel=plugin_wheel,
             recipe=recipe,
             rule=rule,
-            rule_params=_params(rule_param),
+            rule_params=rule_params,
+            defenses=defenses,
             seed=seed,
             max_trainers=max_trainers,
         )

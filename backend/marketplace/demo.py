@@ -21,6 +21,7 @@ from eth_account.signers.local import LocalAccount
 from web3.types import RPCEndpoint
 
 from aggregator.data import NUM_CLASSES, load_digits_data, non_iid_splits
+from aggregator.defaults import DEFAULT_RULE, default_defenses, default_rule_params
 from aggregator.examples import Examples
 from aggregator.models import evaluate
 from aggregator.schema import DataSchema
@@ -50,8 +51,10 @@ class DemoConfig:
     attackers: dict[str, int] = field(default_factory=lambda: dict(DEMO_ATTACKERS))
     rounds: int = 5
     seed: int = 0
-    rule: str = "multi_krum"
-    rule_params: dict[str, Any] = field(default_factory=lambda: {"f": 1})
+    # What `project create` picks with no flags (aggregator.defaults).
+    rule: str = DEFAULT_RULE
+    rule_params: dict[str, Any] = field(default_factory=default_rule_params)
+    defenses: list[dict[str, Any]] = field(default_factory=default_defenses)
     epochs: int = 10
     batch_size: int = 16
     pool_wei: int = 10 * ETH
@@ -183,6 +186,7 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
         validation=raw,
         rule=config.rule,
         rule_params=config.rule_params,
+        defenses=config.defenses,
         seed=config.seed,
         max_trainers=len(trainers),
     )
@@ -224,6 +228,12 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
             "accuracy": accuracy,
             "flagged": done.outcome.flagged,
             "reasons": {f.trainer: f.reason for f in done.outcome.flags},
+            # Left out by a defense (not flagged, paid nothing this round), with the defense that did it.
+            "rejected": {
+                t: e["rejections"][0]["defense"]
+                for t, e in done.outcome.report["trainers"].items()
+                if e["status"] == "rejected"
+            },
             "scores": done.outcome.scores,
         }
         rounds.append(row)
@@ -233,13 +243,15 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
     # The challenge window must pass before anyone can claim.
     verified, payouts = settle(local, project_id, trainers, config.rounds, config.challenge_window)
 
-    report = _report(market, client, project_id, trainers, role_of, rounds, payouts, config, verified)
+    report = _report(market, client, project_id, trainers, role_of, rounds, payouts, config, verified, shards)
     baseline = simulate(
         config.n_honest,
         {},
         config.rounds,
         config.rule,
         config.seed,
+        rule_params=config.rule_params,
+        defenses=config.defenses,
         data=data,
         n_shards=len(shard_owners),
         epochs=config.epochs,
@@ -251,10 +263,11 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
 
 
 def _report(
-    market, client, project_id, trainers, role_of, rounds, payouts, config, verified
+    market, client, project_id, trainers, role_of, rounds, payouts, config, verified, shards
 ) -> dict[str, Any]:
     entries = []
     for trainer in trainers:
+        shard = shards.get(trainer.address)
         entries.append(
             {
                 "address": trainer.address,
@@ -262,6 +275,10 @@ def _report(
                 "score": sum(r["scores"].get(trainer.address, 0.0) for r in rounds) / len(rounds),
                 **{k: str(v) for k, v in payouts[trainer.address].items()},
                 "flagged_rounds": [r["round"] for r in rounds if trainer.address in r["flagged"]],
+                "rejected_rounds": [r["round"] for r in rounds if trainer.address in r["rejected"]],
+                # What the share should follow: how much data, and how many of the 10 classes it covers.
+                "shard_size": len(shard) if shard is not None else 0,
+                "label_coverage": int(torch.unique(shard.y).numel()) if shard is not None else 0,
             }
         )
     pool = config.pool_wei

@@ -92,6 +92,8 @@ class ProjectManifest(BaseModel):
     validation: ContentRef = Field(description="The owner's validation examples (safetensors).")
     rule: str = "multi_krum"
     rule_params: dict[str, Any] = Field(default_factory=dict)
+    # Steps before the rule (aggregator.defenses); a manifest written before they existed has none.
+    defenses: list[dict[str, Any]] = Field(default_factory=list)
     outliers: dict[str, Any] = Field(default_factory=dict)
     contribution: dict[str, Any] = Field(default_factory=dict)
     hyperparams: dict[str, Any] = Field(default_factory=dict)

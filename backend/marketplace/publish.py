@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ import torch
 
 from aggregator.contribution import ContributionConfig
 from aggregator.dataset_io import decode_examples, encode_examples
+from aggregator.defaults import DEFAULT_RULE, default_defenses, default_rule_params
+from aggregator.defenses import parse_defenses
 from aggregator.errors import AggregatorError
 from aggregator.evaluation import Evaluator
 from aggregator.examples import Examples
@@ -150,7 +152,7 @@ def publish_project(
     *,
     model: str,
     validation: tuple[torch.Tensor, torch.Tensor] | Examples,
-    rule: str,
+    rule: str = DEFAULT_RULE,
     task: str = "classification",
     schema: DataSchema | None = None,
     lora: LoraSpec | None = None,
@@ -158,6 +160,7 @@ def publish_project(
     plugin_wheel: Path | None = None,
     recipe: Recipe | None = None,
     rule_params: Mapping[str, Any] | None = None,
+    defenses: Sequence[Mapping[str, Any]] | None = None,
     outliers: Mapping[str, Any] | None = None,
     contribution: Mapping[str, Any] | None = None,
     hyperparams: Mapping[str, Any] | None = None,
@@ -172,7 +175,16 @@ def publish_project(
         raise MarketplaceError(f"the data schema is for task {schema.task}, the project's is {task}")
     schema.check_examples(examples, "the validation set")
     recipe = recipe or Recipe(seed=seed)
-    rule_params = dict(rule_params or {})
+    # No rule parameters: the default rule gets its default ones (`aggregator.defaults`); no `defenses`: the
+    # default chain runs (pass `[]` for none).
+    if rule_params is None:
+        rule_params = default_rule_params() if rule == DEFAULT_RULE else {}
+    rule_params = dict(rule_params)
+    defenses = default_defenses() if defenses is None else [dict(d) for d in defenses]
+    try:
+        parse_defenses(defenses)  # refused here, not in round 0
+    except AggregatorError as exc:
+        raise MarketplaceError(str(exc)) from None
     checks = _check_rule(rule, rule_params, max_trainers)
     _config(OutlierConfig, outliers or {}, "outliers")
     _config(ContributionConfig, {"seed": seed, **(contribution or {})}, "contribution")
@@ -226,6 +238,7 @@ def publish_project(
         validation=put_ref(store, encode_examples(examples)),
         rule=rule,
         rule_params=rule_params,
+        defenses=defenses,
         outliers=dict(outliers or {}),
         contribution=dict(contribution or {}),
         hyperparams=dict(hyperparams or {}),

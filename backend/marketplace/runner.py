@@ -36,6 +36,7 @@ from aggregator.models import BuiltModel
 from aggregator.outliers import OutlierConfig
 from aggregator.pipeline import RoundInputs, RoundOutcome, run_round
 from aggregator.rows import SafetensorsRow, read_layout
+from aggregator.training import Recipe
 from backend.chain.training_market import (
     ProjectInfo,
     ProjectStatus,
@@ -220,7 +221,9 @@ class RoundRunner:
         updates: dict[str, Any] = {}
         invalid: dict[str, str] = {}
         submitted: dict[str, dict[str, str]] = {}
+        order: list[str] = []  # chain order: among exact copies, the first submitted is the original
         for k, sub in enumerate(self.market.submissions(project_id, round_)):
+            order.append(sub.trainer)
             sha = sub.sha256
             submitted[sub.trainer] = {"cid": sub.cid, "sha256": sha}
             try:
@@ -247,6 +250,10 @@ class RoundRunner:
             invalid=invalid,
             rule=manifest.rule,
             rule_params=manifest.rule_params,
+            defenses=manifest.defenses,
+            # FLTrust trains the owner's reference update the way the project's trainers train.
+            recipe=Recipe.from_dict(manifest.recipe),
+            submission_order=order,
             outliers=_config(OutlierConfig, manifest.outliers, "outliers"),
             # A fresh, reproducible Monte Carlo seed per round.
             contribution=replace(contribution, seed=contribution.seed + round_),

@@ -1,4 +1,4 @@
-"""Contribution valuation: exactness on games with known values, budgets, fallbacks, and real digits deltas."""
+"""Contribution valuation: exactness on games with known values, confidence, budgets, and real digits pieces."""
 
 from __future__ import annotations
 
@@ -11,20 +11,37 @@ import torch
 
 from aggregator.contribution import (
     ContributionConfig,
-    SubsetUtility,
-    contribution_scores,
+    PieceUtility,
+    Player,
     gtg_shapley,
     leave_one_out,
+    players_from,
     similarity_scores,
 )
 from aggregator.errors import AggregatorError
 from aggregator.evaluation import builtin_evaluator
 
-WORTH = np.array([0.5, 0.2, 0.0, -0.1])
+# Per-example worth of four players on five examples: an additive game with a known spread.
+WORTH = torch.tensor(
+    [
+        [0.5, 0.6, 0.4, 0.5, 0.5],
+        [0.2, 0.1, 0.3, 0.2, 0.2],
+        [0.0, 0.0, 0.0, 0.0, 0.0],
+        [-0.1, -0.2, 0.0, -0.1, -0.1],
+    ],
+    dtype=torch.float64,
+)
 
 
 def additive(subset):
-    return float(WORTH[list(subset)].sum())
+    return WORTH[list(subset)].sum(dim=0) if subset else torch.zeros(5, dtype=torch.float64)
+
+
+def glove_game(subset):
+    """Superadditive: players 0 and 1 are worth something only together."""
+    s = set(subset)
+    value = (1.0 if {0, 1} <= s else 0.0) + 0.1 * (2 in s)
+    return torch.full((4,), value, dtype=torch.float64)
 
 
 def exact_shapley(utility, n):
@@ -32,45 +49,49 @@ def exact_shapley(utility, n):
     for order in itertools.permutations(range(n)):
         prefix = []
         for p in order:
-            before = utility(prefix)
+            before = float(utility(prefix).mean())
             prefix.append(p)
-            values[p] += utility(prefix) - before
+            values[p] += float(utility(prefix).mean()) - before
     return values / math.factorial(n)
 
 
-def glove_game(subset):
-    """Superadditive: players 0 and 1 are worth something only together."""
-    s = set(subset)
-    return 1.0 if {0, 1} <= s else 0.0 + 0.1 * (2 in s)
+def test_shapley_and_leave_one_out_are_exact_on_an_additive_game_with_its_sample_error():
+    estimate = gtg_shapley(additive, 4, max_permutations=12, truncation=0.0)
+    assert np.allclose(estimate.values, WORTH.mean(dim=1).numpy())
+    # Every permutation gives the same marginals: no Monte Carlo error, only the examples' spread.
+    assert np.allclose(estimate.details["monte_carlo_stderr"], 0.0)
+    assert np.allclose(estimate.stderr, (WORTH.std(dim=1) / math.sqrt(5)).numpy())
+    assert estimate.gain == pytest.approx(float(WORTH.sum(0).mean()))
+    loo = leave_one_out(additive, 4)
+    assert np.allclose(loo.values, WORTH.mean(dim=1).numpy()) and np.allclose(loo.stderr, estimate.stderr)
 
 
-def test_leave_one_out_and_shapley_are_exact_on_an_additive_game():
-    assert np.allclose(leave_one_out(additive, 4), WORTH)
-    values, info = gtg_shapley(additive, 4, max_permutations=50, truncation=0.0)
-    assert np.allclose(values, WORTH)
-    assert info["permutations"] <= 50 and not info["truncated_round"]
-
-
-def test_shapley_estimate_approaches_the_exact_value_and_respects_the_budget():
+def test_shapley_approaches_the_exact_value_within_its_interval_and_respects_the_budget():
     exact = exact_shapley(glove_game, 3)
-    values, info = gtg_shapley(glove_game, 3, max_permutations=600, truncation=0.0, convergence=0.0)
-    assert info["permutations"] == 600
-    assert np.allclose(values, exact, atol=0.05)
-    _, small = gtg_shapley(glove_game, 3, max_permutations=4)
-    assert small["permutations"] == 4
+    estimate = gtg_shapley(glove_game, 3, max_permutations=600, min_permutations=600, truncation=0.0)
+    assert estimate.details["permutations"] == 600
+    assert np.all(np.abs(estimate.values - exact) <= 4 * estimate.stderr + 1e-12)
+    assert np.allclose(estimate.values, exact, atol=0.05)
+    small = gtg_shapley(glove_game, 3, max_permutations=4)
+    assert small.details["permutations"] <= 4
+
+
+def test_shapley_stops_once_the_permutations_cannot_make_values_surer():
+    estimate = gtg_shapley(additive, 4, max_permutations=100, truncation=0.0)
+    assert estimate.details["permutations"] == 4 and estimate.details["converged"]  # one lead each
 
 
 def test_shapley_is_deterministic_for_a_seed_and_varies_with_it():
-    a, _ = gtg_shapley(glove_game, 3, max_permutations=7, seed=1, convergence=0.0)
-    b, _ = gtg_shapley(glove_game, 3, max_permutations=7, seed=1, convergence=0.0)
-    assert np.array_equal(a, b)
-    c, _ = gtg_shapley(glove_game, 3, max_permutations=7, seed=2, convergence=0.0)
-    assert not np.array_equal(a, c)
+    a = gtg_shapley(glove_game, 3, max_permutations=7, min_permutations=7, seed=1)
+    b = gtg_shapley(glove_game, 3, max_permutations=7, min_permutations=7, seed=1)
+    assert np.array_equal(a.values, b.values)
+    c = gtg_shapley(glove_game, 3, max_permutations=7, min_permutations=7, seed=2)
+    assert not np.array_equal(a.values, c.values)
 
 
 def test_a_round_that_changes_nothing_is_truncated():
-    values, info = gtg_shapley(lambda s: 0.3, 5)
-    assert info["truncated_round"] and not values.any()
+    estimate = gtg_shapley(lambda s: torch.full((3,), 0.3, dtype=torch.float64), 5)
+    assert estimate.details["truncated_round"] and not estimate.values.any()
 
 
 def test_similarity_is_the_clipped_cosine():
@@ -81,86 +102,73 @@ def test_similarity_is_the_clipped_cosine():
         similarity_scores(deltas, torch.ones(3))
 
 
+def test_players_merge_groups_and_skip_updates_without_weight():
+    influence = torch.tensor([0.2, 0.0, 0.1, 0.1, 0.3], dtype=torch.float64)
+    players = players_from(["a", "b", "c", "d", "e"], influence, groups=[(2, 3)])
+    assert [p.members for p in players] == [("a",), ("e",), ("c", "d")]
+    assert [p.weight for p in players] == pytest.approx([0.2, 0.3, 0.2])
+    with pytest.raises(AggregatorError):
+        players_from(["a", "b"], torch.tensor([0.5, -0.1], dtype=torch.float64))
+    with pytest.raises(AggregatorError):
+        players_from(["a"], torch.tensor([0.5, 0.5], dtype=torch.float64))
+
+
 @pytest.fixture
-def evaluate(digits_round):
-    return builtin_evaluator("digits_mlp", digits_round.data.validation.X, digits_round.data.validation.y)
+def pieces(digits_round):
+    X, y = digits_round.data.validation.X, digits_round.data.validation.y
+    deltas = torch.cat([digits_round.honest[:4], digits_round.label_flipped[None]])
+    influence = torch.full((5,), 0.2, dtype=torch.float64)
+    players = players_from(["h0", "h1", "h2", "h3", "flipper"], influence)
+    evaluator = builtin_evaluator("digits_mlp", X, y)
+    return PieceUtility(evaluator, digits_round.global_flat, deltas, players), deltas
 
 
-@pytest.fixture
-def deltas(digits_round):
-    return torch.cat([digits_round.honest[:4], digits_round.label_flipped[None]])
+def test_a_coalition_model_is_the_global_model_plus_its_pieces(pieces):
+    utility, deltas = pieces
+    expected = utility.global_flat + 0.2 * (deltas[0].double() + deltas[3].double())
+    direct = -utility.evaluator.per_example(expected.float())["loss"]
+    assert torch.allclose(utility([3, 0]), direct)
+    assert utility.calls == 1 and torch.equal(utility([0, 3]), utility([3, 0])) and utility.calls == 1
+    full, empty = utility(list(range(5))), utility([])
+    walked, _ = utility.walk([2, 0, 4, 1, 3], full, empty, cutoff=0.0)
+    assert torch.allclose(walked[1], utility([0, 2]), atol=1e-9) and torch.equal(walked[-1], full)
 
 
-@pytest.fixture
-def utility(digits_round, evaluate, deltas):
-    return SubsetUtility(evaluate, digits_round.global_flat, deltas)
+def test_honest_pieces_are_worth_more_than_a_label_flip(pieces):
+    utility, _ = pieces
+    estimate = gtg_shapley(utility, 5, max_permutations=30, seed=3)
+    assert estimate.values[:4].min() > estimate.values[4]
+    assert estimate.values[4] < 0 and (estimate.stderr > 0).all()
+    assert estimate.details["permutations"] <= 30 and utility.calls <= 2**5
 
 
-@pytest.mark.parametrize("method", ["gtg_shapley", "leave_one_out", "similarity"])
-def test_scores_cover_every_submitter_sum_to_one_and_honest_lead(utility, method):
-    players = ["h0", "h1", "h2", "h3", "flipper"]
-    submitters = [*players, "flagged-1", "invalid-2"]
-    config = ContributionConfig(method=method, max_permutations=30)
-    result = contribution_scores(
-        players,
-        submitters,
-        utility=utility,
-        aggregate=utility.matrix.read(0, utility.matrix.d)[:4].mean(0),
-        config=config,
-    )
-    assert list(result.scores) == sorted(submitters)
-    assert math.fsum(result.scores.values()) == pytest.approx(1.0, abs=1e-12)
-    assert result.scores["flagged-1"] == result.scores["invalid-2"] == 0.0
-    assert all(v >= 0 for v in result.scores.values())
-    assert min(result.scores[h] for h in players[:4]) > result.scores["flipper"]
-    if method != "similarity":
-        assert result.scores["flipper"] == 0.0 and result.values["flipper"] < 0
-    assert result.basis == method
+def test_accuracy_and_metric_utilities(pieces):
+    utility, deltas = pieces
+    acc = PieceUtility(utility.evaluator, utility.global_flat, deltas, utility.players, "accuracy")
+    values = acc([0, 1, 2, 3])
+    assert set(values.unique().tolist()) <= {0.0, 1.0} and float(values.mean()) > float(acc([]).mean())
+    metric = PieceUtility(utility.evaluator, utility.global_flat, deltas, utility.players, "metric")
+    assert torch.equal(metric([0, 1]), acc([0, 1]))
 
 
-def test_accuracy_utility_works_too(utility, evaluate, deltas):
-    acc = SubsetUtility(evaluate, utility.global_flat, deltas, "accuracy")
-    assert 0.0 <= acc([]) <= 1.0 and acc([0, 1, 2, 3]) > acc([])
-    assert acc.calls == 2 and acc([3, 2, 1, 0]) == acc([0, 1, 2, 3]) and acc.calls == 2
-    # "metric" is the task's own: accuracy for classification.
-    metric = SubsetUtility(evaluate, utility.global_flat, deltas, "metric")
-    assert metric([0, 1]) == acc([0, 1])
-
-
-def test_a_subset_model_is_the_global_model_plus_the_float64_mean_of_its_deltas(utility, evaluate, deltas):
-    expected = (utility.global_flat.double() + deltas[[0, 2, 3]].double().sum(0) / 3).float()
-    assert utility([3, 0, 2]) == -evaluate.evaluate(expected)["loss"]
-    # Growing a permutation's prefix one row at a time values the same models.
-    walked, _ = utility.walk([2, 0, 3, 1, 4], full=utility(range(5)), empty=utility([]), cutoff=0.0)
-    for j, value in enumerate(walked, start=1):
-        assert value == pytest.approx(utility([2, 0, 3, 1, 4][:j]), abs=1e-6)
-    total = utility.row_sum()
-    assert utility.full_value(total) == utility(range(5))
-    assert utility.without(1, total) == pytest.approx(utility([0, 2, 3, 4]), abs=1e-6)
-
-
-def test_fallbacks_when_the_valuation_gives_nothing(utility, evaluate, deltas):
-    players = ["h0", "h1", "h2", "h3", "flipper"]
-    stuck = SubsetUtility(evaluate, utility.global_flat, deltas * 0.0)
-    agg = deltas[:4].mean(0)
-    result = contribution_scores(players, players, utility=stuck, aggregate=agg)
-    assert result.basis == "uniform_fallback"  # zero deltas: no gain and no direction
-    assert all(v == pytest.approx(0.2) for v in result.scores.values())
-    flat = SubsetUtility(evaluate, utility.global_flat, deltas * 1e-9)
-    result = contribution_scores(players, players, utility=flat, aggregate=agg)
-    assert result.basis == "similarity_fallback" and result.scores["flipper"] < result.scores["h0"]
-
-
-def test_bad_calls_are_refused(utility, evaluate, deltas):
-    agg = deltas.mean(0)
+def test_bad_calls_are_refused(pieces):
+    utility, deltas = pieces
     with pytest.raises(AggregatorError):
-        contribution_scores(["a", "b"], ["a", "b"], utility=utility, aggregate=agg)
+        PieceUtility(utility.evaluator, utility.global_flat, deltas[:, :-1], utility.players)
     with pytest.raises(AggregatorError):
-        contribution_scores(list("abcde"), list("abcd"), utility=utility, aggregate=agg)
+        PieceUtility(utility.evaluator, utility.global_flat, deltas, utility.players, "f1")
     with pytest.raises(AggregatorError):
-        SubsetUtility(evaluate, utility.global_flat, deltas[:, :-1])
+        PieceUtility(utility.evaluator, utility.global_flat, deltas, [Player(("x",), torch.ones(3))])
     with pytest.raises(AggregatorError):
-        SubsetUtility(evaluate, utility.global_flat, deltas, "f1")
-    for bad in ({"method": "banzhaf"}, {"utility": "f1"}, {"max_permutations": 0}, {"truncation": -1.0}):
+        gtg_shapley(additive, 0)
+    for bad in (
+        {"method": "banzhaf"},
+        {"utility": "f1"},
+        {"max_permutations": 0},
+        {"min_permutations": 0},
+        {"truncation": -1.0},
+        {"precision": math.nan},
+        {"seed": 1.5},
+    ):
         with pytest.raises(AggregatorError):
             ContributionConfig(**bad)

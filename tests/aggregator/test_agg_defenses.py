@@ -28,11 +28,16 @@ def cloud(n: int = 12, d: int = 400, spread: float = 0.6, seed: int = 0) -> torc
     return torch.randn(d, generator=gen) + spread * torch.randn(n, d, generator=gen)
 
 
-def context(x: torch.Tensor, reference: torch.Tensor | None = None, seed: int = 0) -> DefenseContext:
+def context(
+    x: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    seed: int = 0,
+    order: tuple[int, ...] | None = None,
+) -> DefenseContext:
     ref = None
     if reference is not None:
         ref = Reference(x.double() @ reference.double(), float(reference.double().square().sum()))
-    return DefenseContext(gram_stats(UpdateMatrix(x)), seed, ref)
+    return DefenseContext(gram_stats(UpdateMatrix(x)), seed, ref, order, UpdateMatrix(x))
 
 
 def mixed(x: torch.Tensor, rows: RowMix) -> torch.Tensor:
@@ -45,6 +50,7 @@ def test_defenses_are_listed_sorted():
         "bucketing",
         "flame",
         "fltrust",
+        "forged_updates",
         "near_copies",
         "nnm",
         "norm_clip",
@@ -164,6 +170,16 @@ def test_near_copies_merge_exact_copies_into_one_row():
     )
 
 
+def test_among_exact_copies_the_first_submitted_is_the_original():
+    x = cloud(n=10, d=2000)
+    x[[2, 4, 8]] = x[7].clone()
+    order = (9, 0, 3, 1, 2, 4, 5, 6, 7, 8)  # row 4 landed before rows 2, 7 and 8
+    step = get_defense("near_copies").apply(RowMix.identity(10), context(x, order=order))
+    assert step.details["groups"] == [{"members": [2, 4, 7, 8], "verdict": "first_submitted"}]
+    assert {r.row for r in step.rejected} == {2, 7, 8} and step.rows.weights[4] == 1.0
+    assert "submitted earlier" in step.rejected[0].reason and not step.groups
+
+
 def test_near_copies_find_the_original_among_jittered_copies():
     x = cloud(n=10, d=2000)
     x[6:] = jitter(x[5].repeat(4, 1), 0.2, seed=3)
@@ -192,6 +208,41 @@ def test_near_copies_leave_independent_rows_alone():
         and not step.rejected
         and torch.equal(step.rows.mix, torch.eye(12, dtype=torch.float64))
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("alie", {}),
+        ("ipm", {"eps": 0.1}),
+        ("min_max", {"perturbation": "sign"}),
+        ("min_sum", {}),
+        ("sign_flip", {}),
+    ],
+)
+def test_forged_updates_built_from_the_others_statistics_are_left_out(name, params):
+    from aggregator.attacks import AttackView, get_attack
+
+    x = cloud(n=16, d=2000, spread=1.2)
+    forged = get_attack(name, **params).craft(AttackView(x[:15], 1, 16, 0)).updates[0]
+    x[15] = forged
+    step = get_defense("forged_updates").apply(RowMix.identity(16), context(x))
+    assert [r.row for r in step.rejected] == [15]
+    assert "no data of its own" in step.rejected[0].reason
+    residuals = step.details["residuals"]
+    assert residuals["15"] < 1e-4 and min(v for k, v in residuals.items() if k != "15") > 0.5
+
+
+def test_forged_updates_keep_honest_and_jittered_rows_and_need_the_matrix():
+    from aggregator.attacks import AttackView, get_attack
+
+    x = cloud(n=16, d=2000, spread=1.2)
+    x[15] = jitter(get_attack("alie").craft(AttackView(x[:15], 1, 16, 0)).updates, 0.2, 1)[0]
+    step = get_defense("forged_updates").apply(RowMix.identity(16), context(x))
+    assert not step.rejected
+    bare = DefenseContext(gram_stats(UpdateMatrix(x)))
+    with pytest.raises(AggregatorError, match="matrix"):
+        get_defense("forged_updates").apply(RowMix.identity(16), bare)
 
 
 def test_shared_deviation_leaves_out_a_coordinated_group():
@@ -241,6 +292,7 @@ def test_a_chain_runs_in_order_and_names_what_it_left_out():
         [{"name": "near_copies", "ratio": 1.5}],
         [{"name": "bucketing", "s": 0}],
         [{"name": "fltrust", "min_trust": 1.0}],
+        [{"name": "forged_updates", "tolerance": 1.0}],
     ],
 )
 def test_bad_defense_specs_are_refused_in_one_line(specs):

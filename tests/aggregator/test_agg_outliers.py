@@ -43,7 +43,8 @@ def test_each_attack_is_flagged_with_its_reason(digits_round, center):
     }
     ids = HONEST + list(attackers)
     rows = [*h, *attackers.values()]
-    report = detect_outliers(rows, ids, config=OutlierConfig(center=center), expected_dim=h.shape[1])
+    config = OutlierConfig(center=center, sybil_cosine=0.99)
+    report = detect_outliers(rows, ids, config=config, expected_dim=h.shape[1])
     got = reasons(report.flags)
     assert not set(got) & set(HONEST)
     assert got["scaled"] == ["distance_outlier"] and got["sign-flip-x5"] == ["distance_outlier"]
@@ -90,11 +91,14 @@ def test_a_noise_trainer_is_inconsistent_across_rounds(digits_round):
     assert all(report.stats[t]["self_consistency"] > 0.9 for t in HONEST)
 
 
-def test_a_copy_of_an_honest_update_flags_both_even_rescaled(digits_round):
-    """Near-duplicates are judged by cosine, as FoolsGold does: the copier cannot be told from the copied."""
+def test_a_copy_of_an_honest_update_flags_both_even_rescaled_when_the_sybil_check_is_on(digits_round):
+    """Near-duplicates are judged by cosine, as FoolsGold does: the copier cannot be told from the copied, which is
+    why the check is off by default (the `near_copies` defense counts copies once instead)."""
     h = digits_round.honest
-    got = reasons(flag_outliers([*h, 3.0 * h[4]], [*HONEST, "copycat"]))
+    rows, ids = [*h, 3.0 * h[4]], [*HONEST, "copycat"]
+    got = reasons(flag_outliers(rows, ids, config=OutlierConfig(sybil_cosine=0.99)))
     assert got == {"honest-4": ["sybil_cluster"], "copycat": ["sybil_cluster"]}
+    assert reasons(flag_outliers(rows, ids)) == {}
 
 
 def test_history_round_trips_through_the_report(digits_round):

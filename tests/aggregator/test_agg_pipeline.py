@@ -173,3 +173,56 @@ def test_fixed_point_scores_largest_remainder_with_address_ties():
             fixed_point_scores(bad)
     with pytest.raises(AggregatorError):
         canonical_json({"x": float("inf")})
+
+
+def test_the_default_round_runs_the_default_defenses_and_says_how_sure_each_score_is(inputs):
+    out = run_round(replace(inputs, rule="trimmed_mean", rule_params=None))
+    report = json.loads(out.report_bytes)
+    names = [step["name"] for step in report["defenses"]]
+    assert names == ["near_copies", "forged_updates", "shared_deviation", "norm_clip"]
+    assert report["rule"] == {**report["rule"], "name": "trimmed_mean", "params": {"beta": 0.25}}
+    for t in HONEST:
+        entry = report["trainers"][t]
+        low, high = entry["score_interval"]
+        assert low <= entry["score"] <= high and entry["score_confidence"]
+        assert entry["influence"] > 0 and entry["status"] == "scored"
+    attacker = report["trainers"]["0x" + "f" * 40]
+    assert attacker["flags"][0]["message"].startswith("far from the others")
+    assert report["contribution"]["details"]["examples"] == len(inputs.evaluator)
+
+
+def test_a_copied_trainer_is_not_flagged_and_shares_one_players_score_with_its_copiers(inputs):
+    copier = "0x" + "c" * 40
+    updates = {t: inputs.updates[t] for t in HONEST}
+    updates[copier] = {k: v.clone() for k, v in updates[HONEST[2]].items()}
+    out = run_round(replace(inputs, updates=updates, rule="trimmed_mean", rule_params=None))
+    report = json.loads(out.report_bytes)
+    assert out.flagged == []
+    assert report["trainers"][HONEST[2]]["counted_with"] == sorted([HONEST[2], copier])
+    assert out.scores[HONEST[2]] == out.scores[copier] > 0
+    # Six players for seven submitters: the pair is paid like one trainer, not two.
+    assert out.scores[HONEST[2]] * 2 < 1.5 * max(out.scores[t] for t in HONEST if t != HONEST[2])
+
+
+def test_fltrust_trains_the_owners_reference_from_the_recipe_and_refuses_without_one(inputs):
+    from aggregator.training import Recipe
+
+    chain = [{"name": "fltrust"}]
+    with pytest.raises(AggregatorError, match="recipe"):
+        run_round(replace(inputs, defenses=chain, rule="fedavg", rule_params=None))
+    out = run_round(replace(inputs, defenses=chain, rule="fedavg", rule_params=None, recipe=Recipe(epochs=2)))
+    report = json.loads(out.report_bytes)
+    trust = report["defenses"][0]["details"]["trust"]
+    assert len(trust) == len(inputs.updates) - len(out.flagged) and max(trust) > 0
+    assert (
+        out.result_digest
+        == run_round(
+            replace(inputs, defenses=chain, rule="fedavg", rule_params=None, recipe=Recipe(epochs=2))
+        ).result_digest
+    )
+
+
+@pytest.mark.parametrize("chain", [[{"name": "moat"}], [{"name": "nnm", "f": 99}], "nnm"])
+def test_a_bad_defense_chain_is_refused(inputs, chain):
+    with pytest.raises(AggregatorError):
+        run_round(replace(inputs, defenses=chain))

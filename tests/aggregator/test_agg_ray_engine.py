@@ -26,7 +26,8 @@ TRAINERS = [f"0x{i:040x}" for i in range(1, 10)]
 
 @pytest.fixture(scope="module")
 def round_inputs(digits_round, tmp_path_factory):
-    """Nine updates (seven honest, a scaled copy, a sign flip) as files, chunked far below a row."""
+    """Nine updates (six honest, a scaled copy of the second, a sign flip, a label flip) as files, chunked far
+    below a row."""
     deltas = [
         *digits_round.honest,
         3.0 * digits_round.honest[1],
@@ -73,7 +74,11 @@ def test_a_round_on_ray_has_the_local_engines_digest(round_inputs, ray_engine, r
     local, on_ray = run_round(inputs), run_round(inputs, ray_engine)
     assert on_ray.report_bytes == local.report_bytes
     assert on_ray.result_digest == local.result_digest
-    assert local.flagged  # the round had something to catch
+    # The round had something to catch: the default defenses count the scaled copy with its original, and the
+    # sign flip earns nothing.
+    entries = local.report["trainers"]
+    assert entries[TRAINERS[6]]["counted_with"] == [TRAINERS[1], TRAINERS[6]]
+    assert entries[TRAINERS[7]]["score"] == 0.0
 
 
 @pytest.mark.parametrize("name", RULES)

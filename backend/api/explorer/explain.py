@@ -209,6 +209,8 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
             status = "reversed"
         else:
             status = "flagged" if entry is not None and entry.flags else "scored"
+            if status == "scored" and entry is not None and entry.status == "rejected":
+                status = "rejected"  # left out by a defense before the rule (#14): not flagged, paid nothing
         t = RoundTrainer(
             address=address,
             status=status,
