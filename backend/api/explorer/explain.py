@@ -42,7 +42,7 @@ class RoundTrainer:
     """One submitter of a round, everything the round page shows for it."""
 
     address: str
-    status: str  # scored | flagged | submitted (round not finalized) | reversed
+    status: str  # scored | flagged | rejected (by a defense) | submitted (round not finalized) | reversed
     submission: ChainEvent | None
     report: ReportTrainer | None
     posted_score: int | None  # fixed point, from RoundScored
@@ -122,8 +122,14 @@ def _contribution(row: RoundRow, entry: ReportTrainer) -> str:
             f"{number(entry.score, 4)}"
         )
         if entry.interval is not None:
-            text += f" (95% confidence {number(entry.interval[0], 3)} to {number(entry.interval[1], 3)})"
+            text += f" (95% confidence {number(entry.interval[0], 3)} to {number(entry.interval[1], 3)}"
+            text += f": {entry.confidence})" if entry.confidence else ")"
         text += "."
+    if entry.counted_with:
+        text += (
+            f" It was valued as one player with {len(entry.counted_with)} near-cop"
+            f"{'y' if len(entry.counted_with) == 1 else 'ies'} of its update, so copies add no credit."
+        )
     return text
 
 
@@ -166,12 +172,23 @@ def _why(
             + ". A flagged update scores 0 and earns nothing this round."
         )
         lines.append(f"Slashing: {t.slash}.")
+    elif entry.rejections:
+        lines.append(
+            "A defense left it out of the aggregate: "
+            + "; ".join(f"{r.sentence} ({r.defense})" for r in entry.rejections)
+            + ". It is not flagged on chain (no slashing counts), but it scores 0 and earns nothing this round."
+        )
     else:
         lines.append(_checks(entry, config))
         if entry.aggregation_weight is not None:
             lines.append(
                 f"{rule_words(row.report.rule).capitalize() if row.report.rule else 'The rule'} gave it "
-                f"{percent(entry.aggregation_weight)} of the aggregate's weight."
+                f"{percent(entry.aggregation_weight)} of the aggregate's weight"
+                + (
+                    f"; after the defenses its update made {percent(entry.influence)} of the aggregate."
+                    if entry.influence is not None
+                    else "."
+                )
             )
         lines.append(_contribution(row, entry))
     lines.append(_payout(row, t, scores_total))
@@ -208,7 +225,7 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
         elif row.state == "reversed":
             status = "reversed"
         else:
-            status = "flagged" if entry is not None and entry.flags else "scored"
+            status = entry.verdict if entry is not None else "scored"
         t = RoundTrainer(
             address=address,
             status=status,
@@ -222,5 +239,6 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
         )
         t.why = _why(view, row, t, record.stake if record else 0, scores_total)
         out.append(t)
-    out.sort(key=lambda t: (t.status == "flagged", -(t.report.score or 0) if t.report else 0, t.address))
+    out.sort(key=lambda t: (t.status in ("flagged", "rejected"), t.status == "flagged",
+                            -(t.report.score or 0) if t.report else 0, t.address))  # fmt: skip
     return out

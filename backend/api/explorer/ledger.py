@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from backend.api.explorer.index import BlockMemo, ChainEvent, EventIndex
-from backend.api.explorer.reports import ContentCache, Fetched, RoundReport, parse_report
+from backend.api.explorer.reports import ContentCache, Fetched, RoundReport, defense_names, parse_report
 from backend.chain.training_market import ProjectInfo, ProjectStatus, RoundInfo, TrainingMarket
 from backend.chain.verifier_committee import VerifierCommittee
 from backend.storage import ContentStore
@@ -175,6 +175,14 @@ class ProjectView:
                 return row.report.outlier_config
         outliers = self.manifest_body.get("outliers")
         return outliers if isinstance(outliers, dict) else {}
+
+    @property
+    def defense_steps(self) -> tuple[str, ...]:
+        """The defenses run before the rule: the newest report's, else the manifest's (names, in order)."""
+        for row in reversed(self.rounds):
+            if row.report is not None and row.report.defenses:
+                return row.report.defenses
+        return defense_names(self.manifest_body.get("defenses"))
 
     @property
     def contribution_method(self) -> str | None:
