@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from backend.api.explorer.index import ChainEvent
 from backend.api.explorer.ledger import Ledger, ProjectView, RoundRow
 from backend.api.explorer.reports import FlagView, ReportTrainer
-from backend.api.explorer.words import ether, number, percent
+from backend.api.explorer.words import ether, number, percent, timestamp
 from backend.chain.training_market import ProjectInfo
 
 __all__ = ["RoundTrainer", "explain_round"]
@@ -51,6 +51,7 @@ class RoundTrainer:
     flags_so_far: int  # rounds up to this one in which it was flagged
     slash: str
     why: list[str] = field(default_factory=list)
+    commitment: ChainEvent | None = None  # sealed rounds: its `UpdateCommitted`
 
     @property
     def flags(self) -> list[FlagView]:
@@ -148,9 +149,21 @@ def _why(
     view: ProjectView, row: RoundRow, t: RoundTrainer, stake: int, scores_total: int | None
 ) -> list[str]:
     lines = []
-    if t.submission is not None:
+    if t.commitment is not None:
         lines.append(
-            f"You submitted update {t.submission.args['cid']} in block {t.submission.block} (its sha256 "
+            f"You committed to your update in block {t.commitment.block} (a hash: nobody could read or copy "
+            "the update before the commits closed)."
+        )
+        if t.submission is None:
+            lines.append(
+                f"You have not revealed it: reveal before {timestamp(row.reveal_end)} or it is not counted."
+                if t.status == "committed" and row.reveal_end
+                else "You did not reveal it in the reveal window, so it was not aggregated and earns nothing."
+            )
+    if t.submission is not None:
+        verb = "revealed" if t.commitment is not None else "submitted"
+        lines.append(
+            f"You {verb} update {t.submission.args['cid']} in block {t.submission.block} (its sha256 "
             f"{t.submission.args['sha256'].hex()[:16]}… is on chain)."
         )
     if row.report is None:
@@ -200,6 +213,7 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
     project_id, r = row.project_id, row.round
     info = view.info
     submissions = ledger.submissions(project_id, r)
+    commitments = ledger.commitments(project_id, r)  # sealed rounds (#12); empty for open submissions
     scored = ledger.scored(project_id, r) if row.finalized else None
     posted: dict[str, int] = {}
     if scored is not None:
@@ -211,7 +225,9 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
         if earlier.report is not None and earlier.state != "reversed":
             for address in earlier.report.flagged:
                 flagged_rounds[address.lower()] = flagged_rounds.get(address.lower(), 0) + 1
-    addresses = sorted(set(submissions) | set(posted) | set(row.report.trainers if row.report else ()))
+    addresses = sorted(
+        set(submissions) | set(commitments) | set(posted) | set(row.report.trainers if row.report else ())
+    )
     out = []
     for address in addresses:
         entry = row.report.trainer(address) if row.report else None
@@ -220,8 +236,10 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
         score = posted.get(address)
         expected = row.round_pool * score // scores_total if score is not None and scores_total else None
         flags = flagged_rounds.get(address.lower(), 0)
-        if not row.finalized:
-            status = "submitted"
+        if address not in submissions and address in commitments and address not in posted:
+            status = "committed" if row.state in ("open", "revealing") else "not revealed"
+        elif not row.finalized:
+            status = "revealed" if address in commitments else "submitted"
         elif row.state == "reversed":
             status = "reversed"
         else:
@@ -230,6 +248,7 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
             address=address,
             status=status,
             submission=submissions.get(address),
+            commitment=commitments.get(address),
             report=entry,
             posted_score=score,
             share=share,

@@ -148,3 +148,24 @@ def test_a_report_with_defenses_reads_rejections_confidence_and_groups_in_words(
     assert "(95% confidence 0.5 to 0.7: fairly sure)" in text
     assert "made 40.0% of the aggregate" in text and "one player with 1 near-copy" in text
     assert (rejected.verdict, scored.verdict) == ("rejected", "scored")
+
+
+def test_a_sealed_rounds_windows_follow_commits_reveals_then_the_aggregator():
+    """Sealed rounds (#12) put a reveal window between the commits and the aggregator's window; a market
+    without one (today's `ProjectInfo` has no `reveal_window`) keeps open, closed, missed."""
+    from types import SimpleNamespace
+
+    from backend.api.explorer.ledger import Ledger
+    from backend.chain.training_market import ProjectStatus
+
+    timing = dict(status=ProjectStatus.ACTIVE, current_round=1, round_opened_at=1000, round_duration=100,
+                  aggregation_window=30, project_id=7)  # fmt: skip
+    sealed = SimpleNamespace(**timing, reveal_window=50)
+    states = [Ledger._unfinalized(None, sealed, 1, now, 2, 10).state for now in (1050, 1120, 1170, 1181)]  # type: ignore[arg-type]
+    assert states == ["open", "revealing", "closed", "missed"]
+    row = Ledger._unfinalized(None, sealed, 1, 1120, 2, 10)  # type: ignore[arg-type]
+    assert (row.window_end, row.reveal_end, row.aggregator_deadline) == (1100, 1150, 1180)
+    plain = SimpleNamespace(**timing)
+    states = [Ledger._unfinalized(None, plain, 1, now, 2, 10).state for now in (1050, 1120, 1131)]  # type: ignore[arg-type]
+    assert states == ["open", "closed", "missed"]
+    assert Ledger._unfinalized(None, plain, 1, 1050, 2, 10).reveal_end is None  # type: ignore[arg-type]
