@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from backend.api.explorer.index import ChainEvent
 from backend.api.explorer.ledger import Ledger, ProjectView, RoundRow
 from backend.api.explorer.reports import FlagView, ReportTrainer
-from backend.api.explorer.words import ether, number, percent
+from backend.api.explorer.words import ether, number, percent, timestamp
 from backend.chain.training_market import ProjectInfo
 
 __all__ = ["RoundTrainer", "explain_round"]
@@ -42,7 +42,7 @@ class RoundTrainer:
     """One submitter of a round, everything the round page shows for it."""
 
     address: str
-    status: str  # scored | flagged | submitted (round not finalized) | reversed
+    status: str  # scored | flagged | rejected (by a defense) | submitted (round not finalized) | reversed
     submission: ChainEvent | None
     report: ReportTrainer | None
     posted_score: int | None  # fixed point, from RoundScored
@@ -51,6 +51,7 @@ class RoundTrainer:
     flags_so_far: int  # rounds up to this one in which it was flagged
     slash: str
     why: list[str] = field(default_factory=list)
+    commitment: ChainEvent | None = None  # sealed rounds: its `UpdateCommitted`
 
     @property
     def flags(self) -> list[FlagView]:
@@ -122,8 +123,14 @@ def _contribution(row: RoundRow, entry: ReportTrainer) -> str:
             f"{number(entry.score, 4)}"
         )
         if entry.interval is not None:
-            text += f" (95% confidence {number(entry.interval[0], 3)} to {number(entry.interval[1], 3)})"
+            text += f" (95% confidence {number(entry.interval[0], 3)} to {number(entry.interval[1], 3)}"
+            text += f": {entry.confidence})" if entry.confidence else ")"
         text += "."
+    if entry.counted_with:
+        text += (
+            f" It was valued as one player with {len(entry.counted_with)} near-cop"
+            f"{'y' if len(entry.counted_with) == 1 else 'ies'} of its update, so copies add no credit."
+        )
     return text
 
 
@@ -142,9 +149,21 @@ def _why(
     view: ProjectView, row: RoundRow, t: RoundTrainer, stake: int, scores_total: int | None
 ) -> list[str]:
     lines = []
-    if t.submission is not None:
+    if t.commitment is not None:
         lines.append(
-            f"You submitted update {t.submission.args['cid']} in block {t.submission.block} (its sha256 "
+            f"You committed to your update in block {t.commitment.block} (a hash: nobody could read or copy "
+            "the update before the commits closed)."
+        )
+        if t.submission is None:
+            lines.append(
+                f"You have not revealed it: reveal before {timestamp(row.reveal_end)} or it is not counted."
+                if t.status == "committed" and row.reveal_end
+                else "You did not reveal it in the reveal window, so it was not aggregated and earns nothing."
+            )
+    if t.submission is not None:
+        verb = "revealed" if t.commitment is not None else "submitted"
+        lines.append(
+            f"You {verb} update {t.submission.args['cid']} in block {t.submission.block} (its sha256 "
             f"{t.submission.args['sha256'].hex()[:16]}… is on chain)."
         )
     if row.report is None:
@@ -166,12 +185,23 @@ def _why(
             + ". A flagged update scores 0 and earns nothing this round."
         )
         lines.append(f"Slashing: {t.slash}.")
+    elif entry.rejections:
+        lines.append(
+            "A defense left it out of the aggregate: "
+            + "; ".join(f"{r.sentence} ({r.defense})" for r in entry.rejections)
+            + ". It is not flagged on chain (no slashing counts), but it scores 0 and earns nothing this round."
+        )
     else:
         lines.append(_checks(entry, config))
         if entry.aggregation_weight is not None:
             lines.append(
                 f"{rule_words(row.report.rule).capitalize() if row.report.rule else 'The rule'} gave it "
-                f"{percent(entry.aggregation_weight)} of the aggregate's weight."
+                f"{percent(entry.aggregation_weight)} of the aggregate's weight"
+                + (
+                    f"; after the defenses its update made {percent(entry.influence)} of the aggregate."
+                    if entry.influence is not None
+                    else "."
+                )
             )
         lines.append(_contribution(row, entry))
     lines.append(_payout(row, t, scores_total))
@@ -183,6 +213,7 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
     project_id, r = row.project_id, row.round
     info = view.info
     submissions = ledger.submissions(project_id, r)
+    commitments = ledger.commitments(project_id, r)  # sealed rounds (#12); empty for open submissions
     scored = ledger.scored(project_id, r) if row.finalized else None
     posted: dict[str, int] = {}
     if scored is not None:
@@ -194,7 +225,9 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
         if earlier.report is not None and earlier.state != "reversed":
             for address in earlier.report.flagged:
                 flagged_rounds[address.lower()] = flagged_rounds.get(address.lower(), 0) + 1
-    addresses = sorted(set(submissions) | set(posted) | set(row.report.trainers if row.report else ()))
+    addresses = sorted(
+        set(submissions) | set(commitments) | set(posted) | set(row.report.trainers if row.report else ())
+    )
     out = []
     for address in addresses:
         entry = row.report.trainer(address) if row.report else None
@@ -203,18 +236,19 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
         score = posted.get(address)
         expected = row.round_pool * score // scores_total if score is not None and scores_total else None
         flags = flagged_rounds.get(address.lower(), 0)
-        if not row.finalized:
-            status = "submitted"
+        if address not in submissions and address in commitments and address not in posted:
+            status = "committed" if row.state in ("open", "revealing") else "not revealed"
+        elif not row.finalized:
+            status = "revealed" if address in commitments else "submitted"
         elif row.state == "reversed":
             status = "reversed"
         else:
-            status = "flagged" if entry is not None and entry.flags else "scored"
-            if status == "scored" and entry is not None and entry.status == "rejected":
-                status = "rejected"  # left out by a defense before the rule (#14): not flagged, paid nothing
+            status = entry.verdict if entry is not None else "scored"
         t = RoundTrainer(
             address=address,
             status=status,
             submission=submissions.get(address),
+            commitment=commitments.get(address),
             report=entry,
             posted_score=score,
             share=share,
@@ -224,5 +258,6 @@ def explain_round(ledger: Ledger, view: ProjectView, row: RoundRow) -> list[Roun
         )
         t.why = _why(view, row, t, record.stake if record else 0, scores_total)
         out.append(t)
-    out.sort(key=lambda t: (t.status == "flagged", -(t.report.score or 0) if t.report else 0, t.address))
+    out.sort(key=lambda t: (t.status in ("flagged", "rejected"), t.status == "flagged",
+                            -(t.report.score or 0) if t.report else 0, t.address))  # fmt: skip
     return out

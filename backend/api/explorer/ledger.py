@@ -15,12 +15,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from backend.api.explorer.index import BlockMemo, ChainEvent, EventIndex
-from backend.api.explorer.reports import ContentCache, Fetched, RoundReport, parse_report
+from backend.api.explorer.reports import ContentCache, Fetched, RoundReport, defense_names, parse_report
 from backend.chain.training_market import ProjectInfo, ProjectStatus, RoundInfo, TrainingMarket
 from backend.chain.verifier_committee import VerifierCommittee
 from backend.storage import ContentStore
@@ -62,10 +62,11 @@ class RoundRow:
 
     project_id: int
     round: int
-    state: str  # open | closed | missed | finalized | challenged | reversed | pending | cancelled
+    state: str  # open | revealing | closed | missed | finalized | challenged | reversed | pending | cancelled
     opened_at: int
     finalized_at: int
-    window_end: int | None  # the open round's submission window
+    window_end: int | None  # the open round's submission (sealed rounds: commit) window
+    reveal_end: int | None  # sealed rounds: the end of the reveal window that follows it
     aggregator_deadline: int | None
     challenge_ends: int | None  # finalized_at + challenge window, when challenges are enabled
     challenge: str
@@ -79,6 +80,10 @@ class RoundRow:
     info: RoundInfo | None
     report: RoundReport | None = None
     report_error: str | None = None
+    commits: int = 0  # sealed rounds: commitments in (submissions counts the reveals)
+    validation: ChainEvent | None = (
+        None  # sealed rounds: the revealed validation shard (`ValidationRevealed`)
+    )
 
     @property
     def finalized(self) -> bool:
@@ -177,6 +182,14 @@ class ProjectView:
         return outliers if isinstance(outliers, dict) else {}
 
     @property
+    def defense_steps(self) -> tuple[str, ...]:
+        """The defenses run before the rule: the newest report's, else the manifest's (names, in order)."""
+        for row in reversed(self.rounds):
+            if row.report is not None and row.report.defenses:
+                return row.report.defenses
+        return defense_names(self.manifest_body.get("defenses"))
+
+    @property
     def contribution_method(self) -> str | None:
         for row in reversed(self.rounds):
             if row.report is not None and row.report.contribution_method:
@@ -192,6 +205,9 @@ class ProjectView:
     @property
     def dust(self) -> int:
         return sum(r.dust or 0 for r in self.rounds if r.state != "reversed")
+
+
+_SUBMITTED = ("UpdateSubmitted", "UpdateRevealed")
 
 
 def round_pool(info: ProjectInfo, round_: int) -> int:
@@ -348,15 +364,22 @@ class Ledger:
             int(e.args["round"]): e for e in self.events.events("RoundFinalized", projectId=project_id)
         }
         submissions: dict[int, int] = {}
-        for event in self.events.events("UpdateSubmitted", projectId=project_id):
+        for event in self._submitted(projectId=project_id):
             submissions[int(event.args["round"])] = submissions.get(int(event.args["round"]), 0) + 1
+        commits: dict[int, int] = {}
+        for event in self.events.events("UpdateCommitted", projectId=project_id):
+            commits[int(event.args["round"])] = commits.get(int(event.args["round"]), 0) + 1
+        shards = {
+            int(e.args["round"]): e for e in self.events.events("ValidationRevealed", projectId=project_id)
+        }
         attestations = self._attestations(project_id)
         now = self.head().timestamp
         rows = []
         for r in range(info.rounds):
             found = finalized.get(r)
             if found is None:
-                rows.append(self._unfinalized(info, r, now, submissions.get(r, 0), round_pool(info, r)))
+                row = self._unfinalized(info, r, now, submissions.get(r, 0), round_pool(info, r))
+                rows.append(replace(row, commits=commits.get(r, 0), validation=shards.get(r)))
                 continue
             event = found
             pool = int(event.args["allocated"]) + int(event.args["dust"])
@@ -372,6 +395,7 @@ class Ledger:
                     opened_at=rd.opened_at,
                     finalized_at=rd.finalized_at,
                     window_end=None,
+                    reveal_end=None,
                     aggregator_deadline=None,
                     challenge_ends=rd.finalized_at + info.challenge_window if info.challenge_window else None,
                     challenge=rd.challenge.label,
@@ -385,17 +409,27 @@ class Ledger:
                     info=rd,
                     report=report,
                     report_error=fetched.error,
+                    commits=commits.get(r, 0),
+                    validation=shards.get(r),
                 )
             )
         return rows
 
     def _unfinalized(self, info: ProjectInfo, r: int, now: int, submitted: int, pool: int) -> RoundRow:
-        state, window_end, deadline, opened = "pending", None, None, 0
+        state, window_end, reveal_end, deadline, opened = "pending", None, None, None, 0
         if info.status is ProjectStatus.ACTIVE and r == info.current_round:
             opened = info.round_opened_at
             window_end = info.round_opened_at + info.round_duration
-            deadline = window_end + info.aggregation_window
-            state = "open" if now <= window_end else ("closed" if now <= deadline else "missed")
+            # Sealed rounds (#12) add a reveal window between the commits and the aggregator's window.
+            reveal = int(getattr(info, "reveal_window", 0) or 0)
+            reveal_end = window_end + reveal if reveal else None
+            deadline = window_end + reveal + info.aggregation_window
+            if now <= window_end:
+                state = "open"
+            elif reveal_end is not None and now <= reveal_end:
+                state = "revealing"
+            else:
+                state = "closed" if now <= deadline else "missed"
         elif info.status is ProjectStatus.CANCELLED:
             state = "cancelled"
         return RoundRow(
@@ -405,6 +439,7 @@ class Ledger:
             opened_at=opened,
             finalized_at=0,
             window_end=window_end,
+            reveal_end=reveal_end,
             aggregator_deadline=deadline,
             challenge_ends=None,
             challenge="None",
@@ -450,9 +485,18 @@ class Ledger:
             self._shares[key] = self.market.submission_entry(project_id, round_, trainer).share
         return self._shares[key]
 
+    def _submitted(self, **match: Any) -> list[ChainEvent]:
+        # An update is in when it is submitted (open rounds) or revealed (sealed rounds, #12): both carry
+        # trainer, cid and sha256; a market has one kind or the other.
+        return [e for name in _SUBMITTED for e in self.events.events(name, **match)]
+
     def submissions(self, project_id: int, round_: int) -> dict[str, ChainEvent]:
-        """The round's `UpdateSubmitted` events by trainer (the last one wins, as there is only one)."""
-        events = self.events.events("UpdateSubmitted", projectId=project_id, round=round_)
+        """The round's updates by trainer (`UpdateSubmitted`, or `UpdateRevealed` in sealed rounds)."""
+        return {e.args["trainer"]: e for e in self._submitted(projectId=project_id, round=round_)}
+
+    def commitments(self, project_id: int, round_: int) -> dict[str, ChainEvent]:
+        """Sealed rounds: the round's `UpdateCommitted` events by trainer (nothing identifies the update)."""
+        events = self.events.events("UpdateCommitted", projectId=project_id, round=round_)
         return {e.args["trainer"]: e for e in events}
 
     def scored(self, project_id: int, round_: int) -> ChainEvent | None:

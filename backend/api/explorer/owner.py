@@ -28,16 +28,29 @@ def owner_actions(view: ProjectView, now: int) -> list[Action]:
     info = view.info
     p = info.project_id
     actions: list[Action] = []
-    open_row = next((r for r in view.rounds if r.state in ("open", "closed", "missed")), None)
+    open_row = next((r for r in view.rounds if r.state in ("open", "revealing", "closed", "missed")), None)
     if open_row is not None and open_row.state == "open":
         actions.append(
             Action(
                 f"Wait for round {open_row.round}",
-                f"{open_row.submissions} of {info.trainer_count} trainers submitted; the window closes in",
+                (
+                    f"{open_row.commits} of {info.trainer_count} trainers committed; commits close in"
+                    if open_row.reveal_end
+                    else f"{open_row.submissions} of {info.trainer_count} trainers submitted; the window closes in"
+                ),
                 until=open_row.window_end,
             )
         )
-    if open_row is not None and open_row.state in ("open", "closed"):
+    if open_row is not None and open_row.state == "revealing":
+        actions.append(
+            Action(
+                f"Wait for round {open_row.round}'s reveals",
+                f"{open_row.submissions} of {open_row.commits} committed updates revealed; the reveal window "
+                "closes in",
+                until=open_row.reveal_end,
+            )
+        )
+    if open_row is not None and open_row.state in ("open", "revealing", "closed"):
         actions.append(
             Action(
                 "Cancel if the aggregator stalls",

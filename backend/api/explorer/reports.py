@@ -31,8 +31,10 @@ __all__ = [
     "ContentCache",
     "Fetched",
     "FlagView",
+    "RejectionView",
     "ReportTrainer",
     "RoundReport",
+    "defense_names",
     "parse_report",
 ]
 
@@ -102,6 +104,16 @@ class FlagView:
 
 
 @dataclass(frozen=True)
+class RejectionView:
+    """A defense that left the update out of the aggregate (not flagged on chain: its score is 0), in words,
+    with the trainers it names (the update it copies, the group it moved with)."""
+
+    defense: str
+    sentence: str
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ReportTrainer:
     """One trainer's entry in a round report."""
 
@@ -115,6 +127,18 @@ class ReportTrainer:
     valuation: float | None
     update_sha256: str | None
     stats: dict[str, float]
+    confidence: str | None = None  # the report's words for the interval ("tight", ...)
+    rejections: tuple[RejectionView, ...] = ()
+    influence: float | None = None  # its share of the defended aggregate
+    counted_with: tuple[str, ...] = ()  # near-copies valued as one player with it
+
+    @property
+    def verdict(self) -> str:
+        """flagged (by the outlier checks: on chain, counts toward slashing), rejected (by a defense: score 0,
+        not on chain) or scored."""
+        if self.flags:
+            return "flagged"
+        return "rejected" if self.rejections or self.status == "rejected" else "scored"
 
 
 @dataclass(frozen=True)
@@ -125,6 +149,7 @@ class RoundReport:
     rule_params: dict[str, Any]
     rule_details: dict[str, Any]
     outlier_config: dict[str, Any]
+    defenses: tuple[str, ...]  # the defense steps run before the rule, by name, in order
     contribution_method: str | None
     contribution_utility: str | None
     contribution_basis: str | None
@@ -184,16 +209,44 @@ def _interval(entry: Mapping[str, Any]) -> tuple[float, float] | None:
     return None
 
 
+def _addresses(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(a) for a in value if isinstance(a, str)) if isinstance(value, list | tuple) else ()
+
+
+def _rejection(raw: Mapping[str, Any]) -> RejectionView:
+    detail = _mapping(raw.get("detail"))
+    defense = str(raw.get("defense") or "a defense")
+    for key in ("message", "reason"):
+        if isinstance(raw.get(key), str) and raw[key].strip():
+            sentence = raw[key].strip()
+            break
+    else:
+        sentence = f"left out of the aggregate by {defense}"
+    return RejectionView(
+        defense, sentence, _addresses(detail.get("copy_of")) + _addresses(detail.get("group"))
+    )
+
+
 def _trainer(address: str, entry: Mapping[str, Any], config: Mapping[str, Any]) -> ReportTrainer:
     flags = []
     for flag in entry.get("flags") or []:
         if isinstance(flag, Mapping):
             reason = str(flag.get("reason", "flagged"))
             flags.append(FlagView(reason, reason_title(reason), flag_sentence(flag, config)))
+    raw_rejections = entry.get("rejections")
+    rejections = tuple(
+        _rejection(r)
+        for r in (raw_rejections if isinstance(raw_rejections, list) else [])
+        if isinstance(r, Mapping)
+    )
     stats = {k: v for k, v in _mapping(entry.get("outlier_stats")).items() if _float(v) is not None}
+    confidence = entry.get("score_confidence")
+    status = entry.get("status") or ("flagged" if flags else "rejected" if rejections else "scored")
     return ReportTrainer(
         address=address,
-        status=str(entry.get("status") or ("flagged" if flags else "scored")),
+        status=str(status),
         flags=flags,
         score=_float(entry.get("score")),
         score_fixed=_int(entry.get("score_fixed")),
@@ -202,7 +255,19 @@ def _trainer(address: str, entry: Mapping[str, Any], config: Mapping[str, Any]) 
         valuation=_float(entry.get("valuation")),
         update_sha256=entry.get("update_sha256") if isinstance(entry.get("update_sha256"), str) else None,
         stats={k: float(v) for k, v in stats.items()},
+        confidence=confidence.strip() if isinstance(confidence, str) and confidence.strip() else None,
+        rejections=rejections,
+        influence=_float(entry.get("influence")),
+        counted_with=tuple(a for a in _addresses(entry.get("counted_with")) if a.lower() != address.lower()),
     )
+
+
+def defense_names(steps: Any) -> tuple[str, ...]:
+    """The names of a report's (or manifest's) defense steps, in order: `[{"name": ...}, ...]` or names."""
+    if not isinstance(steps, list):
+        return ()
+    names = (d.get("name") if isinstance(d, Mapping) else d for d in steps)
+    return tuple(n for n in names if isinstance(n, str) and n)
 
 
 def parse_report(raw: Any) -> RoundReport:
@@ -235,6 +300,7 @@ def parse_report(raw: Any) -> RoundReport:
         rule_params=_mapping(rule.get("params")),
         rule_details=_mapping(rule.get("details")),
         outlier_config=config,
+        defenses=defense_names(doc.get("defenses")),
         contribution_method=_mapping(contribution.get("config")).get("method"),
         contribution_utility=_mapping(contribution.get("config")).get("utility"),
         contribution_basis=contribution.get("basis") if isinstance(contribution.get("basis"), str) else None,

@@ -70,7 +70,7 @@ def _round(ledger: Ledger, row: RoundRow, address: str) -> TrainerRound:
     elif row.state == "reversed":
         status = "reversed"
     else:
-        status = "flagged" if entry is not None and entry.flags else "scored"
+        status = entry.verdict if entry is not None else "scored"
     return TrainerRound(
         round=row,
         submitted=submitted,

@@ -37,6 +37,7 @@ REASON_TITLES: dict[str, str] = {
     "sybil_cluster": "near-copy of other updates",
     "distance_outlier": "far from the others",
     "inconsistent_direction": "direction changed",
+    "copied_update": "copied another trainer's update",
 }
 _METRIC_TITLES = {"accuracy": "Accuracy", "r2": "R²", "mse": "MSE"}
 _LOSS_WORDS = {"cross_entropy": "cross-entropy loss", "mse": "mean squared error"}
@@ -210,8 +211,16 @@ def _direction(detail: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     return f"update points away from {past}{tail}"
 
 
+def _copied(detail: Mapping[str, Any], _config: Mapping[str, Any]) -> str:
+    # Sealed rounds (#12): the update revealed names another trainer, so it was copied from a revealed one.
+    error = str(detail.get("error", "")).strip()
+    sentence = "the revealed update was made by another trainer (it names them, not its sender): a copy"
+    return f"{sentence} ({error})" if error else sentence
+
+
 _SENTENCES: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], str]] = {
     "invalid": _invalid,
+    "copied_update": _copied,
     "free_rider": _free_rider,
     "sybil_cluster": _sybil,
     "distance_outlier": _distance,

@@ -1,22 +1,75 @@
-"""One showcase chain per session for every explorer test (the demo's rounds, a running project, sources), and
-apps over it: the real one, and ones whose chain or store is missing, empty, corrupted or down."""
+"""One showcase chain per test run for every explorer test (the demo's rounds, a running project, sources), and
+apps over it: the real one, and ones whose chain or store is missing, empty, corrupted or down.
+
+Under pytest-xdist (`make test` runs files on two workers) the first worker to need the showcase builds it and
+saves anvil's state (`anvil_dumpState`: blocks, logs and accounts) beside its store; the others load that state
+into an anvil of their own (a second or so instead of the build's 20-80 s). Each worker still has its own node,
+so the tests that mine or revert do not see each other.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 from explorer_helpers import explorer_client
 
 
+def _saved_showcase(folder: Path, build):
+    """The showcase saved in `folder` by another worker of this run, or `build()`'s, saved there for them."""
+    from backend.api.explorer.showcase import Showcase
+    from backend.chain.deployments import Deployments
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held while the first worker builds; released when the file closes
+        saved = folder / "showcase.json"
+        if saved.exists():
+            fields = json.loads(saved.read_text())
+            fields["deployments"] = Deployments.load(folder / "deployments.json")
+            fields["store_path"] = Path(fields["store_path"])
+            return Showcase(**fields), (folder / "anvil-state.txt").read_text()
+        showcase, state = build(folder)
+        showcase.deployments.save(folder / "deployments.json")
+        (folder / "anvil-state.txt").write_text(state)
+        fields = {f.name: getattr(showcase, f.name) for f in dataclasses.fields(showcase)}
+        fields.pop("deployments")
+        fields["store_path"] = str(showcase.store_path)
+        saved.write_text(json.dumps(fields))
+        return showcase, None
+
+
 @pytest.fixture(scope="session")
-def showcase(tmp_path_factory, compiled_artifacts):
+def showcase(tmp_path_factory, compiled_artifacts, worker_id):
     from backend.api.explorer.showcase import build_showcase
     from backend.chain.anvil import start_anvil
 
     node = start_anvil(attach=False)
+
+    def node_rpc(method: str, *params):
+        from web3 import Web3
+
+        response = Web3(Web3.HTTPProvider(node.url)).provider.make_request(method, list(params))
+        if "error" in response:
+            raise RuntimeError(f"{method}: {response['error']}")
+        return response["result"]
+
+    def build(folder: Path):
+        return build_showcase(folder / "showcase", chain_url=node.url), node_rpc("anvil_dumpState")
+
     try:
-        yield build_showcase(tmp_path_factory.mktemp("showcase"), chain_url=node.url)
+        if worker_id == "master":  # one process: nothing to share
+            built = build_showcase(tmp_path_factory.mktemp("showcase"), chain_url=node.url)
+        else:  # xdist: basetemp's parent is this run's, shared by its workers
+            built, state = _saved_showcase(tmp_path_factory.getbasetemp().parent / "explorer-showcase", build)
+            if state is not None:
+                node_rpc("anvil_loadState", state)
+                built = dataclasses.replace(built, chain_url=node.url)
+        yield built
     finally:
         node.stop()
 

@@ -87,3 +87,85 @@ def test_a_report_names_its_task_and_an_older_one_reads_as_a_classifier():
     assert (regression.task, regression.metric_name, regression.loss_name) == ("regression", "r2", "mse")
     older = parse_report({"metrics": {"accuracy_after": 0.9}, "trainers": {}, "task": "bad"})
     assert (older.task, older.metric_name, older.loss_name) == (None, None, None)
+
+
+def test_a_report_with_defenses_reads_rejections_confidence_and_groups_in_words():
+    """The report shape of the defended pipeline (#14): rejections by defenses, a 95% interval with its words,
+    influence after the defenses, near-copies valued as one player, the defense steps in order."""
+    from types import SimpleNamespace
+
+    from backend.api.explorer.explain import RoundTrainer, _why
+
+    copier, original = "0x" + "c" * 40, "0x" + "a" * 40
+    report = parse_report(
+        {
+            "version": 2,
+            "rule": {"name": "trimmed_mean", "params": {"beta": 0.25}, "details": {}},
+            "defenses": [{"name": "near_copies", "params": {}}, {"name": "norm_clip", "params": {}}, 7],
+            "outlier_config": {},
+            "contribution": {"config": {"method": "gtg_shapley", "utility": "neg_loss"}},
+            "metrics": {"loss_after": 1.0},
+            "trainers": {
+                copier: {
+                    "status": "rejected",
+                    "flags": [],
+                    "rejections": [
+                        {"defense": "near_copies", "reason": "an exact copy of an update submitted earlier",
+                         "message": "an exact copy of an update submitted earlier",
+                         "detail": {"copy_of": [original]}},
+                    ],
+                    "aggregation_weight": 0.0, "score": 0.0, "score_fixed": "0",
+                },
+                original: {
+                    "status": "scored", "flags": [], "rejections": [], "aggregation_weight": 0.5,
+                    "influence": 0.4, "score": 0.6, "score_fixed": "600000000000000000",
+                    "score_interval": [0.5, 0.7], "score_confidence": "fairly sure",
+                    "counted_with": [original, "0x" + "b" * 40],
+                },
+            },
+        }
+    )  # fmt: skip
+    assert report.defenses == ("near_copies", "norm_clip")
+    rejected, scored = report.trainer(copier), report.trainer(original)
+    assert rejected is not None and scored is not None
+    assert rejected.status == "rejected" and not rejected.flags
+    [why_left_out] = rejected.rejections
+    assert (why_left_out.defense, why_left_out.names) == ("near_copies", (original,))
+    assert scored.interval == (0.5, 0.7) and scored.confidence == "fairly sure" and scored.influence == 0.4
+    assert scored.counted_with == ("0x" + "b" * 40,)  # itself is not its own copy
+
+    row = SimpleNamespace(report=report, report_error=None, round_pool=10**18)
+
+    def why(entry):
+        t = RoundTrainer(entry.address, entry.status, None, entry, None, 0, None, 0, "no slashing")
+        return " ".join(_why(SimpleNamespace(), row, t, 0, None))
+
+    assert "A defense left it out of the aggregate: an exact copy of an update submitted earlier" in why(
+        rejected
+    )
+    assert "not flagged on chain" in why(rejected)
+    text = why(scored)
+    assert "(95% confidence 0.5 to 0.7: fairly sure)" in text
+    assert "made 40.0% of the aggregate" in text and "one player with 1 near-copy" in text
+    assert (rejected.verdict, scored.verdict) == ("rejected", "scored")
+
+
+def test_a_sealed_rounds_windows_follow_commits_reveals_then_the_aggregator():
+    """Sealed rounds (#12) put a reveal window between the commits and the aggregator's window; a market
+    without one (today's `ProjectInfo` has no `reveal_window`) keeps open, closed, missed."""
+    from types import SimpleNamespace
+
+    from backend.api.explorer.ledger import Ledger
+    from backend.chain.training_market import ProjectStatus
+
+    timing = dict(status=ProjectStatus.ACTIVE, current_round=1, round_opened_at=1000, round_duration=100,
+                  aggregation_window=30, project_id=7)  # fmt: skip
+    sealed = SimpleNamespace(**timing, reveal_window=50)
+    states = [Ledger._unfinalized(None, sealed, 1, now, 2, 10).state for now in (1050, 1120, 1170, 1181)]  # type: ignore[arg-type]
+    assert states == ["open", "revealing", "closed", "missed"]
+    row = Ledger._unfinalized(None, sealed, 1, 1120, 2, 10)  # type: ignore[arg-type]
+    assert (row.window_end, row.reveal_end, row.aggregator_deadline) == (1100, 1150, 1180)
+    plain = SimpleNamespace(**timing)
+    states = [Ledger._unfinalized(None, plain, 1, now, 2, 10).state for now in (1050, 1120, 1131)]  # type: ignore[arg-type]
+    assert states == ["open", "closed", "missed"]
+    assert Ledger._unfinalized(None, plain, 1, 1050, 2, 10).reveal_end is None  # type: ignore[arg-type]

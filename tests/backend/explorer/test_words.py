@@ -64,6 +64,13 @@ def test_a_sentence_in_the_report_wins_and_unknown_reasons_still_read_as_words()
     assert reason_title("sybil_cluster") == "near-copy of other updates"
 
 
+def test_a_copied_update_of_a_sealed_round_reads_as_a_copy():
+    flag = {"reason": "copied_update", "detail": {"error": "the update names trainer 0xAb, not 0xCd"}}
+    assert reason_title("copied_update") == "copied another trainer's update"
+    assert flag_sentence(flag).startswith("the revealed update was made by another trainer")
+    assert flag_sentence(flag).endswith("(the update names trainer 0xAb, not 0xCd)")
+
+
 @pytest.mark.parametrize(
     "flag",
     [
