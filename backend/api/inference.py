@@ -55,6 +55,12 @@ class LoadedModel:
             return f"model {self.name!r} is a {self.schema.task} model: this route serves classifiers of feature rows"
         return None
 
+    @property
+    def classes(self) -> list[int | str]:
+        """The project's class labels in output order: class `i` is `classes[i]` (names such as "malignant", or
+        the integers of a data set labelled by index)."""
+        return list(self.schema.labels or ())
+
     def predict(self, rows: Sequence[Sequence[float]]) -> tuple[list[int], list[list[float]]]:
         """Class predictions and probabilities (softmax of the outputs) for each row, after the project's
         preprocessing (the same the trainers' data went through)."""

@@ -41,7 +41,11 @@ class Prediction(BaseModel):
     model: str
     model_round: int | None = Field(description="The round that produced the model; null: the initial model.")
     model_cid: str
-    predictions: list[int]
+    predictions: list[int] = Field(description="The predicted class index of each row.")
+    labels: list[int | str] = Field(
+        description="The project's label of each prediction (classes[prediction])."
+    )
+    classes: list[int | str] = Field(description="The project's class labels: the columns of probabilities.")
     probabilities: list[list[float]]
 
 
@@ -86,6 +90,8 @@ async def run_prediction(
         model_round=loaded.round,
         model_cid=loaded.ref.cid,
         predictions=predictions,
+        labels=[loaded.classes[i] for i in predictions],
+        classes=loaded.classes,
         probabilities=probabilities,
     )
 

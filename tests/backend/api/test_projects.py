@@ -142,6 +142,7 @@ def test_finalized_round_shows_scores_and_predictions_follow_the_new_model(api, 
     assert after["model_round"] == 0
     assert after["model_cid"] == done.model.cid
     assert len(after["predictions"]) == 3
+    assert after["labels"] == after["predictions"] and after["classes"] == list(range(10))  # digits: by index
     for probabilities in after["probabilities"]:
         assert len(probabilities) == 10
         assert math.isclose(sum(probabilities), 1.0, rel_tol=1e-9)
@@ -218,3 +219,66 @@ def test_upload_checked_against_the_project_model(api, market_project):
     assert api.client.post("/v1/uploads", headers=headers, content=wrong).status_code == 201
     unknown = api.client.post("/v1/uploads", headers=headers, params={"project_id": 999}, content=good)
     assert unknown.status_code == 404
+
+
+def _project(market, store, dev_accounts, table, task, preprocessing=()):
+    """A schema 2 project published from a data `table` (its labels as found, its preprocessing)."""
+    from aggregator.schema import infer_schema
+
+    schema = infer_schema(table, task, preprocessing=preprocessing)
+    published = publish_project(
+        store,
+        model="builtin:linear",
+        task=task,
+        schema=schema,
+        validation=schema.examples(table),
+        rule="fedavg",
+    )
+    owner, aggregator, arbiter = dev_accounts[10], dev_accounts[11], dev_accounts[12]
+    params = published.project_params(
+        rounds=1, round_duration=3600, aggregation_window=3600, min_stake=ETH // 100, max_trainers=3,
+        aggregator=aggregator.address, arbiter=arbiter.address, challenge_window=0, challenge_bond=0,
+    )  # fmt: skip
+    return market.create_project(owner, params, value=ETH), published.manifest_body
+
+
+def test_predictions_name_the_projects_labels_after_its_preprocessing(api, chain_client, dev_accounts):
+    import numpy as np
+
+    from aggregator.dataset_io import Table
+    from aggregator.schema import DataSchema
+    from backend.marketplace.manifest import ContentRef
+    from backend.marketplace.publish import load_model
+
+    market, store = TrainingMarket(chain_client), api.services.store.get()
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=50.0, scale=10.0, size=(30, 3))
+    labels = np.array(["benign", "malignant"], dtype=object)[(X[:, 0] > 50).astype(int)]
+    table = Table(labels, features=X, feature_names=("a", "b", "c"))
+    project_id, manifest = _project(
+        market, store, dev_accounts, table, "classification", [{"op": "standardize"}]
+    )
+    _, headers = api.member("clinician", tier=1)
+    rows = X[:4].tolist()
+    reply = api.client.post(f"/v1/projects/{project_id}/predict", headers=headers, json={"inputs": rows})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["classes"] == ["benign", "malignant"]
+    assert body["labels"] == [body["classes"][i] for i in body["predictions"]]
+    # The initial model's own answer on the rows as the trainers' data was prepared (standardized).
+    schema = DataSchema.from_dict(manifest.data)
+    prepared = schema.prepare(
+        schema.examples(Table(labels[:4], features=X[:4], feature_names=("a", "b", "c")))
+    )
+    info = market.project(project_id)
+    weights = load_model(
+        store, ContentRef(cid=info.initial_model_cid, sha256=info.initial_model_sha256), manifest
+    )
+    logits = prepared.features @ weights["1.weight"].T + weights["1.bias"]  # Flatten, then Linear
+    assert body["predictions"] == logits.argmax(dim=1).tolist()
+
+    # A regression project is not served by this route, and says so.
+    targets = Table(X[:, 1] * 2.0, features=X, feature_names=("a", "b", "c"))
+    regression_id, _ = _project(market, store, dev_accounts, targets, "regression")
+    refused = api.client.post(f"/v1/projects/{regression_id}/predict", headers=headers, json={"inputs": rows})
+    assert refused.status_code == 422 and refused.json()["type"] == "/problems/model-kind"
