@@ -203,6 +203,10 @@ def test_breast_cancer_csv_shards_with_a_plugin_model(
     message = one_line_error(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
     assert "tm-test-models 0.2.0 is installed, the project pins 0.1.0" in message
     assert ok(env, "project", "status", project)["rounds"][1]["finalized_at"] == 0
+    # A verifier with that version refuses the same way instead of recomputing another model.
+    assert "tm-test-models 0.2.0 is installed, the project pins 0.1.0" in one_line_error(
+        env, "verify", "-p", project
+    )
     sys.path.remove(str(other_site))
     finalized = ok(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
     assert finalized["metrics"]["accuracy_after"] > 0.9

@@ -85,6 +85,7 @@ def test_a_project_that_cannot_run_is_refused_before_anything_is_escrowed(
         ),
         (["--validation", files / "named.csv", "--model", "mlp", "--task", "regression"], "must be numbers"),
         (["--validation", files / "ten.npz", "--task", "text-classification"], "needs text data"),
+        (["--validation", files / "ten.npz", "--task", "segmentation"], "unknown task 'segmentation'"),
         (["--validation", files / "ten.npz", "--model", "mlp", "--preprocess", "scale=x"], "scale=FACTOR"),
         (
             ["--validation", files / "ten.npz", "--model", "mlp", "--optimizer", "lion"],
