@@ -11,6 +11,7 @@ every derived value fresh again, and the old block's values are dropped rather t
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class EventIndex:
         self.client, self.contract, self.address = client, contract, address
         self.first_block = first_block
         self._events: list[ChainEvent] = []
+        self._blocks: list[int] = []  # each event's block, for bisecting (events come in chain order)
         self._synced = first_block - 1
         self._generation = 0  # counts resets: values derived from an index that went backwards are stale
         self._lock = threading.Lock()
@@ -49,32 +51,43 @@ class EventIndex:
         our contracts emits one) and with every reset. Storage reads keyed by it stay right across blocks."""
         return (self._generation, len(self._events))
 
+    def version_at(self, block: int) -> tuple[int, int]:
+        """`version` as of `block` (a request pinned to an older block than the index has seen: its reads are
+        that block's state, and must not be remembered as the newer one's)."""
+        with self._lock:
+            return (self._generation, bisect.bisect_right(self._blocks, block))
+
     @property
     def synced(self) -> int:
         """The last block indexed (first_block - 1 before the first sync)."""
         return self._synced
 
     def sync(self, head: int) -> None:
-        """Index blocks up to `head`; a `head` below what was indexed means the chain was reset."""
+        """Index blocks up to `head`. A `head` below what was indexed is a request pinned to an older block (others
+        saw a newer one first), or a chain that was reset (anvil restarted, a snapshot reverted): the node's
+        newest block tells which."""
         with self._lock:
             if head < self._synced:
-                self._events, self._synced = [], self.first_block - 1
+                if self.client.block_number() >= self._synced:
+                    return
+                self._events, self._blocks, self._synced = [], [], self.first_block - 1
                 self._generation += 1
             if head <= self._synced:
                 return
             logs = self.client.all_events(
                 self.contract, from_block=self._synced + 1, to_block=head, address=self.address
             )
-            self._events.extend(
-                ChainEvent(
-                    str(log["event"]),
-                    dict(log["args"]),
-                    int(log["blockNumber"]),
-                    log["transactionHash"].to_0x_hex(),
-                    int(log["logIndex"]),
+            for log in logs:
+                self._events.append(
+                    ChainEvent(
+                        str(log["event"]),
+                        dict(log["args"]),
+                        int(log["blockNumber"]),
+                        log["transactionHash"].to_0x_hex(),
+                        int(log["logIndex"]),
+                    )
                 )
-                for log in logs
-            )
+                self._blocks.append(int(log["blockNumber"]))
             self._synced = head
 
     def events(self, name: str, **match: Any) -> list[ChainEvent]:
@@ -91,10 +104,10 @@ class EventIndex:
         with self._lock:
             return [e for e in self._events if e.name == name and fits(e)]
 
-    def timeline(self, *names: str) -> list[ChainEvent]:
-        """Events called any of `names`, in the order the chain holds them."""
+    def timeline(self, *names: str, until: int | None = None) -> list[ChainEvent]:
+        """Events called any of `names` (up to block `until`), in the order the chain holds them."""
         with self._lock:
-            return [e for e in self._events if e.name in names]
+            return [e for e in self._events if e.name in names and (until is None or e.block <= until)]
 
 
 class BlockMemo:

@@ -275,9 +275,9 @@ class Ledger:
 
     def _stored(self, key: Any, thunk: Callable[[], Any]) -> Any:
         """A storage view, read again only after the contracts emitted an event (or the chain was reset)."""
-        self.head()  # syncs the indexes, so their versions are this block's
-        committee = self.committee_events.version if self.committee_events is not None else None
-        return self.state.get((self.events.version, committee), key, thunk)
+        number = self.head().number  # syncs the indexes
+        committee = self.committee_events.version_at(number) if self.committee_events is not None else None
+        return self.state.get((self.events.version_at(number), committee), key, thunk)
 
     # -- projects ---------------------------------------------------------------------------------------------
 

@@ -224,7 +224,9 @@ class SourcesLedger:
     def _read(self) -> list[SourceView]:
         rules = self.rules
         # `source()` is storage only; `reliabilities()` holds the epoch's budgets, which time renews: every block.
-        infos = self.state.get(self.events.version, "infos", self.registry.sources)
+        number = self._head().number
+        version = self.events.version_at(number)
+        infos = self.state.get(version, "infos", self.registry.sources)
         now = self.registry.reliabilities()
 
         def epoch_of(event: ChainEvent) -> int:
@@ -233,7 +235,7 @@ class SourcesLedger:
             return rules.epoch_at(self._block_time(event.block))
 
         histories = self.state.get(
-            self.events.version,
+            version,
             "histories",
             lambda: replay(
                 self.events.timeline(*_RECORD_EVENTS), rules.max_evidence, epoch_of, self._block_time

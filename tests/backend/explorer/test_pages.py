@@ -287,6 +287,10 @@ def test_a_new_block_rereads_what_time_changes_and_an_event_or_a_reset_the_rest(
     reads.update(trainer=0, round=0)
     assert set(rows(client.get(f"/projects/{pid}").text, "data-trainer")) == listed
     assert reads == {"trainer": 0, "round": 0}  # a new block, no event: nothing in storage changed
+    version = ledger.events.version
+    ledger.events.sync(ledger.events.synced - 1)  # a request pinned to an older block than others saw
+    assert ledger.events.version == version  # is no reset: the node's newest block is still ahead
+    assert ledger.events.version_at(0) == (version[0], 0)
 
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     newcomer = dev_account(12, market.client.chain_id)
