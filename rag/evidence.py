@@ -9,8 +9,10 @@ group (`rag.independence`) that state the same thing are one witness and weigh a
   two-value case of the accuracy model of Dong et al. (VLDB 2009) with weights `ln(A / (1 - A))`.
 - `stale_versions` finds near-duplicate documents (the same passage in several versions: a polluted copy differs
   from the original in an entity or two) and, in each such passage, every version that less weight backs than the
-  best one, so the reader never sees the losing versions. Versions that nobody can tell apart (equal support, e.g.
-  among newcomers) are all kept.
+  best one, so the reader never sees the losing versions. Each independent witness also adds `HEADCOUNT` to the
+  version it holds: nothing beside a record (a mean-0.6 record weighs ~1.5), but among newcomers (who weigh
+  nothing) the version more independent witnesses hold wins. Versions nobody can tell apart (equal support)
+  are all kept.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from dataclasses import dataclass
 from rag.independence import Groups
 from rag.text import NEAR_DUPLICATE, near_duplicate
 
-__all__ = ["Version", "stale_versions", "truth_probability", "witness_weights"]
+__all__ = ["HEADCOUNT", "Version", "stale_versions", "truth_probability", "witness_weights"]
 
+HEADCOUNT = 0.05  # an independent witness's say beside its weight, when choosing between versions
 _TIE = 1e-9
 
 
@@ -106,7 +109,7 @@ def stale_versions(
         held: dict[int, str | None] = {}
         for h in versions:
             held.update(holders[h])
-        support = witness_weights(held, weights, groups)
+        support = witness_weights(held, {sid: weights.get(sid, 0.0) + HEADCOUNT for sid in held}, groups)
         best = max(support.get(h, 0.0) for h in versions)
         stale.update(h for h in versions if support.get(h, 0.0) < best - _TIE)
     return stale

@@ -5,7 +5,9 @@ batch is sent its intent (epoch, entries) is recorded with the rows it consumes;
 sending and recording the receipt, `recover()` looks for that epoch's `FeedbackApplied` event on chain and
 either marks the batch applied or returns its rows to the queue, so an update is applied exactly once. Per-source
 totals above what the contract still lets a source move this epoch (`maxDelta` per epoch, all batches together)
-are applied up to that budget and the rest is carried to a later batch. (In this module a batch's "epoch" is its
+are applied up to that budget and the rest is carried to a later batch, at most one epoch's budget of it each
+way: evidence older than that is dropped, so a source cannot bank a good record for later (a sleeper would spend
+the bank after turning) and trust keeps decaying at the rate the chain allows. (In this module a batch's "epoch" is its
 number in `SourceRegistry.batches()`; the contract's time epochs only set the budgets.)
 """
 
@@ -110,6 +112,7 @@ class FeedbackQueue:
         self.clock = clock
         self.on_applied = on_applied
         self.applied: list[FeedbackBatch] = []
+        self._max_delta: int | None = None  # the registry's per-epoch bound (a constant of the contract)
         # Longer than a flush can take (a transaction and its receipt), so a live flusher never loses it.
         self.lease = DatabaseLease(engine, "rag-feedback-flush", lease_s, clock=time.time)
 
@@ -213,11 +216,16 @@ class FeedbackQueue:
                 session.rollback()
                 return None  # every source with updates spent its budget this epoch: they wait for the next
             batch.entries = encode_feedback(entries).hex()
+            if self._max_delta is None:
+                self._max_delta = self.registry.max_delta()
+            cap = self._max_delta
             for sid, (p, n) in sorted(totals.items()):
                 bp, bn = bounds[sid]
-                if p > bp or n > bn:  # the part over the budget waits for a later batch
+                if (
+                    p > bp or n > bn
+                ):  # the part over the budget waits for a later batch, one epoch's worth at most
                     session.add(PendingUpdate(query_id=f"carry:{batch.id}", source_id=sid,
-                                              positive=max(0, p - bp), negative=max(0, n - bn),
+                                              positive=min(cap, max(0, p - bp)), negative=min(cap, max(0, n - bn)),
                                               created_at=self.clock()))  # fmt: skip
             batch_id = batch.id
         return self._send(batch_id, epoch, entries)

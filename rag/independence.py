@@ -7,17 +7,30 @@ ids, wallets or byte-level differences; two sources that disagree now and then a
 they mostly agree. `AgreementLedger` keeps, per pair of sources, a discounted count of the queries on which both
 stated a claim and of those on which the claims were the same (so a source that stops copying, or starts, is seen
 within a few queries), and `groups` joins sources whose agreement rate is above `threshold` on at least
-`min_weight` discounted co-observations. Within one query, sources of one group that state the same claim cast
+`min_weight` discounted co-observations. The discount runs per query served, not per co-observation: sources of
+one group are asked together only when groups run out, so evidence that is no longer renewed fades and the pair
+is asked together again and re-measured (copies rejoin within `min_weight` queries; two honest sources joined by
+a lucky run of agreements part at their next disagreement). Without that, a group once formed would never be
+tested again. The threshold is near 1 (0.97): copies state the same thing every time,
+while two honest sources that both hold mostly true documents agree most of the time too (a clean source and
+one polluted on a fifth of its paragraphs agree on ~80% of the claims): joining those would cost the better one
+its slots and its say. One disagreement keeps a pair apart for about ten co-observations. Within one query, sources of one group that state the same claim cast
 one vote (see `rag.evidence`).
 
 Sources run by one operator (one wallet) are one group from the start: the chain says they are one party.
+
+`save(path)` / `load(path)` keep the ledger across restarts of the query service (JSON, written atomically), so
+a restarted service does not have to learn again who copies whom.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rag.errors import RagError
 
@@ -30,15 +43,17 @@ Groups = dict[int, int]  # source id -> group id (the group's smallest source id
 class _Pair:
     together: float = 0.0  # discounted queries where both stated a claim
     agreed: float = 0.0  # of those, discounted queries where the claims were the same
+    at: int = 0  # the ledger's query count when these were last brought up to date
 
 
 @dataclass
 class AgreementLedger:
-    """Discounted pairwise claim agreement; `decay` per co-observation of the pair (0.95: ~20 recent ones)."""
+    """Discounted pairwise claim agreement; `decay` per query served (0.97: about the last 33 queries)."""
 
-    decay: float = 0.95
-    threshold: float = 0.9
+    decay: float = 0.97
+    threshold: float = 0.97
     min_weight: float = 3.0
+    queries: int = 0  # queries observed (the clock of the discount)
     _pairs: dict[tuple[int, int], _Pair] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -49,18 +64,27 @@ class AgreementLedger:
 
     def observe(self, claims: Mapping[int, str | None]) -> None:
         """One query: the claim (normalized sentence) each asked source stated, None when it stated none."""
+        self.queries += 1
         stated = sorted((sid, claim) for sid, claim in claims.items() if claim is not None)
         for i, (a, claim_a) in enumerate(stated):
             for b, claim_b in stated[i + 1 :]:
-                pair = self._pairs.setdefault((a, b), _Pair())
-                pair.together = pair.together * self.decay + 1.0
-                pair.agreed = pair.agreed * self.decay + (1.0 if claim_a == claim_b else 0.0)
+                pair = self._current(self._pairs.setdefault((a, b), _Pair(at=self.queries)))
+                pair.together += 1.0
+                pair.agreed += 1.0 if claim_a == claim_b else 0.0
+
+    def _current(self, pair: _Pair) -> _Pair:
+        """`pair` discounted to now (lazily: only the pairs that are read or written pay for the clock)."""
+        if pair.at != self.queries:
+            factor = self.decay ** (self.queries - pair.at)
+            pair.together, pair.agreed, pair.at = pair.together * factor, pair.agreed * factor, self.queries
+        return pair
 
     def agreement(self, a: int, b: int) -> tuple[float, float]:
         """(agreement rate, discounted co-observations) of two sources; (0, 0) if never asked together."""
         pair = self._pairs.get((min(a, b), max(a, b)))
         if pair is None or pair.together == 0:
             return 0.0, 0.0
+        pair = self._current(pair)
         return pair.agreed / pair.together, pair.together
 
     def dependent(self, a: int, b: int) -> bool:
@@ -100,19 +124,54 @@ class AgreementLedger:
 
     def to_json(self) -> dict:
         """The ledger as plain data (to persist it across restarts)."""
+        pairs = [[a, b, p.together, p.agreed] for (a, b), p in
+                 sorted((key, self._current(pair)) for key, pair in self._pairs.items())]  # fmt: skip
         return {"decay": self.decay, "threshold": self.threshold, "min_weight": self.min_weight,
-                "pairs": [[a, b, p.together, p.agreed] for (a, b), p in sorted(self._pairs.items())]}  # fmt: skip
+                "queries": self.queries, "pairs": pairs}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: Mapping) -> AgreementLedger:
         try:
-            ledger = cls(float(data["decay"]), float(data["threshold"]), float(data["min_weight"]))
+            ledger = cls(float(data["decay"]), float(data["threshold"]), float(data["min_weight"]),
+                         int(data.get("queries", 0)))  # fmt: skip
+            if ledger.queries < 0:
+                raise ValueError("a negative query count")
             for a, b, together, agreed in data["pairs"]:
                 if not 0 <= float(agreed) <= float(together) or not math.isfinite(float(together)):
                     raise ValueError("agreement counts out of range")
                 ledger._pairs[(min(int(a), int(b)), max(int(a), int(b)))] = _Pair(
-                    float(together), float(agreed)
+                    float(together), float(agreed), ledger.queries
                 )
         except (KeyError, TypeError, ValueError) as exc:
             raise RagError(f"not an agreement ledger: {exc}") from None
         return ledger
+
+    def save(self, path: Path) -> None:
+        """Write the ledger to `path` atomically (a crash mid-write leaves the previous file)."""
+        self.write(path, self.to_json())
+
+    @staticmethod
+    def write(path: Path, snapshot: Mapping) -> None:
+        """Write a `to_json` snapshot atomically (a snapshot taken where the ledger changes, written elsewhere)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(snapshot))
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, path: Path) -> AgreementLedger:
+        """The ledger saved at `path`, or a new one if there is none; a file that is not a ledger is an error."""
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return cls()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RagError(f"{path}: not an agreement ledger (invalid JSON: {exc.msg})") from None
+        if not isinstance(data, dict):
+            raise RagError(f"{path}: not an agreement ledger (expected an object)")
+        try:
+            return cls.from_json(data)
+        except RagError as exc:
+            raise RagError(f"{path}: {exc}") from None

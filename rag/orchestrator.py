@@ -149,6 +149,8 @@ class Orchestrator:
         inline_flush: bool = True,
         compute: Executor | None = None,
         ledger: AgreementLedger | None = None,
+        ledger_path: Path | None = None,
+        save_ledger_every: int = 20,
     ):
         self.directory = directory
         self.generator = generator
@@ -159,8 +161,12 @@ class Orchestrator:
         self.inline_flush = inline_flush
         self._rng = random.Random(self.config.seed)
         # Who copies whom is learned from what the sources claim; it lives here, in the serving process, and is
-        # read and written on the event loop only (the compute side returns the claims it saw).
-        self.ledger = ledger or AgreementLedger()
+        # read and written on the event loop only (the compute side returns the claims it saw). With `ledger_path`
+        # it survives restarts: loaded here, saved every `save_ledger_every` queries and on close().
+        self.ledger_path, self.save_ledger_every = ledger_path, max(1, save_ledger_every)
+        if ledger is None:
+            ledger = AgreementLedger.load(ledger_path) if ledger_path is not None else AgreementLedger()
+        self.ledger = ledger
         self.rounds = 0
         self._own_compute = compute is None
         # Normal priority: this work is Python holding the GIL, and a thread the OS deprioritizes while it holds
@@ -229,6 +235,9 @@ class Orchestrator:
         judgement: Judgement = await loop.run_in_executor(self.compute, work)
         # Back on the loop: the ledger learns from the claims; the outcomes (copies in a process) get credited.
         self.ledger.observe(judgement.variants)
+        if self.ledger_path is not None and self.ledger.queries % self.save_ledger_every == 0:
+            # The snapshot is taken here, on the loop that changes the ledger; the file is written off it.
+            await loop.run_in_executor(None, AgreementLedger.write, self.ledger_path, self.ledger.to_json())
         for outcome in answered:
             outcome.contribution = judgement.contributions.get(outcome.source_id, 0.0)
         query_id = query_id or uuid.uuid4().hex
@@ -245,6 +254,8 @@ class Orchestrator:
             loop, self._loop = self._loop, None
         if loop is not None:
             loop.stop()
+        if self.ledger_path is not None:
+            self.ledger.save(self.ledger_path)
         if self._own_compute or self._in_process:
             self.compute.shutdown(wait=False, cancel_futures=True)
 

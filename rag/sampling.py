@@ -14,9 +14,13 @@ Floor: each query keeps `floor_slots` slots for sources with fewer than `floor_e
 by the same draws), so a newcomer or a source whose commitment was just reset gets measured. A group counts as
 observed once any member is (copies share one record for exploring), so an operator's seventh copy gets no floor
 slot its six measured siblings already had.
-Cut-off: beyond those, a source with a record is asked only if its draw is at least `cutoff` times the best
-draw: diversity must not force a known-bad source into a slot (an unasked slot's budget goes to the others, see the
-orchestrator's per-witness depth).
+Cut-off: beyond those, a source with a record is asked only if its draw is at least `cutoff`, by default the
+accuracy below which what a source states is evidence against it (`1 / (FALSE_VALUES + 1)`, see
+`rag.reliability.vote_weight`): every source that is a witness for what it says may fill a slot (more
+independent witnesses decide conflicting versions better), while diversity never forces a known liar in (an
+unasked slot's budget goes to the others, see the orchestrator's per-witness depth). The threshold is absolute,
+not relative to the best draw: a good source must not crowd out the witnesses that would outvote it when it
+errs.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import random
 from collections.abc import Mapping
 
 from rag.errors import RagError
-from rag.reliability import Posterior
+from rag.reliability import FALSE_VALUES, Posterior
 
 __all__ = ["sample_sources"]
 
@@ -38,7 +42,7 @@ def sample_sources(
     groups: Mapping[int, int] | None = None,
     floor_slots: int = 1,
     floor_evidence: float = 10.0,
-    cutoff: float = 0.5,
+    cutoff: float = 1.0 / (FALSE_VALUES + 1),
 ) -> list[int]:
     """Up to `m` distinct sources, in the order of their draws (best first); see the module docstring."""
     if m < 1:
@@ -71,7 +75,7 @@ def sample_sources(
     take(under, min(floor_slots, m), distinct=True)
     # Unknown sources are never cut off (the cut-off keeps out those whose record is known to be bad).
     competitive = [sid for sid in ranked
-                   if draws[sid] >= cutoff * draws[ranked[0]] or observed[groups.get(sid, sid)] < floor_evidence]  # fmt: skip
+                   if draws[sid] >= cutoff or observed[groups.get(sid, sid)] < floor_evidence]  # fmt: skip
     take(competitive, m, distinct=True)
     take(competitive, m, distinct=False)  # fewer groups than slots: second members fill the rest
     return sorted(chosen, key=lambda sid: (-draws[sid], sid))

@@ -75,6 +75,6 @@ def build_orchestrator(
     queue = queue or build_feedback_queue(settings, client, evaluator, engine=engine)
     if queue.on_applied is None:  # our own batch landed: reload the posteriors at once
         queue.on_applied = directory.on_applied
-    return Orchestrator(
-        directory, generator, embedder, queue=queue, config=config, inline_flush=inline_flush, compute=compute
-    )
+    # Who copies whom, learned from the answers, survives restarts (one file per home).
+    return Orchestrator(directory, generator, embedder, queue=queue, config=config, inline_flush=inline_flush,
+                        compute=compute, ledger_path=settings.home / "rag" / "ledger.json")  # fmt: skip

@@ -101,6 +101,18 @@ def test_epoch_budget_is_respected_and_the_rest_carried(engine, registry, dev_ac
     assert counts(registry, 1) == (5000, 1000)
 
 
+def test_carried_evidence_is_at_most_one_epoch_budget(engine, registry, dev_accounts, chain_client):
+    """A source cannot bank a good record for later: what waits for the next epoch is one epoch's budget at most."""
+    queue = make_queue(engine, registry, dev_accounts, Clock())
+    for i in range(10):
+        queue.enqueue(f"q{i}", {1: Deltas(1, 0)})  # 10 observations against a bound of 3 per epoch
+    assert queue.flush().entries == (FeedbackEntry(1, 3000, 0),)
+    for _ in range(3):
+        next_epoch(registry, chain_client)
+        queue.flush()
+    assert counts(registry, 1) == (6000, 0) and queue.stats()["pending_updates"] == 0
+
+
 def test_budget_spent_by_another_evaluator_keeps_updates(engine, registry, dev_accounts):
     from dataclasses import replace
 

@@ -30,6 +30,33 @@ def test_sources_that_always_agree_become_one_group_and_split_when_one_turns():
     assert ledger.groups([1, 2]) == {1: 1, 2: 2}
 
 
+def test_a_group_no_longer_asked_together_is_tested_again():
+    """Members of a group share a slot, so they are rarely asked together: their evidence fades per query served,
+    and the pair is measured afresh (copies rejoin after `min_weight` co-observations)."""
+    ledger = AgreementLedger()
+    for i in range(5):
+        ledger.observe({1: f"c{i}", 2: f"c{i}"})
+    assert ledger.groups([1, 2]) == {1: 1, 2: 1}
+    for i in range(60):
+        ledger.observe({1: f"d{i}", 3: f"d{i}x"})  # 2 is not asked with 1 meanwhile
+    assert ledger.groups([1, 2]) == {1: 1, 2: 2}
+    for i in range(3):
+        ledger.observe({1: f"e{i}", 2: f"e{i}"})
+    assert ledger.groups([1, 2]) == {1: 1, 2: 1}
+    assert AgreementLedger.from_json(ledger.to_json()).agreement(1, 2) == pytest.approx(
+        ledger.agreement(1, 2)
+    )
+
+
+def test_honest_sources_that_mostly_agree_stay_apart():
+    """A clean source and one polluted on a tenth of its paragraphs agree on ~90% of the claims: not copies."""
+    ledger = AgreementLedger()
+    for i in range(60):
+        ledger.observe({1: f"c{i}", 2: f"c{i}" if i % 10 else f"false{i}"})
+        assert ledger.groups([1, 2]) == {1: 1, 2: 2}
+    assert ledger.agreement(1, 2)[0] > 0.85
+
+
 def test_one_operator_is_one_group_from_the_start():
     groups = AgreementLedger().groups([3, 5, 9], {3: "0xAbC", 5: "0xdef", 9: "0xabc"})
     assert groups == {3: 3, 5: 5, 9: 3}
@@ -55,6 +82,22 @@ def test_ledger_round_trips_and_rejects_bad_data():
         )
     with pytest.raises(RagError):
         AgreementLedger(decay=0)
+
+
+def test_ledger_file_survives_a_restart_and_bad_files_are_refused(tmp_path):
+    path = tmp_path / "ledger.json"
+    assert AgreementLedger.load(path).to_json() == AgreementLedger().to_json()  # none yet: a new ledger
+    ledger = AgreementLedger()
+    for i in range(5):
+        ledger.observe({1: str(i), 2: str(i)})
+    ledger.save(path)
+    assert AgreementLedger.load(path).groups([1, 2]) == {1: 1, 2: 1}
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
+    for text in ("{not json", "[1, 2]", '{"decay": 0.9}', '{"decay": 0.9, "threshold": 0.9, "min_weight": 1, '
+                 '"queries": -1, "pairs": []}'):  # fmt: skip
+        path.write_text(text)
+        with pytest.raises(RagError, match="not an agreement ledger"):
+            AgreementLedger.load(path)
 
 
 def test_copies_weigh_as_one_witness():
@@ -85,5 +128,11 @@ def test_the_better_backed_version_of_a_passage_wins():
     weights = {1: 1.5, 2: 0.2, 3: 1.0, 4: 1.0}
     assert stale_versions(docs, weights, {3: 3, 4: 3}) == {"h-false"}
     assert stale_versions(docs, weights, {}) == {"h-true"}  # counted per source, the copies would win
-    # Nobody can tell them apart (newcomers): both versions are kept; other passages are never touched.
+    # Nobody can tell them apart (newcomers, as many on each side): both versions are kept; other passages are
+    # never touched. Among newcomers, more independent witnesses win; copies count once there too.
     assert stale_versions(docs, {}, {}) == set()
+    assert stale_versions(docs, {}, {3: 3, 4: 3}) == {"h-false"}
+    assert stale_versions([*docs, Version(5, "h-false", POLLUTED)], {}, {}) == {"h-true"}
+    # The headcount never outweighs a record: one trusted witness beats three strangers.
+    assert stale_versions([Version(1, "h-true", PASSAGE), *docs[2:4], Version(5, "h-false", POLLUTED)],
+                          {1: 0.5}, {}) == {"h-false"}  # fmt: skip

@@ -56,7 +56,7 @@ class Network:
         copy = self.copies[sid - 1]
         return create_node_app(SourceNode(copy, HybridIndex(copy, self.embedder), signer, sid, self.domain))
 
-    def orchestrator(self, transports=None, **config):
+    def orchestrator(self, transports=None, ledger_path=None, save_ledger_every=20, **config):
         transports = (
             transports
             if transports is not None
@@ -66,7 +66,8 @@ class Network:
             **{"sources_per_query": 4, "k": 2, "contexts": 3, "timeout": 30.0, **config}
         )
         return Orchestrator(self.directory, ExtractiveGenerator(ExtractiveReader(self.embedder)), self.embedder,
-                            queue=self.queue, config=config, transports=transports)  # fmt: skip
+                            queue=self.queue, config=config, transports=transports, ledger_path=ledger_path,
+                            save_ledger_every=save_ledger_every)  # fmt: skip
 
 
 def sid_hint(i):
@@ -124,14 +125,25 @@ def test_a_tampered_canary_passage_costs_more_than_a_miss(network):
     assert known.deltas[4].negative == MISS_WEIGHT
 
 
-def test_copies_become_one_witness_and_are_asked_deeper(network):
-    """After a few queries the ledger finds that sources 1..3 always agree: one group, asked as one witness."""
-    orchestrator = network.orchestrator(k=2)
-    for question in [q.question for q in network.copies[0].questions[:8]]:
+def test_copies_become_one_witness_and_are_asked_deeper(network, tmp_path):
+    """After a few queries the ledger finds that sources 1..3 always agree: one group, asked as one witness; the
+    ledger survives a restart of the service."""
+    path = tmp_path / "rag" / "ledger.json"
+    orchestrator = network.orchestrator(k=2, ledger_path=path, save_ledger_every=5)
+    for i, question in enumerate([q.question for q in network.copies[0].questions[:8]]):
         result = orchestrator.query(question)
+        assert path.exists() == (i >= 4)  # saved every 5 queries
     assert result.groups[1] == result.groups[2] == result.groups[3] != result.groups[4]
     # Two witnesses among four sources: the query's 4 x 2 documents are spread over them, 4 each.
     assert all(len(o.documents) == 4 for o in result.sources if o.status == "ok")
+    orchestrator.close()
+    restarted = network.orchestrator(k=2, ledger_path=path)
+    assert restarted.ledger.to_json() == orchestrator.ledger.to_json()
+    assert restarted.ledger.groups([1, 2, 3, 4]) == {1: 1, 2: 1, 3: 1, 4: 4}
+    restarted.close()
+    path.write_text("{not json")
+    with pytest.raises(RagError, match="not an agreement ledger"):
+        network.orchestrator(ledger_path=path)
 
 
 class Dead(httpx.AsyncBaseTransport):

@@ -10,7 +10,7 @@ import pytest
 
 from backend.chain.source_registry import PRIOR_NEGATIVE, PRIOR_POSITIVE, SCALE, Reliability
 from rag.errors import RagError
-from rag.reliability import Posterior, vote_weight
+from rag.reliability import FALSE_VALUES, Posterior, vote_weight
 from rag.sampling import sample_sources
 
 PRIOR = Posterior(PRIOR_POSITIVE / SCALE, PRIOR_NEGATIVE / SCALE)
@@ -29,28 +29,35 @@ def test_posterior_rejects_bad_counts(alpha, beta):
         Posterior(alpha, beta)
 
 
-def test_vote_weight_is_log_odds_scaled_by_evidence():
+def test_vote_weight_is_accu_log_odds_scaled_by_evidence():
     assert vote_weight(PRIOR) == 0.0  # a newcomer says nothing, for or against, whatever its prior mean
     good, bad = Posterior(36, 4), Posterior(1, 39)
-    assert vote_weight(good) == pytest.approx(math.log(39 / 4) * 35 / 40)
-    assert vote_weight(bad) == pytest.approx(math.log(4 / 39) * 35 / 40)  # a known liar counts against itself
+    assert vote_weight(good) == pytest.approx(math.log(FALSE_VALUES * 39 / 4) * 35 / 40)
+    assert vote_weight(bad) < 0  # a known liar (accuracy below 1 / (n + 1)) counts against what it states
+    # A source right 60% of the time is still a witness for what it states: independent wrong witnesses scatter.
+    assert vote_weight(Posterior(24, 16)) > 1.0
     assert 0 < vote_weight(Posterior(9, 1)) < vote_weight(good)  # the same mean on less evidence weighs less
     # A young source with a good start (two right, one half-miss) is not a liar, though its mean is below 1/2.
-    assert (
-        Posterior(3, 4.5).mean < 0.5 < vote_weight(Posterior(3, 4.5)) + 0.5
-        and vote_weight(Posterior(3, 4.5)) > 0
+    assert Posterior(3, 4.5).mean < 0.5 and vote_weight(Posterior(3, 4.5)) > 0
+    # Clipped at both ends.
+    assert vote_weight(Posterior(1000, 0.001)) == pytest.approx(
+        math.log(FALSE_VALUES * 0.98 / 0.02), rel=0.01
     )
-    assert vote_weight(Posterior(1000, 0.001)) == pytest.approx(math.log(0.98 / 0.02), rel=0.01)  # clipped
+    assert vote_weight(Posterior(0.001, 1000)) == pytest.approx(
+        math.log(FALSE_VALUES * 0.02 / 0.98), rel=0.01
+    )
 
 
 def test_thompson_sampling_prefers_good_records_but_keeps_exploring():
-    posteriors = {1: Posterior(36, 4), 2: Posterior(30, 10), 3: Posterior(20, 20), 4: Posterior(4, 36)}
+    posteriors = {1: Posterior(36, 4), 2: Posterior(30, 10), 3: Posterior(20, 20), 4: Posterior(2, 38)}
     rng = random.Random(0)
     counts = Counter(sid for _ in range(500) for sid in sample_sources(posteriors, 2, rng, floor_slots=0))
     assert counts[1] > counts[2] > counts[3] > counts[4]
     assert counts[3] > 0  # no lock-in: the middling source is still asked now and then
-    # A known-bad source is not asked just because a slot is free (its draw is far below the best one's).
-    assert 4 not in sample_sources(posteriors, 9, rng, floor_slots=0)
+    # A known liar is not asked just because a slot is free (its draw is below 1 / (n + 1)); a middling one is.
+    assert all(4 not in sample_sources(posteriors, 9, rng, floor_slots=0) for _ in range(20))
+    assert sum(3 in sample_sources(posteriors, 1, rng, floor_slots=0) for _ in range(200)) < 20
+    assert all(3 in sample_sources(posteriors, 9, rng, floor_slots=0) for _ in range(20))
     assert len(sample_sources(posteriors, 9, rng, floor_slots=0, cutoff=0.0)) == 4
 
 
