@@ -211,3 +211,17 @@ def test_a_store_that_is_down_leaves_the_chains_figures_and_marks_the_manifest(a
     missing = api.client.get(f"/v1/projects/{unseen}", headers=headers)
     assert missing.status_code == 200
     assert missing.json()["config"]["available"] is False and "5001" in missing.json()["config"]["detail"]
+
+
+def test_the_openapi_document_names_both_answers_and_both_inputs(api):
+    document = api.client.get("/openapi.json").json()
+    answer = document["paths"]["/v1/projects/{project_id}/predict"]["post"]["responses"]["200"]
+    schema = answer["content"]["application/json"]["schema"]
+    assert schema["discriminator"]["mapping"] == {
+        "classification": "#/components/schemas/ClassPrediction",
+        "text-classification": "#/components/schemas/ClassPrediction",
+        "regression": "#/components/schemas/ValuePrediction",
+    }
+    assert set(document["components"]["schemas"]["PredictIn"]["properties"]) == {"inputs", "texts"}
+    config = document["components"]["schemas"]["ProjectView"]["properties"]["config"]
+    assert config["$ref"] == "#/components/schemas/ManifestView"
