@@ -34,6 +34,7 @@ TWIN_PREFIX = "/bench/ungated"
 # name -> (method, path); predict posts PREDICT_ROWS digits rows to project 1's current model.
 ENDPOINTS = {"sources": ("GET", "/v1/rag/sources"), "predict": ("POST", "/v1/projects/1/predict")}
 PREDICT_ROWS = 16
+PREDICT_CHARS = 2_000
 GATES = {"sources": ("rag:sources", "read"), "predict": ("models:predict", "predict")}
 
 
@@ -59,7 +60,9 @@ def serve(port: int) -> None:
 
     @app.post(f"{TWIN_PREFIX}/v1/projects/{{project_id}}/predict", dependencies=[Depends(public)])
     async def predict_ungated(project_id: int, body: PredictIn, services: ServicesDep) -> Prediction:
-        return await run_prediction(services, project_id, body, max_rows=PREDICT_ROWS, tier="none")
+        return await run_prediction(
+            services, project_id, body, max_rows=PREDICT_ROWS, max_chars=PREDICT_CHARS, tier="none"
+        )
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 

@@ -20,6 +20,7 @@ from torch import nn
 from aggregator.examples import Examples
 from aggregator.models import BuiltModel
 from aggregator.schema import DataSchema
+from aggregator.tasks import Task
 from backend.chain.training_market import ProjectInfo, TrainingMarket
 from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.models import build_project_model
@@ -27,7 +28,10 @@ from backend.marketplace.publish import load_manifest, load_model
 from backend.marketplace.runner import default_cache_dir
 from backend.storage import ContentStore
 
-__all__ = ["LoadedModel", "ModelCache", "current_model_ref"]
+__all__ = ["PREDICT_BATCH", "LoadedModel", "ModelCache", "current_model_ref"]
+
+# Examples per forward pass: a text model's activations grow with batch x tokens, and a call may hold thousands.
+PREDICT_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -44,35 +48,56 @@ class LoadedModel:
         return self.model.module
 
     @property
+    def input_kind(self) -> str:
+        """What the model reads: "tensor" (rows of features) or "text"."""
+        return self.schema.kind
+
+    @property
     def input_width(self) -> int | None:
         """Features per row (None for text models)."""
         return math.prod(self.schema.feature_shape) if self.schema.feature_shape is not None else None
 
     @property
-    def unsupported(self) -> str | None:
-        """Why rows of features cannot be served by this model, or None when they can."""
-        if self.schema.kind != "tensor" or not self.schema.task_spec.classifies:
-            return f"model {self.name!r} is a {self.schema.task} model: this route serves classifiers of feature rows"
-        return None
+    def task(self) -> Task:
+        return self.schema.task_spec
 
     @property
     def classes(self) -> list[int | str]:
         """The project's class labels in output order: class `i` is `classes[i]` (names such as "malignant", or
-        the integers of a data set labelled by index)."""
+        the integers of a data set labelled by index); empty for regression."""
         return list(self.schema.labels or ())
 
-    def predict(self, rows: Sequence[Sequence[float]]) -> tuple[list[int], list[list[float]]]:
-        """Class predictions and probabilities (softmax of the outputs) for each row, after the project's
-        preprocessing (the same the trainers' data went through)."""
-        inputs = torch.tensor(rows, dtype=torch.float32).reshape(
+    def examples(self, *, rows: Sequence[Sequence[float]] | None = None, texts: Sequence[str] | None = None):
+        """The caller's inputs as examples of the project's kind (feature rows reshaped to the schema's feature
+        shape; texts as given). The route has checked widths and kinds; targets are placeholders."""
+        if texts is not None:
+            return Examples(torch.zeros(len(texts), dtype=torch.int64), texts=tuple(texts))
+        assert rows is not None
+        features = torch.tensor(rows, dtype=torch.float32).reshape(
             len(rows), *(self.schema.feature_shape or ())
         )
-        prepared = self.schema.prepare(Examples(torch.zeros(len(rows), dtype=torch.int64), features=inputs))
-        assert prepared.features is not None
+        return Examples(torch.zeros(len(rows), dtype=torch.int64), features=features)
+
+    def outputs(self, examples: Examples) -> torch.Tensor:
+        """The model's outputs (float64) after the project's preprocessing and, for text, its tokenizer: the same
+        path the trainers' data and the validation set take. In batches, so a large call stays in memory."""
+        prepared = self.schema.prepare(examples)
+        encoded = self.model.encode(prepared)
+        parts = []
         with torch.no_grad():
-            outputs = self.model.outputs(((prepared.features,), {}))
-        probabilities = torch.softmax(outputs.double(), dim=1)
-        return outputs.argmax(dim=1).tolist(), probabilities.tolist()
+            for start in range(0, len(prepared), PREDICT_BATCH):
+                batch = self.model.batch(encoded, slice(start, start + PREDICT_BATCH))
+                parts.append(self.model.outputs(batch).double())
+        return torch.cat(parts)
+
+    def classify(self, examples: Examples) -> tuple[list[int], list[list[float]]]:
+        """Class predictions and probabilities (softmax of the outputs) for each example."""
+        outputs = self.outputs(examples)
+        return outputs.argmax(dim=1).tolist(), torch.softmax(outputs, dim=1).tolist()
+
+    def regress(self, examples: Examples) -> list[float]:
+        """The predicted value of each example (a regression model has one output)."""
+        return self.outputs(examples).reshape(-1).tolist()
 
 
 def current_model_ref(market: TrainingMarket, info: ProjectInfo) -> tuple[int | None, ContentRef]:
@@ -90,21 +115,33 @@ def current_model_ref(market: TrainingMarket, info: ProjectInfo) -> tuple[int | 
 
 
 class ModelCache:
-    def __init__(self, max_models: int = 8, cache_dir: Path | None = None):
+    def __init__(self, max_models: int = 8, cache_dir: Path | None = None, max_manifests: int = 1024):
         self._max = max_models
+        self._max_manifests = max_manifests
         self._cache_dir = cache_dir
         self._models: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
-        self._manifests: dict[str, ProjectManifest] = {}
+        self._manifests: OrderedDict[tuple[str, str], ProjectManifest] = OrderedDict()
         self._lock = threading.Lock()
 
-    def manifest(self, store: ContentStore, info: ProjectInfo) -> ProjectManifest:
-        """The project's verified manifest (by its CID: manifests never change)."""
+    def cached_manifest(self, info: ProjectInfo) -> ProjectManifest | None:
+        """The project's manifest if this worker read it before (no I/O)."""
+        key = (info.config_cid, info.config_sha256)
         with self._lock:
-            cached = self._manifests.get(info.config_cid)
+            hit = self._manifests.get(key)
+            if hit is not None:
+                self._manifests.move_to_end(key)
+            return hit
+
+    def manifest(self, store: ContentStore, info: ProjectInfo) -> ProjectManifest:
+        """The project's verified manifest, read once per CID (manifests never change; the project view lists
+        many, so the most recently used are kept)."""
+        cached = self.cached_manifest(info)
         if cached is None:
             cached = load_manifest(store, ContentRef(cid=info.config_cid, sha256=info.config_sha256))
             with self._lock:
-                self._manifests[info.config_cid] = cached
+                self._manifests[(info.config_cid, info.config_sha256)] = cached
+                while len(self._manifests) > self._max_manifests:
+                    self._manifests.popitem(last=False)
         return cached
 
     def current(self, market: TrainingMarket, store: ContentStore, project_id: int) -> LoadedModel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_text import write_tiny_bert
 
 from aggregator.evaluation import Evaluator
 from aggregator.examples import Examples
@@ -47,19 +48,7 @@ LABELS = torch.tensor([0, 0, 1, 1, 2, 2] * 4)
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=5 + len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=32,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), WORDS)
 
 
 def text_model(folder, lora="rank=2,ffa", seed=0, **options):

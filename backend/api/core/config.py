@@ -59,6 +59,7 @@ class TierPolicy(BaseModel):
     max_predict_rows: int = Field(default=0, ge=0)
     max_upload_bytes: int = Field(default=0, ge=0)
     max_query_chars: int = Field(default=0, ge=0)
+    max_text_chars: int = Field(default=0, ge=0, description="Characters per text a text model reads.")
 
     @field_validator("scopes")
     @classmethod
@@ -81,6 +82,7 @@ DEFAULT_TIERS: dict[int, TierPolicy] = {
         daily_units=2_000,
         max_predict_rows=32,
         max_query_chars=500,
+        max_text_chars=2_000,
     ),
     2: TierPolicy(
         name="trainer",
@@ -90,6 +92,7 @@ DEFAULT_TIERS: dict[int, TierPolicy] = {
         max_predict_rows=256,
         max_upload_bytes=16 * 2**20,
         max_query_chars=2_000,
+        max_text_chars=8_000,
     ),
     3: TierPolicy(
         name="partner",
@@ -99,6 +102,7 @@ DEFAULT_TIERS: dict[int, TierPolicy] = {
         max_predict_rows=4_096,
         max_upload_bytes=64 * 2**20,
         max_query_chars=8_000,
+        max_text_chars=32_000,
     ),
 }
 

@@ -176,7 +176,7 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return problem_response(
-            422, "validation-error", "Invalid request", "the request does not match the schema",
+            422, "validation-error", "Invalid request", _first_error(errors),
             instance=request.url.path, errors=errors,
         )  # fmt: skip
 
@@ -215,6 +215,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             500, "internal-error", "Internal error", "an unexpected error occurred", instance=request.url.path
         )
+
+
+def _first_error(errors: list[dict[str, Any]]) -> str:
+    """One line naming the first field at fault (`body.inputs.0.3: Input should be a finite number`)."""
+    if not errors:
+        return "the request does not match the schema"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "request"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}".replace("\n", " ")
 
 
 class Problem(BaseModel):

@@ -55,6 +55,7 @@ def me(caller: Annotated[Caller, require_scope("account:read", cost="free")], se
             "max_predict_rows": policy.max_predict_rows,
             "max_upload_bytes": policy.max_upload_bytes,
             "max_query_chars": policy.max_query_chars,
+            "max_text_chars": policy.max_text_chars,
         },
         usage=UsageView(
             requests_this_minute=usage.minute_used,

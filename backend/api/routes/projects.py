@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from aggregator.errors import AggregatorError
+from aggregator.schema import DataSchema
+from aggregator.tasks import get_task
 from backend.api.core.access import Caller
-from backend.api.core.errors import BadRequest, Conflict, Forbidden, NotFound, problem_responses
-from backend.api.deps import GatedRoute, MarketDep, RelayerDep, StoreDep, require_scope
+from backend.api.core.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, problem_responses
+from backend.api.deps import GatedRoute, MarketDep, RelayerDep, ServicesDep, StoreDep, require_scope
 from backend.api.inference import current_model_ref
+from backend.api.services import ApiServices
 from backend.chain.training_market import (
     ChallengeState,
     ProjectInfo,
@@ -22,7 +26,8 @@ from backend.chain.training_market import (
     RoundInfo,
     TrainingMarket,
 )
-from backend.storage import ContentStore, fetch_verified
+from backend.errors import TrustmarketError
+from backend.storage import ContentNotFound, ContentStore, IntegrityError, fetch_verified
 
 __all__ = ["ProjectId", "market_project", "router"]
 
@@ -44,6 +49,34 @@ class ContentView(BaseModel):
     sha256: str
 
 
+class DataView(BaseModel):
+    """The project's data schema in brief: what `predict` takes and answers."""
+
+    kind: Literal["tensor", "text"] = Field(description="Rows of features, or texts.")
+    feature_shape: list[int] | None = Field(description="One example's features (tensor data).")
+    feature_names: list[str] | None = Field(description="Feature columns in model order (tabular data).")
+    text_field: str | None = Field(description="The text column (text data).")
+    labels: list[int | str] | None = Field(description="The class labels in output order (classification).")
+    label_range: list[float] | None = Field(description="The owner's declared target range (regression).")
+    preprocessing: list[str] = Field(
+        description="Steps applied to every input, in order (scale, standardize)."
+    )
+
+
+class ManifestView(ContentView):
+    """The manifest's reference and, when the store could be read, what it pins."""
+
+    available: bool = Field(description="False: the store could not be read (the fields below are null).")
+    detail: str | None = Field(default=None, description="Why the manifest is unavailable.")
+    model: str | None = Field(
+        default=None, description="The model's source and name (builtin:mlp, hf:minilm)."
+    )
+    task: str | None = None
+    metric: str | None = Field(default=None, description="What rounds are judged by (accuracy, r2).")
+    lora: bool | None = Field(default=None, description="Only LoRA adapters and the head travel.")
+    data: DataView | None = None
+
+
 class ProjectView(BaseModel):
     id: int
     owner: str
@@ -59,7 +92,7 @@ class ProjectView(BaseModel):
     pool_wei: int
     model_round: int | None
     model: ContentView
-    config: ContentView
+    config: ManifestView = Field(description="The project manifest (CID, sha256) and what it pins.")
 
 
 class RoundView(BaseModel):
@@ -86,7 +119,50 @@ def market_project(market: TrainingMarket, project_id: int) -> ProjectInfo:
         raise NotFound(f"no project {project_id}", kind="unknown-project") from None
 
 
-def _view(market: TrainingMarket, info: ProjectInfo) -> ProjectView:
+class _Manifests:
+    """Manifests for one request's project views, from the worker's cache by CID or the store; once the store
+    fails, the rest of the request does not wait on it again (a listing costs at most one timeout)."""
+
+    def __init__(self, services: ApiServices) -> None:
+        self._services = services
+        self._down: str | None = None
+
+    def view(self, info: ProjectInfo) -> ManifestView:
+        cid, sha256 = info.config_cid, info.config_sha256
+        models = self._services.models.get()
+        manifest = models.cached_manifest(info)
+        if manifest is None and self._down is None:
+            try:
+                manifest = models.manifest(self._services.store.get(), info)
+            except (ApiError, TrustmarketError, AggregatorError) as exc:
+                detail = exc.detail if isinstance(exc, ApiError) else str(exc)
+                if not isinstance(exc, AggregatorError | ContentNotFound | IntegrityError):
+                    self._down = detail  # the store itself is down, not this one manifest
+                return ManifestView(cid=cid, sha256=sha256, available=False, detail=detail)
+        if manifest is None:
+            return ManifestView(cid=cid, sha256=sha256, available=False, detail=self._down)
+        schema = DataSchema.from_dict(manifest.data)
+        return ManifestView(
+            cid=cid,
+            sha256=sha256,
+            available=True,
+            model=manifest.model.uri,
+            task=manifest.task,
+            metric=get_task(manifest.task).metric,
+            lora=manifest.model.lora is not None,
+            data=DataView(
+                kind=schema.kind,  # type: ignore[arg-type]
+                feature_shape=list(schema.feature_shape) if schema.feature_shape is not None else None,
+                feature_names=list(schema.feature_names) if schema.feature_names is not None else None,
+                text_field=schema.text_field,
+                labels=list(schema.labels) if schema.labels is not None else None,
+                label_range=list(schema.label_range) if schema.label_range is not None else None,
+                preprocessing=[str(step["op"]) for step in schema.preprocessing],
+            ),
+        )
+
+
+def _view(market: TrainingMarket, info: ProjectInfo, manifests: _Manifests) -> ProjectView:
     model_round, ref = current_model_ref(market, info)
     return ProjectView(
         id=info.project_id,
@@ -103,7 +179,7 @@ def _view(market: TrainingMarket, info: ProjectInfo) -> ProjectView:
         pool_wei=info.pool,
         model_round=model_round,
         model=ContentView(cid=ref.cid, sha256=ref.sha256),
-        config=ContentView(cid=info.config_cid, sha256=info.config_sha256),
+        config=manifests.view(info),
     )
 
 
@@ -111,12 +187,16 @@ def _view(market: TrainingMarket, info: ProjectInfo) -> ProjectView:
 def projects(
     caller: Annotated[Caller, require_scope("projects:read", cost="read")],
     market: MarketDep,
+    services: ServicesDep,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
 ) -> list[ProjectView]:
-    """Projects by id, oldest first."""
+    """Projects by id, oldest first, each with its manifest's model, task, metric and data schema."""
     last = market.project_count()
-    return [_view(market, market.project(i)) for i in range(offset + 1, min(last, offset + limit) + 1)]
+    manifests = _Manifests(services)
+    return [
+        _view(market, market.project(i), manifests) for i in range(offset + 1, min(last, offset + limit) + 1)
+    ]
 
 
 @router.get("/{project_id}", responses=problem_responses(404))
@@ -124,9 +204,11 @@ def project(
     project_id: ProjectId,
     caller: Annotated[Caller, require_scope("projects:read", cost="read")],
     market: MarketDep,
+    services: ServicesDep,
 ) -> ProjectView:
-    """One project: parameters, progress, and the reference of its current global model (not the weights)."""
-    return _view(market, market_project(market, project_id))
+    """One project: parameters, progress, the reference of its current global model (not the weights), and its
+    manifest's model, task, metric and data schema (marked unavailable, not an error, when the store is down)."""
+    return _view(market, market_project(market, project_id), _Manifests(services))
 
 
 def _status(info: ProjectInfo, rd: RoundInfo, round_: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -115,3 +116,17 @@ class Api:
 
 def wallet(name: str) -> LocalAccount:
     return Account.from_key(keccak(text=f"api-test-wallet:{name}"))
+
+
+def create_market_project(market, store, dev_accounts, **publish) -> tuple[int, Any]:
+    """A project published with `publish_project(store, **publish)` and created on chain by dev account 10 (one
+    round, three trainers at most, no challenge window); its id and manifest."""
+    from backend.marketplace.publish import publish_project
+
+    published = publish_project(store, rule="fedavg", **publish)
+    owner, aggregator, arbiter = dev_accounts[10], dev_accounts[11], dev_accounts[12]
+    params = published.project_params(
+        rounds=1, round_duration=3600, aggregation_window=3600, min_stake=10**16, max_trainers=3,
+        aggregator=aggregator.address, arbiter=arbiter.address, challenge_window=0, challenge_bond=0,
+    )  # fmt: skip
+    return market.create_project(owner, params, value=10**18), published.manifest_body

@@ -44,6 +44,7 @@ def api_settings() -> ApiSettings:
         daily_units=40,
         max_predict_rows=4,
         max_query_chars=200,
+        max_text_chars=40,
     )
     return ApiSettings(
         jwt_secret="a test secret that is long enough for HS256 use",

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from api_helpers import create_market_project
 
 from backend.chain.training_market import ProjectParams, TrainingMarket
 from backend.marketplace.publish import publish_project
@@ -226,20 +227,10 @@ def _project(market, store, dev_accounts, table, task, preprocessing=()):
     from aggregator.schema import infer_schema
 
     schema = infer_schema(table, task, preprocessing=preprocessing)
-    published = publish_project(
-        store,
-        model="builtin:linear",
-        task=task,
-        schema=schema,
+    return create_market_project(
+        market, store, dev_accounts, model="builtin:linear", task=task, schema=schema,
         validation=schema.examples(table),
-        rule="fedavg",
-    )
-    owner, aggregator, arbiter = dev_accounts[10], dev_accounts[11], dev_accounts[12]
-    params = published.project_params(
-        rounds=1, round_duration=3600, aggregation_window=3600, min_stake=ETH // 100, max_trainers=3,
-        aggregator=aggregator.address, arbiter=arbiter.address, challenge_window=0, challenge_bond=0,
     )  # fmt: skip
-    return market.create_project(owner, params, value=ETH), published.manifest_body
 
 
 def test_predictions_name_the_projects_labels_after_its_preprocessing(api, chain_client, dev_accounts):
@@ -263,7 +254,7 @@ def test_predictions_name_the_projects_labels_after_its_preprocessing(api, chain
     reply = api.client.post(f"/v1/projects/{project_id}/predict", headers=headers, json={"inputs": rows})
     assert reply.status_code == 200, reply.text
     body = reply.json()
-    assert body["classes"] == ["benign", "malignant"]
+    assert body["classes"] == ["benign", "malignant"] and body["task"] == "classification"
     assert body["labels"] == [body["classes"][i] for i in body["predictions"]]
     # The initial model's own answer on the rows as the trainers' data was prepared (standardized).
     schema = DataSchema.from_dict(manifest.data)
@@ -276,9 +267,3 @@ def test_predictions_name_the_projects_labels_after_its_preprocessing(api, chain
     )
     logits = prepared.features @ weights["1.weight"].T + weights["1.bias"]  # Flatten, then Linear
     assert body["predictions"] == logits.argmax(dim=1).tolist()
-
-    # A regression project is not served by this route, and says so.
-    targets = Table(X[:, 1] * 2.0, features=X, feature_names=("a", "b", "c"))
-    regression_id, _ = _project(market, store, dev_accounts, targets, "regression")
-    refused = api.client.post(f"/v1/projects/{regression_id}/predict", headers=headers, json={"inputs": rows})
-    assert refused.status_code == 422 and refused.json()["type"] == "/problems/model-kind"
