@@ -75,6 +75,7 @@ def build_parts(market: TrainingMarket, store: ContentStore, settings: ExplorerS
         registry.address  # noqa: B018 - raises NotDeployed when the deployment has no registry
         first = client.deployments.first_block if client.deployments else 0
         sources = SourcesLedger(registry, first, ledger.block_time, ledger.head)
+        ledger.follow(sources.events)
     except NotDeployed:
         pass
     return ExplorerParts(ledger, sources, Verifications(market, store, enabled=settings.verify))

@@ -285,8 +285,16 @@ def test_a_new_block_rereads_what_time_changes_and_an_event_or_a_reset_the_rest(
     listed = set(rows(client.get(f"/projects/{pid}").text, "data-trainer"))
     w3.provider.make_request("evm_mine", [])
     reads.update(trainer=0, round=0)
+    logs = []
+    real_logs = market.client.contracts_events
+    monkeypatch.setattr(
+        market.client, "contracts_events", lambda c, **k: logs.append(sorted(c.values())) or real_logs(c, **k)
+    )
     assert set(rows(client.get(f"/projects/{pid}").text, "data-trainer")) == listed
     assert reads == {"trainer": 0, "round": 0}  # a new block, no event: nothing in storage changed
+    assert logs == [
+        ["SourceRegistry", "TrainingMarket", "VerifierCommittee"]
+    ]  # one eth_getLogs for all three
     version = ledger.events.version
     ledger.events.sync(ledger.events.synced - 1)  # a request pinned to an older block than others saw
     assert ledger.events.version == version  # is no reset: the node's newest block is still ahead
