@@ -241,7 +241,7 @@ def test_every_finalized_round_is_recomputed_and_matches(client, ledger, showcas
     assert set(parts.verifications.snapshot().values()) == {"match"}
 
 
-def test_the_stream_announces_the_head_and_each_new_block(client, market):
+def test_the_stream_announces_the_head_and_each_new_block(client, market, ledger, monkeypatch):
     explorer = client.app.state.explorer
     explorer.settings = explorer.settings.model_copy(update={"stream_poll_s": 0.05, "stream_max_s": 30})
 
@@ -265,6 +265,15 @@ def test_the_stream_announces_the_head_and_each_new_block(client, market):
     assert second["number"] == first["number"] + 1
     head = client.get("/explorer/head").json()
     assert head["number"] >= second["number"]
+
+    # However many pages are open, their streams ask the node for the head once per poll interval.
+    explorer.settings = explorer.settings.model_copy(update={"stream_poll_s": 60})
+    asked, real = [], ledger.client.pinned_head
+    monkeypatch.setattr(ledger.client, "pinned_head", lambda: asked.append(1) or real())
+    explorer._stream_head = None
+    assert explorer.stream_head() == explorer.stream_head() == explorer.stream_head()
+    assert len(asked) == 1
+    explorer.settings = explorer.settings.model_copy(update={"stream_poll_s": 0.05})
 
 
 def test_a_new_block_rereads_what_time_changes_and_an_event_or_a_reset_the_rest(
