@@ -470,8 +470,9 @@ class Ledger:
             found[int(event.args["round"])] = Attestation(
                 epoch=int(event.args["epoch"]),
                 signers=bin(int(event.args["signerBitmap"])).count("1"),
-                signed_stake=int(event.args["signedStake"]),
-                total_stake=int(event.args["totalStake"]),
+                # Stake before #12's weighted committee, capped weight after: the same share of the vote.
+                signed_stake=int(event.args.get("signedStake", event.args.get("signedWeight", 0))),
+                total_stake=int(event.args.get("totalStake", event.args.get("totalWeight", 0))),
                 block=event.block,
                 transaction=event.transaction,
             )
