@@ -258,15 +258,26 @@ class ChainClient:
         indexer's read: one request per range instead of one per event type). Logs the ABI does not know are
         skipped."""
         contract = self.contract(name, address)
+        return self.contracts_events({contract.address: name}, from_block=from_block, to_block=to_block)
+
+    def contracts_events(
+        self, contracts: Mapping[str, str], *, from_block: int, to_block: BlockIdentifier = "latest"
+    ) -> list[EventData]:
+        """`all_events` of several deployed contracts (address -> contract name) in one `eth_getLogs`, in chain
+        order, each log decoded by the ABI of the contract at its address."""
+        bound = {Web3.to_checksum_address(a): self.contract(n, a) for a, n in contracts.items()}
+        if not bound:
+            return []
         logs = self._rpc(
             lambda: self.w3.eth.get_logs(
-                {"address": contract.address, "fromBlock": from_block, "toBlock": to_block}
+                {"address": list(bound), "fromBlock": from_block, "toBlock": to_block}
             )
         )
         decoded: list[EventData] = []
         for log in logs:
             topics = log.get("topics") or []
-            if not topics:
+            contract = bound.get(Web3.to_checksum_address(log["address"]))
+            if not topics or contract is None:
                 continue
             try:
                 event = contract.get_event_by_topic(topics[0].to_0x_hex())

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from web3 import Web3
+
 from backend.chain.client import ChainClient
 
-__all__ = ["BlockMemo", "ChainEvent", "EventIndex"]
+__all__ = ["BlockMemo", "ChainEvent", "EventIndex", "sync_together"]
 
 
 @dataclass(frozen=True)
@@ -63,32 +66,28 @@ class EventIndex:
         return self._synced
 
     def sync(self, head: int) -> None:
-        """Index blocks up to `head`. A `head` below what was indexed is a request pinned to an older block (others
-        saw a newer one first), or a chain that was reset (anvil restarted, a snapshot reverted): the node's
-        newest block tells which."""
-        with self._lock:
-            if head < self._synced:
-                if self.client.block_number() >= self._synced:
-                    return
-                self._events, self._blocks, self._synced = [], [], self.first_block - 1
-                self._generation += 1
-            if head <= self._synced:
-                return
-            logs = self.client.all_events(
-                self.contract, from_block=self._synced + 1, to_block=head, address=self.address
-            )
-            for log in logs:
-                self._events.append(
-                    ChainEvent(
-                        str(log["event"]),
-                        dict(log["args"]),
-                        int(log["blockNumber"]),
-                        log["transactionHash"].to_0x_hex(),
-                        int(log["logIndex"]),
-                    )
+        """Index blocks up to `head` (see `sync_together`)."""
+        sync_together([self], head)
+
+    def _absorb(self, logs: list[Any], head: int) -> None:
+        for log in logs:
+            if int(log["blockNumber"]) <= self._synced:  # fetched for another index further behind
+                continue
+            self._events.append(
+                ChainEvent(
+                    str(log["event"]),
+                    dict(log["args"]),
+                    int(log["blockNumber"]),
+                    log["transactionHash"].to_0x_hex(),
+                    int(log["logIndex"]),
                 )
-                self._blocks.append(int(log["blockNumber"]))
-            self._synced = head
+            )
+            self._blocks.append(int(log["blockNumber"]))
+        self._synced = head
+
+    def _reset(self) -> None:
+        self._events, self._blocks, self._synced = [], [], self.first_block - 1
+        self._generation += 1
 
     def events(self, name: str, **match: Any) -> list[ChainEvent]:
         """Events called `name` whose arguments equal `match` (addresses compared case-insensitively)."""
@@ -108,6 +107,41 @@ class EventIndex:
         """Events called any of `names` (up to block `until`), in the order the chain holds them."""
         with self._lock:
             return [e for e in self._events if e.name in names and (until is None or e.block <= until)]
+
+
+def sync_together(indexes: Sequence[EventIndex], head: int) -> None:
+    """Index blocks up to `head` in every index (of one node), with one `eth_getLogs` for all that are behind.
+
+    A `head` below what an index holds is a request pinned to an older block (others saw a newer one first), or
+    a chain that was reset (anvil restarted, a snapshot reverted): the node's newest block tells which, and a
+    reset index starts again from its first block."""
+    if not indexes:
+        return
+    client = indexes[0].client
+    with ExitStack() as held:
+        for index in sorted(indexes, key=id):  # one order for every caller: no deadlock
+            held.enter_context(index._lock)
+        newest: int | None = None
+        behind = []
+        for index in indexes:
+            if head < index._synced:
+                if newest is None:
+                    newest = client.block_number()
+                if newest >= index._synced:
+                    continue
+                index._reset()
+            if index._synced < head:
+                behind.append(index)
+        if not behind:
+            return
+        logs = client.contracts_events(
+            {i.address: i.contract for i in behind},
+            from_block=min(i._synced for i in behind) + 1,
+            to_block=head,
+        )
+        for index in behind:
+            mine = Web3.to_checksum_address(index.address)
+            index._absorb([log for log in logs if Web3.to_checksum_address(log["address"]) == mine], head)
 
 
 class BlockMemo:

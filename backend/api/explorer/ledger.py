@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from backend.api.explorer.index import BlockMemo, ChainEvent, EventIndex
+from backend.api.explorer.index import BlockMemo, ChainEvent, EventIndex, sync_together
 from backend.api.explorer.reports import ContentCache, Fetched, RoundReport, defense_names, parse_report
 from backend.chain.training_market import ProjectInfo, ProjectStatus, RoundInfo, TrainingMarket
 from backend.chain.verifier_committee import VerifierCommittee
@@ -237,6 +237,7 @@ class Ledger:
             EventIndex(self.client, "VerifierCommittee", committee.address, first) if committee else None
         )
         self.content = ContentCache(store)
+        self.followed: list[EventIndex] = []
         self.memo = BlockMemo()
         self.state = BlockMemo()  # storage views, keyed by the event indexes' versions instead of a block
         self._head_ttl, self._monotonic = head_ttl_s, monotonic
@@ -265,10 +266,16 @@ class Ledger:
                     number = self.client.block_number()
                     self._head = (now + self._head_ttl, Head(number, self.client.timestamp(number)))
                 head = self._head[1]
-        self.events.sync(head.number)
-        if self.committee_events is not None:
-            self.committee_events.sync(head.number)
+        sync_together(self.indexes, head.number)  # one eth_getLogs for every contract the pages show
         return head
+
+    @property
+    def indexes(self) -> list[EventIndex]:
+        return [self.events, *([self.committee_events] if self.committee_events else []), *self.followed]
+
+    def follow(self, index: EventIndex) -> None:
+        """Sync `index` (another contract's, e.g. the SourceRegistry's) with the market's, in the same request."""
+        self.followed.append(index)
 
     def _memo(self, key: Any, thunk: Callable[[], Any]) -> Any:
         return self.memo.get(self.head().key, key, thunk)
@@ -463,8 +470,9 @@ class Ledger:
             found[int(event.args["round"])] = Attestation(
                 epoch=int(event.args["epoch"]),
                 signers=bin(int(event.args["signerBitmap"])).count("1"),
-                signed_stake=int(event.args["signedStake"]),
-                total_stake=int(event.args["totalStake"]),
+                # Stake before #12's weighted committee, capped weight after: the same share of the vote.
+                signed_stake=int(event.args.get("signedStake", event.args.get("signedWeight", 0))),
+                total_stake=int(event.args.get("totalStake", event.args.get("totalWeight", 0))),
                 block=event.block,
                 transaction=event.transaction,
             )

@@ -30,7 +30,6 @@ from backend.api.explorer.service import TEMPLATES_DIR, Explorer
 from backend.api.explorer.trainers import trainer_view
 from backend.api.explorer.updates import describe_update
 from backend.chain.errors import ChainError
-from backend.chain.reads import pinned_reads
 from backend.errors import TrustmarketError
 
 __all__ = ["router", "templates"]
@@ -269,12 +268,6 @@ def head(request: Request) -> Response:
     return JSONResponse({"number": h.number, "timestamp": h.timestamp})
 
 
-def _fresh_head(ex: Explorer):
-    # The stream outlives its request's pinned block: each look for a new block pins (and asks) afresh.
-    with pinned_reads():
-        return ex.parts().ledger.head()
-
-
 async def block_stream(ex: Explorer, is_disconnected: Callable[[], Any]) -> AsyncIterator[str]:
     """Server-sent events: `block` whenever the head moves (and once at the start), a comment as a
     heartbeat, until the client goes or `stream_max_s` passes (the browser then reconnects)."""
@@ -285,7 +278,7 @@ async def block_stream(ex: Explorer, is_disconnected: Callable[[], Any]) -> Asyn
     beat = time.monotonic()
     while time.monotonic() < ends and not await is_disconnected():
         try:
-            h = await run_in_threadpool(_fresh_head, ex)
+            h = await run_in_threadpool(ex.stream_head)
         except (ChainError, TrustmarketError, ApiError) as exc:
             yield f"event: unavailable\ndata: {json.dumps({'error': str(exc)})}\n\n"
         else:

@@ -8,17 +8,19 @@ starts working when it does. `ExplorerSettings` (`TRUSTMARKET_EXPLORER_*`) holds
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backend.api.explorer.ledger import Ledger
+from backend.api.explorer.ledger import Head, Ledger
 from backend.api.explorer.sources import SourcesLedger
 from backend.api.explorer.verification import Verifications
 from backend.api.services import ApiServices
 from backend.chain.errors import NotDeployed
+from backend.chain.reads import pinned_reads
 from backend.chain.source_registry import SourceRegistry
 from backend.chain.training_market import TrainingMarket
 from backend.chain.verifier_committee import VerifierCommittee
@@ -75,6 +77,7 @@ def build_parts(market: TrainingMarket, store: ContentStore, settings: ExplorerS
         registry.address  # noqa: B018 - raises NotDeployed when the deployment has no registry
         first = client.deployments.first_block if client.deployments else 0
         sources = SourcesLedger(registry, first, ledger.block_time, ledger.head)
+        ledger.follow(sources.events)
     except NotDeployed:
         pass
     return ExplorerParts(ledger, sources, Verifications(market, store, enabled=settings.verify))
@@ -88,6 +91,8 @@ class Explorer:
         self.settings = settings or ExplorerSettings()
         self._parts: ExplorerParts | None = None
         self._lock = threading.Lock()
+        self._stream_head: tuple[float, Head] | None = None
+        self._stream_lock = threading.Lock()
 
     @property
     def charts_available(self) -> bool:
@@ -98,6 +103,17 @@ class Explorer:
             if self._parts is None:
                 self._parts = self._build()
             return self._parts
+
+    def stream_head(self) -> Head:
+        """The newest block for the live streams, asked of the node at most once per `stream_poll_s` however
+        many pages are open (each stream outlives its request's pinned block, so it asks in a pin of its own)."""
+        with self._stream_lock:
+            now = time.monotonic()
+            if self._stream_head is None or now >= self._stream_head[0]:
+                with pinned_reads():
+                    head = self.parts().ledger.head()
+                self._stream_head = (now + self.settings.stream_poll_s, head)
+            return self._stream_head[1]
 
     def _build(self) -> ExplorerParts:
         return build_parts(self.services.market.get(), self.services.store.get(), self.settings)

@@ -70,3 +70,25 @@ def test_a_deployment_without_a_source_registry_says_so(showcase, showcase_setti
         assert "This deployment has no SourceRegistry" in text(client.get("/sources").text)
         assert client.get("/sources/1").status_code == 404
         assert client.get("/").status_code == 200
+
+
+def test_a_node_missing_the_registrys_early_events_shows_the_contracts_record_and_says_so(client, showcase):
+    """A node that pruned the registry's early logs (here: an index started after the first batches): the replay
+    cannot end at the contract's record, so the page keeps the contract's figure and says the history is short."""
+    from backend.api.explorer.sources import SourcesLedger
+
+    parts = client.app.state.explorer.parts()
+    registry, ledger = parts.sources.registry, parts.ledger
+    [third] = [e for e in registry.feedback_batches() if e.batch == 3]
+    late = SourcesLedger(registry, third.block, ledger.block_time, ledger.head)
+    reliable = late.source(showcase.source_ids[0])
+    assert reliable is not None and not reliable.consistent
+    assert (
+        reliable.reliability == registry.reliabilities()[showcase.source_ids[0]]
+    )  # the truth, not the replay
+    parts.sources, kept = late, parts.sources
+    try:
+        page = text(client.get(f"/sources/{showcase.source_ids[0]}").text)
+    finally:
+        parts.sources = kept
+    assert "does not give the reliability the contract holds now" in page

@@ -241,7 +241,7 @@ def test_every_finalized_round_is_recomputed_and_matches(client, ledger, showcas
     assert set(parts.verifications.snapshot().values()) == {"match"}
 
 
-def test_the_stream_announces_the_head_and_each_new_block(client, market):
+def test_the_stream_announces_the_head_and_each_new_block(client, market, ledger, monkeypatch):
     explorer = client.app.state.explorer
     explorer.settings = explorer.settings.model_copy(update={"stream_poll_s": 0.05, "stream_max_s": 30})
 
@@ -266,6 +266,15 @@ def test_the_stream_announces_the_head_and_each_new_block(client, market):
     head = client.get("/explorer/head").json()
     assert head["number"] >= second["number"]
 
+    # However many pages are open, their streams ask the node for the head once per poll interval.
+    explorer.settings = explorer.settings.model_copy(update={"stream_poll_s": 60})
+    asked, real = [], ledger.client.pinned_head
+    monkeypatch.setattr(ledger.client, "pinned_head", lambda: asked.append(1) or real())
+    explorer._stream_head = None
+    assert explorer.stream_head() == explorer.stream_head() == explorer.stream_head()
+    assert len(asked) == 1
+    explorer.settings = explorer.settings.model_copy(update={"stream_poll_s": 0.05})
+
 
 def test_a_new_block_rereads_what_time_changes_and_an_event_or_a_reset_the_rest(
     client, ledger, market, showcase, monkeypatch
@@ -285,8 +294,16 @@ def test_a_new_block_rereads_what_time_changes_and_an_event_or_a_reset_the_rest(
     listed = set(rows(client.get(f"/projects/{pid}").text, "data-trainer"))
     w3.provider.make_request("evm_mine", [])
     reads.update(trainer=0, round=0)
+    logs = []
+    real_logs = market.client.contracts_events
+    monkeypatch.setattr(
+        market.client, "contracts_events", lambda c, **k: logs.append(sorted(c.values())) or real_logs(c, **k)
+    )
     assert set(rows(client.get(f"/projects/{pid}").text, "data-trainer")) == listed
     assert reads == {"trainer": 0, "round": 0}  # a new block, no event: nothing in storage changed
+    assert logs == [
+        ["SourceRegistry", "TrainingMarket", "VerifierCommittee"]
+    ]  # one eth_getLogs for all three
     version = ledger.events.version
     ledger.events.sync(ledger.events.synced - 1)  # a request pinned to an older block than others saw
     assert ledger.events.version == version  # is no reset: the node's newest block is still ahead
