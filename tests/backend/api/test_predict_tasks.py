@@ -138,6 +138,38 @@ def test_a_text_classifier_reads_texts_with_the_projects_tokenizer(api, market, 
     }  # fmt: skip
 
 
+@pytest.mark.slow
+def test_a_text_regression_answers_values_from_texts(api, market, dev_accounts, tiny_bert):
+    schema = DataSchema(task="regression", kind="text", text_field="question")
+    validation = Examples(torch.tensor([1.0, 1.5, 3.0, 3.5, 5.0, 5.5]), texts=tuple(TEXTS))
+    project_id, manifest = create_market_project(
+        market, api.services.store.get(), dev_accounts, model=f"hf:{tiny_bert}", task="regression",
+        schema=schema, validation=validation, lora=parse_lora(LORA),
+    )  # fmt: skip
+    _, headers = api.member("scorer", tier=1)
+    texts = ["who was rollo", "los angeles california"]
+    reply = api.client.post(f"/v1/projects/{project_id}/predict", headers=headers, json={"texts": texts})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["task"] == "regression" and len(body["predictions"]) == 2
+    local = build(
+        ModelSource("hf", "tiny-bert", tiny_bert, lora=parse_lora(LORA)), ModelContext("regression", 1)
+    )
+    local.load_state(_initial_weights(api, market, project_id, manifest))
+    local.module.eval()
+    with torch.no_grad():
+        encoded = local.encode(Examples(torch.zeros(2), texts=tuple(texts)))
+        expected = local.outputs(local.batch(encoded, slice(None))).reshape(-1)
+    assert np.allclose(body["predictions"], expected.numpy(), atol=1e-6)
+    view = api.client.get(f"/v1/projects/{project_id}", headers=headers).json()["config"]
+    assert (view["task"], view["metric"], view["data"]["kind"], view["data"]["labels"]) == (
+        "regression",
+        "r2",
+        "text",
+        None,
+    )
+
+
 def test_a_regression_model_answers_values_after_the_projects_preprocessing(api, market, dev_accounts):
     project_id, manifest, X = _regression_project(api, market, dev_accounts)
     _, headers = api.member("forecaster", tier=1)
