@@ -118,9 +118,11 @@ def wallet(name: str) -> LocalAccount:
     return Account.from_key(keccak(text=f"api-test-wallet:{name}"))
 
 
-def create_market_project(market, store, dev_accounts, **publish) -> tuple[int, Any]:
+def create_market_project(market, store, dev_accounts, *, on_chain=None, **publish) -> tuple[int, Any]:
     """A project published with `publish_project(store, **publish)` and created on chain by dev account 10 (one
-    round, three trainers at most, no challenge window); its id and manifest."""
+    round, three trainers at most, no challenge window; `on_chain` replaces parameters); its id and manifest."""
+    from dataclasses import replace
+
     from backend.marketplace.publish import publish_project
 
     published = publish_project(store, rule="fedavg", **publish)
@@ -129,4 +131,5 @@ def create_market_project(market, store, dev_accounts, **publish) -> tuple[int, 
         rounds=1, round_duration=3600, aggregation_window=3600, min_stake=10**16, max_trainers=3,
         aggregator=aggregator.address, arbiter=arbiter.address, challenge_window=0, challenge_bond=0,
     )  # fmt: skip
+    params = replace(params, **(on_chain or {}))
     return market.create_project(owner, params, value=10**18), published.manifest_body

@@ -58,7 +58,7 @@ def _text_project(api, market, dev_accounts, tiny_bert):
     )  # fmt: skip
 
 
-def _regression_project(api, market, dev_accounts, seed=1):
+def _regression_project(api, market, dev_accounts, seed=1, on_chain=None):
     rng = np.random.default_rng(seed)
     X = rng.normal(loc=50.0, scale=10.0, size=(30, 3))
     table = Table(X @ np.array([0.5, -1.0, 2.0]), features=X, feature_names=("age", "bmi", "bp"))
@@ -67,7 +67,7 @@ def _regression_project(api, market, dev_accounts, seed=1):
     )
     project_id, manifest = create_market_project(
         market, api.services.store.get(), dev_accounts, model="builtin:linear", task="regression", schema=schema,
-        validation=schema.examples(table),
+        validation=schema.examples(table), on_chain=on_chain,
     )  # fmt: skip
     return project_id, manifest, X
 
@@ -136,6 +136,38 @@ def test_a_text_classifier_reads_texts_with_the_projects_tokenizer(api, market, 
         "kind": "text", "feature_shape": None, "feature_names": None, "text_field": "question",
         "labels": list(ARTICLES), "label_range": None, "preprocessing": [],
     }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_text_regression_answers_values_from_texts(api, market, dev_accounts, tiny_bert):
+    schema = DataSchema(task="regression", kind="text", text_field="question")
+    validation = Examples(torch.tensor([1.0, 1.5, 3.0, 3.5, 5.0, 5.5]), texts=tuple(TEXTS))
+    project_id, manifest = create_market_project(
+        market, api.services.store.get(), dev_accounts, model=f"hf:{tiny_bert}", task="regression",
+        schema=schema, validation=validation, lora=parse_lora(LORA),
+    )  # fmt: skip
+    _, headers = api.member("scorer", tier=1)
+    texts = ["who was rollo", "los angeles california"]
+    reply = api.client.post(f"/v1/projects/{project_id}/predict", headers=headers, json={"texts": texts})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["task"] == "regression" and len(body["predictions"]) == 2
+    local = build(
+        ModelSource("hf", "tiny-bert", tiny_bert, lora=parse_lora(LORA)), ModelContext("regression", 1)
+    )
+    local.load_state(_initial_weights(api, market, project_id, manifest))
+    local.module.eval()
+    with torch.no_grad():
+        encoded = local.encode(Examples(torch.zeros(2), texts=tuple(texts)))
+        expected = local.outputs(local.batch(encoded, slice(None))).reshape(-1)
+    assert np.allclose(body["predictions"], expected.numpy(), atol=1e-6)
+    view = api.client.get(f"/v1/projects/{project_id}", headers=headers).json()["config"]
+    assert (view["task"], view["metric"], view["data"]["kind"], view["data"]["labels"]) == (
+        "regression",
+        "r2",
+        "text",
+        None,
+    )
 
 
 def test_a_regression_model_answers_values_after_the_projects_preprocessing(api, market, dev_accounts):
@@ -211,6 +243,20 @@ def test_a_store_that_is_down_leaves_the_chains_figures_and_marks_the_manifest(a
     missing = api.client.get(f"/v1/projects/{unseen}", headers=headers)
     assert missing.status_code == 200
     assert missing.json()["config"]["available"] is False and "5001" in missing.json()["config"]["detail"]
+
+
+def test_a_manifest_that_fails_verification_is_marked_and_the_store_kept(api, market, dev_accounts):
+    # The chain records another sha256 than the stored manifest's bytes hash to: never served as this project's.
+    forged, _, _ = _regression_project(
+        api, market, dev_accounts, seed=3, on_chain={"config_sha256": "ab" * 32}
+    )
+    honest, _, _ = _regression_project(api, market, dev_accounts, seed=4)
+    _, headers = api.member("auditor", tier=1)
+    listed = api.client.get("/v1/projects", headers=headers, params={"offset": forged - 1, "limit": 2})
+    assert listed.status_code == 200, listed.text
+    by_id = {p["id"]: p["config"] for p in listed.json()}
+    assert by_id[forged]["available"] is False and "sha256" in by_id[forged]["detail"]
+    assert by_id[honest]["available"] is True  # one bad manifest does not take the store down for the rest
 
 
 def test_the_openapi_document_names_both_answers_and_both_inputs(api):
