@@ -232,6 +232,7 @@ def sources_page(request: Request) -> Response:
             "rules": sources.rules if found and sources else None,
             "epoch": sources.current_epoch() if found and sources else None,
             "batches": sources.batches() if found and sources else 0,
+            "canaries": sources.canaries() if found and sources else [],
             "chart_list": [series.reliability_over_time(found)] if found else [],
         }
 

@@ -26,7 +26,15 @@ from backend.chain.source_registry import (
     decode_feedback,
 )
 
-__all__ = ["RecordChange", "RegistryRules", "SourceSlash", "SourceView", "SourcesLedger", "replay"]
+__all__ = [
+    "CanaryRound",
+    "RecordChange",
+    "RegistryRules",
+    "SourceSlash",
+    "SourceView",
+    "SourcesLedger",
+    "replay",
+]
 
 # The events that change a record, in the order the chain holds them.
 _RECORD_EVENTS = ("SourceRegistered", "CommitmentUpdated", "FeedbackApplied")
@@ -92,6 +100,19 @@ class SourceSlash:
     evidence: bytes
     block: int
     timestamp: int
+
+
+@dataclass(frozen=True)
+class CanaryRound:
+    """An evaluator's canary set for one epoch: committed before it (a hash), revealed after it (the questions in
+    the event, for anyone to check how the sources were scored), and the slashes it backed."""
+
+    epoch: int
+    evaluator: str
+    count: int
+    committed_block: int
+    revealed_block: int | None
+    slashed_sources: tuple[int, ...]
 
 
 @dataclass
@@ -206,6 +227,23 @@ class SourcesLedger:
 
     def current_epoch(self) -> int:
         return self.rules.epoch_at(self._head().timestamp)
+
+    def canaries(self) -> list[CanaryRound]:
+        """Every committed canary set, newest epoch first."""
+        self.sources()
+        revealed = {(int(e.args["epoch"]), e.args["evaluator"].lower()): e.block
+                    for e in self.events.events("CanariesRevealed")}  # fmt: skip
+        slashed: dict[tuple[int, str], list[int]] = {}
+        for e in self.events.events("SourceSlashed"):
+            slashed.setdefault((int(e.args["epoch"]), e.args["evaluator"].lower()), []).append(
+                int(e.args["id"])
+            )
+        sets = []
+        for e in self.events.events("CanariesCommitted"):
+            key = (int(e.args["epoch"]), e.args["evaluator"].lower())
+            sets.append(CanaryRound(key[0], e.args["evaluator"], int(e.args["count"]), e.block, revealed.get(key),
+                                    tuple(slashed.get(key, ()))))  # fmt: skip
+        return sorted(sets, key=lambda c: (-c.epoch, c.evaluator.lower()))
 
     def batches(self) -> int:
         """Feedback batches applied so far (the number of the last one)."""

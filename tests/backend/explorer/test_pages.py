@@ -159,6 +159,13 @@ def test_the_sources_pages_show_the_contracts_records_and_replay_them_exactly(cl
         assert data(row, "budget") == f"{truth.budget_positive},{truth.budget_negative}"
         assert int(data(row, "wei")) == info.bond
     assert data(page, "batches") == str(registry.batches())
+    [(epoch, evaluator, _salt, _set)] = registry.revealed_canaries()
+    canaries = rows(page, "data-canaries")
+    assert list(canaries) == [str(epoch)] and registry.canaries(evaluator, epoch).revealed
+    assert (
+        "in block" in text(canaries[str(epoch)])
+        and f"/sources/{showcase.source_ids[1]}" in canaries[str(epoch)]
+    )
     assert data(page, "epoch-now") == str(registry.current_epoch())
     reliable, corpus_changed, leaver, heir = showcase.source_ids
     # The epoch's batch spent part of source 1's budget (2 of 10 positive) and of source 4's (1 negative).
