@@ -46,7 +46,9 @@ def _band_numpy(values: np.ndarray, lo: int, hi: int) -> tuple[torch.Tensor, tor
     band = torch.from_numpy(ranked[lo:hi].mean(axis=0, dtype=np.float64).astype(values.dtype))
     if (per_column == hi - lo).all():
         return band, torch.from_numpy(np.count_nonzero(inside, axis=1).astype(np.float64))
-    return band, torch.from_numpy(inside.astype(np.float64) @ ((hi - lo) / per_column))
+    # An elementwise product and numpy's pairwise sum, not a matrix product: numpy's BLAS picks its own thread
+    # count (a Ray worker runs one, this process may run more), and a threaded product sums in another order.
+    return band, torch.from_numpy((inside * ((hi - lo) / per_column)).sum(axis=1))
 
 
 def _band_torch(block: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -47,7 +47,14 @@ def simulate(
         ),
     ] = None,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds to run.")] = 3,
-    rule: Annotated[str, typer.Option("--rule", help="Aggregation rule.")] = "multi_krum",
+    rule: Annotated[
+        str | None,
+        typer.Option(
+            "--rule",
+            help="Aggregation rule (default: what project create picks, trimmed_mean with beta=0.25); the "
+            "default defenses run before it either way.",
+        ),
+    ] = None,
     contribution: Annotated[
         str, typer.Option("--contribution", help="Valuation: gtg_shapley, leave_one_out or similarity.")
     ] = "gtg_shapley",
@@ -76,11 +83,13 @@ def simulate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from aggregator.contribution import ContributionConfig
+    from aggregator.defaults import DEFAULT_RULE
     from aggregator.errors import AggregatorError
     from aggregator.simulation import ROLES
     from aggregator.simulation import simulate as run_simulation
 
     cli = CliContext.of(ctx)
+    rule = rule or DEFAULT_RULE
     pool_wei = cli.wei(pool, "--pool")
     attacks = attack or list(DEFAULT_ATTACKS)
     unknown = sorted(set(attacks) - set(ROLES) | ({"honest"} & set(attacks)))

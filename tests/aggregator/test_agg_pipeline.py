@@ -226,3 +226,32 @@ def test_fltrust_trains_the_owners_reference_from_the_recipe_and_refuses_without
 def test_a_bad_defense_chain_is_refused(inputs, chain):
     with pytest.raises(AggregatorError):
         run_round(replace(inputs, defenses=chain))
+
+
+def test_an_update_forged_from_the_others_is_rejected_in_words_and_paid_nothing(inputs, digits_round):
+    forger = "0x" + "e" * 40
+    updates = {t: inputs.updates[t] for t in HONEST}
+    # IPM (Xie et al. 2020): minus half the honest mean, sent as is.
+    updates[forger] = unflatten_state(-0.5 * digits_round.honest.mean(0), digits_round.global_state)
+    out = run_round(replace(inputs, updates=updates, rule="trimmed_mean", rule_params=None))
+    entry = json.loads(out.report_bytes)["trainers"][forger]
+    assert entry["status"] == "rejected" and forger not in out.flagged and out.scores[forger] == 0.0
+    rejection = entry["rejections"][0]
+    assert rejection["defense"] == "forged_updates" and "carries no data of its own" in rejection["message"]
+    assert entry["influence"] == 0.0 and "score_interval" not in entry
+
+
+def test_among_exact_copies_the_first_submitted_keeps_its_row(inputs):
+    copier = "0x" + "0" * 39 + "a"  # sorts before the original it copies
+    updates = {t: inputs.updates[t] for t in HONEST}
+    updates[copier] = {k: v.clone() for k, v in updates[HONEST[3]].items()}
+    order = [*HONEST, copier]
+    out = run_round(
+        replace(inputs, updates=updates, rule="trimmed_mean", rule_params=None, submission_order=order)
+    )
+    report = json.loads(out.report_bytes)
+    entry = report["trainers"][copier]
+    assert entry["status"] == "rejected" and entry["rejections"][0]["detail"]["copy_of"] == [HONEST[3]]
+    assert "copy of an update submitted earlier" in entry["rejections"][0]["message"]
+    assert report["trainers"][HONEST[3]]["status"] == "scored" and out.scores[HONEST[3]] > 0
+    assert out.flagged == [] and out.scores[copier] == 0.0
