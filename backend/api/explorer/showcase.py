@@ -27,7 +27,7 @@ from backend.chain.deploy import deploy_contracts
 from backend.chain.deployments import Deployments
 from backend.chain.keys import dev_account
 from backend.chain.source_registry import FeedbackEntry, SourceRegistry
-from backend.chain.training_market import ProjectParams, TrainingMarket
+from backend.chain.training_market import TrainingMarket
 from backend.chain.verifier_committee import VerifierCommittee
 from backend.committee import bls
 from backend.committee.attestation import join
@@ -166,14 +166,17 @@ def build_showcase(
 
 def _running_project(market: TrainingMarket, store: ContentStore) -> int:
     """Four honest trainers and a free rider: round 0 finalized (its challenge window open for an hour), round 1
-    open with two of five updates in."""
+    open with two of five updates committed (sealed: nothing of them is public yet)."""
+    import tempfile
+
     import torch
 
     from aggregator.data import load_digits_data, non_iid_splits
     from aggregator.simulation import role_updates
+    from backend.marketplace.local import play_sealed_round
     from backend.marketplace.publish import publish_project
     from backend.marketplace.runner import RoundRunner
-    from backend.marketplace.trainer import current_model, encode_update, submit_update
+    from backend.marketplace.trainer import current_model, encode_update
 
     chain_id = market.client.chain_id
     owner, aggregator = dev_account(OWNER, chain_id), dev_account(AGGREGATOR, chain_id)
@@ -189,19 +192,17 @@ def _running_project(market: TrainingMarket, store: ContentStore) -> int:
         store,
         model="digits_mlp",
         validation=(data.validation.X, data.validation.y),
+        rounds=3,
         rule="trimmed_mean",
         rule_params={"beta": 0.2},
         seed=1,
     )
     project_id = market.create_project(
         owner,
-        ProjectParams(
-            initial_model_cid=published.initial_model.cid,
-            initial_model_sha256=published.initial_model.sha256,
-            config_cid=published.manifest.cid,
-            config_sha256=published.manifest.sha256,
+        published.project_params(
             rounds=3,
             round_duration=6 * 3600,
+            reveal_window=3600,
             aggregation_window=3600,
             min_stake=ETH // 10,
             max_trainers=8,
@@ -219,14 +220,23 @@ def _running_project(market: TrainingMarket, store: ContentStore) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for round_, submitting in ((0, trainers), (1, trainers[:2])):
-            model = current_model(market, store, project_id)
-            train = {"epochs": 3, "lr": model.client_lr, "batch_size": 16}
-            deltas = role_updates(roles, shards, "digits_mlp", model.state, train, round_seed=7_000 + round_)
-            for trainer in submitting:
-                submit_update(market, store, trainer, model, encode_update(model, deltas[trainer.address]))
-            if round_ == 0:
-                RoundRunner(market, store, aggregator).finalize(project_id, 0)
+        with tempfile.TemporaryDirectory(prefix="showcase-homes-") as folder:
+            homes = {t.address: Path(folder) / t.address for t in trainers}
+            owner_home = Path(folder) / "owner"
+            published.validation.save(owner_home)
+            for round_, submitting in ((0, trainers), (1, trainers[:2])):
+                model = current_model(market, store, project_id)
+                train = {"epochs": 3, "lr": model.client_lr, "batch_size": 16}
+                deltas = role_updates(
+                    roles, shards, "digits_mlp", model.state, train, round_seed=7_000 + round_
+                )
+                updates = {t: encode_update(model, deltas[t.address], t.address) for t in submitting}
+                play_sealed_round(
+                    market, store, model, updates, homes=homes, owner=owner, owner_home=owner_home,
+                    reveal=round_ == 0,
+                )  # fmt: skip
+                if round_ == 0:
+                    RoundRunner(market, store, aggregator).finalize(project_id, 0)
     finally:
         torch.set_num_threads(threads)
     return project_id
