@@ -55,7 +55,7 @@ def test_the_deployed_market_trusts_the_deployed_committee(chain_client, dev_acc
     # Deployed on its own, a market has no committee; one that is not a contract is refused.
     alone = deploy_contracts(chain_client, dev_accounts[0], network="test", names=("TrainingMarket",))
     assert TrainingMarket(chain_client, alone.contracts["TrainingMarket"].address).committee_address() is None
-    with pytest.raises(revert_class("TrainingMarket", "InvalidParameter"), match="committee"):
+    with pytest.raises(revert_class("TrainingMarket", "InvalidParameter"), match="Committee"):
         deploy_contracts(
             chain_client,
             dev_accounts[0],

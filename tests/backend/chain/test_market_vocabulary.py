@@ -17,6 +17,7 @@ from backend.chain.source_registry import SourceStatus
 from backend.chain.training_market import (
     SUBMIT_UPDATE_TYPE,
     ChallengeState,
+    ProjectParameter,
     ProjectParams,
     ProjectStatus,
     RoundResult,
@@ -44,12 +45,14 @@ def _solidity_enum(path: str, name: str) -> list[str]:
     [
         (ProjectStatus, "interfaces/ITrainingMarket.sol", "Status"),
         (ChallengeState, "interfaces/ITrainingMarket.sol", "ChallengeState"),
+        (ProjectParameter, "interfaces/ITrainingMarket.sol", "Parameter"),
         (VerifierStatus, "interfaces/IVerifierCommittee.sol", "Status"),
         (SourceStatus, "interfaces/ISourceRegistry.sol", "Status"),
     ],
 )
 def test_enums_mirror_the_solidity_enums(python_enum, path, name):
-    assert [m.name for m in python_enum] == [s.upper() for s in _solidity_enum(path, name)]
+    labels = [getattr(m, "label", m.name.capitalize()) for m in python_enum]
+    assert labels == _solidity_enum(path, name)
     assert [m.value for m in python_enum] == list(range(len(python_enum)))
 
 
