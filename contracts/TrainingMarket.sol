@@ -20,8 +20,8 @@ import {MarketSealing} from "./market/MarketSealing.sol";
 /// @dev The contract is its modules, each an abstract contract on {MarketBase} (storage and shared checks):
 /// {MarketRounds} (projects, finalization, liveness), {MarketSealing} (commit, reveal, validation shards),
 /// {MarketDisputes} (challenges), {MarketPayouts} (claims), {MarketCommitteeHook} (the verifier committee) and
-/// {MarketRelay} (calls relayed by a trusted ERC-2771 forwarder). Types, events and errors live in {ITrainingMarket}. Payouts are pull-only.
-/// Burned wei (slashes, forfeited bonds) are sent to BURN_ADDRESS.
+/// {MarketRelay} (calls relayed by a trusted ERC-2771 forwarder). Types, events and errors live in
+/// {ITrainingMarket}. Payouts are pull-only. Burned wei (slashes, forfeited bonds) are sent to BURN_ADDRESS.
 contract TrainingMarket is
     MarketRounds,
     MarketSealing,

@@ -157,7 +157,9 @@ def _not_reveal_window(exc: ContractRevert, cli: CliContext) -> str:
     now = chain_now(cli)
     opens, closes = int(exc.error_args.get("opensAt", 0)), int(exc.error_args.get("closesAt", 0))
     if now < opens:
-        return f"reveals open {when(opens, now)}, once the round's commits close{_advance_hint(cli, opens - now)}"
+        return (
+            f"reveals open {when(opens, now)}, once the round's commits close{advance_hint(cli, opens - now)}"
+        )
     return f"the reveal window closed {when(closes, now)}: an unrevealed commitment counts as a missed round"
 
 

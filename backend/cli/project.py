@@ -195,7 +195,9 @@ def create(
         label_range=_pair(label_range, "--label-range"),
         preprocessing=parse_preprocessing(preprocess),
     )
-    with cli.step("checking the model and data, then publishing model and manifest, sealing the validation shards"):
+    with cli.step(
+        "checking the model and data, then publishing model and manifest, sealing the validation shards"
+    ):
         published = publish_project(
             cli.store,
             model=model,
