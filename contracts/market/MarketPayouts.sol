@@ -9,7 +9,8 @@ import {MarketBase} from "./MarketBase.sol";
 /// @title MarketPayouts: pull payments once a project has ended
 /// @notice `claim` pays an account everything the project owes it, in every role it holds, in O(1) in the number
 /// of rounds: shares were credited when rounds were finalized, and the liveness split of a cancelled project is
-/// one multiplication and one division.
+/// one multiplication and one division over what is still unclaimed, so the last claimer takes the rounding dust
+/// and not a wei stays behind.
 abstract contract MarketPayouts is MarketBase {
     using Address for address payable;
 
@@ -31,8 +32,19 @@ abstract contract MarketPayouts is MarketBase {
         }
         uint256 slashed;
         if (asTrainer) {
-            (amount, slashed) = _trainerPayout(projectId, p, t, account);
+            uint256 liveness;
+            uint256 work;
+            (amount, slashed, liveness, work) = _trainerPayout(projectId, p, t, account);
             t.claimed = true;
+            if (work != 0) {
+                // The split's divisor and dividend shrink by what this claim took (see _livenessShare).
+                p.allocatedPool += SafeCast.toUint96(liveness);
+                if (p.currentRound < p.rounds && _entries[projectId][p.currentRound][account] == REVEALED) {
+                    p.roundRevealedStake -= t.stake;
+                    work -= 1;
+                }
+                p.workWeight -= SafeCast.toUint128(uint256(t.stake) * work);
+            }
         }
         if (asOwner) {
             amount += _ownerPayout(p);
@@ -58,16 +70,17 @@ abstract contract MarketPayouts is MarketBase {
         Project storage p = _existingProject(projectId);
         if (!_claimsOpen(p)) return 0;
         Trainer storage t = _trainers[projectId][account];
-        if (t.registered && !t.claimed) (amount,) = _trainerPayout(projectId, p, t, account);
+        if (t.registered && !t.claimed) (amount,,,) = _trainerPayout(projectId, p, t, account);
         if (account == p.owner && !p.ownerClaimed) amount += _ownerPayout(p);
         amount += _bondRefunds[projectId][account];
     }
 
-    /// @dev A trainer's reward (less reversed rounds, plus its liveness share if cancelled) + stake - slash.
+    /// @dev A trainer's reward (less reversed rounds, plus its liveness share if cancelled) + stake - slash; and
+    /// the liveness share and the revealed, unflagged rounds it was weighed by.
     function _trainerPayout(uint256 projectId, Project storage p, Trainer storage t, address account)
         private
         view
-        returns (uint256 amount, uint256 slashed)
+        returns (uint256 amount, uint256 slashed, uint256 liveness, uint256 work)
     {
         uint256 reward = t.reward;
         uint256 flags = t.flags;
@@ -79,26 +92,30 @@ abstract contract MarketPayouts is MarketBase {
             reward -= entry >> 2;
             if (entry & 2 != 0) flags -= 1;
         }
-        if (p.status == Status.Cancelled) reward += _livenessShare(projectId, p, t, account, flags);
+        if (p.status == Status.Cancelled) {
+            (liveness, work) = _livenessShare(projectId, p, t, account, flags);
+            reward += liveness;
+        }
         if (p.slashAfterFlags != 0 && flags >= p.slashAfterFlags) slashed = (uint256(t.stake) * p.slashBps) / BPS;
         amount = reward + t.stake - slashed;
     }
 
     /// @dev The trainer's part of the unallocated pool: pro rata to stake times its revealed, unflagged rounds
-    /// (the finalized ones and a reveal in the open round). The divisor is the same sum over every trainer, kept
-    /// on chain (`workWeight` + `roundRevealedStake`), so the shares never add up to more than the pool; the
-    /// floor leaves at most one wei per trainer in the contract.
+    /// (the finalized ones and a reveal in the open round). The divisor is the same sum over every trainer who
+    /// has not claimed yet, kept on chain (`workWeight` + `roundRevealedStake`), and the dividend the pool not yet
+    /// paid out: each claim takes the floor of its part and removes its weight and share from both, so the shares
+    /// never add up to more than the pool and the last claimer's is exactly what is left.
     function _livenessShare(uint256 projectId, Project storage p, Trainer storage t, address account, uint256 flags)
         private
         view
-        returns (uint256)
+        returns (uint256 share, uint256 work)
     {
         uint256 total = uint256(p.workWeight) + p.roundRevealedStake;
-        if (total == 0) return 0;
-        uint256 work = t.submissions - flags;
+        if (total == 0) return (0, 0);
+        work = t.submissions - flags;
         if (p.currentRound < p.rounds && _entries[projectId][p.currentRound][account] == REVEALED) work += 1;
         // unallocated < 2^96, stake < 2^96, work < 2^16: the product fits in 256 bits.
-        return ((p.pool - p.allocatedPool) * uint256(t.stake) * work) / total;
+        share = ((p.pool - p.allocatedPool) * uint256(t.stake) * work) / total;
     }
 
     function _ownerPayout(Project storage p) private view returns (uint256 amount) {
