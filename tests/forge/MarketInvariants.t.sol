@@ -69,7 +69,10 @@ contract MarketHandler {
         uint256 pid = projects[which % 2];
         address trainer = cast[who % 4];
         uint16 round = market.getProject(pid).currentRound;
-        bytes32 seal = market.commitmentOf(pid, round, trainer, _update(trainer, round), _salt(trainer, round));
+        // The commitment as ITrainingMarket documents it (the contract keeps its own copy private).
+        bytes32 seal = keccak256(
+            abi.encode(block.chainid, address(market), pid, round, trainer, _update(trainer, round), _salt(trainer, round))
+        );
         vm.prank(trainer);
         try market.commitUpdate(pid, round, seal) {} catch {}
     }
