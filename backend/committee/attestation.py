@@ -213,8 +213,9 @@ def _build(
     if not candidates or signed * QUORUM_DENOMINATOR < total * QUORUM_NUMERATOR:
         reasons = "; ".join(f"{a}: {why}" for a, why in rejected.items())
         raise CommitteeError(
-            f"no quorum yet: valid signers hold {_ether(signed)} of {_ether(total)} ETH staked in epoch {epoch} (need "
-            f"{QUORUM_NUMERATOR}/{QUORUM_DENOMINATOR})" + (f"; left out {reasons}" if reasons else "")
+            f"no quorum yet: valid signers hold {_ether(signed)} of {_ether(total)} ETH of stake (each member's "
+            f"capped) in epoch {epoch} (need {QUORUM_NUMERATOR}/{QUORUM_DENOMINATOR})"
+            + (f"; left out {reasons}" if reasons else "")
         )
     ordered = sorted(candidates.values(), key=lambda c: c[0].index)
     return Attestation(
