@@ -51,12 +51,11 @@ def past_windows(market, pid, chain) -> None:
     chain.mine()
 
 
-def drain(market, pid, accounts, dust: int = 0) -> None:
-    """Everyone claims; the escrow is then empty but for the liveness split's rounding `dust` (at most one wei per
-    trainer, in a cancelled project)."""
+def drain(market, pid, accounts) -> None:
+    """Everyone claims; the escrow is then empty to the wei (the liveness split's last claimer takes its dust)."""
     for account in accounts:
         market.claim(pid, sender=account)
-    assert market.balance == market.getProject(pid).escrow == dust
+    assert market.balance == market.getProject(pid).escrow == 0
 
 
 def test_challenge_reverts(market, owner, aggregator, arbiter, trainers, outsider, chain):
@@ -150,8 +149,7 @@ def test_upheld_challenge_reverses_the_round_and_cancels(
     assert market.claimable(pid, c) == POOL // 5 + MIN_STAKE  # the reversed flag no longer slashes
     assert market.claimable(pid, outsider) == BOND
     assert market.claimable(pid, owner) == 0  # trainers did work: none of the pool goes back
-    dust = POOL - 2 * (POOL * 2 // 5) - POOL // 5
-    drain(market, pid, [a, b, c, outsider, owner], dust)
+    drain(market, pid, [a, b, c, outsider, owner])
 
 
 def test_two_upheld_challenges_reverse_both_rounds(
@@ -179,7 +177,7 @@ def test_two_upheld_challenges_reverse_both_rounds(
         assert market.claimable(pid, trainer) == expected
     owed_dust = round_pool(2) - 2 * shares(round_pool(2), [1, 1])[0]  # round 2's dust is the owner's refund
     assert market.claimable(pid, accounts[0]) == owed_dust
-    drain(market, pid, [a, b, *challengers, accounts[0]], unallocated - 2 * (unallocated // 2))
+    drain(market, pid, [a, b, *challengers, accounts[0]])
 
 
 def test_unresolved_challenge_lapses(market, pid, aggregator, trainers, outsider, owner, chain):
@@ -205,8 +203,7 @@ def test_unresolved_challenge_lapses(market, pid, aggregator, trainers, outsider
     # The aggregator stalled meanwhile: cancel, and the rest of the challenger's bond comes back with the claims.
     market.cancel(pid, sender=outsider)
     assert market.claimable(pid, outsider) == BOND - BOND // 2
-    unallocated = POOL - round_pool(0)
-    drain(market, pid, [*trainers[:2], outsider, owner], unallocated - 2 * (unallocated // 2))
+    drain(market, pid, [*trainers[:2], outsider, owner])
 
 
 # ---------------------------------------------------------------------------------------------- re-entrancy

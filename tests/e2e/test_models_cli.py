@@ -104,6 +104,7 @@ def test_regression_on_the_diabetes_set_reports_r2_and_mse(env, dev_accounts, tm
         own = ["--label-column", "y"] if account == TRAINERS[-1] else []
         ok(env, "trainer", "train", "-p", project, "--data", path, "--out", update, *own)
         ok(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{account}")
+    reveal_round(env, project, data)
     code, out, err = cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
     assert code == 0, err
     assert "validation r2" in out
