@@ -281,7 +281,8 @@ def members(
             console.print("no members")
         for r in rows:
             console.print(
-                f"{r['index']:3} {r['verifier']} {cli.amount(int(r['stake_wei']))}", highlight=False
+                f"{r['index']:3} {r['verifier']} {cli.amount(int(r['weight_wei']))} of weight",
+                highlight=False,
             )
 
     cli.emit(seats, render)

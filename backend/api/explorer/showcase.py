@@ -129,6 +129,7 @@ def build_showcase(
     market = TrainingMarket(client)
     committee = VerifierCommittee(client)
     for i in VERIFIERS:  # seated before the first round, so every round's snapshot holds all three
+        committee.admit(deployer, dev_account(i, client.chain_id).address)  # the deployer admits each member
         join(committee, dev_account(i, client.chain_id), _key(i), committee.min_stake())
 
     sources = _sources(SourceRegistry(client), deployer)
