@@ -177,6 +177,9 @@ class TrainingMarket(ContractFacade):
         )
 
     def round(self, project_id: int, round_: int) -> RoundInfo:
+        return self._round(project_id, round_)
+
+    def _round(self, project_id: int, round_: int) -> RoundInfo:
         value = self._call("getRound", project_id, round_)
         return self._struct(RoundInfo, "getRound", value, project_id=project_id, round=round_)
 
@@ -238,8 +241,10 @@ class TrainingMarket(ContractFacade):
 
     def is_round_final(self, project_id: int, round_: int) -> bool:
         """Finalized, not under an open or upheld challenge, and past its challenge window."""
+        # One read of each struct, as the contract's isRoundFinal view was (callers that count round() reads,
+        # like the explorer's block memo, see the question, not a change of storage).
         info = self.project(project_id)
-        return round_is_final(info, self.round(project_id, round_), self.client.timestamp())
+        return round_is_final(info, self._round(project_id, round_), self.client.timestamp())
 
     def is_round_attested(self, project_id: int, round_: int) -> bool:
         """Whether the market's committee attests the round's current result (False without a committee)."""

@@ -124,7 +124,11 @@ def build_showcase(
     out_dir.mkdir(parents=True, exist_ok=True)
     client = ChainClient(chain_url, Artifacts.load(settings.artifacts_path))
     deployer = dev_account(0, client.chain_id)
-    deployments = deploy_contracts(client, deployer, network=NETWORK)
+    # A week-long SourceRegistry epoch: the sealed rounds played after the sources' batches move the clock by
+    # hours, and the pages should still show the budget the epoch's last batch left.
+    deployments = deploy_contracts(
+        client, deployer, network=NETWORK, overrides={"SourceRegistry": {"epochLength": 7 * 24 * 3600}}
+    )
     client.deployments = deployments
     market = TrainingMarket(client)
     committee = VerifierCommittee(client)
@@ -166,8 +170,9 @@ def build_showcase(
 
 
 def _running_project(market: TrainingMarket, store: ContentStore) -> int:
-    """Four honest trainers and a free rider: round 0 finalized (its challenge window open for an hour), round 1
-    open with two of five updates committed (sealed: nothing of them is public yet)."""
+    """Four honest trainers and a free rider: round 0 finalized (its challenge window open for the hour, less the
+    ten minutes round 1's commits took), round 1 open with two of five trainers committed, their commit window
+    over and both updates revealed."""
     import tempfile
 
     import torch
@@ -202,7 +207,7 @@ def _running_project(market: TrainingMarket, store: ContentStore) -> int:
         owner,
         published.project_params(
             rounds=3,
-            round_duration=6 * 3600,
+            round_duration=600,
             reveal_window=3600,
             aggregation_window=3600,
             min_stake=ETH // 10,
@@ -233,9 +238,8 @@ def _running_project(market: TrainingMarket, store: ContentStore) -> int:
                 )
                 updates = {t: encode_update(model, deltas[t.address], t.address) for t in submitting}
                 play_sealed_round(
-                    market, store, model, updates, homes=homes, owner=owner, owner_home=owner_home,
-                    reveal=round_ == 0,
-                )  # fmt: skip
+                    market, store, model, updates, homes=homes, owner=owner, owner_home=owner_home
+                )
                 if round_ == 0:
                     RoundRunner(market, store, aggregator).finalize(project_id, 0)
     finally:
