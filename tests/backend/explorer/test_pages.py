@@ -71,7 +71,10 @@ def test_a_running_project_says_what_the_owner_may_still_do_with_countdowns(clie
     pid = showcase.running_project
     page = client.get(f"/projects/{pid}").text
     seen = text(page)
-    assert "Wait for round 1" in seen and "2 of 2 committed updates revealed; the reveal window closes in" in seen
+    assert (
+        "Wait for round 1" in seen
+        and "2 of 2 committed updates revealed; the reveal window closes in" in seen
+    )
     assert "Challenge round 0 if it does not recompute" in seen
     assert "Cancel if the aggregator stalls" in seen
     window_end = market.round(pid, 0).finalized_at + market.project(pid).challenge_window
