@@ -106,4 +106,4 @@ lint: install
 	$(PY) tools/slither_check.py
 
 clean:
-	rm -rf .build .cache runs .pytest_cache
+	rm -rf .build .cache .forge runs .pytest_cache
