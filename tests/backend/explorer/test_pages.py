@@ -125,7 +125,7 @@ def test_every_flag_of_the_demo_reads_as_a_sentence(client, ledger, showcase):
 def test_an_open_rounds_submitters_are_listed_before_anything_is_credited(client, showcase):
     page = client.get(f"/projects/{showcase.running_project}/rounds/1").text
     listed = rows(page, "data-trainer")
-    assert len(listed) == 2 and all(data(row, "status") == "submitted" for row in listed.values())
+    assert len(listed) == 2 and all(data(row, "status") == "revealed" for row in listed.values())
     assert "The round is not finalized yet: nothing has been credited." in text(page)
 
 
