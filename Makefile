@@ -56,7 +56,9 @@ $(SOLC_SHIM): tools/solc-shim.js node_modules/.installed
 .build/.compiled: $(VENV)/.installed $(SOLC_SHIM) $(wildcard contracts/*.sol contracts/*/*.sol) ape-config.yaml
 	@# A dependency cache unpacked from an older OpenZeppelin copy (with build/) would keep the file count high.
 	if [ -d contracts/.cache/openzeppelin/5.7.0/build ]; then rm -rf contracts/.cache; $(VENV)/bin/ape pm install --force; fi
-	$(VENV)/bin/ape compile
+	@# --force: Ape recompiles only the files that changed, not the contracts that import them (a changed
+	@# contracts/market/*.sol module would leave TrainingMarket's artifact stale).
+	$(VENV)/bin/ape compile --force
 	touch $@
 
 # The explorer's chart library (uPlot, pinned in package.json) is served by the API process: no CDN.
@@ -99,6 +101,9 @@ lint: install
 	$(VENV)/bin/ruff format --check backend aggregator rag tests bench scripts
 	$(VENV)/bin/mypy backend aggregator rag
 	$(VENV)/bin/lint-imports
+	@# Slither over contracts/ (through the solc-js shim; forge on PATH answers crytic-compile's config query):
+	@# every finding is fixed or triaged with its reason in slither-triage.json.
+	$(PY) tools/slither_check.py
 
 clean:
-	rm -rf .build .cache runs .pytest_cache
+	rm -rf .build .cache .forge runs .pytest_cache

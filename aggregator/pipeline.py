@@ -51,7 +51,9 @@ class RoundInputs:
     round's validation examples. `updates` maps a trainer address to its submission: a state dict (a delta, or
     the local model when `update_kind="model"`), a flat 1-D float32 tensor, or a row source
     (`aggregator.rows.RowSource`, e.g. an update file read a chunk at a time). `invalid` maps the trainers whose
-    submission could not even be decoded (download, hash, codec failures) to the reason. `defenses` run before
+    submission could not even be decoded (download, hash, codec failures) to the reason. `refused` maps trainers
+    whose submission was refused before decoding to a flag reason of its own and its detail (the round runner's
+    `copied_update`: an update that names another trainer than the one that revealed it). `defenses` run before
     the rule (`aggregator.defenses`; the defaults are `aggregator.defaults`); `recipe` is the project's training
     recipe, needed when a defense trains the owner's reference update (FLTrust)."""
 
@@ -68,6 +70,7 @@ class RoundInputs:
     # exact copies, the first submitted is the original.
     submission_order: Sequence[str] | None = None
     invalid: Mapping[str, str] = field(default_factory=dict)
+    refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     update_kind: str = "delta"
     outliers: OutlierConfig = field(default_factory=OutlierConfig)
     contribution: ContributionConfig = field(default_factory=ContributionConfig)
@@ -135,7 +138,7 @@ def _rows(inputs: RoundInputs, global_flat: torch.Tensor) -> tuple[dict[str, Any
     invalid = {str(t): str(reason) for t, reason in inputs.invalid.items()}
     for trainer, update in inputs.updates.items():
         trainer = str(trainer)
-        if trainer in invalid:
+        if trainer in invalid or trainer in inputs.refused:
             continue
         try:
             rows[trainer] = _row(inputs, update, global_flat, spec)
@@ -221,7 +224,7 @@ def _run(inputs: RoundInputs, engine: Engine) -> RoundOutcome:
         params = default_rule_params() if inputs.rule == DEFAULT_RULE else {}
     rule = get_rule(inputs.rule, **{**dict(params), "device": "cpu"})
     rows, invalid = _rows(inputs, global_flat)
-    submitters = _sorted_addresses([*inputs.updates, *inputs.invalid])
+    submitters = _sorted_addresses([*inputs.updates, *inputs.invalid, *inputs.refused])
     _enough(rule, len(rows), len(submitters))
     # First pass: every row's values (finite, bounded norm) and the sha256 the report names it by.
     checked = [t for t in submitters if t in rows]
@@ -247,7 +250,14 @@ def _run(inputs: RoundInputs, engine: Engine) -> RoundOutcome:
         norms=[summaries[t].norm for t in valid],
         engine=engine,
     )
-    flags = [Flag(t, "invalid", {"error": invalid[t]}) for t in submitters if t in invalid] + found.flags
+    refused = {str(t): (str(reason), str(detail)) for t, (reason, detail) in inputs.refused.items()}
+    flags = [
+        Flag(t, refused[t][0], {"error": refused[t][1]})
+        if t in refused
+        else Flag(t, "invalid", {"error": invalid[t]})
+        for t in submitters
+        if t in invalid or t in refused
+    ] + found.flags
     flagged = {f.trainer for f in flags}
     players = [t for t in valid if t not in flagged]
     _enough(rule, len(players), len(submitters), " after outlier detection")

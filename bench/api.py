@@ -168,23 +168,22 @@ def _project(client, home: Path) -> None:
     """Project 1: digits_mlp's initial model and manifest in the server's store, created on chain."""
     from aggregator.data import load_digits_data
     from backend.chain.keys import dev_account
-    from backend.chain.training_market import ProjectParams, TrainingMarket
+    from backend.chain.training_market import TrainingMarket
     from backend.marketplace.publish import publish_project
     from backend.storage import LocalStore
 
     data = load_digits_data(0)
     published = publish_project(
         LocalStore(home / "store"), model="digits_mlp", validation=(data.validation.X, data.validation.y),
-        rule="fedavg",
+        rounds=1, rule="fedavg",
     )  # fmt: skip
     owner, aggregator = dev_account(2, 31337), dev_account(3, 31337)
     TrainingMarket(client).create_project(
         owner,
-        ProjectParams(
-            initial_model_cid=published.initial_model.cid, initial_model_sha256=published.initial_model.sha256,
-            config_cid=published.manifest.cid, config_sha256=published.manifest.sha256, rounds=1,
-            round_duration=86_400, aggregation_window=3600, min_stake=10**15, max_trainers=4,
-            aggregator=aggregator.address, arbiter=aggregator.address, challenge_window=0, challenge_bond=0,
+        published.project_params(
+            rounds=1, round_duration=86_400, reveal_window=3600, aggregation_window=3600, min_stake=10**15,
+            max_trainers=4, aggregator=aggregator.address, arbiter=aggregator.address, challenge_window=0,
+            challenge_bond=0,
         ),
         value=10**18,
     )  # fmt: skip

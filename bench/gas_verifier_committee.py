@@ -52,6 +52,7 @@ def _attest_gas(client: ChainClient, deployer, n: int, signer_counts: list[int])
     keys = [bls.derive_keypair(hashlib.sha256(f"bench verifier {i}".encode()).digest()) for i in range(n)]
     accounts = [dev_account(1 + i, client.chain_id) for i in range(n)]
     for account, key in zip(accounts, keys, strict=True):
+        committee.admit(deployer, account.address)  # membership is by admission (#12, F-4/F-5)
         proof = bls.prove_possession(key, account.address, client.chain_id, committee.address)
         receipt = client.transact(
             account, "VerifierCommittee", "register", key.public_g1, key.public_g2, proof,

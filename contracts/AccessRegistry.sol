@@ -31,8 +31,13 @@ contract AccessRegistry is IAccessRegistry, AccessControl, EIP712, Nonces {
     /// @notice Version number of the current terms, starting at 1 with the first publication.
     uint64 public termsVersion;
 
+    /// @notice The hash of each published version of the terms (version 1 is the first publication).
+    mapping(uint64 version => bytes32 termsHash) public termsOf;
+
     mapping(address account => Grant) private _grants;
-    mapping(address account => bytes32 termsHash) private _acceptedTerms;
+    /// @dev An acceptance is of a version, not of a hash: republishing old terms makes a new version, and old
+    /// acceptances never revive.
+    mapping(address account => uint64 version) private _acceptedVersion;
 
     /// @param admin Holds DEFAULT_ADMIN_ROLE, GRANTOR_ROLE and TERMS_ADMIN_ROLE at deployment.
     /// @param maxTier_ The highest tier (at least 1).
@@ -70,6 +75,7 @@ contract AccessRegistry is IAccessRegistry, AccessControl, EIP712, Nonces {
         if (termsHash == currentTermsHash) revert TermsUnchanged(termsHash);
         currentTermsHash = termsHash;
         uint64 version = ++termsVersion;
+        termsOf[version] = termsHash;
         emit TermsPublished(version, termsHash, uri);
     }
 
@@ -86,8 +92,9 @@ contract AccessRegistry is IAccessRegistry, AccessControl, EIP712, Nonces {
         bytes32 digest =
             _hashTypedDataV4(keccak256(abi.encode(ACCEPT_TERMS_TYPEHASH, account, termsHash, _useNonce(account), deadline)));
         if (!SignatureChecker.isValidSignatureNow(account, digest, signature)) revert InvalidSignature(account);
-        _acceptedTerms[account] = termsHash;
-        emit TermsAccepted(account, termsHash, termsVersion);
+        uint64 version = termsVersion;
+        _acceptedVersion[account] = version;
+        emit TermsAccepted(account, termsHash, version);
     }
 
     /// @inheritdoc IAccessRegistry
@@ -99,14 +106,19 @@ contract AccessRegistry is IAccessRegistry, AccessControl, EIP712, Nonces {
         Grant memory grant = _grants[account];
         expiresAt = grant.expiresAt;
         tier = expiresAt > block.timestamp ? grant.tier : 0;
-        bytes32 current = currentTermsHash;
-        acceptedCurrentTerms = current != bytes32(0) && _acceptedTerms[account] == current;
+        uint64 version = termsVersion;
+        acceptedCurrentTerms = version != 0 && _acceptedVersion[account] == version;
         grantor = hasRole(GRANTOR_ROLE, account);
     }
 
     /// @inheritdoc IAccessRegistry
     function acceptedTermsOf(address account) external view returns (bytes32) {
-        return _acceptedTerms[account];
+        return termsOf[_acceptedVersion[account]];
+    }
+
+    /// @inheritdoc IAccessRegistry
+    function acceptedVersionOf(address account) external view returns (uint64) {
+        return _acceptedVersion[account];
     }
 
     /// @inheritdoc IAccessRegistry

@@ -22,6 +22,7 @@ __all__ = [
     "AbiInputError",
     "ContractEnum",
     "camel",
+    "enum_for",
     "hash_bytes",
     "plain",
     "snake",
@@ -36,13 +37,28 @@ class AbiInputError(ChainError, ValueError):
     """A value that cannot go to the contract as given (e.g. a hash that is not 64 hex digits)."""
 
 
+_ENUMS: dict[str, type[ContractEnum]] = {}
+
+
 class ContractEnum(IntEnum):
-    """A Solidity enum: members in the contract's order, UPPER_CASE here; `label` is the Solidity spelling
-    (`ProjectStatus.ACTIVE.label == "Active"`), what JSON output and pages show."""
+    """A Solidity enum: members in the contract's order, UPPER_SNAKE_CASE here; `label` is the Solidity spelling
+    (`ProjectStatus.ACTIVE.label == "Active"`, `ROUND_DURATION` -> "RoundDuration"), what JSON output and pages
+    show. `solidity="ITrainingMarket.Status"` registers the enum, so decoded revert arguments of that type come back
+    as members (`enum_for`)."""
+
+    def __init_subclass__(cls, solidity: str | None = None, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if solidity is not None:
+            _ENUMS[solidity] = cls
 
     @property
     def label(self) -> str:
-        return self.name.capitalize()
+        return "".join(part.capitalize() for part in self.name.split("_"))
+
+
+def enum_for(internal_type: str) -> type[ContractEnum] | None:
+    """The registered Python enum of an ABI parameter's internalType (`enum ITrainingMarket.Status`), if any."""
+    return _ENUMS.get(internal_type.removeprefix("enum ")) if internal_type.startswith("enum ") else None
 
 
 def plain(value: Any) -> Any:

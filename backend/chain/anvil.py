@@ -17,7 +17,7 @@ import requests
 from backend.chain.errors import ChainError, ChainUnavailable
 from backend.settings import project_root
 
-__all__ = ["DEV_MNEMONIC", "Anvil", "find_anvil", "free_port", "node_answers", "start_anvil"]
+__all__ = ["DEV_MNEMONIC", "Anvil", "find_anvil", "free_port", "mine_at", "node_answers", "start_anvil"]
 
 # anvil's default mnemonic: its accounts are public knowledge, fit only for a local chain.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -123,3 +123,15 @@ def start_anvil(
             raise ChainUnavailable(f"anvil did not start serving {url} within {timeout:.0f}s")
         time.sleep(0.1)
     return Anvil(url=url, process=process, log_path=log_path)
+
+
+def mine_at(client, timestamp: int) -> int:
+    """Mine a block at chain time `timestamp` (if the chain is behind it) on a local chain; returns the chain's
+    time. Local chains only: anvil's `evm_mine` takes the timestamp."""
+    if client.chain_id not in (31337, 1337):
+        raise ChainError(f"chain {client.chain_id} is not a local chain: its clock cannot be moved")
+    now = client.timestamp()
+    if now < timestamp:
+        client.w3.provider.make_request("evm_mine", [int(timestamp)])
+        now = client.timestamp()
+    return now

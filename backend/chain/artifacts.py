@@ -11,6 +11,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 
+from backend.chain.abi import enum_for
 from backend.chain.errors import ArtifactsMissing, ContractRevert, revert_class
 
 __all__ = ["Artifacts"]
@@ -101,10 +102,23 @@ class Artifacts:
         except Exception:
             return None
         args = {
-            (i.get("name") or f"arg{n}"): to_checksum_address(v) if i["type"] == "address" else v
+            (i.get("name") or f"arg{n}"): _decoded_arg(i, v)
             for n, (i, v) in enumerate(zip(inputs, values, strict=True))
         }
         return revert_class(source, item["name"])(contract or source, args)
+
+
+def _decoded_arg(param: dict[str, Any], value: Any) -> Any:
+    """An error argument as callers want it: addresses checksummed, registered enums as their members."""
+    if param["type"] == "address":
+        return to_checksum_address(value)
+    enum = enum_for(param.get("internalType", ""))
+    if enum is not None:
+        try:
+            return enum(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _abi_type(param: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from web3.exceptions import (
     TimeExhausted,
     Web3RPCError,
 )
-from web3.types import BlockIdentifier, EventData, TxReceipt
+from web3.types import BlockIdentifier, EventData, TxParams, TxReceipt
 
 from backend.chain.artifacts import Artifacts
 from backend.chain.deployments import Deployments
@@ -158,6 +158,13 @@ class ChainClient:
         """A read-only call; reverts raise the contract's custom error."""
         function = getattr(self.contract(name, address).functions, fn)(*args)
         return self._with_decoded_reverts(name, lambda: function.call(block_identifier=block))
+
+    def simulate(self, name: str, data: bytes, *, sender: str, address: str | None = None) -> bytes:
+        """Run calldata `data` against contract `name` as `sender` without sending it (eth_call at the latest
+        block): what a transaction would return, or the contract's custom error it would revert with."""
+        to = Web3.to_checksum_address(address or self.address_of(name))
+        call: TxParams = {"to": to, "from": Web3.to_checksum_address(sender), "data": bytes(data)}
+        return bytes(self._with_decoded_reverts(name, lambda: self.w3.eth.call(call)))
 
     # -- transactions -----------------------------------------------------------------------------------------
 

@@ -22,8 +22,14 @@ from backend.settings import project_root
 __all__ = ["CONSTRUCTOR_DEFAULTS", "CONTRACTS", "deploy_contracts"]
 
 # What `trustmarket chain deploy` deploys, in order (later ones may take earlier ones' addresses by name):
-# TrainingMarket takes the VerifierCommittee's address, fixed at construction.
-CONTRACTS: tuple[str, ...] = ("VerifierCommittee", "TrainingMarket", "SourceRegistry", "AccessRegistry")
+# TrainingMarket takes the VerifierCommittee's and the forwarder's addresses, fixed at construction.
+CONTRACTS: tuple[str, ...] = (
+    "VerifierCommittee",
+    "TrustmarketForwarder",
+    "TrainingMarket",
+    "SourceRegistry",
+    "AccessRegistry",
+)
 
 _NO_CONTRACT = "0x0000000000000000000000000000000000000000"
 
@@ -37,7 +43,8 @@ class _Context:
     deployed: Mapping[str, str]
 
 
-# Defaults by constructor parameter name: a value or a function of the deployment context.
+# Defaults by constructor parameter name, or by `Contract.parameter` where one contract needs its own: a value or a
+# function of the deployment context.
 CONSTRUCTOR_DEFAULTS: dict[str, Any | Callable[[_Context], Any]] = {
     "minBond": 10**16,  # 0.01 ETH to register a data source
     "exitDelay": 3600,  # a source's bond is returned an hour after it asks to leave
@@ -45,6 +52,11 @@ CONSTRUCTOR_DEFAULTS: dict[str, Any | Callable[[_Context], Any]] = {
     "epochLength": 3600,  # SourceRegistry epochs (feedback budgets, canary commit/reveal) last an hour
     "maxEvidence": 40_000,  # a source's record keeps the last ~40 observations (older ones are forgotten)
     "slashBps": 1000,  # a tenth of a source's bond burned per tampered canary
+    # A committee member stays slashable for 14 days after leaving: longer than any challenge window the market
+    # accepts (up to 7 days) plus the arbiter's 7 days; attestations are accepted for 7 days after finalization.
+    "VerifierCommittee.exitDelay": 14 * 24 * 3600,
+    "maxWeight": 10**17,  # no verifier weighs more than 0.1 ETH of stake in a quorum
+    "name": "trustmarket Forwarder",  # the forwarder's EIP-712 domain name
     "maxTier": 3,  # access tiers 1..3 (0 = none)
     "minStake": 10**16,  # verifier committee stake
     "market": lambda ctx: ctx.deployed.get("TrainingMarket"),
@@ -52,6 +64,8 @@ CONSTRUCTOR_DEFAULTS: dict[str, Any | Callable[[_Context], Any]] = {
     # A market deployed without a committee (e.g. `names=("TrainingMarket",)`) has none: the challenge window
     # alone makes its rounds final. Deploy VerifierCommittee first, in the same call, to wire it in.
     "committee": lambda ctx: ctx.deployed.get("VerifierCommittee", _NO_CONTRACT),
+    # Likewise without TrustmarketForwarder the market takes no relayed calls.
+    "forwarder": lambda ctx: ctx.deployed.get("TrustmarketForwarder", _NO_CONTRACT),
 }
 
 
@@ -66,8 +80,8 @@ def _constructor_args(
             value = overrides[key]
         elif key in _ROLE_PARAMETERS:
             value = ctx.deployer
-        elif key in CONSTRUCTOR_DEFAULTS:
-            default = CONSTRUCTOR_DEFAULTS[key]
+        elif f"{name}.{key}" in CONSTRUCTOR_DEFAULTS or key in CONSTRUCTOR_DEFAULTS:
+            default = CONSTRUCTOR_DEFAULTS.get(f"{name}.{key}", CONSTRUCTOR_DEFAULTS.get(key))
             value = default(ctx) if callable(default) else default
         else:
             raise ChainError(f"{name}: no value for constructor parameter {key!r}; pass it as an override")
@@ -109,6 +123,12 @@ def deploy_contracts(
             block=receipt["blockNumber"],
             transaction=receipt["transactionHash"].to_0x_hex(),
         )
+    if "VerifierCommittee" in deployed and "TrainingMarket" in deployed:
+        # The market's upheld challenges slash the attesters of the rounds they overturn.
+        from backend.chain.verifier_committee import VerifierCommittee
+
+        committee = VerifierCommittee(client, address=deployed["VerifierCommittee"].address)
+        committee.grant_market(account, deployed["TrainingMarket"].address)
     if "SourceRegistry" in deployed:
         # The deployer evaluates until it hands the role to the query service's relayer.
         from backend.chain.source_registry import SourceRegistry

@@ -106,4 +106,5 @@ class ContractErrors:
 def _render(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
-    return str(value)
+    label = getattr(value, "label", None)  # a ContractEnum member: its Solidity name
+    return label if isinstance(label, str) else str(value)

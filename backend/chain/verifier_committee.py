@@ -1,4 +1,8 @@
-"""Typed facade over `VerifierCommittee.sol`: staked BLS verifiers who attest to training rounds' result digests.
+"""Typed facade over `VerifierCommittee.sol`: admitted, staked BLS verifiers who attest to training rounds' result
+digests, and lose their stake when a challenge overturns a result they attested.
+
+Membership is by admission (`admit`, by the deployer) and a member's weight in a quorum is its stake capped at
+`max_weight`; the market holding MARKET_ROLE (`grant_market`, done by `deploy_contracts`) slashes attesters.
 
 Curve points cross this boundary as plain integer tuples (G1: x, y; G2: x_im, x_re, y_im, y_re); the BLS maths,
 signing and aggregation live in the committee service (`backend.committee`). Reverts come back as
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import TxReceipt
 
 from backend.chain.abi import ContractEnum
 from backend.chain.client import ChainClient
@@ -48,10 +53,13 @@ class CommitteeError(ChainError, ValueError):
     """An attestation that cannot be built: mixed rounds, a stale digest, too few valid signatures."""
 
 
-class VerifierStatus(ContractEnum):
+class VerifierStatus(ContractEnum, solidity="IVerifierCommittee.Status"):
+    """IVerifierCommittee.Status: `SLASHED` members attested a result a challenge overturned."""
+
     NONE = 0
     ACTIVE = 1
     EXITING = 2
+    SLASHED = 3
 
 
 @dataclass(frozen=True)
@@ -65,11 +73,12 @@ class VerifierInfo:
 
 @dataclass(frozen=True)
 class Member:
-    """One seat of an epoch's committee; `index` is its bit in signer bitmaps."""
+    """One seat of an epoch's committee; `index` is its bit in signer bitmaps, `weight` its say in a quorum (its
+    stake capped at the committee's `max_weight`)."""
 
     index: int
     address: str
-    stake: int
+    weight: int
     public_g1: G1
 
 
@@ -79,17 +88,20 @@ class EpochInfo:
     table: str
     size: int
     started_at: int
-    total_stake: int
+    total_weight: int
 
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """A round result's snapshot epoch (fixed when first pinned) and whether it has been attested."""
+    """A round result's snapshot epoch (fixed when first pinned), whether it has been attested and by whom (bit i:
+    member i of the snapshot), and whether those attesters were slashed."""
 
     epoch: int
     pinned_at: int
     pinned: bool
     attested: bool
+    slashed: bool
+    signers: int
 
 
 @dataclass(frozen=True)
@@ -98,8 +110,8 @@ class AttestationResult:
 
     epoch: int
     signer_bitmap: int
-    signed_stake: int
-    total_stake: int
+    signed_weight: int
+    total_weight: int
     block: int
     gas_used: int
 
@@ -113,6 +125,14 @@ class VerifierCommittee(ContractFacade):
 
     def min_stake(self) -> int:
         return int(self._call("minStake"))
+
+    def max_weight(self) -> int:
+        """The most weight one member carries in a quorum, whatever its stake."""
+        return int(self._call("maxWeight"))
+
+    def is_admitted(self, account: str) -> bool:
+        """Whether `account` holds an unused admission (it may register once)."""
+        return bool(self._call("admitted", Web3.to_checksum_address(account)))
 
     def exit_delay(self) -> int:
         return int(self._call("exitDelay"))
@@ -129,10 +149,10 @@ class VerifierCommittee(ContractFacade):
     def members(self, epoch: int | None = None) -> list[Member]:
         """The committee of `epoch` (default: the current one) in bitmap order."""
         epoch = self.current_epoch() if epoch is None else epoch
-        addresses, stakes, keys = self._call("committee", epoch)
+        addresses, weights, keys = self._call("committee", epoch)
         return [
-            Member(i, a, int(s), (int(k[0]), int(k[1])))
-            for i, (a, s, k) in enumerate(zip(addresses, stakes, keys, strict=True))
+            Member(i, a, int(w), (int(k[0]), int(k[1])))
+            for i, (a, w, k) in enumerate(zip(addresses, weights, keys, strict=True))
         ]
 
     def verifier(self, address: str) -> VerifierInfo:
@@ -168,6 +188,19 @@ class VerifierCommittee(ContractFacade):
         return bool(self._call("isAttested", Web3.to_checksum_address(market), project_id, round_))
 
     # -- writes ----------------------------------------------------------------------------------------------
+
+    def admit(self, admin: LocalAccount, verifier: str) -> TxReceipt:
+        """Let `verifier` register once (ADMISSION_ROLE: the deployer)."""
+        return self._transact(admin, "admit", Web3.to_checksum_address(verifier))
+
+    def revoke_admission(self, admin: LocalAccount, verifier: str) -> TxReceipt:
+        """Withdraw an admission `verifier` has not used."""
+        return self._transact(admin, "revokeAdmission", Web3.to_checksum_address(verifier))
+
+    def grant_market(self, admin: LocalAccount, market: str) -> TxReceipt:
+        """Give `market` MARKET_ROLE: its upheld challenges slash the attesters of the rounds they overturn."""
+        role = bytes(self._call("MARKET_ROLE"))
+        return self._transact(admin, "grantRole", role, Web3.to_checksum_address(market))
 
     def register(
         self, account: LocalAccount, public_g1: G1, public_g2: G2, proof: G1, stake: int
@@ -220,8 +253,8 @@ class VerifierCommittee(ContractFacade):
         return AttestationResult(
             int(args["epoch"]),
             int(args["signerBitmap"]),
-            int(args["signedStake"]),
-            int(args["totalStake"]),
+            int(args["signedWeight"]),
+            int(args["totalWeight"]),
             int(receipt["blockNumber"]),
             int(receipt["gasUsed"]),
         )
@@ -235,8 +268,15 @@ def _digest32(value: bytes) -> bytes:
 
 
 def deploy_verifier_committee(
-    client: ChainClient, deployer: LocalAccount, *, min_stake: int = 10**16, exit_delay: int = 3600
+    client: ChainClient,
+    deployer: LocalAccount,
+    *,
+    min_stake: int = 10**16,
+    max_weight: int | None = None,
+    exit_delay: int = 14 * 24 * 3600,
 ) -> VerifierCommittee:
-    """Deploy a fresh committee (for tests, benchmarks and experiments)."""
-    receipt = client.deploy(deployer, CONTRACT, min_stake, exit_delay)
+    """Deploy a fresh committee administered by `deployer` (for tests, benchmarks and experiments); the weight cap
+    defaults to ten minimum stakes."""
+    weight = 10 * min_stake if max_weight is None else max_weight
+    receipt = client.deploy(deployer, CONTRACT, deployer.address, min_stake, weight, exit_delay)
     return VerifierCommittee(client, receipt["contractAddress"])

@@ -25,13 +25,13 @@ def claims_outlook(cli: CliContext, project_id: int, now: int) -> str:
     info = tm.project(project_id)
     window = info.challenge_window
     if _named(info.status) == "active":
-        window_end, _ = tm.deadlines(project_id)
         later = info.rounds - info.current_round - 1
         follow = f", then {later} more round{'s' if later != 1 else ''}" if later > 0 else ""
         return (
-            f"project {project_id} is still running: round {info.current_round} takes submissions until "
-            f"{when(window_end, now)}{follow}; claims open after the last round is finalized and final: attested "
-            f"by the verifier committee, or {duration(window)} after finalization"
+            f"project {project_id} is still running: round {info.current_round} takes commitments until "
+            f"{when(info.commit_end, now)} and reveals until {when(info.reveal_end, now)}{follow}; claims open "
+            f"{duration(window)} after the last round is finalized (an attested round stays challengeable "
+            "until then)"
         )
     rounds = [tm.round(project_id, r) for r in range(info.rounds)]
     disputed = [r.round for r in rounds if _named(r.challenge) == "open"]
@@ -45,19 +45,13 @@ def claims_outlook(cli: CliContext, project_id: int, now: int) -> str:
         if not r.finalized_at or _named(r.challenge) == "upheld":
             continue
         ends = r.finalized_at + window
-        if now <= ends and not tm.is_round_attested(project_id, r.round):
+        if now <= ends:
             pending.append((r.round, ends))
     if not pending:
         return "nothing holds them back any more: try again in the next block"
     last_round, last_end = max(pending, key=lambda p: p[1])
-    committee = tm.committee_address()
-    earlier = (
-        f", or earlier once the verifier committee attests round {', '.join(str(r) for r, _ in pending)}"
-        if committee
-        else ""
-    )
     return (
-        f"claims open at {when(last_end + 1, now)}, when round {last_round}'s challenge window ends{earlier}"
+        f"claims open at {when(last_end + 1, now)}, when round {last_round}'s challenge window ends"
         f"{advance_hint(cli, last_end + 1 - now)}"
     )
 

@@ -149,8 +149,18 @@ def _unfunded(cli: CliContext) -> str:
 def _window_closed(exc: ContractRevert, cli: CliContext) -> str:
     project = exc.error_args.get("projectId")
     return (
-        f"this round no longer takes submissions; see `trustmarket project status {project}` for the next one"
+        f"this round no longer takes commitments; see `trustmarket project status {project}` for the next one"
     )
+
+
+def _not_reveal_window(exc: ContractRevert, cli: CliContext) -> str:
+    now = chain_now(cli)
+    opens, closes = int(exc.error_args.get("opensAt", 0)), int(exc.error_args.get("closesAt", 0))
+    if now < opens:
+        return (
+            f"reveals open {when(opens, now)}, once the round's commits close{advance_hint(cli, opens - now)}"
+        )
+    return f"the reveal window closed {when(closes, now)}: an unrevealed commitment counts as a missed round"
 
 
 def _stake_too_low(exc: ContractRevert, cli: CliContext) -> str:
@@ -181,8 +191,9 @@ _HINTS: dict[tuple[str, str], Callable[[Any, CliContext], str]] = {
     ("VerifierCommittee", "ExitDelayNotOver"): _exit_delay,
     ("SourceRegistry", "ExitNotReady"): _exit_delay,
     ("TrainingMarket", "NotRegistered"): _not_registered,
+    ("TrainingMarket", "NotRevealWindow"): _not_reveal_window,
     ("TrainingMarket", "StakeTooLow"): _stake_too_low,
-    ("TrainingMarket", "SubmissionWindowClosed"): _window_closed,
+    ("TrainingMarket", "CommitWindowClosed"): _window_closed,
 }
 
 __all__ = ["advance_hint", "chain_now", "duration", "one_line", "when"]

@@ -92,8 +92,8 @@ def _aggregate(
     if target is None:
         info = tm.project(project)
         raise RoundNotReady(
-            f"project {project}: round {info.current_round} is still open (not every trainer submitted and its "
-            f"window has not ended); use --watch to finalize it when it is ready"
+            f"project {project}: round {info.current_round} is not ready: {runner.blocker(info)}; use --watch to "
+            "finalize it when it is ready"
             if info.status is ProjectStatus.ACTIVE
             else f"project {project} is {info.status.name.lower()}: no round to aggregate"
         )

@@ -68,7 +68,9 @@ def create(
     validation: Annotated[
         Path,
         typer.Option(
-            help="The owner's validation set: .csv, .parquet, .jsonl, .npz or .safetensors (see docs/models.md)."
+            help="The owner's validation set: .csv, .parquet, .jsonl, .npz or .safetensors (see docs/models.md), "
+            "split into one sealed shard per round: kept in your home and revealed round by round "
+            "(`project reveal-validation`)."
         ),
     ],
     aggregator: Annotated[str, typer.Option(help="Address of the aggregator that finalizes rounds.")],
@@ -127,9 +129,14 @@ def create(
     rounds: Annotated[int, typer.Option(min=1)] = 5,
     stake: Annotated[str, typer.Option(help="Minimum trainer stake, in ether.")] = "0.1",
     max_trainers: Annotated[int, typer.Option(min=1)] = 100,
-    round_duration: Annotated[int, typer.Option(help="Seconds a round accepts submissions.", min=1)] = 3600,
+    round_duration: Annotated[
+        int, typer.Option(help="Seconds a round accepts commitments to updates.", min=1)
+    ] = 3600,
+    reveal_window: Annotated[
+        int, typer.Option(help="Seconds trainers then have to reveal their updates.", min=1)
+    ] = 1800,
     aggregation_window: Annotated[
-        int, typer.Option(help="Seconds the aggregator has after a round.", min=1)
+        int, typer.Option(help="Seconds the aggregator has after a round's reveal window.", min=1)
     ] = 3600,
     challenge_window: Annotated[int, typer.Option(help="Seconds to challenge a finalized round.")] = 3600,
     challenge_bond: Annotated[str, typer.Option(help="Bond a challenger posts, in ether.")] = "0.1",
@@ -158,8 +165,9 @@ def create(
     *,
     signer: SignerOption,
 ) -> None:
-    """Check that the project can run (model, data, task, rule), publish its model, validation set and manifest,
-    then escrow the reward on chain. Nothing is escrowed when a check fails."""
+    """Check that the project can run (model, data, task, rule), publish its model and manifest, seal the
+    validation set (one shard per round, kept in your home), then escrow the reward on chain. Nothing is escrowed
+    when a check fails."""
     from aggregator.dataset_io import load_table
     from aggregator.defaults import DEFAULT_RULE
     from aggregator.models import parse_lora
@@ -187,7 +195,9 @@ def create(
         label_range=_pair(label_range, "--label-range"),
         preprocessing=parse_preprocessing(preprocess),
     )
-    with cli.step("checking the model and data, then publishing model, validation set and manifest"):
+    with cli.step(
+        "checking the model and data, then publishing model and manifest, sealing the validation shards"
+    ):
         published = publish_project(
             cli.store,
             model=model,
@@ -203,10 +213,13 @@ def create(
             defenses=defenses,
             seed=seed,
             max_trainers=max_trainers,
+            rounds=rounds,
         )
+        shards = published.validation.save(cli.settings.home)
     params = published.project_params(
         rounds=rounds,
         round_duration=round_duration,
+        reveal_window=reveal_window,
         aggregation_window=aggregation_window,
         min_stake=cli.wei(stake, "--stake"),
         max_trainers=max_trainers,
@@ -227,6 +240,8 @@ def create(
         "model": published.manifest_body.model.uri,
         "task": task,
         "checks": checks,
+        "validation_root": published.validation.root,
+        "validation_shards": str(shards),
     }
 
     def render(p: dict) -> None:
@@ -239,6 +254,51 @@ def create(
         )
 
     cli.emit(payload, render)
+
+
+@app.command(name="reveal-validation")
+def reveal_validation(
+    ctx: typer.Context,
+    project: ProjectArgument,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep revealing each round's shard as its commits close.")
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between checks with --watch.", min=0.1)] = 5.0,
+    *,
+    signer: SignerOption,
+) -> None:
+    """Reveal the open round's validation shard (kept in your home by `project create`) once its commits have
+    closed: the aggregator scores the round on it, and cannot finalize before."""
+    import time
+
+    from backend.chain.training_market import ProjectStatus
+    from backend.marketplace.errors import MarketplaceError
+    from backend.marketplace.validation import reveal_due_shard
+
+    cli = CliContext.of(ctx)
+    owner = cli.account(signer)
+
+    def reveal_now() -> bool:
+        shard = reveal_due_shard(cli.market, cli.store, owner, cli.settings.home, project)
+        if shard is not None:
+            cli.emit_line(
+                {"project": project, "round": shard.round, "cid": shard.cid, "sha256": shard.sha256},
+                lambda p: console.print(f"revealed round {p['round']}'s validation shard {p['cid']}"),
+            )
+        return shard is not None
+
+    if not watch:
+        if not reveal_now():
+            info = cli.market.project(project)
+            raise MarketplaceError(
+                f"nothing to reveal for project {project} now: round {info.current_round}'s commits close at chain "
+                f"time {info.commit_end}, and its shard is revealed once"
+            )
+        return
+    cli.say(f"revealing project {project}'s validation shards as each round's commits close; Ctrl-C stops")
+    while cli.market.project(project).status is ProjectStatus.ACTIVE:
+        reveal_now()
+        time.sleep(poll)
 
 
 @app.command(amounts=True)

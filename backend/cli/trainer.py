@@ -1,4 +1,5 @@
-"""`trustmarket trainer`: register with a stake, train on private data, submit the update, claim the reward."""
+"""`trustmarket trainer`: register with a stake, train on private data, submit (commit to) the update, reveal it once
+the round's commits close, claim the reward."""
 
 from __future__ import annotations
 
@@ -167,28 +168,118 @@ def submit(
     project: ProjectOption,
     update: Annotated[Path, typer.Option(help="The update written by `trainer train`.")],
     signer: SignerOption,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Then wait for the round's commits to close and reveal the update."),
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between checks with --watch.", min=0.1)] = 5.0,
 ) -> None:
-    """Check the update against the project's model, store it, then submit its CID and sha256 on chain."""
+    """Check the update against the project's model, then commit to it on chain; the update itself stays in your
+    home (nothing public identifies it) until `trainer reveal` (or --watch) stores and reveals it once the round's
+    commits close."""
     from backend.marketplace.errors import MarketplaceError
-    from backend.marketplace.trainer import check_update, current_model, submit_update
+    from backend.marketplace.trainer import current_model, submit_update
 
     cli = CliContext.of(ctx)
     trainer = cli.account(signer)
     if not update.is_file():
         raise MarketplaceError(f"no update file at {update}")
     model = current_model(cli.market, cli.store, project)
-    data = update.read_bytes()
-    check_update(model, data)  # before anything is stored or sent
-    with cli.step("uploading the update and submitting it (waiting for the receipt)"):
-        done = submit_update(cli.market, cli.store, trainer, model, data)
+    with cli.step("checking and sealing the update, committing to it (waiting for the receipt)"):
+        sealed = submit_update(cli.market, trainer, model, update.read_bytes(), home=cli.settings.home)
+    info = cli.market.project(project)
     payload = {
         "project": project,
-        "round": done.round,
-        "cid": done.update.cid,
-        "sha256": done.update.sha256,
-        "transaction": done.transaction,
+        "round": sealed.round,
+        "sha256": sealed.sha256,
+        "sealed": sealed.update_file,
+        "reveal_from": info.commit_end + 1,
+        "reveal_until": info.reveal_end,
+        "transaction": sealed.commit_transaction,
     }
-    cli.emit(payload, lambda p: console.print(f"submitted {p['cid']} for round {p['round']}"))
+    cli.emit(
+        payload,
+        lambda p: console.print(
+            f"committed to the round {p['round']} update; reveal it with `trustmarket trainer reveal -p {project}` "
+            f"once commits close (chain time {p['reveal_from']}, until {p['reveal_until']})",
+            highlight=False,
+        ),
+    )
+    if watch:
+        _reveal_when_open(cli, project, sealed.round, trainer, poll)
+
+
+@app.command()
+def reveal(
+    ctx: typer.Context,
+    project: ProjectOption,
+    signer: SignerOption,
+    round_: Annotated[
+        int | None, typer.Option("--round", help="The round (default: the open one).", min=0)
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Wait for the reveal window to open instead of failing.")
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between checks with --watch.", min=0.1)] = 5.0,
+) -> None:
+    """Store your sealed update in the shared content store and reveal it on chain (after the round's commits
+    close, before its reveal window ends)."""
+    cli = CliContext.of(ctx)
+    trainer = cli.account(signer)
+    target = cli.market.project(project).current_round if round_ is None else round_
+    if watch:
+        _reveal_when_open(cli, project, target, trainer, poll)
+    else:
+        _reveal(cli, project, target, trainer)
+
+
+def _reveal(cli: CliContext, project: int, round_: int, trainer) -> None:
+    from backend.marketplace.errors import MarketplaceError
+    from backend.marketplace.sealing import find_sealed
+    from backend.marketplace.trainer import reveal_update
+
+    sealed = find_sealed(cli.settings.home, cli.market, project, round_, trainer.address)
+    if sealed is None:
+        raise MarketplaceError(
+            f"this home ({cli.settings.home}) holds no sealed update of {trainer.address} for project {project} "
+            f"round {round_}: submit one first (`trustmarket trainer submit`)"
+        )
+    if sealed.reveal_transaction is not None:
+        raise MarketplaceError(f"already revealed ({sealed.cid}, transaction {sealed.reveal_transaction})")
+    with cli.step("storing the update and revealing it (waiting for the receipt)"):
+        done = reveal_update(cli.market, cli.store, trainer, sealed)
+    payload = {
+        "project": project,
+        "round": round_,
+        "cid": done.cid,
+        "sha256": done.sha256,
+        "transaction": done.reveal_transaction,
+    }
+    cli.emit(payload, lambda p: console.print(f"revealed {p['cid']} for round {p['round']}"))
+
+
+def _reveal_when_open(cli: CliContext, project: int, round_: int, trainer, poll: float) -> None:
+    """Wait (saying once what for) until the round takes reveals, then reveal."""
+    import time
+
+    from backend.chain.market_rules import RoundPhase, round_phase
+    from backend.marketplace.errors import MarketplaceError
+
+    said = False
+    while True:
+        info = cli.market.project(project)
+        phase = round_phase(info, cli.client.timestamp())
+        if info.current_round != round_ or phase not in (RoundPhase.COMMIT, RoundPhase.REVEAL):
+            raise MarketplaceError(
+                f"project {project} round {round_} no longer takes reveals ({phase.value})"
+            )
+        if phase is RoundPhase.REVEAL:
+            _reveal(cli, project, round_, trainer)
+            return
+        if not said:
+            cli.say(f"waiting for round {round_}'s commits to close (chain time {info.commit_end})")
+            said = True
+        time.sleep(poll)
 
 
 @app.command(amounts=True)
@@ -220,12 +311,14 @@ def status(
     address: Annotated[str, typer.Option(help="The trainer's address.")],
 ) -> None:
     """A trainer's stake, reward so far, submissions, flags and what it could claim now."""
+    from backend.chain.abi import plain
+
     cli = CliContext.of(ctx)
     tm = cli.market
     info = tm.trainer(project, address)
     claims_open = tm.claims_open(project)
     payload = {
-        **info.__dict__,
+        **plain(info),
         "project": project,
         "address": address,
         "claims_open": claims_open,

@@ -82,6 +82,23 @@ def keygen(
     )
 
 
+@app.command()
+def admit(
+    ctx: typer.Context,
+    verifier: Annotated[str, typer.Argument(help="The address to admit (it may then register once).")],
+    signer: SignerOption,
+    committee: CommitteeOption = None,
+) -> None:
+    """Admit a verifier to the committee (the committee's admission role: its deployer)."""
+    cli = VerifierContext.of(ctx)
+    vc = cli.committee(committee)
+    address = _address(verifier, "verifier")
+    with cli.step("admitting (waiting for the receipt)"):
+        receipt = vc.admit(cli.account(signer), address)
+    payload = {"verifier": address, "transaction": receipt["transactionHash"].to_0x_hex()}
+    cli.emit(payload, lambda p: console.print(f"admitted {p['verifier']}: it may register once"))
+
+
 @app.command(amounts=True)
 def register(
     ctx: typer.Context,
@@ -92,7 +109,8 @@ def register(
     ] = None,
     committee: CommitteeOption = None,
 ) -> None:
-    """Join the committee with a stake, the BLS key and a proof of possession made for this account."""
+    """Join the committee (once admitted: `verifier admit`) with a stake, the BLS key and a proof of possession
+    made for this account."""
     from backend.committee.attestation import join
     from backend.committee.keys import load_key
 
@@ -172,15 +190,15 @@ def aggregate(
     payload = {
         "file": str(out),
         "signers": list(attestation.signers),
-        "signed_stake": attestation.signed_stake,
-        "total_stake": attestation.total_stake,
+        "signed_weight": attestation.signed_weight,
+        "total_weight": attestation.total_weight,
         "left_out": rejected,
     }
 
     def render(p: dict) -> None:
         console.print(
-            f"{len(p['signers'])} signers hold {cli.amount(p['signed_stake'])} of "
-            f"{cli.amount(p['total_stake'])}: {p['file']}"
+            f"{len(p['signers'])} signers hold {cli.amount(p['signed_weight'])} of "
+            f"{cli.amount(p['total_weight'])} of weight: {p['file']}"
         )
         for address, why in p["left_out"].items():
             console.print(f"left out {address}: {why}")
@@ -210,8 +228,8 @@ def submit(
         "project": record.project_id,
         "round": record.round,
         "epoch": result.epoch,
-        "signed_stake": result.signed_stake,
-        "total_stake": result.total_stake,
+        "signed_weight": result.signed_weight,
+        "total_weight": result.total_weight,
         "block": result.block,
         "gas_used": result.gas_used,
     }
@@ -254,14 +272,17 @@ def members(
     """The committee of an epoch, in signer-bitmap order."""
     cli = VerifierContext.of(ctx)
     vc = cli.committee(committee)
-    seats = [{"index": m.index, "verifier": m.address, "stake_wei": str(m.stake)} for m in vc.members(epoch)]
+    seats = [
+        {"index": m.index, "verifier": m.address, "weight_wei": str(m.weight)} for m in vc.members(epoch)
+    ]
 
     def render(rows: list[dict]) -> None:
         if not rows:
             console.print("no members")
         for r in rows:
             console.print(
-                f"{r['index']:3} {r['verifier']} {cli.amount(int(r['stake_wei']))}", highlight=False
+                f"{r['index']:3} {r['verifier']} {cli.amount(int(r['weight_wei']))} of weight",
+                highlight=False,
             )
 
     cli.emit(seats, render)

@@ -122,8 +122,8 @@ class Attestation:
     apk_g2: bls.G2Point
     signature: bls.G1Point
     signers: tuple[str, ...]
-    signed_stake: int
-    total_stake: int
+    signed_weight: int
+    total_weight: int
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,8 +148,8 @@ class Attestation:
                 bls.g2_point(*_parse_point(data["apk_g2"], 4, "apk_g2")),
                 bls.g1_point(*_parse_point(data["signature"], 2, "signature")),
                 tuple(Web3.to_checksum_address(a) for a in data["signers"]),
-                int(data["signed_stake"]),
-                int(data["total_stake"]),
+                int(data["signed_weight"]),
+                int(data["total_weight"]),
             )
         except KeyError as exc:
             raise CommitteeError(f"an attestation needs the field {exc.args[0]!r}") from None
@@ -203,18 +203,19 @@ def aggregate(
 def _build(
     committee: VerifierCommittee, market, project_id, round_, digest, epoch, candidates, rejected
 ) -> Attestation:
-    total = committee.epoch(epoch).total_stake
+    total = committee.epoch(epoch).total_weight
     if total == 0:
         raise EmptyCommittee(
             f"the committee of epoch {epoch}, this round's snapshot, has no members (the round was finalized "
             "before any verifier joined): no quorum can attest it; its challenge window applies"
         )
-    signed = sum(member.stake for member, _, _ in candidates.values())
+    signed = sum(member.weight for member, _, _ in candidates.values())
     if not candidates or signed * QUORUM_DENOMINATOR < total * QUORUM_NUMERATOR:
         reasons = "; ".join(f"{a}: {why}" for a, why in rejected.items())
         raise CommitteeError(
-            f"no quorum yet: valid signers hold {_ether(signed)} of {_ether(total)} ETH staked in epoch {epoch} (need "
-            f"{QUORUM_NUMERATOR}/{QUORUM_DENOMINATOR})" + (f"; left out {reasons}" if reasons else "")
+            f"no quorum yet: valid signers hold {_ether(signed)} of {_ether(total)} ETH of stake (each member's "
+            f"capped) in epoch {epoch} (need {QUORUM_NUMERATOR}/{QUORUM_DENOMINATOR})"
+            + (f"; left out {reasons}" if reasons else "")
         )
     ordered = sorted(candidates.values(), key=lambda c: c[0].index)
     return Attestation(

@@ -1,5 +1,6 @@
-"""The training-round service: the project manifest, publishing a project, a trainer's round, the round runner,
-recomputation (`recompute.verify_round`) and the end-to-end demo. `runner`, `recompute`, `manifest` and `demo` are
+"""The training-round service: the project manifest, publishing a project (with its sealed validation shards), a
+trainer's sealed round (commit, then reveal), the round runner, recomputation (`recompute.verify_round`) and the
+end-to-end demo. `runner`, `recompute`, `manifest` and `demo` are
 imported where used."""
 
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
@@ -7,14 +8,13 @@ from backend.marketplace.publish import (
     PublishedProject,
     load_manifest,
     load_model,
-    load_validation,
     publish_project,
 )
 from backend.marketplace.trainer import (
     GlobalModel,
-    Submitted,
     current_model,
     encode_update,
+    reveal_update,
     submit_update,
     train_update,
 )
@@ -24,13 +24,12 @@ __all__ = [
     "MarketplaceError",
     "PublishedProject",
     "RoundNotReady",
-    "Submitted",
     "current_model",
     "encode_update",
     "load_manifest",
     "load_model",
-    "load_validation",
     "publish_project",
+    "reveal_update",
     "submit_update",
     "train_update",
 ]

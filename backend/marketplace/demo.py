@@ -2,14 +2,16 @@
 
 An owner escrows a reward; ten trainers on non-IID shards of scikit-learn digits register with a stake: five honest,
 one sign-flipper, one label-flipper, one free-rider and two Sybil copies of one label-flipping attacker. Each round
-every trainer fetches the global model (verified by hash), trains or misbehaves, stores its update and submits it
-on chain; the aggregator removes outliers, aggregates, scores and finalizes. An outsider verifies every round,
+every trainer fetches the global model (verified by hash), trains or misbehaves and commits to its update (kept in
+its own home); once the commits close the owner reveals the round's validation shard and every trainer stores and
+reveals its update; the aggregator removes outliers, aggregates, scores on that shard and finalizes. An outsider verifies every round,
 everyone claims, and the run is written to `runs/demo/report.json`.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,10 +35,11 @@ from backend.chain.deploy import deploy_contracts
 from backend.chain.deployments import Deployments
 from backend.chain.keys import dev_account
 from backend.chain.training_market import TrainingMarket
+from backend.marketplace.local import play_sealed_round
 from backend.marketplace.publish import publish_project
 from backend.marketplace.recompute import verify_round
 from backend.marketplace.runner import FinalizedRound, RoundRunner
-from backend.marketplace.trainer import current_model, encode_update, submit_update
+from backend.marketplace.trainer import current_model, encode_update
 from backend.settings import Settings
 from backend.storage import LocalStore
 
@@ -184,17 +187,26 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
         model="digits_mlp",
         schema=schema,
         validation=raw,
+        rounds=config.rounds,
         rule=config.rule,
         rule_params=config.rule_params,
         defenses=config.defenses,
         seed=config.seed,
         max_trainers=len(trainers),
     )
+    # Each person keeps its secrets in its own home: the owner its sealed validation shards, every trainer its
+    # sealed updates until it reveals them.
+    # A fresh chain each run: the homes of an earlier run hold seals for rounds this chain never saw.
+    shutil.rmtree(out_dir / "homes", ignore_errors=True)
+    homes = {t.address: out_dir / "homes" / t.address for t in trainers}
+    owner_home = out_dir / "homes" / "owner"
+    published.validation.save(owner_home)
     project_id = market.create_project(
         owner,
         published.project_params(
             rounds=config.rounds,
             round_duration=3600,
+            reveal_window=1800,
             aggregation_window=3600,
             min_stake=config.stake_wei,
             max_trainers=len(trainers),
@@ -218,8 +230,8 @@ def _run(out_dir, config, settings, url, deployments, on_round) -> dict[str, Any
         deltas = role_updates(
             role_of, shards, "digits_mlp", model.state, train, round_seed=config.seed * 1_000_003 + r * 1000
         )
-        for trainer in trainers:
-            submit_update(market, store, trainer, model, encode_update(model, deltas[trainer.address]))
+        updates = {t: encode_update(model, deltas[t.address], t.address) for t in trainers}
+        play_sealed_round(market, store, model, updates, homes=homes, owner=owner, owner_home=owner_home)
         done: FinalizedRound = runner.finalize(project_id, r)
         accuracy = evaluate("digits_mlp", done.outcome.global_state, data.test.X, data.test.y).accuracy
         row = {

@@ -11,6 +11,7 @@ accuracy per round, update bytes against the full model's, seconds per round) go
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,12 +31,12 @@ from aggregator.training import Recipe
 from backend.chain.anvil import start_anvil
 from backend.chain.keys import dev_account
 from backend.marketplace.demo import local_market, settle
+from backend.marketplace.local import play_sealed_round
 from backend.marketplace.publish import publish_project
 from backend.marketplace.runner import RoundRunner
 from backend.marketplace.trainer import (
     current_model,
     encode_update,
-    submit_update,
     train_update,
     trainer_model,
 )
@@ -117,16 +118,22 @@ def _run(out_dir, config: TextDemoConfig, settings, url, on_round) -> dict[str, 
         lora=parse_lora(config.lora),
         model_options={"max_length": config.max_length},
         recipe=Recipe(config.optimizer, config.lr, 1, config.max_steps, config.batch_size, seed=config.seed),
+        rounds=config.rounds,
         rule=config.rule,
         seed=config.seed,
         max_trainers=config.trainers,
     )
     publish_s = time.perf_counter() - started
+    # Each person keeps its secrets in its own home (a fresh chain each run: earlier seals are stale).
+    shutil.rmtree(out_dir / "homes", ignore_errors=True)
+    owner_home = out_dir / "homes" / "owner"
+    published.validation.save(owner_home)
     project_id = market.create_project(
         local.owner,
         published.project_params(
             rounds=config.rounds,
             round_duration=3600,
+            reveal_window=1800,
             aggregation_window=3600,
             min_stake=ETH // 10,
             max_trainers=config.trainers,
@@ -156,11 +163,15 @@ def _run(out_dir, config: TextDemoConfig, settings, url, on_round) -> dict[str, 
     for r in range(config.rounds):
         model = current_model(market, store, project_id)
         started = time.perf_counter()
-        sizes = []
-        for trainer, shard in zip(trainers, shards, strict=True):
-            update = encode_update(model, train_update(model, shard, built=built))
-            sizes.append(len(update))
-            submit_update(market, store, trainer, model, update)
+        updates = {
+            trainer: encode_update(model, train_update(model, shard, built=built), trainer.address)
+            for trainer, shard in zip(trainers, shards, strict=True)
+        }
+        sizes = [len(update) for update in updates.values()]
+        homes = {t.address: out_dir / "homes" / t.address for t in trainers}
+        play_sealed_round(
+            market, store, model, updates, homes=homes, owner=local.owner, owner_home=owner_home
+        )
         train_s = (time.perf_counter() - started) / len(trainers)
         started = time.perf_counter()
         done = runner.finalize(project_id, r)

@@ -3,7 +3,8 @@
 The owner stores it in the content store when creating a project, and the contract records its CID and sha256,
 so the aggregator, every trainer and every verifier read the very same model source (pinned: an hf folder by its
 content hash, a plugin by distribution and version, both by the hash of what does not travel), task, data schema,
-training recipe, rule, parameters, seeds and validation set.
+training recipe, rule, parameters and seeds. The validation data is not in it: each round's shard is sealed at
+creation and revealed on chain when the round's commits close (`backend.marketplace.validation`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,6 @@ class ProjectManifest(BaseModel):
     spec: dict[str, Any] = Field(
         description="The travelling tensors' spec (backend.storage.codec.ModelSpec JSON): every update's shape."
     )
-    validation: ContentRef = Field(description="The owner's validation examples (safetensors).")
     rule: str = "multi_krum"
     rule_params: dict[str, Any] = Field(default_factory=dict)
     # Steps before the rule (aggregator.defenses); a manifest written before they existed has none.

@@ -1,12 +1,14 @@
-"""Creating a project's inputs: check that the project can run, then store its model content, initial model,
-validation set and manifest.
+"""Creating a project's inputs: check that the project can run, then store its model content, initial model and
+manifest, and seal its validation set.
 
 `publish_project` refuses a project that cannot run before anything is stored or escrowed: it builds the model
 from its source, checks the validation set against the model and the task, checks the rule's parameters and how
 many usable updates the rule needs against the number of trainers the project admits, checks the outlier,
 contribution and hyper-parameter settings, and dry-runs one evaluation. Everything then goes in as bytes whose CID
 and sha256 the contract or the manifest records, so the aggregator and every verifier later read exactly these
-bytes.
+bytes. The validation set does not go in: it is split into one sealed shard per round
+(`backend.marketplace.validation`), committed to on chain by its Merkle root, kept in the owner's home and stored
+only when its round's commits close.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 
 from aggregator.contribution import ContributionConfig
-from aggregator.dataset_io import decode_examples, encode_examples
+from aggregator.dataset_io import decode_examples
 from aggregator.defaults import DEFAULT_RULE, default_defenses, default_rule_params
 from aggregator.defenses import parse_defenses
 from aggregator.errors import AggregatorError
@@ -38,6 +40,7 @@ from backend.chain.training_market import ProjectParams
 from backend.marketplace.errors import MarketplaceError
 from backend.marketplace.manifest import ContentRef, ModelEntry, ProjectManifest
 from backend.marketplace.models import model_context, pack_model_folder, wheel_ref
+from backend.marketplace.validation import SealedValidation, seal_validation
 from backend.storage import ContentStore, fetch_verified, sha256_hex
 from backend.storage.codec import ModelSpec, decode_state, encode_state
 
@@ -54,20 +57,29 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PublishedProject:
-    """What `createProject` needs to reference, and what the checks found."""
+    """What `createProject` needs to reference, the sealed validation shards (one per round; keep them in the
+    owner's home with `validation.save(home)`) and what the checks found."""
 
     initial_model: ContentRef
     manifest: ContentRef
     manifest_body: ProjectManifest
+    validation: SealedValidation
     checks: dict[str, Any] = field(default_factory=dict)
 
     def project_params(self, **terms: Any) -> ProjectParams:
-        """`ProjectParams` with this project's content references and the given terms (rounds, stake, ...)."""
+        """`ProjectParams` with this project's content references, its validation root and the given terms (rounds,
+        stake, ...); `rounds` defaults to the number of shards and must equal it."""
+        rounds = terms.setdefault("rounds", len(self.validation.shards))
+        if rounds != len(self.validation.shards):
+            raise MarketplaceError(
+                f"{rounds} rounds but {len(self.validation.shards)} sealed validation shards: publish one per round"
+            )
         return ProjectParams(
             initial_model_cid=self.initial_model.cid,
             initial_model_sha256=self.initial_model.sha256,
             config_cid=self.manifest.cid,
             config_sha256=self.manifest.sha256,
+            validation_root=self.validation.root,
             **terms,
         )
 
@@ -152,6 +164,7 @@ def publish_project(
     *,
     model: str,
     validation: tuple[torch.Tensor, torch.Tensor] | Examples,
+    rounds: int,
     rule: str = DEFAULT_RULE,
     task: str = "classification",
     schema: DataSchema | None = None,
@@ -168,12 +181,14 @@ def publish_project(
     max_trainers: int | None = None,
     initial: Mapping[str, torch.Tensor] | None = None,
 ) -> PublishedProject:
-    """Check everything (see the module docstring), then store the project's content; raises before storing."""
+    """Check everything (see the module docstring), then store the project's content and seal the validation set
+    as one shard per round (not stored: `PublishedProject.validation` holds them); raises before storing."""
     examples = _tensor_examples(validation)
     schema = schema or _schema_for(examples, task)
     if schema.task != task:
         raise MarketplaceError(f"the data schema is for task {schema.task}, the project's is {task}")
     schema.check_examples(examples, "the validation set")
+    sealed = seal_validation(examples, rounds=rounds, seed=seed)
     recipe = recipe or Recipe(seed=seed)
     # No rule parameters: the default rule gets its default ones (`aggregator.defaults`); no `defenses`: the
     # default chain runs (pass `[]` for none).
@@ -235,7 +250,6 @@ def publish_project(
         data=schema.to_dict(),
         recipe=recipe.to_dict(),
         spec=json.loads(spec.to_json()),
-        validation=put_ref(store, encode_examples(examples)),
         rule=rule,
         rule_params=rule_params,
         defenses=defenses,
@@ -245,7 +259,7 @@ def publish_project(
         seed=seed,
     )
     initial_ref = put_ref(store, initial_bytes)
-    return PublishedProject(initial_ref, put_ref(store, manifest.to_bytes()), manifest, checks)
+    return PublishedProject(initial_ref, put_ref(store, manifest.to_bytes()), manifest, sealed, checks)
 
 
 def load_manifest(store: ContentStore, ref: ContentRef) -> ProjectManifest:
@@ -256,14 +270,13 @@ def load_manifest(store: ContentStore, ref: ContentRef) -> ProjectManifest:
     return manifest
 
 
-def load_validation(store: ContentStore, manifest: ProjectManifest, round_: int | None = None) -> Examples:
-    """The validation examples round `round_` is scored on, checked against the schema and prepared.
-
-    Today one set serves every round; sealed per-round shards (revealed when a round's submissions close) plug in
-    here, so the runner and the verifier keep calling this one function with the round."""
+def load_validation(store: ContentStore, manifest: ProjectManifest, shard: ContentRef) -> Examples:
+    """The validation examples of one round: its revealed shard (`validation.revealed_shard` reads the reference
+    from the chain), fetched and verified, checked against the schema and prepared. The runner and every verifier
+    call this one function."""
     schema = DataSchema.from_dict(manifest.data)
-    raw = decode_examples(fetch_verified(store, manifest.validation.cid, manifest.validation.sha256))
-    return schema.prepare(schema.check_examples(raw, f"validation set {manifest.validation.cid}"))
+    raw = decode_examples(fetch_verified(store, shard.cid, shard.sha256))
+    return schema.prepare(schema.check_examples(raw, f"validation shard {shard.cid}"))
 
 
 def load_model(store: ContentStore, ref: ContentRef, manifest: ProjectManifest) -> dict[str, torch.Tensor]:

@@ -1,13 +1,16 @@
-"""The round runner: from on-chain submissions to a finalized round.
+"""The round runner: from a sealed round's reveals to a finalized round.
 
-For a project and round it reads the submissions from `UpdateSubmitted` events, fetches each update by CID into
-a file of the round's spool folder (once, streamed) and checks the sha256 recorded on chain, checks the file's
-header against the manifest's model spec and metadata, runs the deterministic pipeline
-(`aggregator.pipeline.run_round`) on the files as row sources read a chunk at a time (a round may exceed
-memory), stores the new model and the round report, and calls `finalizeRound`. The spool folder is removed
-when the round's computation ends. A trainer whose update is missing, corrupt or malformed is flagged with the reason and scores
-0; the round still finalizes. A store that is down stops the round instead: a flag would then blame the trainer
-for the store's outage, and the verifier could not reproduce it.
+A round is aggregated once its commits have closed and every committer revealed (or its reveal window is over),
+and its validation shard is revealed (`finalize_blocker`). For a project and round the runner reads the revealed
+updates from `UpdateRevealed` events, fetches each by CID into a file of the round's spool folder (once,
+streamed) and checks the sha256 the trainer committed to, checks the file's header against the manifest's model
+spec and metadata, scores the round on the round's own validation shard (`validation.round_validation`), runs
+the deterministic pipeline (`aggregator.pipeline.run_round`) on the files as row sources read a chunk at a time
+(a round may exceed memory), stores the new model and the round report, and calls `finalizeRound`. The spool
+folder is removed when the round's computation ends. A trainer whose update is missing, corrupt or malformed is
+flagged with the reason and scores 0; an update that names another trainer than its revealer is a copy, and only
+the copier is flagged (`copied_update`); the round still finalizes. A store that is down stops the round
+instead: a flag would then blame the trainer for the store's outage, and the verifier could not reproduce it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from aggregator.training import Recipe
 from backend.chain.training_market import (
     ProjectInfo,
     ProjectStatus,
+    Reveal,
     RoundResult,
     TrainingMarket,
     finalize_blocker,
@@ -49,6 +53,7 @@ from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.models import build_project_model
 from backend.marketplace.publish import initial_hyperparams, load_manifest, load_model, load_validation
 from backend.marketplace.rounds import round_start
+from backend.marketplace.validation import revealed_shard
 from backend.storage import (
     CodecError,
     ContentNotFound,
@@ -60,11 +65,16 @@ from backend.storage import (
     fetch_verified_file,
 )
 from backend.storage.cids import parse_cid
-from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND
+from backend.storage.codec import META_BASE_MODEL, META_PROJECT, META_ROUND, META_TRAINER
 
 __all__ = ["FinalizedRound", "ProjectContext", "RoundRunner", "round_result"]
 
 log = logging.getLogger("trustmarket.aggregator")
+
+
+class CopiedUpdate(MarketplaceError):
+    """A revealed update that names another trainer: its revealer copied it."""
+
 
 # Failures that are the submitter's doing (or at least reproducible by anyone): flag, do not abort.
 _TRAINER_FAULTS = (ContentNotFound, CorruptedBlock, IntegrityError, CodecError)
@@ -172,10 +182,17 @@ class RoundRunner:
         return self._contexts[project_id]
 
     def _open_update(
-        self, ctx: ProjectContext, round_: int, base: ContentRef, cid: str, sha256: str, path: Path
+        self,
+        ctx: ProjectContext,
+        round_: int,
+        base: ContentRef,
+        revealed: Reveal,
+        path: Path,
     ) -> SafetensorsRow:
-        """The update `cid` fetched into `path` and checked (hash, header, metadata), as a row source; its
-        values are read, and checked, by the pipeline's passes."""
+        """The update `revealed` names, fetched into `path` and checked (hash, header, metadata), as a row
+        source; its values are read, and checked, by the pipeline's passes. Raises `CopiedUpdate` for an update
+        that names another trainer than its revealer."""
+        cid, sha256 = revealed.cid, revealed.sha256
         try:
             parse_cid(cid)
         except StorageError as exc:
@@ -194,6 +211,13 @@ class RoundRunner:
         for key, want in expected.items():
             if meta.get(key) != want:
                 raise CodecError(f"update metadata {key}={meta.get(key)!r}, expected {want!r}")
+        # The update names its trainer: anyone else revealing it copied it (commit-reveal keeps updates sealed
+        # until the commits close, so only a copy made off chain, or with the author's help, gets this far).
+        named = str(meta.get(META_TRAINER, "")).lower()
+        if named != revealed.trainer.lower():
+            raise CopiedUpdate(
+                f"the update names {named or 'no trainer'}, but {revealed.trainer} revealed it"
+            )
         try:
             return SafetensorsRow.open(path, list(spec))
         except InvalidUpdate as exc:
@@ -215,22 +239,26 @@ class RoundRunner:
 
     def _inputs(self, project_id: int, round_: int, folder: Path) -> RoundInputs:
         ctx = self.context(project_id)
+        # Round r is scored on its own shard, revealed when its commits closed (RoundNotReady until then).
+        shard = revealed_shard(self.market, project_id, round_)
         start = round_start(self.market, self.store, ctx.info, round_)
         base, previous_report = start.model, start.previous_report
         global_state = load_model(self.store, base, ctx.manifest)
         updates: dict[str, Any] = {}
         invalid: dict[str, str] = {}
+        refused: dict[str, tuple[str, str]] = {}
         submitted: dict[str, dict[str, str]] = {}
         order: list[str] = []  # chain order: among exact copies, the first submitted is the original
         for k, sub in enumerate(self.market.submissions(project_id, round_)):
             order.append(sub.trainer)
-            sha = sub.sha256
-            submitted[sub.trainer] = {"cid": sub.cid, "sha256": sha}
+            submitted[sub.trainer] = {"cid": sub.cid, "sha256": sub.sha256}
             try:
                 path = folder / f"update-{k}.safetensors"
-                updates[sub.trainer] = self._open_update(ctx, round_, base, sub.cid, sha, path)
+                updates[sub.trainer] = self._open_update(ctx, round_, base, sub, path)
             except StoreUnavailable:
                 raise
+            except CopiedUpdate as exc:
+                refused[sub.trainer] = ("copied_update", str(exc))
             except _TRAINER_FAULTS as exc:
                 invalid[sub.trainer] = f"{type(exc).__name__}: {exc}"
         manifest = ctx.manifest
@@ -242,12 +270,13 @@ class RoundRunner:
         if previous_report is not None:
             hyper = HyperParams.from_report(previous_report["hyperparams"]["next"])
             history = history_from_report(previous_report)
-        evaluator = Evaluator(ctx.model, manifest.task, load_validation(self.store, manifest, round_))
+        evaluator = Evaluator(ctx.model, manifest.task, load_validation(self.store, manifest, shard))
         return RoundInputs(
             evaluator=evaluator,
             global_state=global_state,
             updates=updates,
             invalid=invalid,
+            refused=refused,
             rule=manifest.rule,
             rule_params=manifest.rule_params,
             defenses=manifest.defenses,
@@ -265,6 +294,7 @@ class RoundRunner:
                 "chain_id": self.market.client.chain_id,
                 "market": self.market.address,
                 "global_model": base.model_dump(),
+                "validation": shard.model_dump(),
                 "submissions": submitted,
                 "versions": _versions(),
             },
@@ -277,11 +307,19 @@ class RoundRunner:
 
     # -- finalizing -------------------------------------------------------------------------------------------
 
+    def blocker(self, info: ProjectInfo) -> str | None:
+        """Why the open round of `info` cannot be finalized now (the contract's rule), or None."""
+        revealed = False
+        if info.status is ProjectStatus.ACTIVE and info.current_round < info.rounds:
+            revealed = int(self.market.round(info.project_id, info.current_round).validation_sha256, 16) != 0
+        return finalize_blocker(info, self.market.client.timestamp(), validation_revealed=revealed)
+
     def ready(self, project_id: int) -> int | None:
-        """The open round if it can be finalized now: its window is over or every registered trainer submitted,
-        and the aggregator's deadline has not passed (after it the contract only allows `cancel`)."""
+        """The open round if it can be finalized now: its commits have closed and every committer revealed (or
+        its reveal window is over), its validation shard is revealed, and the aggregator's deadline has not
+        passed (after it the contract only allows `cancel`)."""
         info = self.market.project(project_id)
-        if finalize_blocker(info, self.market.client.timestamp()) is not None:
+        if self.blocker(info) is not None:
             return None
         return info.current_round
 
@@ -297,7 +335,7 @@ class RoundRunner:
                 f"project {project_id}: round {round_} is not the open round ({info.current_round})"
             )
         # Checked before any work: the contract would revert only after the model and report were stored.
-        reason = finalize_blocker(info, self.market.client.timestamp())
+        reason = self.blocker(info)
         if reason is not None:
             raise RoundNotReady(f"project {project_id} round {round_}: {reason}")
         inputs, outcome = self.compute(project_id, round_)

@@ -1,8 +1,10 @@
 """A trainer's side of a round: fetch the global model (verified), train on private data, submit the update.
 
 The trainer's data never leaves `train_update`: only the update (the travelling tensors' delta) is encoded,
-stored and referenced on chain. The data is checked against the project's schema before any training, and an
-update against the model's spec before anything is stored or sent.
+naming its trainer. The data is checked against the project's schema before any training, and an update against
+the model's spec before anything is kept or sent. `submit_update` keeps the update in the trainer's home and
+commits to it on chain; `reveal_update` stores and reveals it once the round's commits close (see
+`backend.marketplace.sealing`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from backend.chain.training_market import ProjectStatus, TrainingMarket
 from backend.marketplace.errors import MarketplaceError
 from backend.marketplace.manifest import ContentRef, ProjectManifest
 from backend.marketplace.models import build_project_model
-from backend.marketplace.publish import initial_hyperparams, load_manifest, load_model, put_ref
+from backend.marketplace.publish import initial_hyperparams, load_manifest, load_model
 from backend.marketplace.rounds import round_start
+from backend.marketplace.sealing import SealedUpdate, commit_sealed, reveal_sealed, seal_update
 from backend.storage import CodecError, ContentStore
 from backend.storage.codec import (
     META_BASE_MODEL,
     META_PROJECT,
     META_ROUND,
+    META_TRAINER,
     decode_state,
     encode_state,
     state_metadata,
@@ -37,11 +41,12 @@ from backend.storage.codec import (
 
 __all__ = [
     "GlobalModel",
-    "Submitted",
     "check_update",
     "current_model",
     "encode_update",
     "load_training_data",
+    "name_trainer",
+    "reveal_update",
     "submit_update",
     "train_update",
     "trainer_model",
@@ -66,14 +71,6 @@ class GlobalModel:
     @property
     def recipe(self) -> Recipe:
         return Recipe.from_dict(self.manifest.recipe)
-
-
-@dataclass(frozen=True)
-class Submitted:
-    project_id: int
-    round: int
-    update: ContentRef
-    transaction: str
 
 
 def current_model(market: TrainingMarket, store: ContentStore, project_id: int) -> GlobalModel:
@@ -146,9 +143,25 @@ def trainer_model(store: ContentStore | None, model: GlobalModel, cache_dir: Pat
     return build_project_model(store, model.manifest, cache_dir)
 
 
-def encode_update(model: GlobalModel, delta: dict[str, torch.Tensor]) -> bytes:
-    """safetensors bytes of the delta, bound to this project, round and base model."""
-    return encode_state(delta, state_metadata(model.project_id, model.round, model.ref.cid, kind="delta"))
+def encode_update(model: GlobalModel, delta: dict[str, torch.Tensor], trainer: str | None = None) -> bytes:
+    """safetensors bytes of the delta, bound to this project, round, base model and, if given, trainer (the round
+    runner flags an update revealed by anyone but the trainer it names; `submit_update` names it if unnamed)."""
+    metadata = state_metadata(model.project_id, model.round, model.ref.cid, kind="delta")
+    if trainer is not None:
+        metadata[META_TRAINER] = trainer.lower()
+    return encode_state(delta, metadata)
+
+
+def name_trainer(update: bytes, trainer: str) -> bytes:
+    """`update` naming `trainer` (an update written without a name, e.g. by `trainer train` without a signer);
+    refuses one that names somebody else."""
+    tensors, meta = decode_state(update)
+    named = meta.get(META_TRAINER)
+    if named is not None and named.lower() != trainer.lower():
+        raise MarketplaceError(f"the update names trainer {named}, not {trainer}: it is someone else's")
+    if named is not None:
+        return update
+    return encode_state(tensors, {**meta, META_TRAINER: trainer.lower()})
 
 
 def check_update(model: GlobalModel, update: bytes) -> None:
@@ -172,12 +185,25 @@ def check_update(model: GlobalModel, update: bytes) -> None:
 
 
 def submit_update(
-    market: TrainingMarket, store: ContentStore, account: LocalAccount, model: GlobalModel, update: bytes
-) -> Submitted:
-    """Check the update, store it, then `submitUpdate` on chain (the contract rejects a closed round or a second
-    try). The check comes first: a trainer has one submission per round, and an update the aggregator must
-    reject would waste it."""
+    market: TrainingMarket,
+    account: LocalAccount,
+    model: GlobalModel,
+    update: bytes,
+    *,
+    home: Path,
+) -> SealedUpdate:
+    """Check the update, seal it in the trainer's home and commit to it on chain; nothing public identifies it
+    until `reveal_update` (the contract refuses a closed round or a second commitment). The check comes first: a
+    trainer has one commitment per round, and an update the aggregator must reject would waste it."""
     check_update(model, update)
-    ref = put_ref(store, update)
-    receipt = market.submit_update(account, model.project_id, model.round, ref.cid, ref.sha256)
-    return Submitted(model.project_id, model.round, ref, receipt["transactionHash"].to_0x_hex())
+    sealed = seal_update(
+        home, market, account.address, model.project_id, model.round, name_trainer(update, account.address)
+    )
+    return commit_sealed(market, account, sealed)
+
+
+def reveal_update(
+    market: TrainingMarket, store: ContentStore, account: LocalAccount, sealed: SealedUpdate
+) -> SealedUpdate:
+    """Store the sealed update in the shared store and reveal it (once the round's commits have closed)."""
+    return reveal_sealed(market, store, account, sealed)

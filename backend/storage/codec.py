@@ -23,6 +23,8 @@ from backend.storage.errors import CodecError
 META_PROJECT = "project"
 META_ROUND = "round"
 META_BASE_MODEL = "base_model_cid"
+# The trainer an update is from (its address, lower case): the round runner refuses one revealed by anyone else.
+META_TRAINER = "trainer"
 
 _DTYPES: dict[str, torch.dtype] = {
     name: dtype
@@ -203,6 +205,7 @@ __all__ = [
     "META_BASE_MODEL",
     "META_PROJECT",
     "META_ROUND",
+    "META_TRAINER",
     "ModelSpec",
     "TensorSpec",
     "decode_state",

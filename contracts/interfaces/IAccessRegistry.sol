@@ -78,7 +78,8 @@ interface IAccessRegistry {
     /// @param decisionRef A reference to the off-chain decision.
     function revoke(address account, bytes32 decisionRef) external;
 
-    /// @notice Publish new terms of use; earlier acceptances stop counting.
+    /// @notice Publish new terms of use as the next version; earlier acceptances stop counting, even if these terms
+    /// were published before under an older version.
     /// @param termsHash Digest of the terms document.
     /// @param uri Where the document can be read (a CID URI or URL); informational, emitted only.
     function publishTerms(bytes32 termsHash, string calldata uri) external;
@@ -106,6 +107,12 @@ interface IAccessRegistry {
     /// @param account The wallet.
     /// @return termsHash The terms.
     function acceptedTermsOf(address account) external view returns (bytes32 termsHash);
+
+    /// @notice The version of the terms `account` accepted last (0 if never); it has accepted the current terms
+    /// exactly when this is `termsVersion`.
+    /// @param account The wallet.
+    /// @return version The version.
+    function acceptedVersionOf(address account) external view returns (uint64 version);
 
     /// @notice The EIP-712 domain separator, for off-chain signers.
     /// @return separator The separator.

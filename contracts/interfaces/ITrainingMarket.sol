@@ -3,10 +3,15 @@ pragma solidity ^0.8.30;
 
 import {IRoundResultSource} from "./IRoundResultSource.sol";
 
-/// @title ITrainingMarket: types, events and errors of the proof-of-contribution training marketplace
+/// @title ITrainingMarket: types, events, errors and functions of the proof-of-contribution training marketplace
 /// @notice The implementation is {TrainingMarket}; this file is the surface that off-chain code (the aggregator,
-/// the round runner, the CLI) decodes. Amounts are wei in uint96, times are unix seconds in uint64, durations are
-/// seconds in uint32, counters are uint16. Rounds are numbered 0..rounds-1 and project ids start at 1.
+/// the round runner, the CLI) decodes. Amounts are wei in uint96, times are unix seconds, durations are seconds
+/// in uint32, counters are uint16. Rounds are numbered 0..rounds-1 and project ids start at 1.
+/// @dev A round is sealed: while it is open for commits, trainers commit to their updates
+/// (`commitUpdate`: keccak256(abi.encode(chainid, market, projectId, round, trainer, updateSha256, salt))), so
+/// nothing that identifies an update is public; once commits close, trainers reveal (`revealUpdate`) and the
+/// round's validation shard is revealed (`revealValidation`, checked against the root committed at creation);
+/// the aggregator then finalizes the round on the revealed updates and that shard.
 interface ITrainingMarket is IRoundResultSource {
     /// @notice Lifecycle of a project. `Completed`: the last round was finalized. `Cancelled`: by the liveness
     /// rule, either because the aggregator missed a deadline or because a challenge was upheld.
@@ -17,14 +22,31 @@ interface ITrainingMarket is IRoundResultSource {
         Cancelled
     }
 
-    /// @notice State of the (at most one) challenge against a finalized round.
-    /// `Lapsed`: the arbiter did not rule within ARBITRATION_PERIOD; the round stands and the bond goes back.
+    /// @notice State of the (at most one) challenge against a finalized round. `Lapsed`: the arbiter did not rule
+    /// within ARBITRATION_PERIOD; the round stands and the challenger forfeits LAPSE_BURN_BPS of the bond.
     enum ChallengeState {
         None,
         Open,
         Rejected,
         Upheld,
         Lapsed
+    }
+
+    /// @notice The parameters `createProject` (or the constructor) may refuse, as InvalidParameter names them.
+    enum Parameter {
+        ValidationRoot,
+        Rounds,
+        RoundDuration,
+        RevealWindow,
+        AggregationWindow,
+        MinStake,
+        MaxTrainers,
+        Aggregator,
+        Arbiter,
+        ChallengeWindow,
+        ChallengeBond,
+        SlashBps,
+        Committee
     }
 
     /// @notice Why a project was cancelled.
@@ -34,16 +56,22 @@ interface ITrainingMarket is IRoundResultSource {
     }
 
     /// @notice Everything `createProject` records; msg.value is the reward pool.
-    /// @dev configCid/configSha256 name the project manifest (model, aggregation rule and parameters, validation
-    /// set) so that anyone can recompute a round. challengeWindow == 0 disables challenges (then arbiter and
-    /// challengeBond may be zero); slashAfterFlags == 0 disables slashing.
+    /// @dev configCid/configSha256 name the project manifest (model, aggregation rule and parameters) so that
+    /// anyone can recompute a round. `validationRoot` is the Merkle root (OpenZeppelin MerkleProof, sorted pairs)
+    /// over leaves keccak256(bytes.concat(keccak256(abi.encode(uint16 round, bytes32 shardSha256)))), one
+    /// validation shard per round, revealed when that round's commits close. Each round has a commit window of
+    /// `roundDuration`, then a reveal window of `revealWindow`, then `aggregationWindow` for the aggregator.
+    /// challengeWindow == 0 disables challenges (then arbiter and challengeBond may be zero); slashAfterFlags == 0
+    /// disables slashing.
     struct ProjectParams {
         string initialModelCid;
         bytes32 initialModelSha256;
         string configCid;
         bytes32 configSha256;
+        bytes32 validationRoot;
         uint16 rounds;
         uint32 roundDuration;
+        uint32 revealWindow;
         uint32 aggregationWindow;
         uint96 minStake;
         uint16 maxTrainers;
@@ -56,7 +84,7 @@ interface ITrainingMarket is IRoundResultSource {
     }
 
     /// @notice What the aggregator posts for one round.
-    /// @dev `trainers` is exactly the round's submitters, sorted by ascending address (this is how the contract
+    /// @dev `trainers` is exactly the round's revealers, sorted by ascending address (this is how the contract
     /// proves the list has no duplicates in O(n)); `scores[i]` belongs to `trainers[i]` (fixed point, 1e18 = 1.0;
     /// the contract normalizes by their sum); `flagged` is a sorted subset of `trainers` whose scores are 0.
     struct RoundResult {
@@ -69,46 +97,54 @@ interface ITrainingMarket is IRoundResultSource {
         bytes32 reportSha256;
     }
 
-    /// @notice A project as stored (returned by `getProject`). Fields are grouped by storage slot.
-    /// @dev `currentRound` is the open round (== rounds once the last round is finalized); `roundSubmissions`
-    /// counts its submissions. `allocatedPool` is the pool of the finalized rounds that still stand,
-    /// `ownerRefund` the part of it nobody earned (rounding dust, rounds where every score was 0), `escrow` the
-    /// wei this project holds right now (pool + stakes + bonds - payouts - burns).
+    /// @notice A project as stored (returned by `getProject`). Fields are grouped by storage slot: the first
+    /// slot is the open round's schedule and tally, the one slot every commit and reveal reads and writes.
+    /// @dev `currentRound` is the open round (== rounds once the last round is finalized); `roundCommits` and
+    /// `roundReveals` count its commitments and reveals, `roundRevealedStake` the revealers' stakes.
+    /// `allocatedPool` is the pool of the finalized rounds that still stand, `ownerRefund` the part of it nobody
+    /// earned (rounding dust, rounds where every score was 0), `escrow` the wei this project holds right now (pool
+    /// + stakes + bonds - payouts - burns). `workWeight` is the sum, over finalized rounds, of the stake of every
+    /// unflagged revealer: with the open round's `roundRevealedStake` it is what the liveness split divides by.
     struct Project {
-        address owner;
-        uint64 roundOpenedAt;
-        uint16 rounds;
-        uint16 currentRound;
-        address aggregator;
+        uint40 roundOpenedAt;
         uint32 roundDuration;
-        uint32 aggregationWindow;
-        uint16 roundSubmissions;
+        uint32 revealWindow;
+        uint16 currentRound;
         Status status;
-        bool ownerClaimed;
+        uint16 roundCommits;
+        uint16 roundReveals;
+        uint96 roundRevealedStake;
+        address owner;
+        uint96 pool;
+        address aggregator;
+        uint96 minStake;
         address arbiter;
+        uint32 aggregationWindow;
         uint32 challengeWindow;
+        uint16 rounds;
+        bool ownerClaimed;
         uint16 maxTrainers;
         uint16 trainerCount;
         uint16 slashAfterFlags;
         uint16 slashBps;
-        uint96 pool;
-        uint96 minStake;
+        uint16 openChallenges;
         uint64 lastFinalizedAt;
         uint96 challengeBond;
         uint96 escrow;
-        uint32 totalSubmissions;
-        uint16 openChallenges;
         uint96 allocatedPool;
         uint96 ownerRefund;
-        uint32 totalFlags;
+        uint128 workWeight;
         bytes32 initialModelSha256;
         bytes32 configSha256;
+        bytes32 validationRoot;
         string initialModelCid;
         string configCid;
     }
 
-    /// @notice A finalized round as stored (returned by `getRound`; an unfinalized round reads as zeros except
-    /// `openedAt` for the open round).
+    /// @notice A round as stored (returned by `getRound`; an unfinalized round reads as zeros except `openedAt`
+    /// for the open round and `validationSha256` once its shard is revealed).
+    /// @dev `flaggedStake` is the stake of the round's flagged trainers (given back to `workWeight` if an upheld
+    /// challenge reverses the round).
     struct Round {
         uint64 openedAt;
         uint64 finalizedAt;
@@ -118,15 +154,18 @@ interface ITrainingMarket is IRoundResultSource {
         address challenger;
         uint64 challengedAt;
         ChallengeState challenge;
+        uint96 flaggedStake;
         bytes32 resultDigest;
         bytes32 modelSha256;
         bytes32 reportSha256;
+        bytes32 validationSha256;
         string modelCid;
         string reportCid;
     }
 
     /// @notice A trainer's standing in one project. `reward` is the sum of its shares of finalized rounds
-    /// (reversed rounds are subtracted at claim time); `flags` counts rounds in which it was flagged.
+    /// (reversed rounds are subtracted at claim time); `submissions` counts the finalized rounds it revealed an
+    /// update to, `flags` those in which it was flagged.
     struct Trainer {
         uint96 stake;
         uint96 reward;
@@ -136,9 +175,11 @@ interface ITrainingMarket is IRoundResultSource {
         bool claimed;
     }
 
-    /// @notice One trainer's entry in one round: written by `submitUpdate`, completed by `finalizeRound`.
+    /// @notice One trainer's entry in one round (returned by `getSubmission`): its commitment until it reveals,
+    /// then `revealed`, and once the round is finalized whether it was flagged and the wei credited for it.
     struct Submission {
-        bool submitted;
+        bytes32 commitment;
+        bool revealed;
         bool flagged;
         uint96 share;
     }
@@ -154,6 +195,7 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param initialModelSha256 sha256 of that model's bytes.
     /// @param configCid CID of the project manifest.
     /// @param configSha256 sha256 of the manifest's bytes.
+    /// @param validationRoot Merkle root of the per-round validation shards' sha256s.
     event ProjectCreated(
         uint256 indexed projectId,
         address indexed owner,
@@ -164,27 +206,42 @@ interface ITrainingMarket is IRoundResultSource {
         string initialModelCid,
         bytes32 initialModelSha256,
         string configCid,
-        bytes32 configSha256
+        bytes32 configSha256,
+        bytes32 validationRoot
     );
-    /// @notice A round opened for submissions.
+    /// @notice A round opened for commitments.
     /// @param projectId The project.
     /// @param round The round now open.
-    /// @param openedAt When its submission window started (unix seconds).
+    /// @param openedAt When its commit window started (unix seconds).
     event RoundOpened(uint256 indexed projectId, uint16 indexed round, uint64 openedAt);
     /// @notice A trainer joined a project.
     /// @param projectId The project.
     /// @param trainer The trainer.
     /// @param stake The stake it escrowed, in wei.
     event TrainerRegistered(uint256 indexed projectId, address indexed trainer, uint96 stake);
-    /// @notice A trainer's update for the open round was recorded.
+    /// @notice A trainer committed to its update for the open round (nothing identifies the update yet).
     /// @param projectId The project.
     /// @param round The round.
-    /// @param trainer The trainer (the signer of a relayed submission, never the relayer).
+    /// @param trainer The trainer (the signer of a relayed commitment, never the relayer).
+    /// @param commitment keccak256(abi.encode(chainid, market, projectId, round, trainer, updateSha256, salt)).
+    event UpdateCommitted(
+        uint256 indexed projectId, uint16 indexed round, address indexed trainer, bytes32 commitment
+    );
+    /// @notice A trainer revealed the update it committed to: the round runner reads a round's updates from these.
+    /// @param projectId The project.
+    /// @param round The round.
+    /// @param trainer The trainer.
     /// @param cid CID of the update's bytes.
-    /// @param sha256 sha256 of those bytes.
-    event UpdateSubmitted(
+    /// @param sha256 sha256 of those bytes (the one the commitment binds).
+    event UpdateRevealed(
         uint256 indexed projectId, uint16 indexed round, address indexed trainer, string cid, bytes32 sha256
     );
+    /// @notice A round's validation shard was revealed (checked against the project's validation root).
+    /// @param projectId The project.
+    /// @param round The round it scores.
+    /// @param cid CID of the shard's bytes.
+    /// @param sha256 sha256 of those bytes.
+    event ValidationRevealed(uint256 indexed projectId, uint16 indexed round, string cid, bytes32 sha256);
     /// @notice The aggregator posted a round's result.
     /// @param projectId The project.
     /// @param round The round finalized.
@@ -209,9 +266,9 @@ interface ITrainingMarket is IRoundResultSource {
     /// @notice The inputs of a round's allocation, so that indexers need not decode calldata.
     /// @param projectId The project.
     /// @param round The round.
-    /// @param trainers The round's submitters, ascending.
+    /// @param trainers The round's revealers, ascending.
     /// @param scores Their fixed-point scores (1e18 = 1.0), in the same order.
-    /// @param flagged The flagged submitters, ascending.
+    /// @param flagged The flagged revealers, ascending.
     event RoundScored(
         uint256 indexed projectId, uint16 indexed round, address[] trainers, uint64[] scores, address[] flagged
     );
@@ -238,7 +295,8 @@ interface ITrainingMarket is IRoundResultSource {
     /// @notice A challenge lapsed: the arbiter did not rule within ARBITRATION_PERIOD.
     /// @param projectId The project.
     /// @param round The round disputed.
-    event ChallengeLapsed(uint256 indexed projectId, uint16 indexed round);
+    /// @param burned The part of the bond the challenger forfeited (the rest is owed back).
+    event ChallengeLapsed(uint256 indexed projectId, uint16 indexed round, uint96 burned);
     /// @notice An upheld challenge reversed a round's allocation.
     /// @param projectId The project.
     /// @param round The round reversed.
@@ -255,11 +313,15 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param amount The wei sent.
     /// @param slashed The part of its stake burned instead.
     event Claimed(uint256 indexed projectId, address indexed account, uint256 amount, uint256 slashed);
-    /// @notice The committee's `pinSnapshot` reverted at finalization; the round was finalized anyway and the
+    /// @notice The committee's `pinSnapshot` failed at finalization; the round was finalized anyway and the
     /// committee pins its snapshot at the first attestation instead.
     /// @param projectId The project.
     /// @param round The round finalized.
     event CommitteePinFailed(uint256 indexed projectId, uint16 indexed round);
+    /// @notice The committee's `slashAttesters` failed when a challenge was upheld; the ruling stands.
+    /// @param projectId The project.
+    /// @param round The round overturned.
+    event CommitteeSlashFailed(uint256 indexed projectId, uint16 indexed round);
 
     /// @notice No project has this id.
     /// @param projectId The id asked for.
@@ -269,8 +331,8 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param status Its status.
     error ProjectNotActive(uint256 projectId, Status status);
     /// @notice A creation or construction parameter is out of range.
-    /// @param name The parameter's name.
-    error InvalidParameter(string name);
+    /// @param name The parameter (an enum rather than a string: it keeps the deployed code small).
+    error InvalidParameter(Parameter name);
     /// @notice `createProject` was sent no pool.
     error EmptyPool();
     /// @notice An amount does not fit the project's uint96 accounting.
@@ -280,7 +342,7 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param cid The CID given.
     /// @param sha256Digest The digest given.
     error InvalidContentReference(string cid, bytes32 sha256Digest);
-    /// @notice The last round's submission window has closed: nobody can join any more.
+    /// @notice The last round's commit window has closed: nobody can join any more.
     /// @param projectId The project.
     error RegistrationClosed(uint256 projectId);
     /// @notice The stake sent is below the project's minimum.
@@ -296,7 +358,7 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param projectId The project.
     /// @param trainer The trainer.
     error AlreadyRegistered(uint256 projectId, address trainer);
-    /// @notice The account judges or aggregates this project and so may not train in it.
+    /// @notice The account judges or aggregates this project, or owns it and would judge or aggregate it.
     /// @param projectId The project.
     /// @param account The account.
     error ConflictOfInterest(uint256 projectId, address account);
@@ -309,24 +371,61 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param round The round named.
     /// @param openRound The open round.
     error WrongRound(uint256 projectId, uint16 round, uint16 openRound);
-    /// @notice The open round's submission window has closed.
+    /// @notice The open round's commit window has closed.
     /// @param projectId The project.
     /// @param round The round.
     /// @param closedAt When the window closed (unix seconds).
-    error SubmissionWindowClosed(uint256 projectId, uint16 round, uint64 closedAt);
-    /// @notice The trainer submitted to this round already.
+    error CommitWindowClosed(uint256 projectId, uint16 round, uint64 closedAt);
+    /// @notice A zero commitment, or one below SEALED_FLOOR (which no honest keccak256 output is).
+    /// @param commitment The commitment given.
+    error InvalidCommitment(bytes32 commitment);
+    /// @notice The trainer committed to this round already.
     /// @param projectId The project.
     /// @param round The round.
     /// @param trainer The trainer.
-    error AlreadySubmitted(uint256 projectId, uint16 round, address trainer);
+    error AlreadyCommitted(uint256 projectId, uint16 round, address trainer);
+    /// @notice Reveals are accepted only after the commit window and until the reveal window ends.
+    /// @param projectId The project.
+    /// @param round The round.
+    /// @param opensAt The first second of the reveal window.
+    /// @param closesAt Its last second.
+    error NotRevealWindow(uint256 projectId, uint16 round, uint64 opensAt, uint64 closesAt);
+    /// @notice The trainer has no commitment to reveal in this round (never committed, or revealed already).
+    /// @param projectId The project.
+    /// @param round The round.
+    /// @param trainer The trainer.
+    error NothingToReveal(uint256 projectId, uint16 round, address trainer);
+    /// @notice The revealed sha256 and salt do not hash to the trainer's commitment.
+    /// @param projectId The project.
+    /// @param round The round.
+    /// @param trainer The trainer.
+    error CommitmentMismatch(uint256 projectId, uint16 round, address trainer);
+    /// @notice A round's validation shard can be revealed only once its commits have closed.
+    /// @param projectId The project.
+    /// @param round The round.
+    /// @param closesAt When its commit window closes.
+    error CommitsStillOpen(uint256 projectId, uint16 round, uint64 closesAt);
+    /// @notice The round's validation shard was revealed already.
+    /// @param projectId The project.
+    /// @param round The round.
+    error ValidationAlreadyRevealed(uint256 projectId, uint16 round);
+    /// @notice The shard's sha256 and the proof do not lead to the project's validation root.
+    /// @param projectId The project.
+    /// @param round The round.
+    error InvalidValidationProof(uint256 projectId, uint16 round);
+    /// @notice The round cannot be finalized before its validation shard is revealed.
+    /// @param projectId The project.
+    /// @param round The round.
+    error ValidationNotRevealed(uint256 projectId, uint16 round);
     /// @notice Only the project's aggregator may finalize rounds.
     /// @param projectId The project.
     /// @param caller Who tried.
     error NotAggregator(uint256 projectId, address caller);
-    /// @notice The round cannot be finalized before its submission window closes (unless everyone submitted).
+    /// @notice The round cannot be finalized yet: before its reveal window ends, unless commits have closed and
+    /// every committer revealed.
     /// @param projectId The project.
     /// @param round The round.
-    /// @param closesAt When its window closes.
+    /// @param closesAt When its reveal window ends.
     error RoundStillOpen(uint256 projectId, uint16 round, uint64 closesAt);
     /// @notice The aggregator's deadline has passed: only `cancel` remains.
     /// @param projectId The project.
@@ -337,16 +436,16 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param trainers The number of trainers.
     /// @param scores The number of scores.
     error LengthMismatch(uint256 trainers, uint256 scores);
-    /// @notice The result does not list exactly the round's submitters.
+    /// @notice The result does not list exactly the round's revealers.
     /// @param projectId The project.
     /// @param round The round.
-    /// @param submitters How many submitted.
+    /// @param submitters How many revealed.
     /// @param listed How many the result lists.
     error SubmitterCountMismatch(uint256 projectId, uint16 round, uint256 submitters, uint256 listed);
     /// @notice `trainers` is not strictly ascending.
     /// @param index The first position out of order.
     error TrainersNotSorted(uint256 index);
-    /// @notice The result lists a trainer that did not submit to the round.
+    /// @notice The result lists a trainer that did not reveal an update in the round.
     /// @param projectId The project.
     /// @param round The round.
     /// @param trainer The trainer.
@@ -400,7 +499,8 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param round The round.
     /// @param until When the arbitration period ends.
     error ArbitrationPending(uint256 projectId, uint16 round, uint64 until);
-    /// @notice Claims are not open (the project is active, a challenge is open, or a round is not final).
+    /// @notice Claims are not open (the project is active, a challenge is open, or a round's window has not
+    /// passed).
     /// @param projectId The project.
     error ClaimsNotOpen(uint256 projectId);
     /// @notice The account has claimed already.
@@ -411,23 +511,10 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param projectId The project.
     /// @param account The account.
     error NothingToClaim(uint256 projectId, address account);
-    /// @notice A quorum of the verifier committee attested this round's result: the arbiter path is for rounds
-    /// without one.
-    /// @param projectId The project.
-    /// @param round The round.
-    error RoundAlreadyAttested(uint256 projectId, uint16 round);
-    /// @notice Too little gas left to give a committee call all of COMMITTEE_CALL_GAS (send more gas).
+    /// @notice Too little gas left to give a committee call its whole allowance (send more gas).
     /// @param gasLeft The gas left.
     /// @param needed The reserve needed.
     error CommitteeGasTooLow(uint256 gasLeft, uint256 needed);
-    /// @notice A relayed submission (`submitUpdateFor`) whose signature deadline has passed.
-    /// @param deadline The signature's deadline.
-    /// @param nowTimestamp The block's time.
-    error SignatureExpired(uint256 deadline, uint256 nowTimestamp);
-    /// @notice A relayed submission whose signature is not the trainer's over exactly these fields and its nonce.
-    /// @param trainer The trainer named.
-    error InvalidSignature(address trainer);
-
     // ------------------------------------------------------------------------------------------- functions
 
     /// @notice Create a project and escrow msg.value as its reward pool; round 0 opens now.
@@ -439,29 +526,34 @@ interface ITrainingMarket is IRoundResultSource {
     /// @param projectId The project to join.
     function register(uint256 projectId) external payable;
 
-    /// @notice Record the caller's update for the open round.
+    /// @notice Commit to the caller's update for the open round, within its commit window.
     /// @param projectId The project.
     /// @param round The open round.
-    /// @param cid CID of the update's bytes.
-    /// @param sha256Digest sha256 of those bytes.
-    function submitUpdate(uint256 projectId, uint16 round, string calldata cid, bytes32 sha256Digest) external;
+    /// @param commitment keccak256(abi.encode(block.chainid, address(market), projectId, uint16 round, address
+    /// trainer, bytes32 updateSha256, bytes32 salt)).
+    function commitUpdate(uint256 projectId, uint16 round, bytes32 commitment) external;
 
-    /// @notice Record `trainer`'s update on the strength of its EIP-712 signature (anyone may relay).
-    /// @param trainer The trainer whose update this is.
+    /// @notice Reveal the update the caller committed to, within the round's reveal window.
     /// @param projectId The project.
     /// @param round The open round.
-    /// @param cid CID of the update's bytes.
+    /// @param cid CID of the update's bytes (which the trainer stores now, not before).
     /// @param sha256Digest sha256 of those bytes.
-    /// @param deadline Unix time after which the signature is void.
-    /// @param signature The trainer's signature.
-    function submitUpdateFor(
-        address trainer,
+    /// @param salt The salt of the commitment.
+    function revealUpdate(uint256 projectId, uint16 round, string calldata cid, bytes32 sha256Digest, bytes32 salt)
+        external;
+
+    /// @notice Reveal the open round's validation shard once its commits have closed (anyone holding it).
+    /// @param projectId The project.
+    /// @param round The open round.
+    /// @param cid CID of the shard's bytes.
+    /// @param sha256Digest sha256 of those bytes.
+    /// @param proof The Merkle proof of (round, sha256Digest) under the project's validation root.
+    function revealValidation(
         uint256 projectId,
         uint16 round,
         string calldata cid,
         bytes32 sha256Digest,
-        uint256 deadline,
-        bytes calldata signature
+        bytes32[] calldata proof
     ) external;
 
     /// @notice Post the open round's result (the aggregator only).
@@ -522,39 +614,11 @@ interface ITrainingMarket is IRoundResultSource {
         view
         returns (Submission memory entry);
 
-    /// @notice Rounds whose allocations an upheld challenge reversed.
-    /// @param projectId The project.
-    /// @return rounds Their numbers, in the order they were reversed.
-    function reversedRounds(uint256 projectId) external view returns (uint16[] memory rounds);
-
     /// @notice Wei `claim` would send `account` now.
     /// @param projectId The project.
     /// @param account The account.
     /// @return amount The wei (0 if claims are not open or nothing is owed).
     function claimable(uint256 projectId, address account) external view returns (uint256 amount);
-
-    /// @notice Whether `claim` is open for the project.
-    /// @param projectId The project.
-    /// @return open True when claims are open.
-    function claimsOpen(uint256 projectId) external view returns (bool open);
-
-    /// @notice The open round's submission-window end and the aggregator's deadline.
-    /// @param projectId The project.
-    /// @return windowEnd When submissions close.
-    /// @return aggregatorDeadline The last second at which the round can be finalized.
-    function roundDeadlines(uint256 projectId) external view returns (uint64 windowEnd, uint64 aggregatorDeadline);
-
-    /// @notice Whether a round's result can no longer change.
-    /// @param projectId The project.
-    /// @param round The round.
-    /// @return settled True when finalized, not reversed or under challenge, and attested or past its window.
-    function isRoundFinal(uint256 projectId, uint16 round) external view returns (bool settled);
-
-    /// @notice Whether the committee attests the round's current result (false without a committee).
-    /// @param projectId The project.
-    /// @param round The round.
-    /// @return attested True when a quorum attested it.
-    function isRoundAttested(uint256 projectId, uint16 round) external view returns (bool attested);
 
     /// @notice The digest a round result commits to, as `finalizeRound` computes it.
     /// @param projectId The project.

@@ -5,19 +5,22 @@ import {BN254} from "../lib/BN254.sol";
 import {IRoundAttestor} from "./IRoundAttestor.sol";
 
 /// @title IVerifierCommittee: types, events, errors and functions of the verifier committee
-/// @notice The implementation is {VerifierCommittee}: staked verifiers who recompute training rounds and attest
-/// their result digests with one aggregated BLS signature on BN254.
+/// @notice The implementation is {VerifierCommittee}: admitted, staked verifiers who recompute training rounds and
+/// attest their result digests with one aggregated BLS signature on BN254, and lose their stake when a challenge
+/// overturns a result they attested.
 interface IVerifierCommittee is IRoundAttestor {
     /// @notice A verifier's lifecycle: `Active` members sit in the current epoch; `Exiting` ones wait out the
-    /// exit delay before `withdraw`.
+    /// exit delay before `withdraw`; `Slashed` ones attested a result a challenge overturned and lost their stake.
     enum Status {
         None,
         Active,
-        Exiting
+        Exiting,
+        Slashed
     }
 
     /// @notice One verifier, in one packed slot; `index` is its position in the current epoch's table while
-    /// Active.
+    /// Active. `stake` is what it locked (and what a slash burns); its weight in a quorum is the stake capped at
+    /// `maxWeight`.
     struct Verifier {
         uint96 stake;
         uint64 withdrawableAt;
@@ -26,30 +29,42 @@ interface IVerifierCommittee is IRoundAttestor {
     }
 
     /// @notice The committee between two membership changes; `table` is a CodeStore blob in CommitteeTable
-    /// layout.
+    /// layout (members' G1 keys, addresses and weights); `totalWeight` is the sum of the weights.
     struct Epoch {
         address table;
         uint16 size;
         uint64 startedAt;
-        uint256 totalStake;
+        uint256 totalWeight;
     }
 
-    /// @notice A round result's snapshot and whether it has been attested; one slot.
+    /// @notice A round result's snapshot, whether it has been attested and by whom (bit i: member i of the
+    /// snapshot), and whether its attesters were slashed; one slot.
     struct RoundRecord {
-        uint64 epoch;
-        uint64 pinnedAt;
+        uint48 epoch;
+        uint48 pinnedAt;
         bool pinned;
         bool attested;
+        bool slashed;
+        uint128 signers;
     }
 
+    /// @notice An account was admitted: it may `register` once.
+    /// @param verifier The account.
+    /// @param by The admitting account (ADMISSION_ROLE).
+    event VerifierAdmitted(address indexed verifier, address indexed by);
+    /// @notice An admission not yet used was withdrawn.
+    /// @param verifier The account.
+    /// @param by The account that withdrew it (ADMISSION_ROLE).
+    event AdmissionRevoked(address indexed verifier, address indexed by);
     /// @notice A verifier joined the committee.
     /// @param verifier The verifier.
     /// @param epoch The epoch its joining started.
     /// @param index Its position in that epoch's table (its bit in signer bitmaps).
     /// @param stake Its stake, in wei.
+    /// @param weight Its weight in a quorum (the stake capped at `maxWeight`).
     /// @param keyHash keccak256 of its G1 key.
     event VerifierRegistered(
-        address indexed verifier, uint64 indexed epoch, uint16 index, uint96 stake, bytes32 keyHash
+        address indexed verifier, uint64 indexed epoch, uint16 index, uint96 stake, uint96 weight, bytes32 keyHash
     );
     /// @notice A verifier left the committee; its stake can be withdrawn at `withdrawableAt`.
     /// @param verifier The verifier.
@@ -64,8 +79,8 @@ interface IVerifierCommittee is IRoundAttestor {
     /// @param epoch The new epoch's id.
     /// @param table The CodeStore blob holding its members (zero for the empty committee).
     /// @param size Its number of members.
-    /// @param totalStake Their total stake, in wei.
-    event EpochStarted(uint64 indexed epoch, address table, uint16 size, uint256 totalStake);
+    /// @param totalWeight Their total weight.
+    event EpochStarted(uint64 indexed epoch, address table, uint16 size, uint256 totalWeight);
     /// @notice The epoch that may attest a round result was fixed.
     /// @param market The market.
     /// @param projectId The project.
@@ -82,8 +97,8 @@ interface IVerifierCommittee is IRoundAttestor {
     /// @param digest The result digest attested.
     /// @param epoch The snapshot epoch whose members signed.
     /// @param signerBitmap Bit i set when member i signed.
-    /// @param signedStake The signers' stake.
-    /// @param totalStake The snapshot's total stake.
+    /// @param signedWeight The signers' weight.
+    /// @param totalWeight The snapshot's total weight.
     event RoundAttested(
         address indexed market,
         uint256 indexed projectId,
@@ -91,12 +106,34 @@ interface IVerifierCommittee is IRoundAttestor {
         bytes32 digest,
         uint64 epoch,
         uint256 signerBitmap,
-        uint256 signedStake,
-        uint256 totalStake
+        uint256 signedWeight,
+        uint256 totalWeight
+    );
+    /// @notice A member lost its stake for attesting a result a challenge overturned.
+    /// @param verifier The member.
+    /// @param amount The wei burned.
+    /// @param market The market whose round was overturned.
+    /// @param projectId The project.
+    /// @param round The round.
+    event VerifierSlashed(
+        address indexed verifier, uint96 amount, address indexed market, uint256 indexed projectId, uint16 round
+    );
+    /// @notice Every attester of an overturned round result was slashed.
+    /// @param market The market.
+    /// @param projectId The project.
+    /// @param round The round.
+    /// @param digest The overturned result's digest.
+    /// @param burned The wei burned in all.
+    event AttestersSlashed(
+        address indexed market, uint256 indexed projectId, uint16 indexed round, bytes32 digest, uint256 burned
     );
 
-    /// @notice `minStake` must be positive and `exitDelay` at least 2 seconds (the window is half of it).
+    /// @notice A non-zero admin, a positive `minStake`, `maxWeight` at least `minStake` and `exitDelay` at least
+    /// 2 seconds (the attestation window is half of it).
     error InvalidConfig();
+    /// @notice The account has no admission (`admit` it first).
+    /// @param verifier The account.
+    error NotAdmitted(address verifier);
     /// @notice The stake sent is below `minStake`.
     /// @param sent The wei sent.
     /// @param minimum The minimum stake.
@@ -150,17 +187,25 @@ interface IVerifierCommittee is IRoundAttestor {
     /// @param signerBitmap The bitmap given.
     /// @param committeeSize The snapshot's size.
     error UnknownSigner(uint256 signerBitmap, uint256 committeeSize);
-    /// @notice The signers hold less than the quorum of the snapshot's stake.
-    /// @param signedStake The signers' stake.
-    /// @param totalStake The snapshot's total stake.
-    error QuorumNotReached(uint256 signedStake, uint256 totalStake);
+    /// @notice The signers hold less than the quorum of the snapshot's weight.
+    /// @param signedWeight The signers' weight.
+    /// @param totalWeight The snapshot's total weight.
+    error QuorumNotReached(uint256 signedWeight, uint256 totalWeight);
     /// @notice The aggregated signature does not verify against the signers' keys and the digest.
     error InvalidAggregateSignature();
     /// @notice No such epoch.
     /// @param epoch The epoch asked for.
     error UnknownEpoch(uint64 epoch);
 
-    /// @notice Join the committee with msg.value as stake, a BLS key in G2 and its G1 twin, and a proof of
+    /// @notice Admit `verifier`: it may register once (ADMISSION_ROLE only).
+    /// @param verifier The account.
+    function admit(address verifier) external;
+
+    /// @notice Withdraw an admission `verifier` has not used (ADMISSION_ROLE only).
+    /// @param verifier The account.
+    function revokeAdmission(address verifier) external;
+
+    /// @notice Join the committee (admitted accounts only) with msg.value as stake, a BLS key in G2 and its G1 twin, and a proof of
     /// possession: a signature under DST_POP of `possessionMessage(msg.sender, pkG2)`.
     /// @param pkG1 The key in G1.
     /// @param pkG2 The same key in G2.
@@ -175,7 +220,7 @@ interface IVerifierCommittee is IRoundAttestor {
     /// @notice Take the stake back after the exit delay (pull payment).
     function withdraw() external;
 
-    /// @notice Record that signers holding a quorum of the snapshot's stake signed `digest`, the result the
+    /// @notice Record that signers holding a quorum of the snapshot's weight signed `digest`, the result the
     /// market stores for (`projectId`, `round`). Anyone may submit.
     /// @param market The market.
     /// @param projectId The project.
@@ -225,15 +270,15 @@ interface IVerifierCommittee is IRoundAttestor {
     /// @return summary Its record.
     function epochInfo(uint64 epoch) external view returns (Epoch memory summary);
 
-    /// @notice One epoch's members in bitmap order, with their stakes and G1 keys.
+    /// @notice One epoch's members in bitmap order, with their weights and G1 keys.
     /// @param epoch The epoch.
     /// @return members Their addresses.
-    /// @return stakes Their stakes.
+    /// @return weights Their weights.
     /// @return keysG1 Their G1 keys.
     function committee(uint64 epoch)
         external
         view
-        returns (address[] memory members, uint96[] memory stakes, BN254.G1Point[] memory keysG1);
+        returns (address[] memory members, uint96[] memory weights, BN254.G1Point[] memory keysG1);
 
     /// @notice A verifier's G2 public key (all zeros if it never registered).
     /// @param verifier The verifier.

@@ -6,7 +6,8 @@ import {BN254} from "./BN254.sol";
 /// @title CommitteeTable
 /// @notice The in-memory layout of one committee epoch, as VerifierCommittee keeps it in a CodeStore blob:
 ///         the sum of all members' G1 keys (HEADER_BYTES), then one ENTRY_BYTES entry per member, in bitmap
-///         order: pkG1.x | pkG1.y | address (20 bytes) stake (12 bytes).
+///         order: pkG1.x | pkG1.y | address (20 bytes) weight (12 bytes), the weight being the member's stake
+///         capped at the committee's maxWeight.
 /// @dev `aggregate` adds the signers' keys, or subtracts the non-signers' from the stored sum when more than
 ///      half signed: at most size/2 ecAdds, none when everyone signed, which keeps an attestation's gas nearly
 ///      flat in the committee size.
@@ -15,7 +16,7 @@ library CommitteeTable {
     uint256 internal constant ENTRY_BYTES = 96;
     /// @dev BN254.P, repeated: inline assembly reads only literal constants.
     uint256 private constant P = 21888242871839275222246405745257275088696311157297823662689037894645226208583;
-    uint256 private constant STAKE_MASK = 0xffffffffffffffffffffffff;
+    uint256 private constant WEIGHT_MASK = 0xffffffffffffffffffffffff;
 
     /// @notice The number of members in `table`.
     function size(bytes memory table) internal pure returns (uint256) {
@@ -31,11 +32,11 @@ library CommitteeTable {
         }
     }
 
-    /// @notice Member `index`: its G1 key, address and stake.
+    /// @notice Member `index`: its G1 key, address and weight.
     function member(bytes memory table, uint256 index)
         internal
         pure
-        returns (BN254.G1Point memory key, address verifier, uint96 stake)
+        returns (BN254.G1Point memory key, address verifier, uint96 weight)
     {
         uint256 tail;
         assembly ("memory-safe") {
@@ -45,18 +46,18 @@ library CommitteeTable {
             tail := mload(add(entry, 0x40))
         }
         verifier = address(uint160(tail >> 96));
-        stake = uint96(tail);
+        weight = uint96(tail);
     }
 
     /// @notice A copy of `table` with a member appended (and the key sum updated).
-    function append(bytes memory table, BN254.G1Point memory key, address verifier, uint96 stake)
+    function append(bytes memory table, BN254.G1Point memory key, address verifier, uint96 weight)
         internal
         view
         returns (bytes memory grown)
     {
         BN254.G1Point memory sum = BN254.add(keySum(table), key);
         bytes memory head = table.length == 0 ? new bytes(HEADER_BYTES) : table;
-        grown = bytes.concat(head, abi.encodePacked(key.x, key.y, verifier, stake));
+        grown = bytes.concat(head, abi.encodePacked(key.x, key.y, verifier, weight));
         _setKeySum(grown, sum);
     }
 
@@ -81,18 +82,18 @@ library CommitteeTable {
         }
     }
 
-    /// @notice The signers' G1 key sum and stake for `bitmap` (bit i = member i); `bitmap` must name members
-    ///         only and `totalStake` be the table's total. Reverts with `BN254.InvalidPoint` if ecAdd fails.
-    function aggregate(bytes memory table, uint256 bitmap, uint256 totalStake)
+    /// @notice The signers' G1 key sum and weight for `bitmap` (bit i = member i); `bitmap` must name members
+    ///         only and `totalWeight` be the table's total. Reverts with `BN254.InvalidPoint` if ecAdd fails.
+    function aggregate(bytes memory table, uint256 bitmap, uint256 totalWeight)
         internal
         view
-        returns (BN254.G1Point memory apk, uint256 signedStake)
+        returns (BN254.G1Point memory apk, uint256 signedWeight)
     {
         uint256 n = size(table);
         bool complement = _popcount(bitmap) * 2 > n;
         // Visit the signers, or (complement) the members who did not sign.
         uint256 visit = complement ? ~bitmap & ((1 << n) - 1) : bitmap;
-        uint256 visitedStake;
+        uint256 visitedWeight;
         bool ok = true;
         assembly ("memory-safe") {
             let entries := add(table, add(0x20, HEADER_BYTES))
@@ -117,13 +118,13 @@ library CommitteeTable {
                 if complement { y := sub(P, y) }
                 mstore(add(buf, 0x60), y)
                 ok := and(ok, staticcall(gas(), 0x06, buf, 0x80, buf, 0x40))
-                visitedStake := add(visitedStake, and(mload(add(entry, 0x40)), STAKE_MASK))
+                visitedWeight := add(visitedWeight, and(mload(add(entry, 0x40)), WEIGHT_MASK))
             }
             mstore(apk, mload(buf))
             mstore(add(apk, 0x20), mload(add(buf, 0x20)))
         }
         if (!ok) revert BN254.InvalidPoint();
-        signedStake = complement ? totalStake - visitedStake : visitedStake;
+        signedWeight = complement ? totalWeight - visitedWeight : visitedWeight;
     }
 
     function _setKeySum(bytes memory table, BN254.G1Point memory sum) private pure {

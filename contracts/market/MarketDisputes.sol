@@ -6,18 +6,18 @@ import {ITrainingMarket} from "../interfaces/ITrainingMarket.sol";
 import {MarketBase} from "./MarketBase.sol";
 
 /// @title MarketDisputes: challenging a finalized round before the arbiter
-/// @notice Within challengeWindow of its finalization, anyone may dispute a round with the project's bond; the
-/// arbiter upholds (the round is reversed and the project cancelled) or rejects (the bond is burned); an arbiter
-/// silent for ARBITRATION_PERIOD lets the challenge lapse. An open challenge freezes every payout.
+/// @notice Within challengeWindow of its finalization, anyone may dispute a round with the project's bond, whether
+/// or not the verifier committee attested it; the arbiter upholds (the round is reversed, the project cancelled and
+/// the committee members who attested the overturned result slashed) or rejects (the bond is burned); an arbiter
+/// silent for ARBITRATION_PERIOD lets the challenge lapse, and the challenger forfeits LAPSE_BURN_BPS of its bond,
+/// so a freeze of the payouts is never free. An open challenge freezes every payout.
 abstract contract MarketDisputes is MarketBase {
     using Address for address payable;
 
-    /// @notice How long the arbiter has to rule on a challenge before anyone may let it lapse.
-    uint64 public constant ARBITRATION_PERIOD = 7 days;
+    /// @notice The part of the bond (basis points) a challenger forfeits when its challenge lapses.
+    uint16 public constant LAPSE_BURN_BPS = 5_000;
 
     /// @inheritdoc ITrainingMarket
-    /// @dev A round the committee attested cannot be challenged (RoundAlreadyAttested): a quorum of verifiers has
-    /// vouched for it.
     function challenge(uint256 projectId, uint16 round) external payable nonReentrant {
         Project storage p = _existingProject(projectId);
         if (p.challengeWindow == 0) revert ChallengesDisabled(projectId);
@@ -27,22 +27,24 @@ abstract contract MarketDisputes is MarketBase {
         uint64 closesAt = rd.finalizedAt + p.challengeWindow;
         if (block.timestamp > closesAt) revert ChallengeWindowClosed(projectId, round, closesAt);
         if (msg.value != p.challengeBond) revert WrongBond(msg.value, p.challengeBond);
-        if (_isAttested(projectId, round)) revert RoundAlreadyAttested(projectId, round);
+        address challenger = _msgSender();
         p.escrow = _toAmount(uint256(p.escrow) + msg.value);
         p.openChallenges += 1;
         rd.challenge = ChallengeState.Open;
-        rd.challenger = msg.sender;
+        rd.challenger = challenger;
         rd.challengedAt = uint64(block.timestamp);
-        emit ChallengeOpened(projectId, round, msg.sender, uint96(msg.value));
+        emit ChallengeOpened(projectId, round, challenger, uint96(msg.value));
     }
 
     /// @inheritdoc ITrainingMarket
     /// @dev Upheld: the round's allocations are reversed, the project is cancelled by the liveness rule (if not
-    /// already) and the bond is owed back to the challenger. Rejected: the bond is burned (not paid to anyone, so
-    /// neither the arbiter's friends nor the aggregator gain by a rejection).
+    /// already), the bond is owed back to the challenger and, last, the committee slashes whoever attested the
+    /// overturned result. Rejected: the bond is burned (not paid to anyone, so neither the arbiter's friends nor
+    /// the aggregator gain by a rejection).
     function resolveChallenge(uint256 projectId, uint16 round, bool upheld) external nonReentrant {
         Project storage p = _existingProject(projectId);
-        if (msg.sender != p.arbiter) revert NotArbiter(projectId, msg.sender);
+        address sender = _msgSender();
+        if (sender != p.arbiter) revert NotArbiter(projectId, sender);
         Round storage rd = _rounds[projectId][round];
         if (rd.challenge != ChallengeState.Open) revert NoOpenChallenge(projectId, round);
         p.openChallenges -= 1;
@@ -53,6 +55,7 @@ abstract contract MarketDisputes is MarketBase {
             _bondRefunds[projectId][rd.challenger] += bond;
             _reverse(projectId, p, rd, round);
             if (p.status != Status.Cancelled) _cancel(projectId, p, CancelReason.ChallengeUpheld);
+            _slashAttesters(projectId, round);
         } else {
             rd.challenge = ChallengeState.Rejected;
             p.escrow -= bond;
@@ -62,8 +65,8 @@ abstract contract MarketDisputes is MarketBase {
     }
 
     /// @inheritdoc ITrainingMarket
-    /// @dev The round stands and the bond is owed back to the challenger (an absent arbiter must not freeze the
-    /// escrow forever).
+    /// @dev The round stands. The challenger forfeits LAPSE_BURN_BPS of the bond (burned) and is owed the rest:
+    /// an absent arbiter must not freeze the escrow forever, and freezing it must cost whoever asked for it.
     function expireChallenge(uint256 projectId, uint16 round) external nonReentrant {
         Project storage p = _existingProject(projectId);
         Round storage rd = _rounds[projectId][round];
@@ -72,31 +75,24 @@ abstract contract MarketDisputes is MarketBase {
         if (block.timestamp <= until) revert ArbitrationPending(projectId, round, until);
         p.openChallenges -= 1;
         rd.challenge = ChallengeState.Lapsed;
-        _bondRefunds[projectId][rd.challenger] += p.challengeBond;
-        emit ChallengeLapsed(projectId, round);
-    }
-
-    /// @inheritdoc ITrainingMarket
-    function reversedRounds(uint256 projectId) external view returns (uint16[] memory) {
-        _existingProject(projectId);
-        return _reversed[projectId];
-    }
-
-    /// @inheritdoc ITrainingMarket
-    function isRoundFinal(uint256 projectId, uint16 round) external view returns (bool) {
-        Project storage p = _existingProject(projectId);
-        Round storage rd = _rounds[projectId][round];
-        if (rd.finalizedAt == 0) return false;
-        if (rd.challenge == ChallengeState.Open || rd.challenge == ChallengeState.Upheld) return false;
-        return block.timestamp > uint256(rd.finalizedAt) + p.challengeWindow || _isAttested(projectId, round);
+        uint96 bond = p.challengeBond;
+        uint96 burned = uint96((uint256(bond) * LAPSE_BURN_BPS) / BPS);
+        _bondRefunds[projectId][rd.challenger] += bond - burned;
+        p.escrow -= burned;
+        emit ChallengeLapsed(projectId, round, burned);
+        if (burned != 0) {
+            emit Burned(projectId, rd.challenger, burned);
+            BURN_ADDRESS.sendValue(burned);
+        }
     }
 
     function _reverse(uint256 projectId, Project storage p, Round storage rd, uint16 round) private {
         uint96 roundPool = _roundPool(p, round);
-        // The round's pool becomes unallocated again; the owner's dust from it goes back with it.
+        // The round's pool becomes unallocated again (the owner's dust from it goes back with it), and its flagged
+        // revealers' work counts again: the flags fall with the result that set them.
         p.allocatedPool -= roundPool;
         p.ownerRefund -= roundPool - rd.allocated;
-        p.totalFlags -= rd.flaggedCount;
+        p.workWeight += rd.flaggedStake;
         _reversed[projectId].push(round);
         emit RoundReversed(projectId, round, rd.allocated);
     }

@@ -39,9 +39,14 @@ contract MaliciousTrainer {
         market.register{value: msg.value}(projectId);
     }
 
-    /// @notice Submit an update for `round`.
-    function submit(uint16 round, string calldata cid, bytes32 digest) external {
-        market.submitUpdate(projectId, round, cid, digest);
+    /// @notice Commit to an update for `round`.
+    function commit(uint16 round, bytes32 commitment) external {
+        market.commitUpdate(projectId, round, commitment);
+    }
+
+    /// @notice Reveal the update committed to for `round`.
+    function reveal(uint16 round, string calldata cid, bytes32 digest, bytes32 salt) external {
+        market.revealUpdate(projectId, round, cid, digest, salt);
     }
 
     /// @notice Claim this contract's payout.

@@ -2,11 +2,11 @@
 pragma solidity ^0.8.30;
 
 /// @title MisbehavingCommittee
-/// @notice Test-only stand-in for a broken verifier committee: `pinSnapshot` and `isAttested` revert, burn all
-///         the gas they are given, or answer malformed data, so TrainingMarket's tests can show that such a
-///         committee never blocks finalization, challenges or claims. Never deployed outside tests.
+/// @notice Test-only stand-in for a broken verifier committee: `pinSnapshot`, `slashAttesters` and `isAttested`
+///         revert, burn all the gas they are given, or answer malformed data, so TrainingMarket's tests can show
+///         that such a committee never blocks finalization, rulings or claims. Never deployed outside tests.
 contract MisbehavingCommittee {
-    /// @notice How both calls misbehave.
+    /// @notice How the calls misbehave.
     enum Mode {
         Revert,
         BurnGas,
@@ -28,6 +28,17 @@ contract MisbehavingCommittee {
     /// @notice Misbehaves as set; never pins anything.
     function pinSnapshot(address, uint256, uint16) external view returns (uint64 /* epoch */) {
         _misbehave();
+    }
+
+    /// @notice Misbehaves as set; never slashes anyone.
+    function slashAttesters(uint256, uint16) external view returns (uint256 /* burned */) {
+        _misbehave();
+    }
+
+    /// @notice A long exit delay, answered properly: the market then accepts projects with challenges, and the
+    /// other calls show what a broken committee does to them.
+    function exitDelay() external pure returns (uint64) {
+        return 365 days;
     }
 
     /// @notice Misbehaves as set; never answers a well-formed bool.

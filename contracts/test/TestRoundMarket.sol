@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.30;
 
+import {IRoundAttestor} from "../interfaces/IRoundAttestor.sol";
+
 /// @title TestRoundMarket
 /// @notice Test-only stand-in for TrainingMarket's round results: stores the result digest of a round, computed
 ///         the way TrainingMarket computes it, and exposes `roundResultDigest` for VerifierCommittee. Never
@@ -35,6 +37,16 @@ contract TestRoundMarket {
         );
         roundResultDigest[projectId][round] = digest;
         emit RoundFinalized(projectId, round, digest);
+    }
+
+    /// @notice Rule that the round's stored result was overturned: the committee slashes its attesters (this
+    /// contract must hold the committee's MARKET_ROLE).
+    /// @param committee The committee.
+    /// @param projectId The project.
+    /// @param round The round.
+    /// @return burned The wei the committee burned.
+    function overturn(IRoundAttestor committee, uint256 projectId, uint16 round) external returns (uint256 burned) {
+        return committee.slashAttesters(projectId, round);
     }
 
     /// @notice Store an arbitrary digest (zero clears the round): for replaced results in tests.

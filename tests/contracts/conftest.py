@@ -4,7 +4,7 @@ the roles, market and project every TrainingMarket test starts from."""
 from __future__ import annotations
 
 import pytest
-from market_helpers import NO_COMMITTEE, create
+from market_helpers import NO_COMMITTEE, NO_FORWARDER, create
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +79,7 @@ def outsider(accounts):
 @pytest.fixture
 def market(project, owner):
     """A market without a verifier committee (the committee tests deploy their own)."""
-    return owner.deploy(project.TrainingMarket, NO_COMMITTEE)
+    return owner.deploy(project.TrainingMarket, NO_COMMITTEE, NO_FORWARDER)
 
 
 @pytest.fixture

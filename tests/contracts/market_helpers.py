@@ -1,4 +1,5 @@
-"""Helpers for the TrainingMarket tests: default parameters and functions that drive a round.
+"""Helpers for the TrainingMarket tests: default parameters and functions that drive a sealed round (commit,
+reveal, validation shard).
 
 Imported by the test_training_market*.py modules (pytest puts this folder on sys.path); the fixtures (roles, a
 market, a project) live in conftest.py.
@@ -17,18 +18,23 @@ from eth_utils import keccak
 from hexbytes import HexBytes
 from web3.exceptions import ContractCustomError
 
+from backend.chain.market_rules import update_commitment, validation_leaf
+from backend.chain.merkle import MerkleTree
+
 ETHER = 10**18
 POOL = 9 * ETHER + 7  # not a multiple of the round count: exercises the remainder rule
 MIN_STAKE = ETHER // 10
 BOND = ETHER // 2
 ROUNDS = 3
-DURATION = 1_000
+DURATION = 1_000  # the commit window
+REVEAL_WINDOW = 400
 AGGREGATION_WINDOW = 500
 CHALLENGE_WINDOW = 300
 ARBITRATION_PERIOD = 7 * 24 * 3600
 SCORE_ONE = 10**18
 BURN = "0x000000000000000000000000000000000000dEaD"
 NO_COMMITTEE = "0x0000000000000000000000000000000000000000"
+NO_FORWARDER = NO_COMMITTEE
 
 # Status and ChallengeState as the contract numbers them.
 ACTIVE, COMPLETED, CANCELLED = 1, 2, 3
@@ -47,6 +53,26 @@ def address_of(account: Any) -> str:
     return getattr(account, "address", account)
 
 
+def validation_sha(round_: int) -> bytes:
+    """The sha256 of round `round_`'s (pretend) validation shard."""
+    return sha(f"validation-{round_}")
+
+
+def validation_tree(rounds: int) -> MerkleTree:
+    return MerkleTree(tuple(validation_leaf(r, validation_sha(r).hex()) for r in range(rounds)))
+
+
+def salt(trainer: Any, round_: int, label: str = "") -> bytes:
+    """A deterministic salt per trainer, round and label (a real trainer draws a random one)."""
+    return keccak(text=f"salt-{address_of(trainer)}-{round_}-{label}")
+
+
+def commitment(market, project_id: int, round_: int, trainer: Any, digest: bytes, salt_: bytes) -> bytes:
+    return update_commitment(
+        ape.chain.chain_id, market.address, project_id, round_, address_of(trainer), digest.hex(), salt_
+    )
+
+
 def params(aggregator, arbiter, /, **overrides: Any) -> dict[str, Any]:
     """ProjectParams as a dict (Ape encodes dicts into the struct by field name)."""
     values: dict[str, Any] = {
@@ -56,6 +82,7 @@ def params(aggregator, arbiter, /, **overrides: Any) -> dict[str, Any]:
         "configSha256": sha("config"),
         "rounds": ROUNDS,
         "roundDuration": DURATION,
+        "revealWindow": REVEAL_WINDOW,
         "aggregationWindow": AGGREGATION_WINDOW,
         "minStake": MIN_STAKE,
         "maxTrainers": 8,
@@ -67,6 +94,7 @@ def params(aggregator, arbiter, /, **overrides: Any) -> dict[str, Any]:
         "slashBps": 5_000,
     }
     values.update(overrides)
+    values.setdefault("validationRoot", validation_tree(max(values["rounds"], 1)).root)
     return values
 
 
@@ -161,10 +189,93 @@ def register_all(market, project_id: int, trainers: Iterable[Any], stake: int = 
         market.register(project_id, sender=trainer, value=stake)
 
 
-def submit_all(market, project_id: int, round_: int, trainers: Iterable[Any]) -> None:
+def update_label(round_: int, trainer: Any) -> str:
+    return f"{round_}-{address_of(trainer)}"
+
+
+def commit_all(market, project_id: int, round_: int, trainers: Iterable[Any]) -> None:
+    """Every trainer commits to its update for the round (label `update_label(round, trainer)`)."""
     for trainer in trainers:
-        label = f"{round_}-{trainer.address}"
-        market.submitUpdate(project_id, round_, cid(label), sha(label), sender=trainer)
+        label = update_label(round_, trainer)
+        seal = commitment(market, project_id, round_, trainer, sha(label), salt(trainer, round_))
+        market.commitUpdate(project_id, round_, seal, sender=trainer)
+
+
+def reveal_all(market, project_id: int, round_: int, trainers: Iterable[Any]) -> None:
+    """Every trainer reveals what `commit_all` committed to (the commit window must be over)."""
+    for trainer in trainers:
+        label = update_label(round_, trainer)
+        market.revealUpdate(project_id, round_, cid(label), sha(label), salt(trainer, round_), sender=trainer)
+
+
+def schedule(market, project_id: int) -> tuple[int, int, int]:
+    """The open round's (commit end, reveal end, aggregator deadline), from the project's record."""
+    p = market.getProject(project_id)
+    commit_end = p.roundOpenedAt + p.roundDuration
+    return commit_end, commit_end + p.revealWindow, commit_end + p.revealWindow + p.aggregationWindow
+
+
+# The contract's claim and finality rules, read off its records as backend.chain.market_rules computes them (the
+# contract keeps no view for them: they cost deployed bytes; the claim tests check them against `claim` itself).
+
+
+def claims_open(market, project_id: int) -> bool:
+    p = market.getProject(project_id)
+    now = ape.chain.blocks.head.timestamp
+    if p.status not in (COMPLETED, CANCELLED) or p.openChallenges:
+        return False
+    return p.lastFinalizedAt == 0 or now > p.lastFinalizedAt + p.challengeWindow
+
+
+def is_round_final(market, project_id: int, round_: int) -> bool:
+    rd = market.getRound(project_id, round_)
+    if rd.finalizedAt == 0 or rd.challenge in (OPEN, UPHELD):
+        return False
+    return ape.chain.blocks.head.timestamp > rd.finalizedAt + market.getProject(project_id).challengeWindow
+
+
+def reversed_rounds(market, project_id: int) -> list[int]:
+    """The rounds an upheld challenge reversed, from the RoundReversed events."""
+    w3 = ape.chain.provider.web3
+    abi = market.contract_type.model_dump(mode="json", by_alias=True)["abi"]
+    events = w3.eth.contract(address=market.address, abi=abi).events.RoundReversed
+    return [
+        log.args.round for log in events().get_logs(from_block=0, argument_filters={"projectId": project_id})
+    ]
+
+
+def close_commits(chain, market, project_id: int) -> None:
+    """Move the next block to the first second after the open round's commit window."""
+    warp_to(chain, schedule(market, project_id)[0] + 1)
+
+
+def reveal_validation(market, project_id: int, round_: int, sender) -> None:
+    """Reveal round `round_`'s validation shard with its proof (the commit window must be over)."""
+    proof = validation_tree(market.getProject(project_id).rounds).proof(round_)
+    market.revealValidation(
+        project_id, round_, cid(f"validation-{round_}"), validation_sha(round_), proof, sender=sender
+    )
+
+
+def submit_all(
+    market,
+    project_id: int,
+    round_: int,
+    trainers: Iterable[Any],
+    *,
+    chain=None,
+    rounds: int = ROUNDS,
+    revealer=None,
+) -> None:
+    """A whole sealed round but its finalization: everyone commits, the commit window closes, everyone reveals,
+    and the round's validation shard is revealed (by `revealer`, default the first trainer). Finalization is then
+    allowed at once (every committer revealed)."""
+    trainers = list(trainers)
+    commit_all(market, project_id, round_, trainers)
+    close_commits(chain or ape.chain, market, project_id)
+    reveal_all(market, project_id, round_, trainers)
+    revealer = revealer or (trainers[0] if trainers else ape.accounts.test_accounts[19])
+    reveal_validation(market, project_id, round_, revealer)
 
 
 def round_pool(round_: int, pool: int = POOL, rounds: int = ROUNDS) -> int:

@@ -99,7 +99,7 @@ def test_no_error_name_means_two_things(manifest):
 def test_each_contract_declares_its_interface(manifest, contract):
     interface = INTERFACES[contract]
     source = (CONTRACTS / f"{contract}.sol").read_text()
-    assert re.search(rf"contract {contract} is [^{{]*\b(Market\w+|{interface})\b", source)
+    assert re.search(rf"contract {contract} is\s[^{{]*\b(Market\w+|{interface})\b", source)
     declared = {i["name"] for i in manifest[interface]["abi"] if i["type"] == "function"}
     inherited_interfaces = {
         i["name"]
@@ -118,6 +118,8 @@ def test_each_contract_declares_its_interface(manifest, contract):
 
 
 def test_training_market_leaves_headroom(project, accounts, chain):
-    market = accounts[0].deploy(project.TrainingMarket, NO_COMMITTEE)
+    market = accounts[0].deploy(
+        project.TrainingMarket, NO_COMMITTEE, NO_COMMITTEE
+    )  # no committee, no forwarder
     size = len(chain.provider.web3.eth.get_code(market.address))
     assert 0 < size <= MAX_TRAINING_MARKET_BYTES, f"TrainingMarket is {size} bytes deployed"

@@ -1,9 +1,10 @@
-"""TrainingMarket with a verifier committee: a quorum attestation makes a round final before its challenge window
-ends (claims open early, the round can no longer be challenged); without one the window and the arbiter apply.
+"""TrainingMarket with a verifier committee: finalization pins the committee's snapshot, a quorum may attest the
+round, and an attested round stays challengeable until its window ends; when a challenge overturns it, every
+member who attested it loses its stake (burned) and its seat. Claims never wait for, nor depend on, the committee.
 
-The committee is the real VerifierCommittee with four equal-stake members (quorum: three); signatures are made
-in Python (`backend.committee.bls`). A test-only MisbehavingCommittee shows that a committee that reverts, burns its
-gas or answers malformed data never blocks finalization, challenges or claims.
+The committee is the real VerifierCommittee with four admitted, equal-stake members (quorum: three); signatures are
+made in Python (`backend.committee.bls`). A test-only MisbehavingCommittee shows that a committee that reverts,
+burns its gas or answers malformed data never blocks finalization, rulings or claims.
 """
 
 from __future__ import annotations
@@ -16,31 +17,42 @@ from ape.exceptions import ContractLogicError
 from eth_abi import encode
 from eth_utils import keccak
 from market_helpers import (
+    ARBITRATION_PERIOD,
     BOND,
+    BURN,
     CHALLENGE_WINDOW,
-    MIN_STAKE,
     NO_COMMITTEE,
+    NO_FORWARDER,
     POOL,
+    claims_open,
+    close_commits,
+    commit_all,
     create,
+    is_round_final,
+    params,
     register_all,
     result,
+    reveal_all,
+    reveal_validation,
     reverts,
-    shares,
     submit_all,
-    view_reverts,
     warp_to,
 )
 
+from backend.chain.market_types import ProjectParameter as Parameter
 from backend.committee import bls
 
 VERIFIER_STAKE = 10**18
-EXIT_DELAY = 2 * 86400  # attestation window: one day after the pin
+# A member stays slashable for the exit delay: longer than the challenge window plus the arbiter's 7 days.
+EXIT_DELAY = CHALLENGE_WINDOW + ARBITRATION_PERIOD + 86400
 KEYS = [bls.derive_keypair(hashlib.sha256(f"market committee key {i}".encode()).digest()) for i in range(5)]
 MEMBERS = range(10, 15)  # accounts of the verifiers (KEYS[4] joins late in one test)
 REVERT, BURN_GAS, SHORT_ANSWER, NOT_A_BOOL = range(4)  # MisbehavingCommittee.Mode
+ACTIVE_MEMBER, SLASHED = 1, 3  # VerifierCommittee.Status
 
 
-def seat(committee, chain, account, keys) -> None:
+def seat(committee, chain, admin, account, keys) -> None:
+    committee.admit(account, sender=admin)
     proof = bls.prove_possession(keys, account.address, chain.chain_id, committee.address)
     committee.register(keys.public_g1, keys.public_g2, proof, sender=account, value=VERIFIER_STAKE)
 
@@ -48,9 +60,12 @@ def seat(committee, chain, account, keys) -> None:
 @pytest.fixture(scope="module")
 def committee(project, chain, accounts):
     """Four members with equal stakes, seated once; each test rolls back to this state."""
-    contract = accounts[0].deploy(project.VerifierCommittee, VERIFIER_STAKE, EXIT_DELAY)
+    admin = accounts[0]
+    contract = admin.deploy(
+        project.VerifierCommittee, admin.address, VERIFIER_STAKE, VERIFIER_STAKE, EXIT_DELAY
+    )
     for i, keys in zip(MEMBERS, KEYS[:4], strict=False):
-        seat(contract, chain, accounts[i], keys)
+        seat(contract, chain, admin, accounts[i], keys)
     return contract
 
 
@@ -62,7 +77,9 @@ def misbehaving(project):
 
 @pytest.fixture
 def market(project, owner, committee):
-    return owner.deploy(project.TrainingMarket, committee.address)
+    contract = owner.deploy(project.TrainingMarket, committee.address, NO_FORWARDER)
+    committee.grantRole(committee.MARKET_ROLE(), contract.address, sender=owner)
+    return contract
 
 
 def attest(committee, market, pid: int, round_: int, signers: list[int], sender):
@@ -75,7 +92,7 @@ def attest(committee, market, pid: int, round_: int, signers: list[int], sender)
 
 
 def finalized_project(market, owner, aggregator, arbiter, submitters, rounds: int = 1, scores=None) -> int:
-    """A project whose rounds are all finalized right away (everyone submits, so no waiting)."""
+    """A project whose rounds are all finalized right away (everyone commits and reveals)."""
     pid = create(market, owner, aggregator, arbiter, rounds=rounds)
     register_all(market, pid, submitters)
     for round_ in range(rounds):
@@ -83,6 +100,18 @@ def finalized_project(market, owner, aggregator, arbiter, submitters, rounds: in
         r = result(round_, submitters, scores or [1] * len(submitters))
         market.finalizeRound(pid, round_, r, sender=aggregator)
     return pid
+
+
+def sealed_round_of_twins(market, pids, trainers, revealer) -> None:
+    """Round 0 of projects created together, played side by side (one clock): everyone registers and commits in
+    each, the commits close, everyone reveals and the shards are revealed."""
+    for pid in pids:
+        register_all(market, pid, trainers)
+        commit_all(market, pid, 0, trainers)
+    close_commits(ape.chain, market, pids[-1])
+    for pid in pids:
+        reveal_all(market, pid, 0, trainers)
+        reveal_validation(market, pid, 0, revealer)
 
 
 def window_end(market, pid: int, round_: int) -> int:
@@ -94,12 +123,26 @@ def window_end(market, pid: int, round_: int) -> int:
 
 def test_the_committee_is_fixed_at_construction(project, owner, outsider, committee, market):
     assert market.committee() == committee.address
-    assert owner.deploy(project.TrainingMarket, NO_COMMITTEE).committee() == NO_COMMITTEE
+    assert owner.deploy(project.TrainingMarket, NO_COMMITTEE, NO_FORWARDER).committee() == NO_COMMITTEE
     # Ape does not decode a constructor's custom error: compare the revert data itself.
-    expected = keccak(text="InvalidParameter(string)")[:4] + encode(["string"], ["committee"])
+    expected = keccak(text="InvalidParameter(uint8)")[:4] + encode(["uint8"], [Parameter.COMMITTEE])
     with pytest.raises(ContractLogicError) as info:
-        owner.deploy(project.TrainingMarket, outsider.address)  # no code: not a committee
+        owner.deploy(project.TrainingMarket, outsider.address, NO_FORWARDER)  # no code: not a committee
     assert info.value.message == "0x" + expected.hex()
+
+
+def test_a_challenge_must_be_settled_before_an_attester_can_leave(
+    project, owner, aggregator, arbiter, accounts
+):
+    """A window the committee's exit delay does not cover would let an attester withdraw before the ruling."""
+    quick = owner.deploy(project.VerifierCommittee, owner.address, VERIFIER_STAKE, VERIFIER_STAKE, 3600)
+    market = owner.deploy(project.TrainingMarket, quick.address, NO_FORWARDER)
+    with reverts(market.InvalidParameter, name=Parameter.CHALLENGE_WINDOW):
+        market.createProject(params(aggregator, arbiter), sender=owner, value=POOL)
+    # Without challenges there is nothing to settle.
+    market.createProject(
+        params(aggregator, arbiter, challengeWindow=0, challengeBond=0), sender=owner, value=POOL
+    )
 
 
 def test_finalize_pins_the_snapshot_so_latecomers_do_not_count(
@@ -122,183 +165,161 @@ def test_finalize_pins_the_snapshot_so_latecomers_do_not_count(
     record = committee.roundRecord(market, pid, 0, digest)
     assert record.pinned and not record.attested
 
-    seat(committee, chain, accounts[MEMBERS[4]], KEYS[4])  # joins after finalization: epoch 5
+    seat(committee, chain, owner, accounts[MEMBERS[4]], KEYS[4])  # joins after finalization: epoch 5
     assert committee.roundRecord(market, pid, 0, digest).epoch == 4
     with ape.reverts(committee.UnknownSigner, committeeSize=4):
         attest(committee, market, pid, 0, [0, 1, 4], outsider)
     attest(committee, market, pid, 0, [0, 1, 2], outsider)
-    assert market.isRoundAttested(pid, 0)
+    assert committee.isAttested(market, pid, 0)
+    assert committee.roundRecord(market, pid, 0, digest).signers == 0b111
 
 
-# ----------------------------------------------------------------------------------------------- early claims
+# ---------------------------------------------------------------------------------------- attested rounds
 
 
-def test_a_quorum_attestation_opens_claims_before_the_window_ends(
-    market, committee, owner, aggregator, arbiter, trainers, outsider, chain
-):
-    a, b = trainers[:2]
-    pid = finalized_project(market, owner, aggregator, arbiter, [a, b], scores=[3, 1])
-    assert (
-        not market.claimsOpen(pid) and not market.isRoundFinal(pid, 0) and not market.isRoundAttested(pid, 0)
-    )
-    with reverts(market.ClaimsNotOpen, projectId=pid):
-        market.claim(pid, sender=a)
-
-    attest(committee, market, pid, 0, [0, 1, 2], outsider)
-    assert market.isRoundAttested(pid, 0) and market.isRoundFinal(pid, 0) and market.claimsOpen(pid)
-    reward_a, reward_b = shares(POOL, [3, 1])
-    expected = {a: reward_a + MIN_STAKE, b: reward_b + MIN_STAKE, owner: POOL - reward_a - reward_b}
-    for account, amount in expected.items():
-        assert market.claimable(pid, account) == amount
-        (claimed,) = market.claim(pid, sender=account).events.filter(market.Claimed)
-        assert claimed.amount == amount
-    assert market.balance == 0 and market.getProject(pid).escrow == 0
-    assert chain.blocks.head.timestamp <= window_end(market, pid, 0)  # all of it inside the window
-
-
-def test_one_signer_short_claims_wait_for_the_window(
+def test_an_attestation_does_not_make_a_round_final_or_open_claims(
     market, committee, owner, aggregator, arbiter, trainers, outsider, chain
 ):
     pid = finalized_project(market, owner, aggregator, arbiter, trainers[:2])
-    with ape.reverts(
-        committee.QuorumNotReached, signedStake=2 * VERIFIER_STAKE, totalStake=4 * VERIFIER_STAKE
-    ):
-        attest(committee, market, pid, 0, [0, 1], outsider)
-    assert not market.isRoundAttested(pid, 0)
-    warp_to(chain, window_end(market, pid, 0))  # the window's last second: still closed
+    attest(committee, market, pid, 0, [0, 1, 2, 3], outsider)
+    assert (
+        committee.isAttested(market, pid, 0)
+        and not is_round_final(market, pid, 0)
+        and not claims_open(market, pid)
+    )
     with reverts(market.ClaimsNotOpen, projectId=pid):
         market.claim(pid, sender=trainers[0])
     warp_to(chain, window_end(market, pid, 0) + 1)
     chain.mine()
-    assert market.claimsOpen(pid) and market.isRoundFinal(pid, 0) and not market.isRoundAttested(pid, 0)
+    assert is_round_final(market, pid, 0) and claims_open(market, pid)
     market.claim(pid, sender=trainers[0])
 
 
-def test_every_standing_round_must_be_final(
-    market, committee, owner, aggregator, arbiter, trainers, outsider, chain
-):
-    # Both rounds inside their windows: attesting the last one is not enough.
-    pid = finalized_project(market, owner, aggregator, arbiter, trainers[:2], rounds=2)
-    attest(committee, market, pid, 1, [1, 2, 3], outsider)
-    assert market.isRoundFinal(pid, 1) and not market.isRoundFinal(pid, 0) and not market.claimsOpen(pid)
-    attest(committee, market, pid, 0, [0, 1, 2, 3], outsider)
-    assert market.claimsOpen(pid)
-
-    # Round 0's window over before round 1 is finalized: round 1's attestation is all that is missing.
-    late = create(market, owner, aggregator, arbiter, rounds=2)
-    register_all(market, late, trainers[:2])
-    submit_all(market, late, 0, trainers[:2])
-    market.finalizeRound(late, 0, result(0, trainers[:2], [1, 1]), sender=aggregator)
-    warp_to(chain, window_end(market, late, 0) + 1)
-    submit_all(market, late, 1, trainers[:2])
-    market.finalizeRound(late, 1, result(1, trainers[:2], [1, 1]), sender=aggregator)
-    assert market.isRoundFinal(late, 0) and not market.claimsOpen(late)
-    attest(committee, market, late, 1, [0, 2, 3], outsider)
-    assert market.claimsOpen(late)
-
-
-# ------------------------------------------------------------------------------------------------- challenges
-
-
-def test_an_attested_round_cannot_be_challenged(
-    market, committee, owner, aggregator, arbiter, trainers, outsider
-):
-    pid = finalized_project(market, owner, aggregator, arbiter, trainers[:2], rounds=2)
-    attest(committee, market, pid, 0, [0, 1, 2], outsider)
-    with reverts(market.RoundAlreadyAttested, projectId=pid, round=0):
-        market.challenge(pid, 0, sender=outsider, value=BOND)
-    # Round 1 has no quorum: the arbiter path stays open for it.
-    tx = market.challenge(pid, 1, sender=outsider, value=BOND)
-    assert tx.events.filter(market.ChallengeOpened)[0].round == 1
-    assert not market.claimsOpen(pid)
-
-
-def test_an_unattested_round_can_be_challenged_and_the_challenge_still_freezes_claims(
-    market, committee, owner, aggregator, arbiter, trainers, outsider
+def test_an_attested_round_stays_challengeable_and_an_upheld_challenge_slashes_its_attesters(
+    market, committee, owner, aggregator, arbiter, trainers, outsider, accounts, chain
 ):
     pid = finalized_project(market, owner, aggregator, arbiter, trainers[:2])
+    attest(committee, market, pid, 0, [0, 1, 2], outsider)  # members 0..2 vouch for the result
     market.challenge(pid, 0, sender=outsider, value=BOND)
-    # A quorum attesting after the challenge was raised does not end it: the arbiter rules first.
-    attest(committee, market, pid, 0, [0, 1, 2], outsider)
-    assert market.isRoundAttested(pid, 0) and not market.isRoundFinal(pid, 0) and not market.claimsOpen(pid)
-    market.resolveChallenge(pid, 0, False, sender=arbiter)
-    assert market.isRoundFinal(pid, 0) and market.claimsOpen(pid)  # inside the window, thanks to the quorum
+    burned_before = chain.get_balance(BURN)
+    epoch_before = committee.currentEpoch()
+    tx = market.resolveChallenge(pid, 0, True, sender=arbiter)
+    assert not tx.events.filter(market.CommitteeSlashFailed)
+    slashed = tx.events.filter(committee.VerifierSlashed)
+    attesters = {accounts[MEMBERS[i]].address for i in range(3)}
+    assert {e.verifier for e in slashed} == attesters and all(e.amount == VERIFIER_STAKE for e in slashed)
+    (summary,) = tx.events.filter(committee.AttestersSlashed)
+    assert summary.burned == 3 * VERIFIER_STAKE
+    assert chain.get_balance(BURN) == burned_before + 3 * VERIFIER_STAKE
+    for address in attesters:
+        info = committee.verifiers(address)
+        assert (info.stake, info.status) == (0, SLASHED)
+    # The one member who did not attest keeps its stake and seat; the committee goes on without the others.
+    survivor = accounts[MEMBERS[3]].address
+    assert committee.verifiers(survivor).status == ACTIVE_MEMBER
+    assert committee.currentEpoch() == epoch_before + 1
+    assert list(committee.committee(committee.currentEpoch())[0]) == [survivor]
+    with ape.reverts(committee.VerifierNotExiting):
+        committee.withdraw(sender=accounts[MEMBERS[0]])
 
 
-def test_a_reversed_round_no_longer_holds_claims_back(
-    market, committee, owner, aggregator, arbiter, trainers, outsider
+def test_a_slashed_member_that_was_leaving_gets_nothing_back(
+    market, committee, owner, aggregator, arbiter, trainers, outsider, accounts, chain
 ):
-    pid = finalized_project(market, owner, aggregator, arbiter, trainers[:2], rounds=2)
-    attest(committee, market, pid, 1, [0, 1, 2], outsider)
+    pid = finalized_project(market, owner, aggregator, arbiter, trainers[:2])
+    attest(committee, market, pid, 0, [0, 1, 2], outsider)
+    leaver = accounts[MEMBERS[0]]
+    committee.requestExit(sender=leaver)  # attests, then tries to leave before the ruling
     market.challenge(pid, 0, sender=outsider, value=BOND)
-    market.resolveChallenge(pid, 0, True, sender=arbiter)  # round 0 reversed, the project cancelled
-    assert list(market.reversedRounds(pid)) == [0] and market.claimsOpen(pid)
-    assert market.claimable(pid, outsider) == BOND
+    market.resolveChallenge(pid, 0, True, sender=arbiter)
+    assert committee.verifiers(leaver.address).stake == 0
+    warp_to(chain, chain.blocks.head.timestamp + EXIT_DELAY + 1)
+    with ape.reverts(committee.VerifierNotExiting):
+        committee.withdraw(sender=leaver)
+
+
+def test_a_rejected_challenge_or_an_unattested_round_slashes_nobody(
+    market, committee, owner, aggregator, arbiter, trainers, outsider, accounts
+):
+    attested = finalized_project(market, owner, aggregator, arbiter, trainers[:2])
+    attest(committee, market, attested, 0, [0, 1, 2], outsider)
+    market.challenge(attested, 0, sender=outsider, value=BOND)
+    tx = market.resolveChallenge(attested, 0, False, sender=arbiter)
+    assert not tx.events.filter(committee.VerifierSlashed)
+    unattested = finalized_project(market, owner, aggregator, arbiter, trainers[:2])
+    market.challenge(unattested, 0, sender=outsider, value=BOND)
+    tx = market.resolveChallenge(unattested, 0, True, sender=arbiter)
+    assert not tx.events.filter(committee.VerifierSlashed)
+    assert all(committee.verifiers(accounts[m].address).stake == VERIFIER_STAKE for m in MEMBERS[:4])
+
+
+def test_only_a_trusted_market_slashes(committee, market, outsider):
+    """A contract posing as a market could report any digest the members once signed: only MARKET_ROLE slashes."""
+    with ape.reverts(committee.AccessControlUnauthorizedAccount, account=outsider.address):
+        committee.slashAttesters(1, 0, sender=outsider)
+    assert committee.hasRole(committee.MARKET_ROLE(), market.address)
 
 
 # ------------------------------------------------------------------------------------------- failure modes
 
 
 @pytest.mark.parametrize("mode", [REVERT, BURN_GAS, SHORT_ANSWER, NOT_A_BOOL])
-def test_a_broken_committee_falls_back_to_the_window(
+def test_a_broken_committee_blocks_nothing(
     project, misbehaving, mode, owner, aggregator, arbiter, trainers, outsider, chain
 ):
     broken = owner.deploy(misbehaving)
     broken.setMode(mode, sender=owner)
-    market = owner.deploy(project.TrainingMarket, broken.address)
+    market = owner.deploy(project.TrainingMarket, broken.address, NO_FORWARDER)
     pid = create(market, owner, aggregator, arbiter, rounds=1)
     disputed = create(market, owner, aggregator, arbiter, rounds=1)
+    sealed_round_of_twins(market, [pid, disputed], trainers[:2], outsider)
     for project_id in (pid, disputed):
-        register_all(market, project_id, trainers[:2])
-        submit_all(market, project_id, 0, trainers[:2])
         tx = market.finalizeRound(project_id, 0, result(0, trainers[:2], [1, 1]), sender=aggregator)
         # A pin that reverts or runs out of its gas is reported; a malformed answer to it is ignored.
         assert len(tx.events.filter(market.CommitteePinFailed)) == (1 if mode in (REVERT, BURN_GAS) else 0)
-    assert not market.isRoundAttested(pid, 0) and not market.claimsOpen(pid)
+    assert not claims_open(market, pid)
     market.challenge(disputed, 0, sender=outsider, value=BOND)
-    warp_to(chain, window_end(market, pid, 0) + 1)
+    tx = market.resolveChallenge(disputed, 0, True, sender=arbiter)
+    # The ruling stands whatever the committee does with the slash.
+    assert len(tx.events.filter(market.CommitteeSlashFailed)) == (1 if mode in (REVERT, BURN_GAS) else 0)
+    assert len(tx.events.filter(market.RoundReversed)) == 1
+    warp_to(chain, max(window_end(market, p, 0) for p in (pid, disputed)) + 1)
     chain.mine()
-    assert market.claimsOpen(pid)
+    assert claims_open(market, pid) and claims_open(market, disputed)
     market.claim(pid, sender=trainers[0])
+    market.claim(disputed, sender=outsider)
 
 
 def test_too_little_gas_for_the_committee_reverts_instead_of_skipping_it(
     market, committee, owner, aggregator, arbiter, trainers, outsider
 ):
-    """Otherwise a caller could starve the committee call on purpose: skip the pin, or pass an attested round off
-    as unattested to challenge it."""
-    reserve = market.COMMITTEE_GAS_RESERVE()
+    """Otherwise a caller could starve the committee call on purpose: skip the pin, or the slash of the members
+    who attested an overturned round."""
     a, b = trainers[:2]
     twins = [create(market, owner, aggregator, arbiter, rounds=2) for _ in range(2)]
-    for pid in twins:
-        register_all(market, pid, [a, b])
-        submit_all(market, pid, 0, [a, b])
+    sealed_round_of_twins(market, twins, [a, b], outsider)
     measured, pid = twins
     # What the same call used on a twin project: enough for all of it, not for the reserve on top.
     used = market.finalizeRound(measured, 0, result(0, [a, b], [1, 1]), sender=aggregator).gas_used
-    with reverts(market.CommitteeGasTooLow, needed=reserve):
+    with reverts(market.CommitteeGasTooLow):
         market.finalizeRound(pid, 0, result(0, [a, b], [1, 1]), sender=aggregator, gas_limit=used)
     market.finalizeRound(pid, 0, result(0, [a, b], [1, 1]), sender=aggregator)
 
-    submit_all(market, measured, 1, [a, b])
-    market.finalizeRound(measured, 1, result(1, [a, b], [1, 1]), sender=aggregator)
-
     attest(committee, market, measured, 0, [0, 1, 2], outsider)
-    challenge_gas = market.challenge(measured, 1, sender=outsider, value=BOND).gas_used
-    with reverts(market.CommitteeGasTooLow, needed=reserve):
-        market.challenge(measured, 0, sender=outsider, value=BOND, gas_limit=challenge_gas)
+    market.challenge(measured, 0, sender=outsider, value=BOND)
+    slash = market.COMMITTEE_SLASH_GAS()
+    with reverts(market.CommitteeGasTooLow):
+        market.resolveChallenge(measured, 0, True, sender=arbiter, gas_limit=slash)
+    market.resolveChallenge(measured, 0, True, sender=arbiter)
 
 
-def test_a_market_without_committee_waits_for_the_window_as_before(
-    project, owner, aggregator, arbiter, trainers, chain
-):
-    market = owner.deploy(project.TrainingMarket, NO_COMMITTEE)
+def test_a_market_without_committee_calls_out_to_nobody(project, owner, aggregator, arbiter, trainers, chain):
+    market = owner.deploy(project.TrainingMarket, NO_COMMITTEE, NO_FORWARDER)
     pid = create(market, owner, aggregator, arbiter, rounds=1)
     register_all(market, pid, trainers[:2])
     submit_all(market, pid, 0, trainers[:2])
     tx = market.finalizeRound(pid, 0, result(0, trainers[:2], [1, 1]), sender=aggregator)
     assert {log["address"] for log in tx.logs} == {market.address}  # no call out
-    assert not market.isRoundAttested(pid, 0)
     warp_to(chain, window_end(market, pid, 0))
     with reverts(market.ClaimsNotOpen, projectId=pid):
         market.claim(pid, sender=trainers[0])
@@ -306,5 +327,17 @@ def test_a_market_without_committee_waits_for_the_window_as_before(
     market.claim(pid, sender=trainers[1])
 
 
-def test_is_round_attested_rejects_unknown_projects(market, chain):
-    view_reverts(chain, market, market.UnknownProject, "isRoundAttested", 7, 0, projectId=7)
+def test_claims_cost_the_same_whatever_the_committee(
+    project, misbehaving, market, committee, owner, aggregator, arbiter, trainers, chain
+):
+    """Claims ask the committee nothing, so a committee that burns its gas cannot make them costly, and a project
+    with many rounds inside their windows claims in O(1) (the early-claim loop is gone)."""
+    broken = owner.deploy(misbehaving)
+    broken.setMode(BURN_GAS, sender=owner)
+    burning = owner.deploy(project.TrainingMarket, broken.address, NO_FORWARDER)
+    gas = []
+    for m in (market, burning):
+        pid = finalized_project(m, owner, aggregator, arbiter, trainers[:2], rounds=3)
+        warp_to(chain, window_end(m, pid, 2) + 1)
+        gas.append(m.claim(pid, sender=trainers[0]).gas_used)
+    assert abs(gas[0] - gas[1]) < 200, gas

@@ -17,11 +17,19 @@ from market_helpers import (
     REJECTED,
     UPHELD,
     cid,
+    close_commits,
+    commit_all,
+    commitment,
     create,
+    is_round_final,
     register_all,
     result,
+    reveal_all,
+    reveal_validation,
+    reversed_rounds,
     reverts,
     round_pool,
+    salt,
     sha,
     shares,
     submit_all,
@@ -37,14 +45,17 @@ def finalize(market, pid, round_, submitters, scores, aggregator, flagged=()):
 
 
 def past_windows(market, pid, chain) -> None:
-    warp_to(chain, market.getProject(pid).lastFinalizedAt + CHALLENGE_WINDOW + 1)
+    warp_to(
+        chain, max(market.getProject(pid).lastFinalizedAt + CHALLENGE_WINDOW, chain.blocks.head.timestamp) + 1
+    )
     chain.mine()
 
 
 def drain(market, pid, accounts) -> None:
+    """Everyone claims; the escrow is then empty to the wei (the liveness split's last claimer takes its dust)."""
     for account in accounts:
         market.claim(pid, sender=account)
-    assert market.balance == 0 and market.getProject(pid).escrow == 0
+    assert market.balance == market.getProject(pid).escrow == 0
 
 
 def test_challenge_reverts(market, owner, aggregator, arbiter, trainers, outsider, chain):
@@ -82,7 +93,7 @@ def test_open_challenge_freezes_claims_until_rejected(
     register_all(market, pid, trainers[:2])
     finalize(market, pid, 0, trainers[:2], [1, 3], aggregator)
     market.challenge(pid, 0, sender=outsider, value=BOND)
-    assert market.getRound(pid, 0).challenge == OPEN and not market.isRoundFinal(pid, 0)
+    assert market.getRound(pid, 0).challenge == OPEN and not is_round_final(market, pid, 0)
     past_windows(market, pid, chain)
     with reverts(market.ClaimsNotOpen, projectId=pid):
         market.claim(pid, sender=trainers[0])
@@ -95,7 +106,7 @@ def test_open_challenge_freezes_claims_until_rejected(
     assert not tx.events.filter(market.ChallengeResolved)[0].upheld
     assert tx.events.filter(market.Burned)[0].amount == BOND
     assert chain.get_balance(BURN) == burned_before + BOND
-    assert market.getRound(pid, 0).challenge == REJECTED and market.isRoundFinal(pid, 0)
+    assert market.getRound(pid, 0).challenge == REJECTED and is_round_final(market, pid, 0)
     with reverts(market.NoOpenChallenge, projectId=pid, round=0):
         market.resolveChallenge(pid, 0, True, sender=arbiter)
     with reverts(market.NothingToClaim, account=outsider.address):
@@ -111,32 +122,33 @@ def test_upheld_challenge_reverses_the_round_and_cancels(
     a, b, c = trainers[:3]
     register_all(market, pid, [a, b, c])
     finalize(market, pid, 0, [a, b, c], [5, 3, 0], aggregator, flagged=[c])
-    submit_all(market, pid, 1, [a, b])
     market.challenge(pid, 0, sender=outsider, value=BOND)
+    submit_all(market, pid, 1, [a, b])  # round 1 goes on meanwhile: a and b reveal
     tx = market.resolveChallenge(pid, 0, True, sender=arbiter)
     (reversed_,) = tx.events.filter(market.RoundReversed)
     (cancelled,) = tx.events.filter(market.ProjectCancelled)
     assert reversed_.round == 0 and reversed_.allocated == sum(shares(round_pool(0), [5, 3, 0]))
     assert (cancelled.reason, cancelled.openRound, cancelled.by) == (1, 1, arbiter.address)
-    assert market.getRound(pid, 0).challenge == UPHELD and not market.isRoundFinal(pid, 0)
-    assert list(market.reversedRounds(pid)) == [0]
+    assert market.getRound(pid, 0).challenge == UPHELD and not is_round_final(market, pid, 0)
+    assert list(reversed_rounds(market, pid)) == [0]
     p = market.getProject(pid)
-    assert (p.status, p.allocatedPool, p.ownerRefund, p.totalFlags, p.totalSubmissions) == (
+    # Round 0's flag fell with the result: c's stake counts as work again; a and b revealed in round 1.
+    assert (p.status, p.allocatedPool, p.ownerRefund, p.workWeight, p.roundRevealedStake) == (
         CANCELLED,
         0,
         0,
-        0,
-        5,
+        3 * MIN_STAKE,
+        2 * MIN_STAKE,
     )
     with reverts(market.AlreadyChallenged):
         market.challenge(pid, 0, sender=trainers[3], value=BOND)
 
     past_windows(market, pid, chain)
-    per_work = POOL // 5  # the whole pool is unallocated again; a and b did 2 updates, c did 1
-    assert market.claimable(pid, a) == 2 * per_work + MIN_STAKE
-    assert market.claimable(pid, c) == per_work + MIN_STAKE  # the reversed flag no longer slashes
+    # The whole pool is unallocated again, split by stake times revealed rounds: a and b 2 each, c 1 (equal stakes).
+    assert market.claimable(pid, a) == POOL * 2 // 5 + MIN_STAKE
+    assert market.claimable(pid, c) == POOL // 5 + MIN_STAKE  # the reversed flag no longer slashes
     assert market.claimable(pid, outsider) == BOND
-    assert market.claimable(pid, owner) == POOL - 5 * per_work
+    assert market.claimable(pid, owner) == 0  # trainers did work: none of the pool goes back
     drain(market, pid, [a, b, c, outsider, owner])
 
 
@@ -146,23 +158,25 @@ def test_two_upheld_challenges_reverse_both_rounds(
     a, b = trainers[:2]
     challengers = [accounts[18], accounts[19]]
     register_all(market, pid, [a, b])
-    finalize(market, pid, 0, [a, b], [1, 0], aggregator)
-    finalize(market, pid, 1, [a, b], [0, 1], aggregator)
-    finalize(market, pid, 2, [a, b], [1, 1], aggregator)
-    for round_, challenger in enumerate(challengers):
-        market.challenge(pid, round_, sender=challenger, value=BOND)
+    for round_, scores in enumerate(([1, 0], [0, 1], [1, 1])):
+        finalize(market, pid, round_, [a, b], scores, aggregator)
+        if round_ < len(
+            challengers
+        ):  # challenged inside its window, before the next round closes its commits
+            market.challenge(pid, round_, sender=challengers[round_], value=BOND)
     assert market.getProject(pid).openChallenges == 2
     market.resolveChallenge(pid, 1, True, sender=arbiter)
     tx = market.resolveChallenge(pid, 0, True, sender=arbiter)
     assert not tx.events.filter(market.ProjectCancelled)  # already cancelled by the first ruling
-    assert sorted(market.reversedRounds(pid)) == [0, 1]
+    assert sorted(reversed_rounds(market, pid)) == [0, 1]
     past_windows(market, pid, chain)
-    # Round 2 stands; rounds 0 and 1 go back to the pool and are split by work (3 updates each).
+    # Round 2 stands; rounds 0 and 1 go back to the pool and are split by stake times work (3 rounds each).
     unallocated = round_pool(0) + round_pool(1)
-    per_work = unallocated // 6
     for trainer in (a, b):
-        expected = shares(round_pool(2), [1, 1])[0] + 3 * per_work + MIN_STAKE
+        expected = shares(round_pool(2), [1, 1])[0] + unallocated // 2 + MIN_STAKE
         assert market.claimable(pid, trainer) == expected
+    owed_dust = round_pool(2) - 2 * shares(round_pool(2), [1, 1])[0]  # round 2's dust is the owner's refund
+    assert market.claimable(pid, accounts[0]) == owed_dust
     drain(market, pid, [a, b, *challengers, accounts[0]])
 
 
@@ -177,14 +191,18 @@ def test_unresolved_challenge_lapses(market, pid, aggregator, trainers, outsider
     with reverts(market.ArbitrationPending, projectId=pid, round=0, until=until):
         market.expireChallenge(pid, 0, sender=trainers[0])
     warp_to(chain, until + 1)
+    burned_before = chain.get_balance(BURN)
     tx = market.expireChallenge(pid, 0, sender=trainers[0])
-    assert len(tx.events.filter(market.ChallengeLapsed)) == 1
+    (lapsed,) = tx.events.filter(market.ChallengeLapsed)
+    # A silent arbiter's freeze is not free: the challenger forfeits half its bond (burned).
+    assert lapsed.burned == BOND // 2 and tx.events.filter(market.Burned)[0].amount == BOND // 2
+    assert chain.get_balance(BURN) == burned_before + BOND // 2
     assert market.getRound(pid, 0).challenge == LAPSED and market.getProject(pid).openChallenges == 0
     with reverts(market.NoOpenChallenge):
         market.expireChallenge(pid, 0, sender=trainers[0])
-    # The aggregator stalled meanwhile: cancel, and the challenger's bond comes back with the claims.
+    # The aggregator stalled meanwhile: cancel, and the rest of the challenger's bond comes back with the claims.
     market.cancel(pid, sender=outsider)
-    assert market.claimable(pid, outsider) == BOND
+    assert market.claimable(pid, outsider) == BOND - BOND // 2
     drain(market, pid, [*trainers[:2], outsider, owner])
 
 
@@ -205,8 +223,12 @@ def attacker(malicious_trainer, market, owner, aggregator, arbiter, trainers, ou
     contract = outsider.deploy(malicious_trainer, market.address, pid)
     contract.register(sender=outsider, value=MIN_STAKE)
     register_all(market, pid, trainers[:1])
-    contract.submit(0, cid("evil"), sha("evil"), sender=outsider)
-    submit_all(market, pid, 0, trainers[:1])
+    contract.commit(0, commitment(market, pid, 0, contract, sha("evil"), salt(contract, 0)), sender=outsider)
+    commit_all(market, pid, 0, trainers[:1])
+    close_commits(chain, market, pid)
+    contract.reveal(0, cid("evil"), sha("evil"), salt(contract, 0), sender=outsider)
+    reveal_all(market, pid, 0, trainers[:1])
+    reveal_validation(market, pid, 0, outsider)
     r = result(0, [contract.address, trainers[0].address], [1, 1])
     market.finalizeRound(pid, 0, r, sender=aggregator)
     past_windows(market, pid, chain)

@@ -1,4 +1,5 @@
-"""TrainingMarket payouts: claims after completion, slashing, and the liveness path (cancel past the deadline)."""
+"""TrainingMarket payouts: claims after completion, slashing, and the liveness path (cancel past the deadline: the
+unallocated pool goes to revealed, unflagged work weighted by stake)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from market_helpers import (
     MIN_STAKE,
     POOL,
     ROUNDS,
+    claims_open,
+    close_commits,
+    commit_all,
     create,
     register_all,
     result,
+    reveal_all,
     reverts,
     round_pool,
+    schedule,
     shares,
     submit_all,
     warp_to,
@@ -25,8 +31,6 @@ def run_rounds(market, pid, aggregator, chain, plan) -> dict[str, int]:
     rewards: dict[str, int] = {}
     for round_, (submitters, scores, flagged) in enumerate(plan):
         submit_all(market, pid, round_, submitters)
-        if len(submitters) < market.getProject(pid).trainerCount:
-            warp_to(chain, market.roundDeadlines(pid)[0] + 1)
         r = result(round_, submitters, scores, flagged)
         market.finalizeRound(pid, round_, r, sender=aggregator)
         for address, share in zip(r["trainers"], shares(round_pool(round_), r["scores"]), strict=True):
@@ -57,7 +61,7 @@ def test_completed_project_pays_every_participant_and_drains(market, pid, traine
     expected = {t.address: rewards.get(t.address, 0) + MIN_STAKE for t in (a, b, c)}
     expected[owner.address] = POOL - sum(rewards.values())
     open_claims(market, pid, chain)
-    assert market.claimsOpen(pid)
+    assert claims_open(market, pid)
     for account in (a, b, c, owner):
         assert market.claimable(pid, account) == expected[account.address]
     assert sum(expected.values()) == market.balance == market.getProject(pid).escrow
@@ -77,7 +81,7 @@ def test_claim_before_the_end_reverts(market, pid, trainers, aggregator, chain):
     warp_to(chain, market.getProject(pid).lastFinalizedAt + CHALLENGE_WINDOW)
     with reverts(market.ClaimsNotOpen, projectId=pid):
         market.claim(pid, sender=trainers[0])
-    assert market.claimable(pid, trainers[0]) == 0 and not market.claimsOpen(pid)
+    assert market.claimable(pid, trainers[0]) == 0 and not claims_open(market, pid)
     warp_to(chain, market.getProject(pid).lastFinalizedAt + CHALLENGE_WINDOW + 1)
     market.claim(pid, sender=trainers[0])
 
@@ -141,7 +145,7 @@ def test_slashing_disabled_when_threshold_is_zero(market, owner, aggregator, arb
 
 
 def test_cancel_before_the_deadline_reverts(market, pid, trainers, outsider, chain):
-    deadline = market.roundDeadlines(pid)[1]
+    deadline = schedule(market, pid)[2]
     warp_to(chain, deadline)
     with reverts(market.DeadlineNotPassed, projectId=pid, round=0, deadline=deadline):
         market.cancel(pid, sender=outsider)
@@ -154,34 +158,48 @@ def test_cancel_before_the_deadline_reverts(market, pid, trainers, outsider, cha
         market.cancel(pid, sender=outsider)
 
 
-def test_cancel_pays_unallocated_pool_pro_rata_to_unflagged_work(
+def test_cancel_pays_unallocated_pool_pro_rata_to_stake_times_unflagged_revealed_work(
     market, pid, trainers, aggregator, owner, outsider, chain
 ):
-    a, b, c, d = trainers[:4]
-    register_all(market, pid, [a, b, c, d])
-    # Round 0 stands (c flagged); in round 1 a, b and c submit, then the aggregator stalls.
+    a, b, c, d, e = trainers[:5]
+    stakes = {a: MIN_STAKE, b: 3 * MIN_STAKE, c: MIN_STAKE, d: MIN_STAKE, e: 2 * MIN_STAKE}
+    for trainer, stake in stakes.items():
+        market.register(pid, sender=trainer, value=stake)
+    # Round 0 stands (c flagged); in round 1 a, b, c and e commit, e never reveals, then the aggregator stalls.
     rewards = run_rounds(market, pid, aggregator, chain, [([a, b, c], [2, 1, 0], [c])])
-    submit_all(market, pid, 1, [a, b, c])
-    warp_to(chain, market.roundDeadlines(pid)[1] + 1)
+    commit_all(market, pid, 1, [a, b, c, e])
+    close_commits(chain, market, pid)
+    reveal_all(market, pid, 1, [a, b, c])
+    warp_to(chain, schedule(market, pid)[2] + 1)
     market.cancel(pid, sender=outsider)
     with reverts(market.ProjectNotActive, status=CANCELLED):
         market.finalizeRound(pid, 1, result(1, [a, b, c], [1, 1, 1]), sender=aggregator)
 
     unallocated = POOL - round_pool(0)
-    work = {a.address: 2, b.address: 2, c.address: 1, d.address: 0}  # c's flagged round 0 does not count
-    per_work = unallocated // sum(work.values())
-    assert market.claimsOpen(pid)  # round 0's challenge window closed long ago
-    for t in (a, b, c, d):
-        expected = rewards.get(t.address, 0) + per_work * work[t.address] + MIN_STAKE
-        assert claim(market, pid, t) == expected
+    # c's flagged round 0 does not count, e's unrevealed commitment is a missed round, d did nothing.
+    rounds_of_work = {a: 2, b: 2, c: 1, d: 0, e: 0}
+    weight = {t: stakes[t] * n for t, n in rounds_of_work.items()}
+    total = sum(weight.values())
+    p = market.getProject(pid)
+    assert p.workWeight + p.roundRevealedStake == total
+    assert claims_open(market, pid)  # round 0's challenge window closed long ago
+    # Each claim takes its floor of what is still unclaimed, by its weight among those still unclaimed: the last
+    # trainer with work takes the rounding dust, and not a wei stays behind.
+    left, weighing = unallocated, total
+    for t in (a, b, c, d, e):
+        share = left * weight[t] // weighing if weighing else 0
+        left, weighing = left - share, weighing - weight[t]
+        assert claim(market, pid, t) == rewards.get(t.address, 0) + share + stakes[t]
+    assert left == 0
     dust = round_pool(0) - sum(rewards.values())
-    assert claim(market, pid, owner) == dust + unallocated - per_work * sum(work.values())
-    assert market.balance == 0
+    assert claim(market, pid, owner) == dust  # trainers did work: none of the unallocated pool goes back
+    assert market.balance == 0 and market.getProject(pid).escrow == 0
 
 
-def test_cancel_with_no_submissions_refunds_the_owner(market, pid, trainers, owner, outsider, chain):
+def test_cancel_with_no_revealed_work_refunds_the_owner(market, pid, trainers, owner, outsider, chain):
     register_all(market, pid, trainers[:2])
-    warp_to(chain, market.roundDeadlines(pid)[1] + 1)
+    commit_all(market, pid, 0, trainers[:1])  # committed, never revealed: no work
+    warp_to(chain, schedule(market, pid)[2] + 1)
     market.cancel(pid, sender=outsider)
     assert claim(market, pid, owner) == POOL
     for t in trainers[:2]:
@@ -194,11 +212,11 @@ def test_cancel_keeps_slashes_already_due(market, owner, aggregator, arbiter, tr
     a, b = trainers[:2]
     register_all(market, pid, [a, b])
     run_rounds(market, pid, aggregator, chain, [([a, b], [0, 1], [a])])
-    warp_to(chain, market.roundDeadlines(pid)[1] + 1)
+    warp_to(chain, schedule(market, pid)[2] + 1)
     market.cancel(pid, sender=outsider)
     tx = market.claim(pid, sender=a)
     (event,) = tx.events.filter(market.Claimed)
     assert event.slashed == MIN_STAKE // 4
     for account in (b, owner):
         market.claim(pid, sender=account)
-    assert market.balance == 0
+    assert market.balance == 0  # b alone did unflagged work: it takes the whole unallocated pool

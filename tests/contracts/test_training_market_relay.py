@@ -1,245 +1,207 @@
-"""TrainingMarket.submitUpdateFor: a trainer's EIP-712 signed submission relayed by someone else, and every
-revert (replay, wrong signer, expired deadline, a signature over other fields, the checks of submitUpdate)."""
+"""Relayed calls: a trainer signs an ERC-2771 request (OpenZeppelin's ForwardRequest, EIP-712) for a commitment,
+a reveal or a claim, and anyone relays it through TrustmarketForwarder; the market acts for the signer. Replays,
+front-runs and invalidated requests cost the relayer a no-op, never a failed transaction."""
 
 from __future__ import annotations
 
 import ape
+import pytest
 from eth_account import Account
-from eth_utils import keccak
 from market_helpers import (
-    DURATION,
+    CHALLENGE_WINDOW,
+    MIN_STAKE,
+    ROUNDS,
     cid,
+    close_commits,
+    commitment,
     create,
     register_all,
+    result,
+    reveal_validation,
     reverts,
+    salt,
     sha,
     warp_to,
 )
 
-# Written out here rather than taken from the facade, so that a drift between the two fails a test.
-SUBMIT_UPDATE_TYPES = {
-    "SubmitUpdate": [
-        {"name": "trainer", "type": "address"},
-        {"name": "projectId", "type": "uint256"},
-        {"name": "round", "type": "uint16"},
-        {"name": "cid", "type": "string"},
-        {"name": "sha256", "type": "bytes32"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ]
-}
+from backend.chain.forwarder import EIP712_DOMAIN, FORWARD_REQUEST_TYPE
+from backend.eip712 import Eip712Domain, typed_data
+
+GAS = 300_000
 
 
-def _sign(market, key: bytes, trainer: str, project_id: int, round_: int, cid_: str, digest: bytes, deadline: int,
-          nonce: int | None = None) -> bytes:  # fmt: skip
-    """`key`'s signature over SubmitUpdate(trainer, ...) with the trainer's current nonce unless given."""
+@pytest.fixture
+def forwarder(project, owner):
+    return owner.deploy(project.TrustmarketForwarder, EIP712_DOMAIN[0])
+
+
+@pytest.fixture
+def relayed_market(project, owner, forwarder):
+    """A market that trusts the forwarder (no committee)."""
+    return owner.deploy(project.TrainingMarket, "0x" + "00" * 20, forwarder.address)
+
+
+@pytest.fixture
+def rpid(relayed_market, owner, aggregator, arbiter, trainers) -> int:
+    pid = create(relayed_market, owner, aggregator, arbiter)
+    register_all(relayed_market, pid, trainers[:3])
+    return pid
+
+
+def request(forwarder, signer, to: str, data: bytes, deadline: int, nonce: int | None = None) -> tuple:
+    """`signer`'s signed ForwardRequestData for `data` at `to` (its current nonce unless given)."""
+    nonce = forwarder.nonces(signer.address) if nonce is None else nonce
+    message = {
+        "from": signer.address,
+        "to": to,
+        "value": 0,
+        "gas": GAS,
+        "nonce": nonce,
+        "deadline": deadline,
+        "data": data,
+    }
+    domain = Eip712Domain(*EIP712_DOMAIN, ape.chain.chain_id, forwarder.address)
     signed = Account.sign_typed_data(
-        key,
-        domain_data={
-            "name": "trustmarket TrainingMarket",
-            "version": "1",
-            "chainId": ape.chain.chain_id,
-            "verifyingContract": market.address,
-        },
-        message_types=SUBMIT_UPDATE_TYPES,
-        message_data={
-            "trainer": trainer,
-            "projectId": project_id,
-            "round": round_,
-            "cid": cid_,
-            "sha256": digest,
-            "nonce": market.nonces(trainer) if nonce is None else nonce,
-            "deadline": deadline,
-        },
+        signer.private_key, full_message=typed_data(domain, FORWARD_REQUEST_TYPE, message)
     )
-    return bytes(signed.signature)
+    return (signer.address, to, 0, GAS, deadline, data, bytes(signed.signature))
 
 
-def _signed(market, trainer, project_id: int, round_: int, label: str, deadline: int) -> bytes:
-    return _sign(
-        market, trainer.private_key, trainer.address, project_id, round_, cid(label), sha(label), deadline
-    )
+def commit_data(market, pid: int, round_: int, trainer, label: str) -> bytes:
+    seal = commitment(market, pid, round_, trainer, sha(label), salt(trainer, round_))
+    return bytes(market.commitUpdate.encode_input(pid, round_, seal))
 
 
-def _future(chain, seconds: int = 600) -> int:
+def future(chain, seconds: int = 600) -> int:
     return chain.pending_timestamp + seconds
 
 
-def test_typehash_matches_the_documented_type(market):
-    fields = ",".join(f"{f['type']} {f['name']}" for f in SUBMIT_UPDATE_TYPES["SubmitUpdate"])
-    assert market.SUBMIT_UPDATE_TYPEHASH() == keccak(text=f"SubmitUpdate({fields})")
-    domain = market.eip712Domain()
+def test_the_domain_is_the_forwarders(forwarder):
+    # The request type itself is checked by every relayed call below: a signature over another type never verifies.
+    domain = forwarder.eip712Domain()
     assert (domain.name, domain.version, domain.verifyingContract) == (
-        "trustmarket TrainingMarket",
+        EIP712_DOMAIN[0],
         "1",
-        market.address,
+        forwarder.address,
     )
 
 
-def test_relayed_submission_lands_as_the_trainers(market, pid, trainers, outsider, chain):
+def test_a_relayed_commitment_and_reveal_land_as_the_trainers(
+    relayed_market, forwarder, rpid, trainers, outsider, chain
+):
     trainer = trainers[0]
-    register_all(market, pid, [trainer])
-    deadline = _future(chain)
-    signature = _signed(market, trainer, pid, 0, "relayed", deadline)
+    req = request(
+        forwarder,
+        trainer,
+        relayed_market.address,
+        commit_data(relayed_market, rpid, 0, trainer, "u"),
+        future(chain),
+    )
+    assert forwarder.verify(req)
     before = trainer.balance
-    tx = market.submitUpdateFor(
-        trainer.address, pid, 0, cid("relayed"), sha("relayed"), deadline, signature, sender=outsider
-    )
-    (event,) = tx.events.filter(market.UpdateSubmitted)
-    assert (event.projectId, event.round, event.trainer) == (pid, 0, trainer.address)
-    assert (event.cid, event.sha256) == (cid("relayed"), sha("relayed"))
-    assert market.getSubmission(pid, 0, trainer.address).submitted is True
-    assert market.getSubmission(pid, 0, outsider.address).submitted is False
-    assert market.getTrainer(pid, trainer.address).submissions == 1
-    assert market.getProject(pid).roundSubmissions == 1
-    assert market.nonces(trainer.address) == 1
+    tx = forwarder.execute(req, sender=outsider)
+    (event,) = tx.events.filter(relayed_market.UpdateCommitted)
+    assert event.trainer == trainer.address  # the signer, never the relayer
     assert trainer.balance == before  # the relayer paid the gas
+    assert forwarder.nonces(trainer.address) == 1
+    close_commits(chain, relayed_market, rpid)
+    reveal = relayed_market.revealUpdate.encode_input(rpid, 0, cid("u"), sha("u"), salt(trainer, 0))
+    req = request(forwarder, trainer, relayed_market.address, bytes(reveal), future(chain))
+    tx = forwarder.execute(req, sender=outsider)
+    (revealed,) = tx.events.filter(relayed_market.UpdateRevealed)
+    assert (revealed.trainer, revealed.cid) == (trainer.address, cid("u"))
+    assert relayed_market.getSubmission(rpid, 0, trainer).revealed
 
 
-def test_replay_reverts(market, pid, trainers, outsider, chain):
-    trainer = trainers[0]
-    register_all(market, pid, [trainer])
-    deadline = _future(chain)
-    args = (
-        trainer.address,
-        pid,
-        0,
-        cid("once"),
-        sha("once"),
-        deadline,
-        _signed(market, trainer, pid, 0, "once", deadline),
-    )
-    market.submitUpdateFor(*args, sender=outsider)
-    # The nonce moved on, so the same signature no longer matches the digest.
-    with reverts(market.InvalidSignature, trainer=trainer.address):
-        market.submitUpdateFor(*args, sender=outsider)
-    assert market.nonces(trainer.address) == 1
-
-
-def test_signature_for_an_already_submitted_round_reverts_and_keeps_the_nonce(
-    market, pid, trainers, outsider, chain
+def test_a_replayed_or_front_run_request_is_skipped_not_reverted(
+    relayed_market, forwarder, rpid, trainers, outsider, accounts, chain
 ):
-    trainer = trainers[0]
-    register_all(market, pid, [trainer])
-    market.submitUpdate(pid, 0, cid("direct"), sha("direct"), sender=trainer)
-    deadline = _future(chain)
-    signature = _signed(market, trainer, pid, 0, "again", deadline)
-    with reverts(market.AlreadySubmitted, projectId=pid, round=0, trainer=trainer.address):
-        market.submitUpdateFor(
-            trainer.address, pid, 0, cid("again"), sha("again"), deadline, signature, sender=outsider
-        )
-    # A reverted relay consumes nothing.
-    assert market.nonces(trainer.address) == 0
-
-
-def test_wrong_signer_reverts(market, pid, trainers, outsider, chain):
-    trainer, other = trainers[0], trainers[1]
-    register_all(market, pid, [trainer, other])
-    deadline = _future(chain)
-    forged = _sign(market, other.private_key, trainer.address, pid, 0, cid("x"), sha("x"), deadline)
-    with reverts(market.InvalidSignature, trainer=trainer.address):
-        market.submitUpdateFor(trainer.address, pid, 0, cid("x"), sha("x"), deadline, forged, sender=outsider)
-    # The other trainer's own signature does not make it the trainer's either.
-    own = _signed(market, other, pid, 0, "x", deadline)
-    with reverts(market.InvalidSignature, trainer=trainer.address):
-        market.submitUpdateFor(trainer.address, pid, 0, cid("x"), sha("x"), deadline, own, sender=outsider)
-    assert market.getSubmission(pid, 0, trainer.address).submitted is False
-
-
-def test_malformed_signature_reverts(market, pid, trainers, outsider, chain):
-    trainer = trainers[0]
-    register_all(market, pid, [trainer])
-    with reverts(market.InvalidSignature, trainer=trainer.address):
-        market.submitUpdateFor(
-            trainer.address, pid, 0, cid("x"), sha("x"), _future(chain), b"\x01" * 10, sender=outsider
-        )
-
-
-def test_expired_deadline_reverts(market, pid, trainers, outsider, chain):
-    trainer = trainers[0]
-    register_all(market, pid, [trainer])
-    deadline = _future(chain, 60)
-    signature = _signed(market, trainer, pid, 0, "late", deadline)
-    warp_to(chain, deadline + 1)
-    with reverts(market.SignatureExpired, deadline=deadline, nowTimestamp=deadline + 1):
-        market.submitUpdateFor(
-            trainer.address, pid, 0, cid("late"), sha("late"), deadline, signature, sender=outsider
-        )
-
-
-def test_deadline_is_inclusive(market, pid, trainers, outsider, chain):
-    trainer = trainers[0]
-    register_all(market, pid, [trainer])
-    deadline = _future(chain, 60)
-    signature = _signed(market, trainer, pid, 0, "edge", deadline)
-    warp_to(chain, deadline)
-    market.submitUpdateFor(
-        trainer.address, pid, 0, cid("edge"), sha("edge"), deadline, signature, sender=outsider
+    trainer, front_runner = trainers[0], accounts[18]
+    req = request(
+        forwarder,
+        trainer,
+        relayed_market.address,
+        commit_data(relayed_market, rpid, 0, trainer, "u"),
+        future(chain),
     )
-    assert market.getSubmission(pid, 0, trainer.address).submitted is True
+    forwarder.executeBatch([req], front_runner.address, sender=front_runner)  # sent first, by someone else
+    assert relayed_market.getProject(rpid).roundCommits == 1
+    # The relayer's copy of the same request: skipped (its nonce is used), the transaction still succeeds.
+    tx = forwarder.executeBatch([req], outsider.address, sender=outsider)
+    assert not tx.events.filter(forwarder.ExecutedForwardRequest)
+    assert relayed_market.getProject(rpid).roundCommits == 1
+    # A plain `execute` of a replay reverts: relayers use executeBatch with a refund receiver.
+    with ape.reverts():
+        forwarder.execute(req, sender=outsider)
 
 
-def test_signature_over_other_fields_reverts(
-    market, owner, aggregator, arbiter, pid, trainers, outsider, chain
+def test_a_trainer_voids_a_request_it_signed(relayed_market, forwarder, rpid, trainers, outsider, chain):
+    trainer = trainers[0]
+    req = request(
+        forwarder,
+        trainer,
+        relayed_market.address,
+        commit_data(relayed_market, rpid, 0, trainer, "u"),
+        future(chain),
+    )
+    tx = forwarder.invalidateNonce(sender=trainer)
+    assert tx.events.filter(forwarder.NonceInvalidated)[0].nonce == 0
+    assert not forwarder.verify(req)
+    forwarder.executeBatch([req], outsider.address, sender=outsider)
+    assert relayed_market.getProject(rpid).roundCommits == 0  # nothing ran
+
+
+def test_forged_expired_and_foreign_requests_do_not_run(
+    relayed_market, forwarder, rpid, trainers, outsider, owner, chain, project
 ):
-    trainer = trainers[0]
-    other_pid = create(market, owner, aggregator, arbiter)
-    register_all(market, pid, [trainer])
-    register_all(market, other_pid, [trainer])
-    deadline = _future(chain)
-    key, who = trainer.private_key, trainer.address
-    cases = {
-        "project": _sign(market, key, who, other_pid, 0, cid("a"), sha("a"), deadline),
-        "round": _sign(market, key, who, pid, 1, cid("a"), sha("a"), deadline),
-        "cid": _sign(market, key, who, pid, 0, cid("b"), sha("a"), deadline),
-        "sha256": _sign(market, key, who, pid, 0, cid("a"), sha("b"), deadline),
-        "deadline": _sign(market, key, who, pid, 0, cid("a"), sha("a"), deadline + 1),
-        "nonce": _sign(market, key, who, pid, 0, cid("a"), sha("a"), deadline, nonce=1),
-    }
-    for field, signature in cases.items():
-        with reverts(market.InvalidSignature, trainer=who):
-            market.submitUpdateFor(who, pid, 0, cid("a"), sha("a"), deadline, signature, sender=outsider)
-        assert not market.getSubmission(pid, 0, who).submitted, field
+    trainer, other = trainers[:2]
+    data = commit_data(relayed_market, rpid, 0, trainer, "u")
+    forged = request(forwarder, other, relayed_market.address, data, future(chain))
+    forged = (trainer.address, *forged[1:])  # signed by `other`, claims to be `trainer`
+    assert not forwarder.verify(forged)
+    expired = request(forwarder, trainer, relayed_market.address, data, chain.pending_timestamp - 1)
+    assert not forwarder.verify(expired)
+    untrusting = owner.deploy(project.TrainingMarket, "0x" + "00" * 20, "0x" + "00" * 20)
+    foreign = request(forwarder, trainer, untrusting.address, data, future(chain))
+    assert not forwarder.verify(foreign)
+    forwarder.executeBatch([forged, expired, foreign], outsider.address, sender=outsider)
+    assert relayed_market.getProject(rpid).roundCommits == 0
 
 
-def test_another_markets_signature_reverts(project, market, owner, pid, trainers, outsider, chain):
-    trainer = trainers[0]
-    register_all(market, pid, [trainer])
-    elsewhere = owner.deploy(project.TrainingMarket, "0x" + "00" * 20)
-    deadline = _future(chain)
-    signature = _signed(elsewhere, trainer, pid, 0, "a", deadline)
-    with reverts(market.InvalidSignature, trainer=trainer.address):
-        market.submitUpdateFor(
-            trainer.address, pid, 0, cid("a"), sha("a"), deadline, signature, sender=outsider
-        )
+def test_a_forwarded_call_the_market_refuses_runs_nothing(
+    relayed_market, forwarder, rpid, outsider, accounts, chain
+):
+    stranger = accounts[17]  # not registered
+    data = commit_data(relayed_market, rpid, 0, stranger, "u")
+    req = request(forwarder, stranger, relayed_market.address, data, future(chain))
+    tx = forwarder.executeBatch([req], outsider.address, sender=outsider)
+    (executed,) = tx.events.filter(forwarder.ExecutedForwardRequest)
+    assert not executed.success and relayed_market.getProject(rpid).roundCommits == 0
 
 
-def test_unregistered_trainer_reverts_as_in_submit_update(market, pid, trainers, outsider, chain):
-    trainer = trainers[0]
-    deadline = _future(chain)
-    signature = _signed(market, trainer, pid, 0, "a", deadline)
-    with reverts(market.NotRegistered, projectId=pid, trainer=trainer.address):
-        market.submitUpdateFor(
-            trainer.address, pid, 0, cid("a"), sha("a"), deadline, signature, sender=outsider
-        )
-
-
-def test_submit_update_checks_apply_to_relayed_ones(market, pid, trainers, outsider, chain):
-    trainer = trainers[0]
-    register_all(market, pid, [trainer])
-    far = _future(chain, 10 * DURATION)
-    wrong_round = _signed(market, trainer, pid, 1, "a", far)
-    with reverts(market.WrongRound, projectId=pid, round=1, openRound=0):
-        market.submitUpdateFor(trainer.address, pid, 1, cid("a"), sha("a"), far, wrong_round, sender=outsider)
-    bad_cid = _sign(market, trainer.private_key, trainer.address, pid, 0, "", sha("a"), far)
-    with reverts(market.InvalidContentReference):
-        market.submitUpdateFor(trainer.address, pid, 0, "", sha("a"), far, bad_cid, sender=outsider)
-    unknown = _signed(market, trainer, 99, 0, "a", far)
-    with reverts(market.UnknownProject, projectId=99):
-        market.submitUpdateFor(trainer.address, 99, 0, cid("a"), sha("a"), far, unknown, sender=outsider)
-    late = _signed(market, trainer, pid, 0, "a", far)
-    opened = market.getProject(pid).roundOpenedAt
-    warp_to(chain, opened + DURATION + 1)
-    with reverts(market.SubmissionWindowClosed, projectId=pid, round=0, closedAt=opened + DURATION):
-        market.submitUpdateFor(trainer.address, pid, 0, cid("a"), sha("a"), far, late, sender=outsider)
-    assert market.nonces(trainer.address) == 0
+def test_a_relayed_claim_pays_the_signer(
+    relayed_market, forwarder, rpid, trainers, aggregator, outsider, chain
+):
+    a, b, c = trainers[:3]
+    for round_ in range(ROUNDS):
+        for t in (a, b, c):
+            seal = commitment(relayed_market, rpid, round_, t, sha(f"{round_}{t.address}"), salt(t, round_))
+            relayed_market.commitUpdate(rpid, round_, seal, sender=t)
+        close_commits(chain, relayed_market, rpid)
+        for t in (a, b, c):
+            relayed_market.revealUpdate(
+                rpid, round_, cid("x"), sha(f"{round_}{t.address}"), salt(t, round_), sender=t
+            )
+        reveal_validation(relayed_market, rpid, round_, outsider)
+        relayed_market.finalizeRound(rpid, round_, result(round_, [a, b, c], [1, 1, 1]), sender=aggregator)
+    warp_to(chain, relayed_market.getProject(rpid).lastFinalizedAt + CHALLENGE_WINDOW + 1)
+    chain.mine()
+    owed = relayed_market.claimable(rpid, a)
+    assert owed > MIN_STAKE
+    before = a.balance
+    claim = bytes(relayed_market.claim.encode_input(rpid))
+    forwarder.execute(request(forwarder, a, relayed_market.address, claim, future(chain)), sender=outsider)
+    assert a.balance == before + owed  # paid to the signer, not to the relayer or the forwarder
+    assert relayed_market.getTrainer(rpid, a).claimed
+    with reverts(relayed_market.AlreadyClaimed, account=a.address):
+        relayed_market.claim(rpid, sender=a)

@@ -1,4 +1,5 @@
-"""VerifierCommittee: staked BLS verifiers with proof of possession, exits with delay, quorum attestations.
+"""VerifierCommittee: admitted, staked BLS verifiers with proof of possession and capped weights, exits with
+delay, quorum attestations, and the slashing of the attesters of an overturned round.
 
 Signatures are made in Python (`backend.committee.bls`) and checked on chain, so every test here is also a
 Python -> Solidity agreement check. A test-only market (`TestRoundMarket`) stores round digests the way
@@ -13,10 +14,12 @@ import ape
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
+from web3.exceptions import ContractCustomError
 
 from backend.committee import bls
 
 MIN_STAKE = 10**18
+MAX_WEIGHT = 10 * MIN_STAKE
 EXIT_DELAY = 2 * 86400
 WINDOW = EXIT_DELAY // 2
 PROJECT = 1
@@ -58,9 +61,13 @@ def members(accounts):
     return [accounts[i] for i in range(1, 6)]
 
 
+def deploy_committee(project, admin):
+    return admin.deploy(project.VerifierCommittee, admin.address, MIN_STAKE, MAX_WEIGHT, EXIT_DELAY)
+
+
 @pytest.fixture
 def committee(project, owner):
-    return owner.deploy(project.VerifierCommittee, MIN_STAKE, EXIT_DELAY)
+    return deploy_committee(project, owner)
 
 
 @pytest.fixture
@@ -73,6 +80,8 @@ def pop(keys: bls.KeyPair, account, committee, chain) -> bls.G1Point:
 
 
 def register(committee, chain, account, keys, stake=MIN_STAKE):
+    """Admit `account` (the deployer holds ADMISSION_ROLE) and register it."""
+    committee.admit(account, sender=ape.accounts.test_accounts[0])
     return committee.register(
         keys.public_g1, keys.public_g2, pop(keys, account, committee, chain), sender=account, value=stake
     )
@@ -81,7 +90,7 @@ def register(committee, chain, account, keys, stake=MIN_STAKE):
 @pytest.fixture(scope="module")
 def seated(project, chain, accounts):
     """Four members with equal stakes, indices 0..3; set up once, each test rolls back to this state."""
-    committee = accounts[0].deploy(project.VerifierCommittee, MIN_STAKE, EXIT_DELAY)
+    committee = deploy_committee(project, accounts[0])
     for i, keys in enumerate(KEYS[:4]):
         register(committee, chain, accounts[1 + i], keys)
     return committee
@@ -110,9 +119,23 @@ def attest(committee, market, sender, digest, signers, round_=0, **kwargs):
 
 
 def test_constructor_rejects_bad_config(project, owner):
-    for args in [(0, EXIT_DELAY), (MIN_STAKE, 1), (MIN_STAKE, 0)]:
-        with ape.reverts(project.VerifierCommittee.InvalidConfig):
-            owner.deploy(project.VerifierCommittee, *args)
+    admin = owner.address
+    for args in [
+        (admin, 0, MAX_WEIGHT, EXIT_DELAY),
+        (admin, MIN_STAKE, MAX_WEIGHT, 1),
+        (admin, MIN_STAKE, MAX_WEIGHT, 0),
+        (admin, MIN_STAKE, MIN_STAKE - 1, EXIT_DELAY),
+        ("0x" + "00" * 20, MIN_STAKE, MAX_WEIGHT, EXIT_DELAY),
+    ]:
+        # Deployed by eth_call: Ape's trace of a reverted constructor fails to decode (eth_abi InvalidPointer).
+        contract_type = project.VerifierCommittee.contract_type
+        w3 = owner.provider.web3
+        factory = w3.eth.contract(abi=[a.model_dump(mode="json", by_alias=True) for a in contract_type.abi],
+                                  bytecode=contract_type.deployment_bytecode.bytecode)  # fmt: skip
+        with pytest.raises(ContractCustomError) as refused:
+            tx = factory.constructor(*args).build_transaction({"from": owner.address, "gas": 10**7})
+            w3.eth.call({"from": owner.address, "data": tx["data"]})
+        assert str(refused.value.data).startswith("0x" + keccak(text="InvalidConfig()")[:4].hex()), args
 
 
 def test_the_attestation_window_is_half_the_exit_delay(committee):
@@ -134,10 +157,10 @@ def test_register_seats_the_verifier_in_a_new_epoch(committee, chain, members):
     tx = register(committee, chain, account, keys, stake=2 * MIN_STAKE)
     (event,) = tx.events.filter(committee.VerifierRegistered)
     assert event.verifier == account.address and event.epoch == 1 and event.index == 0
-    assert event.stake == 2 * MIN_STAKE
+    assert event.stake == event.weight == 2 * MIN_STAKE
     assert bytes(event.keyHash) == keccak(encode(["uint256", "uint256"], list(keys.public_g1)))
     (started,) = tx.events.filter(committee.EpochStarted)
-    assert started.epoch == 1 and started.size == 1 and started.totalStake == 2 * MIN_STAKE
+    assert started.epoch == 1 and started.size == 1 and started.totalWeight == 2 * MIN_STAKE
     assert committee.currentEpoch() == 1
     addresses, stakes, keys_g1 = committee.committee(1)
     assert list(addresses) == [account.address] and list(stakes) == [2 * MIN_STAKE]
@@ -157,8 +180,9 @@ def test_register_reverts_on_bad_stake_or_duplicate(seated, chain, members):
         register(seated, chain, members[4], keys)
 
 
-def test_register_refuses_the_identity_and_malformed_keys(committee, chain, members):
+def test_register_refuses_the_identity_and_malformed_keys(committee, chain, members, owner):
     keys, account = KEYS[0], members[0]
+    committee.admit(account, sender=owner)
     proof = pop(keys, account, committee, chain)
     with ape.reverts(committee.InvalidPublicKey):
         committee.register((0, 0), keys.public_g2, proof, sender=account, value=MIN_STAKE)
@@ -171,8 +195,9 @@ def test_register_refuses_the_identity_and_malformed_keys(committee, chain, memb
         committee.register(keys.public_g1, (x_re, x_im, y_re, y_im), proof, sender=account, value=MIN_STAKE)
 
 
-def test_register_refuses_a_proof_for_another_owner_chain_or_key(committee, chain, members):
+def test_register_refuses_a_proof_for_another_owner_chain_or_key(committee, chain, members, owner):
     keys, account = KEYS[0], members[0]
+    committee.admit(account, sender=owner)
     for proof in [
         pop(keys, members[1], committee, chain),  # copied from someone else's registration
         bls.prove_possession(keys, account.address, chain.chain_id + 1, committee.address),
@@ -209,6 +234,7 @@ def test_a_rogue_key_without_proof_of_possession_is_refused(seated, chain, membe
     rogue_g1 = bls.aggregate_g1([attacker.public_g1, (honest.public_g1[0], p - honest.public_g1[1])])
     message = bls.possession_message(rogue_g2, members[4].address, chain.chain_id, seated.address)
     best_try = bls.sign(attacker.secret, message, bls.DST_POP)
+    seated.admit(members[4], sender=ape.accounts.test_accounts[0])
     with ape.reverts(seated.InvalidProofOfPossession):
         seated.register(rogue_g1, rogue_g2, best_try, sender=members[4], value=MIN_STAKE)
 
@@ -239,7 +265,7 @@ def test_exit_moves_the_last_member_into_the_hole_and_withdraw_pays_after_the_de
     assert list(addresses) == [members[0].address, members[3].address, members[2].address]
     assert tuple(keys_g1[1]) == KEYS[3].public_g1
     assert seated.verifiers(members[3]).index == 1
-    assert seated.epochInfo(5).totalStake == 3 * MIN_STAKE
+    assert seated.epochInfo(5).totalWeight == 3 * MIN_STAKE
     with ape.reverts(seated.VerifierNotActive, verifier=members[1].address):
         seated.requestExit(sender=members[1])
     with ape.reverts(seated.ExitDelayNotOver, withdrawableAt=event.withdrawableAt):
@@ -263,7 +289,7 @@ def test_the_last_member_leaving_empties_the_committee(committee, chain, members
     register(committee, chain, members[0], KEYS[0])
     committee.requestExit(sender=members[0])
     info = committee.epochInfo(2)
-    assert (int(info.table, 16), info.size, info.totalStake) == (0, 0, 0)
+    assert (int(info.table, 16), info.size, info.totalWeight) == (0, 0, 0)
     with ape.reverts(committee.VerifierNotActive):
         committee.requestExit(sender=members[1])
     with ape.reverts(committee.UnknownEpoch, epoch=3):
@@ -276,6 +302,7 @@ def test_a_failed_stake_transfer_reverts(test_contracts, committee, chain, owner
     proxy = owner.deploy(test_contracts["VerifierProxy"], committee)
     keys = KEYS[0]
     proof = bls.prove_possession(keys, proxy.address, chain.chain_id, committee.address)
+    committee.admit(proxy.address, sender=owner)
     proxy.register(keys.public_g1, keys.public_g2, proof, sender=owner, value=MIN_STAKE)
     proxy.requestExit(sender=owner)
     chain.pending_timestamp += EXIT_DELAY
@@ -300,7 +327,7 @@ def test_a_quorum_attests_a_round(seated, market, chain, owner):
         0,
         digest,
     )
-    assert (event.epoch, event.signerBitmap, event.signedStake, event.totalStake) == (
+    assert (event.epoch, event.signerBitmap, event.signedWeight, event.totalWeight) == (
         4,
         0b1011,
         3 * MIN_STAKE,
@@ -321,7 +348,7 @@ def test_key_sums_stay_right_through_joins_and_exits(seated, market, chain, owne
         market.setRoundResultDigest(PROJECT, round_, bytes([round_ + 1]) * 32, sender=owner)
         digest = bytes([round_ + 1]) * 32
         tx = attest(seated, market, owner, digest, signers, round_=round_, keys=order)
-        assert tx.events.filter(seated.RoundAttested)[0].signedStake == len(signers) * MIN_STAKE
+        assert tx.events.filter(seated.RoundAttested)[0].signedWeight == len(signers) * MIN_STAKE
 
 
 def test_a_replayed_attestation_reverts(seated, market, owner):
@@ -381,7 +408,7 @@ def test_a_signature_over_another_chain_reverts(seated, market, chain, owner):
 
 def test_a_quorum_one_signer_short_reverts(seated, market, owner):
     digest = finalize(market, owner)
-    with ape.reverts(seated.QuorumNotReached, signedStake=2 * MIN_STAKE, totalStake=4 * MIN_STAKE):
+    with ape.reverts(seated.QuorumNotReached, signedWeight=2 * MIN_STAKE, totalWeight=4 * MIN_STAKE):
         attest(seated, market, owner, digest, [0, 3])
     attest(seated, market, owner, digest, [0, 2, 3])  # one more signer is enough
     assert seated.isAttested(market, PROJECT, 0)
@@ -392,7 +419,7 @@ def test_quorum_is_weighted_by_stake(committee, market, chain, owner, members):
     for i in range(1, 4):
         register(committee, chain, members[i], KEYS[i])
     digest = finalize(market, owner)
-    with ape.reverts(committee.QuorumNotReached, signedStake=3 * MIN_STAKE, totalStake=8 * MIN_STAKE):
+    with ape.reverts(committee.QuorumNotReached, signedWeight=3 * MIN_STAKE, totalWeight=8 * MIN_STAKE):
         attest(committee, market, owner, digest, [1, 2, 3])  # three of four members, 3/8 of the stake
     attest(committee, market, owner, digest, [0, 1])  # two members, 6/8 of the stake
 
@@ -475,7 +502,7 @@ def test_the_pinned_snapshot_ignores_later_joiners_and_keeps_leavers(seated, mar
     seated.requestExit(sender=members[0])
     with ape.reverts(seated.UnknownSigner, committeeSize=4):
         attest(seated, market, owner, digest, [1, 2, 4], keys=KEYS)  # index 4 exists only in later epochs
-    with ape.reverts(seated.QuorumNotReached, signedStake=2 * MIN_STAKE, totalStake=4 * MIN_STAKE):
+    with ape.reverts(seated.QuorumNotReached, signedWeight=2 * MIN_STAKE, totalWeight=4 * MIN_STAKE):
         attest(seated, market, owner, digest, [1, 2])
     tx = attest(
         seated, market, owner, digest, [0, 1, 2]
@@ -501,3 +528,86 @@ def test_a_replaced_result_needs_a_new_attestation(seated, market, owner):
         seated.attest(market, PROJECT, 0, replaced, bitmap, apk_g2, old_signature, sender=owner)
     attest(seated, market, owner, replaced, [1, 2, 3])
     assert seated.isAttested(market, PROJECT, 0)
+
+
+# ---- admission, weights and slashing ----------------------------------------------------------------------
+
+
+def test_only_admitted_accounts_join_and_an_admission_is_used_once(
+    committee, chain, members, owner, accounts
+):
+    outsider_of = accounts[19]
+    account, keys = members[0], KEYS[0]
+    proof = pop(keys, account, committee, chain)
+    with ape.reverts(committee.NotAdmitted, verifier=account.address):
+        committee.register(keys.public_g1, keys.public_g2, proof, sender=account, value=MIN_STAKE)
+    with ape.reverts(committee.AccessControlUnauthorizedAccount):
+        committee.admit(account, sender=outsider_of)
+    tx = committee.admit(account, sender=owner)
+    assert tx.events.filter(committee.VerifierAdmitted)[0].verifier == account.address
+    assert committee.admitted(account)
+    committee.register(keys.public_g1, keys.public_g2, proof, sender=account, value=MIN_STAKE)
+    assert not committee.admitted(account)  # used up: leaving and coming back needs a new admission
+    committee.requestExit(sender=account)
+    chain.pending_timestamp += EXIT_DELAY
+    committee.withdraw(sender=account)
+    fresh = KEYS[1]
+    with ape.reverts(committee.NotAdmitted, verifier=account.address):
+        committee.register(fresh.public_g1, fresh.public_g2, pop(fresh, account, committee, chain), sender=account,
+                           value=MIN_STAKE)  # fmt: skip
+
+
+def test_an_admission_can_be_withdrawn_before_it_is_used(committee, chain, members, owner):
+    account = members[0]
+    with ape.reverts(committee.NotAdmitted, verifier=account.address):
+        committee.revokeAdmission(account, sender=owner)
+    committee.admit(account, sender=owner)
+    tx = committee.revokeAdmission(account, sender=owner)
+    assert tx.events.filter(committee.AdmissionRevoked)[0].verifier == account.address
+    keys = KEYS[0]
+    with ape.reverts(committee.NotAdmitted):
+        committee.register(keys.public_g1, keys.public_g2, pop(keys, account, committee, chain), sender=account,
+                           value=MIN_STAKE)  # fmt: skip
+
+
+def test_weight_is_the_stake_capped(committee, chain, members):
+    register(committee, chain, members[0], KEYS[0], stake=3 * MIN_STAKE)
+    register(committee, chain, members[1], KEYS[1], stake=50 * MIN_STAKE)
+    _, weights, _ = committee.committee(committee.currentEpoch())
+    assert list(weights) == [3 * MIN_STAKE, MAX_WEIGHT]
+    assert committee.epochInfo(committee.currentEpoch()).totalWeight == 3 * MIN_STAKE + MAX_WEIGHT
+    assert committee.verifiers(members[1]).stake == 50 * MIN_STAKE  # slashable in full
+
+
+@pytest.fixture
+def overturning(seated, market, accounts):
+    """The test market may slash (MARKET_ROLE), as TrainingMarket does when a challenge is upheld."""
+    seated.grantRole(seated.MARKET_ROLE(), market.address, sender=accounts[0])
+    return market
+
+
+def test_overturning_an_attested_round_slashes_exactly_its_signers(
+    seated, overturning, owner, members, chain
+):
+    digest = finalize(overturning, owner)
+    attest(seated, overturning, owner, digest, [0, 2, 3])
+    epoch = seated.currentEpoch()
+    burn_before = chain.get_balance("0x000000000000000000000000000000000000dEaD")
+    tx = overturning.overturn(seated.address, PROJECT, 0, sender=owner)
+    slashed = {e.verifier: e.amount for e in tx.events.filter(seated.VerifierSlashed)}
+    assert slashed == {members[i].address: MIN_STAKE for i in (0, 2, 3)}
+    assert chain.get_balance("0x000000000000000000000000000000000000dEaD") == burn_before + 3 * MIN_STAKE
+    assert seated.currentEpoch() == epoch + 1
+    assert list(seated.committee(epoch + 1)[0]) == [members[1].address]
+    assert seated.epochInfo(epoch + 1).totalWeight == MIN_STAKE
+    assert seated.roundRecord(overturning, PROJECT, 0, digest).slashed
+    # Once per result: a second ruling slashes nobody again.
+    tx = overturning.overturn(seated.address, PROJECT, 0, sender=owner)
+    assert not tx.events.filter(seated.VerifierSlashed)
+    assert seated.balance == MIN_STAKE
+
+
+def test_overturning_an_unattested_round_slashes_nobody(seated, overturning, owner):
+    finalize(overturning, owner)
+    tx = overturning.overturn(seated.address, PROJECT, 0, sender=owner)
+    assert not tx.events.filter(seated.VerifierSlashed) and seated.currentEpoch() == 4

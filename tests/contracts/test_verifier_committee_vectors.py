@@ -96,7 +96,7 @@ def test_precompiles_reject_points_off_the_curve(harness):
 
 
 def test_committee_views_match_python(project, accounts, chain):
-    committee = accounts[0].deploy(project.VerifierCommittee, 10**18, 7 * 86400)
+    committee = accounts[0].deploy(project.VerifierCommittee, accounts[0].address, 10**18, 10**18, 7 * 86400)
     assert tuple(committee.messagePoint(DIGEST)) == ints(ATTESTATION["message_point"])
     key = bls.keypair_from_secret(int(VECTORS["keys"][0]["secret"], 16))
     owner = accounts[3].address

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sealed_helpers import reveal_round
 from typer.testing import CliRunner
 
 from backend.cli import app
@@ -58,6 +59,7 @@ def run_rounds(env, project: int, data: dict[int, Path], rounds: int, tmp: Path,
             assert done["round"] == r and done["loss_last"] > 0
             sizes.append(update.stat().st_size)
             ok(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{account}")
+        reveal_round(env, project, data, owner=OWNER)
         result = ok(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
         assert result["round"] == r
         finalized.append({**result, "update_bytes": sizes})

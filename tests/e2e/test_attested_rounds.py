@@ -1,5 +1,6 @@
 """Attested rounds end to end: a committee of three verifiers recomputes a real training round, signs, aggregates
-and submits one BLS attestation, and the trainers claim before the round's challenge window ends.
+and submits one BLS attestation; the attested round stays challengeable until its window ends (an attestation is
+no reason to stop listening to challengers, F-4 of #12), and the trainers claim after it.
 
 Everything runs on the session's deployment (`deploy_contracts`: VerifierCommittee first, TrainingMarket wired
 to it), the project through the CLI (owner, trainers, aggregator) and the verifiers through
@@ -13,9 +14,11 @@ import json
 
 import numpy as np
 import pytest
+from sealed_helpers import reveal_round
 from typer.testing import CliRunner
 
 from aggregator.data import load_digits_data, non_iid_splits
+from backend.chain.anvil import mine_at
 from backend.chain.deploy import deploy_contracts
 from backend.chain.errors import revert_class
 from backend.chain.training_market import TrainingMarket
@@ -55,7 +58,7 @@ def test_the_deployed_market_trusts_the_deployed_committee(chain_client, dev_acc
     # Deployed on its own, a market has no committee; one that is not a contract is refused.
     alone = deploy_contracts(chain_client, dev_accounts[0], network="test", names=("TrainingMarket",))
     assert TrainingMarket(chain_client, alone.contracts["TrainingMarket"].address).committee_address() is None
-    with pytest.raises(revert_class("TrainingMarket", "InvalidParameter"), match="committee"):
+    with pytest.raises(revert_class("TrainingMarket", "InvalidParameter"), match="Committee"):
         deploy_contracts(
             chain_client,
             dev_accounts[0],
@@ -66,11 +69,12 @@ def test_the_deployed_market_trusts_the_deployed_committee(chain_client, dev_acc
 
 
 @pytest.mark.slow
-def test_trainers_claim_before_the_window_once_the_committee_attests(
+def test_an_attested_round_stays_challengeable_and_claims_open_after_its_window(
     env, tmp_path, chain_client, dev_accounts
 ):
     committee = VerifierCommittee(chain_client)
     for i, keys in zip(VERIFIERS, KEYS, strict=True):  # seated before the round: the snapshot is pinned then
+        committee.admit(dev_accounts[0], dev_accounts[i].address)  # the deployer admits each member
         join(committee, dev_accounts[i], keys, committee.min_stake())
 
     data = load_digits_data(0)
@@ -88,6 +92,7 @@ def test_trainers_claim_before_the_window_once_the_committee_attests(
         cli(env, "trainer", "train", "-p", project, "--data", tmp_path / f"t{i}.npz", "--out", update,
             "--epochs", 1, "--json")  # fmt: skip
         cli(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}", "--json")
+    reveal_round(env, project, TRAINERS, owner=OWNER)
     cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}", "--json")
 
     market = TrainingMarket(chain_client)
@@ -104,10 +109,16 @@ def test_trainers_claim_before_the_window_once_the_committee_attests(
     assert [[o.action for o in batch] for batch in outcomes] == [["signed"], ["attested"], ["attested"]]
     assert outcomes[1][0].detail.startswith("2 signers") and outcomes[2][0].detail == "already attested"
 
-    assert market.is_round_attested(project, 0) and market.is_round_final(project, 0)
-    assert market.claims_open(project)
-    with pytest.raises(revert_class("TrainingMarket", "RoundAlreadyAttested")):
-        market.challenge(dev_accounts[CHALLENGER], project, 0, market.project(project).challenge_bond)
+    assert market.is_round_attested(project, 0)
+    # Attested, but final only once its window ends: a challenge is still heard, and claims wait.
+    assert not market.is_round_final(project, 0) and not market.claims_open(project)
+    rpc = chain_client.w3.provider.make_request
+    before = rpc("evm_snapshot", [])["result"]
+    market.challenge(dev_accounts[CHALLENGER], project, 0, market.project(project).challenge_bond)
+    assert market.project(project).open_challenges == 1
+    rpc("evm_revert", [before])  # (the challenge's ruling is tested with the market)
+    mine_at(chain_client, market.round(project, 0).finalized_at + CHALLENGE_WINDOW + 1)
+    assert market.is_round_final(project, 0) and market.claims_open(project)
     paid = 0
     for i in [*TRAINERS, OWNER]:
         paid += int(
@@ -115,5 +126,3 @@ def test_trainers_claim_before_the_window_once_the_committee_attests(
         )
     assert paid == ETH + len(TRAINERS) * ETH // 10
     assert chain_client.balance(market.address) == 0
-    now = chain_client.w3.eth.get_block("latest")["timestamp"]
-    assert now <= market.round(project, 0).finalized_at + CHALLENGE_WINDOW  # the window is still open

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from sealed_helpers import reveal_round
 from typer.testing import CliRunner
 
 from aggregator.data import load_digits_data, non_iid_splits
@@ -80,6 +81,10 @@ def test_a_round_from_registration_to_claims(env, datasets, dev_accounts, chain_
         assert code == 0, err
         assert len(json.loads(out)["sha256"]) == 64
 
+    # Every commitment is in; once the commit window ends, the shard and the updates are revealed.
+    code, _, err = cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
+    assert code == 2 and "takes commitments until" in err
+    reveal_round(env, project, TRAINERS, owner=OWNER)
     code, out, err = cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}", "--json")
     assert code == 0, err
     finalized = json.loads(out)
@@ -151,7 +156,7 @@ def test_round_closed(env, datasets, dev_accounts, chain_client, tmp_path):
     chain_client.w3.provider.make_request("evm_increaseTime", [120])
     chain_client.w3.provider.make_request("evm_mine", [])
     code, _, err = cli(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}")
-    assert code == 2 and "SubmissionWindowClosed" in err
+    assert code == 2 and "CommitWindowClosed" in err
 
 
 def test_wrong_keystore_password(env, datasets, dev_accounts, tmp_path):
@@ -230,4 +235,4 @@ def test_bad_inputs_are_one_line_errors(env, datasets, dev_accounts, tmp_path):
     )
     assert code == 2 and "safetensors" in err
     code, _, err = cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
-    assert code == 2 and "still open" in err
+    assert code == 2 and "is not ready: round 0 takes commitments until" in err

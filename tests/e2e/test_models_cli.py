@@ -25,6 +25,7 @@ from models_helpers import (
     run_rounds,
     verify_all,
 )
+from sealed_helpers import reveal_round
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 
 from aggregator.text_data import question_splits
@@ -103,6 +104,7 @@ def test_regression_on_the_diabetes_set_reports_r2_and_mse(env, dev_accounts, tm
         own = ["--label-column", "y"] if account == TRAINERS[-1] else []
         ok(env, "trainer", "train", "-p", project, "--data", path, "--out", update, *own)
         ok(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{account}")
+    reveal_round(env, project, data)
     code, out, err = cli(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
     assert code == 0, err
     assert "validation r2" in out
@@ -199,6 +201,7 @@ def test_breast_cancer_csv_shards_with_a_plugin_model(
         update = tmp_path / f"round1-{account}.safetensors"
         ok(env, "trainer", "train", "-p", project, "--data", path, "--out", update)
         ok(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{account}")
+    reveal_round(env, project, data)
     monkeypatch.syspath_prepend(str(other_site))
     message = one_line_error(env, "aggregate", "-p", project, "--signer", f"dev:{AGGREGATOR}")
     assert "tm-test-models 0.2.0 is installed, the project pins 0.1.0" in message

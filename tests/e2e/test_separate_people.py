@@ -128,9 +128,11 @@ def test_the_quickstart_as_separate_people(people, gateway, private_data):
             if person is not owner:
                 person.run("chain", "attach", "--deployments", deployment["cid"], "--url", chain_url)
 
-        # Verifiers join the committee before any round is finalized (a round's snapshot is taken then).
+        # Verifiers join the committee before any round is finalized (a round's snapshot is taken then), once
+        # the deployer admitted them.
         for name in VERIFIERS:
             v = people[name]
+            owner.run("verifier", "admit", v.address)
             v.run("verifier", "keygen", "--out", v.home / "bls.json")
             v.run("verifier", "register", "--bls-key", v.home / "bls.json")
 
@@ -155,7 +157,17 @@ def test_the_quickstart_as_separate_people(people, gateway, private_data):
                     "--epochs", "2",
                 )  # fmt: skip
                 assert trained["round"] == round_
-                t.run("trainer", "submit", "-p", project, "--update", t.home / "update.st")
+                # A commitment only: the update stays in the trainer's home until its reveal.
+                committed = t.json("trainer", "submit", "-p", project, "--update", t.home / "update.st")
+                assert Path(committed["sealed"]).is_relative_to(t.home / "sealed")
+            # The round's commits close (an hour on the chain's clock); the owner reveals its validation shard,
+            # then every trainer stores and reveals its update.
+            owner.run("chain", "advance", "3600")
+            shard = owner.json("project", "reveal-validation", project)
+            assert shard["round"] == round_
+            for name in TRAINERS:
+                revealed = people[name].json("trainer", "reveal", "-p", project)
+                assert revealed["round"] == round_
             finalized = aggregator.json("aggregate", "-p", project)
             assert finalized["round"] == round_
             assert sum(finalized["scores"].values()) == pytest.approx(1.0)
@@ -175,7 +187,10 @@ def test_the_quickstart_as_separate_people(people, gateway, private_data):
         # Anyone can check the aggregator: the third-party recomputation matches.
         assert [r["match"] for r in people["verifier2"].json("verify", "-p", project)] == [True, True]
 
-        # Claims are open at once (every round attested); stake and pool come back to the last wei.
+        # An attested round stays challengeable until its window ends (an hour): claims open after it, and stake
+        # and pool come back to the last wei.
+        assert owner.json("project", "status", project)["claims_open"] is False
+        owner.run("chain", "advance", "3601")
         paid = 0
         for name in [*TRAINERS, "owner"]:
             paid += int(people[name].json("trainer", "claim", "-p", project)["amount_wei"])

@@ -27,7 +27,7 @@ from backend.chain.deploy import deploy_contracts
 from backend.chain.deployments import Deployments
 from backend.chain.keys import dev_account
 from backend.chain.source_registry import FeedbackEntry, SourceRegistry
-from backend.chain.training_market import ProjectParams, TrainingMarket
+from backend.chain.training_market import TrainingMarket
 from backend.chain.verifier_committee import VerifierCommittee
 from backend.committee import bls
 from backend.committee.attestation import join
@@ -124,11 +124,16 @@ def build_showcase(
     out_dir.mkdir(parents=True, exist_ok=True)
     client = ChainClient(chain_url, Artifacts.load(settings.artifacts_path))
     deployer = dev_account(0, client.chain_id)
-    deployments = deploy_contracts(client, deployer, network=NETWORK)
+    # A week-long SourceRegistry epoch: the sealed rounds played after the sources' batches move the clock by
+    # hours, and the pages should still show the budget the epoch's last batch left.
+    deployments = deploy_contracts(
+        client, deployer, network=NETWORK, overrides={"SourceRegistry": {"epochLength": 7 * 24 * 3600}}
+    )
     client.deployments = deployments
     market = TrainingMarket(client)
     committee = VerifierCommittee(client)
     for i in VERIFIERS:  # seated before the first round, so every round's snapshot holds all three
+        committee.admit(deployer, dev_account(i, client.chain_id).address)  # the deployer admits each member
         join(committee, dev_account(i, client.chain_id), _key(i), committee.min_stake())
 
     sources = _sources(SourceRegistry(client), deployer)
@@ -165,15 +170,19 @@ def build_showcase(
 
 
 def _running_project(market: TrainingMarket, store: ContentStore) -> int:
-    """Four honest trainers and a free rider: round 0 finalized (its challenge window open for an hour), round 1
-    open with two of five updates in."""
+    """Four honest trainers and a free rider: round 0 finalized (its challenge window open for the hour, less the
+    ten minutes round 1's commits took), round 1 open with two of five trainers committed, their commit window
+    over and both updates revealed."""
+    import tempfile
+
     import torch
 
     from aggregator.data import load_digits_data, non_iid_splits
     from aggregator.simulation import role_updates
+    from backend.marketplace.local import play_sealed_round
     from backend.marketplace.publish import publish_project
     from backend.marketplace.runner import RoundRunner
-    from backend.marketplace.trainer import current_model, encode_update, submit_update
+    from backend.marketplace.trainer import current_model, encode_update
 
     chain_id = market.client.chain_id
     owner, aggregator = dev_account(OWNER, chain_id), dev_account(AGGREGATOR, chain_id)
@@ -189,19 +198,17 @@ def _running_project(market: TrainingMarket, store: ContentStore) -> int:
         store,
         model="digits_mlp",
         validation=(data.validation.X, data.validation.y),
+        rounds=3,
         rule="trimmed_mean",
         rule_params={"beta": 0.2},
         seed=1,
     )
     project_id = market.create_project(
         owner,
-        ProjectParams(
-            initial_model_cid=published.initial_model.cid,
-            initial_model_sha256=published.initial_model.sha256,
-            config_cid=published.manifest.cid,
-            config_sha256=published.manifest.sha256,
+        published.project_params(
             rounds=3,
-            round_duration=6 * 3600,
+            round_duration=600,
+            reveal_window=3600,
             aggregation_window=3600,
             min_stake=ETH // 10,
             max_trainers=8,
@@ -219,14 +226,22 @@ def _running_project(market: TrainingMarket, store: ContentStore) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for round_, submitting in ((0, trainers), (1, trainers[:2])):
-            model = current_model(market, store, project_id)
-            train = {"epochs": 3, "lr": model.client_lr, "batch_size": 16}
-            deltas = role_updates(roles, shards, "digits_mlp", model.state, train, round_seed=7_000 + round_)
-            for trainer in submitting:
-                submit_update(market, store, trainer, model, encode_update(model, deltas[trainer.address]))
-            if round_ == 0:
-                RoundRunner(market, store, aggregator).finalize(project_id, 0)
+        with tempfile.TemporaryDirectory(prefix="showcase-homes-") as folder:
+            homes = {t.address: Path(folder) / t.address for t in trainers}
+            owner_home = Path(folder) / "owner"
+            published.validation.save(owner_home)
+            for round_, submitting in ((0, trainers), (1, trainers[:2])):
+                model = current_model(market, store, project_id)
+                train = {"epochs": 3, "lr": model.client_lr, "batch_size": 16}
+                deltas = role_updates(
+                    roles, shards, "digits_mlp", model.state, train, round_seed=7_000 + round_
+                )
+                updates = {t: encode_update(model, deltas[t.address], t.address) for t in submitting}
+                play_sealed_round(
+                    market, store, model, updates, homes=homes, owner=owner, owner_home=owner_home
+                )
+                if round_ == 0:
+                    RoundRunner(market, store, aggregator).finalize(project_id, 0)
     finally:
         torch.set_num_threads(threads)
     return project_id

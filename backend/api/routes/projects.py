@@ -1,6 +1,7 @@
 """The training marketplace: projects, rounds (status, report, scores) and the report itself, all from the
-TrainingMarket contract and the content store (verified against the on-chain sha256); and the gasless submission
-path, where a trainer signs its submission (EIP-712) and the service's relayer sends it (`submitUpdateFor`)."""
+TrainingMarket contract and the content store (verified against the on-chain sha256); and the gasless path of a
+sealed round, where a trainer signs its commitment, then its reveal, as ERC-2771 requests (EIP-712) and the
+service's relayer forwards them through the market's trusted forwarder."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import time
 from typing import Annotated, Any, Literal
 
+from eth_account.signers.local import LocalAccount
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
@@ -19,6 +21,8 @@ from backend.api.core.errors import ApiError, BadRequest, Conflict, Forbidden, N
 from backend.api.deps import GatedRoute, MarketDep, RelayerDep, ServicesDep, StoreDep, require_scope
 from backend.api.inference import current_model_ref
 from backend.api.services import ApiServices
+from backend.chain.errors import ContractRevert
+from backend.chain.forwarder import Forwarder, ForwardRequest
 from backend.chain.training_market import (
     ChallengeState,
     ProjectInfo,
@@ -281,24 +285,41 @@ def round_report(
     return _report(store, rd)
 
 
-class RelayedSubmission(BaseModel):
-    cid: str = Field(min_length=1, max_length=128, description="CID of the update (POST /v1/uploads).")
-    sha256: str = Field(pattern=_SHA256, description="sha256 of the update's bytes, 64 hex digits.")
-    deadline: int = Field(ge=0, lt=2**64, description="Unix time after which the signature is void.")
+_HEX32 = r"^0x[0-9a-fA-F]{64}$"
+
+
+class RelayedCall(BaseModel):
+    """A trainer's ERC-2771 request, signed for the market's forwarder (GET the same path for the payload)."""
+
+    nonce: int = Field(ge=0, lt=2**256, description="The forwarder nonce the request was signed with.")
+    deadline: int = Field(ge=0, lt=2**48, description="Unix time after which the signature is void.")
     signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,1024}$", description="EIP-712 signature.")
     trainer: str | None = Field(
         default=None,
         pattern=_ADDRESS,
-        description="The trainer named in the signed message; must be the caller.",
+        description="The signer named in the request; must be the caller.",
     )
+
+
+class RelayedCommitment(RelayedCall):
+    commitment: str = Field(
+        pattern=_HEX32,
+        description="keccak256(abi.encode(chainid, market, projectId, round, trainer, updateSha256, salt)).",
+    )
+
+
+class RelayedReveal(RelayedCall):
+    cid: str = Field(min_length=1, max_length=128, description="CID of the update (POST /v1/uploads, now).")
+    sha256: str = Field(pattern=_SHA256, description="sha256 of the update's bytes, 64 hex digits.")
+    salt: str = Field(pattern=_HEX32, description="The salt of the commitment.")
 
 
 class Relayed(BaseModel):
     project_id: int
     round: int
     trainer: str
-    cid: str
-    sha256: str
+    call: str
+    executed: bool
     transaction: str
 
 
@@ -308,73 +329,163 @@ def _open_round(market: TrainingMarket, project_id: int, round_index: int) -> No
         raise NotFound(f"project {project_id} has rounds 0..{info.rounds - 1}", kind="unknown-round")
 
 
-@router.get("/{project_id}/rounds/{round_index}/submissions:relay", responses=problem_responses(404))
-def submission_payload(
+def _forwarder(market: TrainingMarket) -> Forwarder:
+    address = market.forwarder_address()
+    if address is None:
+        raise Conflict("this market takes no relayed calls (it trusts no forwarder)", kind="no-forwarder")
+    return Forwarder(market.client, address)
+
+
+def _deadline(deadline: int | None) -> int:
+    return deadline if deadline is not None else int(time.time()) + 3600
+
+
+@router.get("/{project_id}/rounds/{round_index}/commitment:relay", responses=problem_responses(404, 409))
+def commitment_payload(
+    project_id: ProjectId,
+    round_index: RoundIndex,
+    caller: Annotated[Caller, require_scope("updates:relay", cost="free")],
+    market: MarketDep,
+    commitment: Annotated[str, Query(pattern=_HEX32)],
+    deadline: Annotated[int | None, Query(ge=0, lt=2**48, description="Default: one hour from now.")] = None,
+) -> dict[str, Any]:
+    """The EIP-712 typed data (eth_signTypedData_v4) of a forwarded `commitUpdate` for the caller, with its
+    forwarder nonce: sign it and POST it back with the signature."""
+    _open_round(market, project_id, round_index)
+    forwarder = _forwarder(market)
+    data = market.commit_call(project_id, round_index, bytes.fromhex(commitment[2:]))
+    return forwarder.typed_data(
+        caller.wallet, market.address, data, forwarder.nonce(caller.wallet), _deadline(deadline)
+    )
+
+
+@router.get("/{project_id}/rounds/{round_index}/reveal:relay", responses=problem_responses(404, 409))
+def reveal_payload(
     project_id: ProjectId,
     round_index: RoundIndex,
     caller: Annotated[Caller, require_scope("updates:relay", cost="free")],
     market: MarketDep,
     cid: Annotated[str, Query(min_length=1, max_length=128)],
     sha256: Annotated[str, Query(pattern=_SHA256)],
-    deadline: Annotated[int | None, Query(ge=0, lt=2**64, description="Default: one hour from now.")] = None,
+    salt: Annotated[str, Query(pattern=_HEX32)],
+    deadline: Annotated[int | None, Query(ge=0, lt=2**48, description="Default: one hour from now.")] = None,
 ) -> dict[str, Any]:
-    """The EIP-712 typed data (eth_signTypedData_v4) that submits this update for the caller, with its nonce."""
+    """The EIP-712 typed data of a forwarded `revealUpdate` for the caller, with its forwarder nonce."""
     _open_round(market, project_id, round_index)
-    when = deadline if deadline is not None else int(time.time()) + 3600
-    return market.submission_typed_data(caller.wallet, project_id, round_index, cid, sha256, when)
+    forwarder = _forwarder(market)
+    data = market.reveal_call(
+        project_id, round_index, cid, sha256.lower().removeprefix("0x"), bytes.fromhex(salt[2:])
+    )
+    return forwarder.typed_data(
+        caller.wallet, market.address, data, forwarder.nonce(caller.wallet), _deadline(deadline)
+    )
 
 
 @router.post(
-    "/{project_id}/rounds/{round_index}/submissions:relay", responses=problem_responses(400, 404, 409, 502)
+    "/{project_id}/rounds/{round_index}/commitment:relay", responses=problem_responses(400, 404, 409, 502)
 )
-def relay_submission(
+def relay_commitment(
     project_id: ProjectId,
     round_index: RoundIndex,
-    body: RelayedSubmission,
+    body: RelayedCommitment,
     caller: Annotated[Caller, require_scope("updates:relay", cost="relay")],
     market: MarketDep,
     relayer: RelayerDep,
 ) -> Relayed:
-    """Relay the caller's signed submission to TrainingMarket.submitUpdateFor (the service pays the gas). The
-    chain records it as the caller's: the service never relays for anyone but the signed-in trainer."""
-    if body.trainer is not None and body.trainer.lower() != caller.wallet.lower():
-        raise Forbidden("the signed submission names another trainer than the caller", kind="not-the-trainer")
-    _open_round(market, project_id, round_index)
-    # A replayed submission would fail on chain as a bad signature (its nonce is spent): say what it is.
-    if market.has_submitted(project_id, round_index, caller.wallet):
-        raise Conflict(f"the caller already submitted to round {round_index}", kind="already-submitted")
+    """Forward the caller's signed commitment (the service pays the gas); the market records it as the caller's,
+    and the service never forwards for anyone but the signed-in trainer."""
+    data = market.commit_call(project_id, round_index, bytes.fromhex(body.commitment[2:]))
+    return _relay(market, relayer, caller, project_id, round_index, body, "commitUpdate", data)
+
+
+@router.post(
+    "/{project_id}/rounds/{round_index}/reveal:relay", responses=problem_responses(400, 404, 409, 502)
+)
+def relay_reveal(
+    project_id: ProjectId,
+    round_index: RoundIndex,
+    body: RelayedReveal,
+    caller: Annotated[Caller, require_scope("updates:relay", cost="relay")],
+    market: MarketDep,
+    relayer: RelayerDep,
+) -> Relayed:
+    """Forward the caller's signed reveal (after the round's commits close; the service pays the gas)."""
     sha256 = body.sha256.lower().removeprefix("0x")
+    data = market.reveal_call(project_id, round_index, body.cid, sha256, bytes.fromhex(body.salt[2:]))
+    return _relay(market, relayer, caller, project_id, round_index, body, "revealUpdate", data)
+
+
+# What the market's refusals mean to the caller, by error name (TrainingMarket's errors).
+_REFUSALS: dict[str, tuple[type[ApiError], str, str]] = {
+    "NotRegistered": (Conflict, "not-registered", "the caller is not registered in this project"),
+    "WrongRound": (Conflict, "wrong-round", "this round is not the open round"),
+    "CommitWindowClosed": (Conflict, "window-closed", "the round's commit window has closed"),
+    "AlreadyCommitted": (Conflict, "already-committed", "the caller committed to this round already"),
+    "InvalidCommitment": (BadRequest, "bad-request", "the commitment is not a keccak256 output"),
+    "NotRevealWindow": (Conflict, "not-reveal-window", "the round does not take reveals now"),
+    "NothingToReveal": (
+        Conflict,
+        "nothing-to-reveal",
+        "the caller has no commitment to reveal in this round",
+    ),
+    "CommitmentMismatch": (
+        BadRequest,
+        "commitment-mismatch",
+        "the sha256 and salt do not match the commitment",
+    ),
+    "InvalidContentReference": (
+        BadRequest,
+        "bad-request",
+        "the CID is empty or too long, or the sha256 is zero",
+    ),
+    "ProjectNotActive": (Conflict, "project-not-active", "the project has ended"),
+}
+
+
+def _relay(
+    market: TrainingMarket,
+    relayer: LocalAccount,
+    caller: Caller,
+    project_id: int,
+    round_index: int,
+    body: RelayedCall,
+    call: str,
+    data: bytes,
+) -> Relayed:
+    if body.trainer is not None and body.trainer.lower() != caller.wallet.lower():
+        raise Forbidden("the signed request names another trainer than the caller", kind="not-the-trainer")
+    _open_round(market, project_id, round_index)
+    forwarder = _forwarder(market)
+    # The market's own checks first, as the caller: a refusal is answered plainly, and nothing is sent for it.
     try:
-        receipt = market.submit_update_for(
-            relayer, caller.wallet, project_id, round_index, body.cid, sha256, body.deadline,
-            bytes.fromhex(body.signature[2:]),
-        )  # fmt: skip
-    except TrainingMarket.errors.InvalidSignature:
+        market.client.simulate("TrainingMarket", data, sender=caller.wallet, address=market.address)
+    except ContractRevert as exc:
+        kind = _REFUSALS.get(exc.error_name)
+        if kind is None:
+            raise
+        error, problem, detail = kind
+        raise error(f"{detail} ({exc.error_name})", kind=problem) from None
+    request = ForwardRequest(
+        caller.wallet, market.address, data, body.nonce, body.deadline, bytes.fromhex(body.signature[2:])
+    )
+    if body.deadline < market.client.timestamp():
+        raise BadRequest("the signature's deadline has passed", kind="signature-expired")
+    if body.nonce < forwarder.nonce(caller.wallet):
+        raise Conflict(
+            "this request's nonce was used already (relayed before, or invalidated)", kind="replayed"
+        )
+    if not forwarder.verify(request):
         raise BadRequest(
-            "the signature is not the caller's over this project, round, CID, sha256, deadline and nonce",
-            kind="invalid-signature",
-        ) from None
-    except TrainingMarket.errors.SignatureExpired:
-        raise BadRequest("the signature's deadline has passed", kind="signature-expired") from None
-    except TrainingMarket.errors.InvalidContentReference:
-        raise BadRequest("the CID is empty or too long, or the sha256 is zero", kind="bad-request") from None
-    except TrainingMarket.errors.AlreadySubmitted:
-        raise Conflict(
-            f"the caller already submitted to round {round_index}", kind="already-submitted"
-        ) from None
-    except TrainingMarket.errors.WrongRound:
-        raise Conflict(f"round {round_index} is not the open round", kind="wrong-round") from None
-    except TrainingMarket.errors.SubmissionWindowClosed:
-        raise Conflict(f"round {round_index}'s submission window has closed", kind="window-closed") from None
-    except TrainingMarket.errors.NotRegistered:
-        raise Conflict(
-            f"the caller is not registered in project {project_id}", kind="not-registered"
-        ) from None
+            "the signature is not the caller's over this call, nonce and deadline", kind="invalid-signature"
+        )
+    done = forwarder.forward(relayer, request)
+    if done.executed and not done.succeeded:
+        raise Conflict("the market refused the forwarded call", kind="refused")
     return Relayed(
         project_id=project_id,
         round=round_index,
         trainer=caller.wallet,
-        cid=body.cid,
-        sha256=sha256,
-        transaction=receipt["transactionHash"].to_0x_hex(),
+        call=call,
+        executed=done.executed,
+        transaction=done.transaction,
     )

@@ -58,7 +58,8 @@ async def upload_update(
         int | None, Query(ge=1, lt=2**256, description="Check the update against this project's model spec.")
     ] = None,
 ) -> Uploaded:
-    """Store a safetensors model update; returns its CID and sha256 (what `submitUpdate` takes)."""
+    """Store a safetensors model update; returns its CID and sha256 (what `revealUpdate` takes, once the round's
+    commits have closed: storing it earlier lets anyone who learns the CID copy it)."""
     cap = caller.policy.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:

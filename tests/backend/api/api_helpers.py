@@ -125,10 +125,10 @@ def create_market_project(market, store, dev_accounts, *, on_chain=None, **publi
 
     from backend.marketplace.publish import publish_project
 
-    published = publish_project(store, rule="fedavg", **publish)
+    published = publish_project(store, rounds=1, rule="fedavg", **publish)
     owner, aggregator, arbiter = dev_accounts[10], dev_accounts[11], dev_accounts[12]
     params = published.project_params(
-        rounds=1, round_duration=3600, aggregation_window=3600, min_stake=10**16, max_trainers=3,
+        rounds=1, round_duration=3600, reveal_window=600, aggregation_window=3600, min_stake=10**16, max_trainers=3,
         aggregator=aggregator.address, arbiter=arbiter.address, challenge_window=0, challenge_bond=0,
     )  # fmt: skip
     params = replace(params, **(on_chain or {}))

@@ -14,9 +14,9 @@ from backend.api.services import build_services
 from backend.chain.access_registry import AccessRegistry
 from backend.settings import Settings
 
-# The contracts the API composes. Deploying only these keeps the API's tests independent of contracts it does
-# not use (and of their constructor parameters).
-API_CONTRACTS = ("TrainingMarket", "AccessRegistry", "SourceRegistry")
+# The contracts the API composes (the forwarder first: the market trusts it). Deploying only these keeps the API's
+# tests independent of contracts it does not use (and of their constructor parameters).
+API_CONTRACTS = ("TrustmarketForwarder", "TrainingMarket", "AccessRegistry", "SourceRegistry")
 
 
 @pytest.fixture(scope="session")

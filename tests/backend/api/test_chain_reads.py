@@ -10,6 +10,9 @@ from backend.chain.training_market import ProjectParams, TrainingMarket
 
 pytestmark = pytest.mark.chain
 
+# Not the owner: an owner may not aggregate its own project (#12, F-3).
+AGGREGATOR = "0x" + "a9" * 20
+
 
 def _create_project(chain_client, owner, tag: int) -> int:
     digest = f"{tag:064x}"
@@ -17,8 +20,9 @@ def _create_project(chain_client, owner, tag: int) -> int:
         owner,
         ProjectParams(
             initial_model_cid=f"bafy-model-{tag}", initial_model_sha256=digest, config_cid=f"bafy-config-{tag}",
-            config_sha256=digest, rounds=2, round_duration=3600, aggregation_window=600, min_stake=10**15,
-            max_trainers=4, aggregator=owner.address, arbiter=owner.address, challenge_window=0, challenge_bond=0,
+            config_sha256=digest, validation_root=digest, rounds=2, round_duration=3600, reveal_window=600,
+            aggregation_window=600, min_stake=10**15, max_trainers=4, aggregator=AGGREGATOR, arbiter=AGGREGATOR,
+            challenge_window=0, challenge_bond=0,
         ),
         value=10**17,
     )  # fmt: skip

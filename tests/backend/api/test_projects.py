@@ -9,9 +9,9 @@ import pytest
 import torch
 from api_helpers import create_market_project
 
-from backend.chain.training_market import ProjectParams, TrainingMarket
+from backend.chain.training_market import TrainingMarket
 from backend.marketplace.publish import publish_project
-from backend.marketplace.trainer import current_model, encode_update, submit_update, train_update
+from backend.marketplace.trainer import current_model, encode_update, train_update
 
 pytestmark = pytest.mark.chain
 
@@ -27,18 +27,19 @@ def market_project(api, chain_client, dev_accounts):
     store = api.services.store.get()
     data = load_digits_data(0)
     published = publish_project(
-        store, model="digits_linear", validation=(data.validation.X, data.validation.y), rule="fedavg"
+        store,
+        model="digits_linear",
+        validation=(data.validation.X, data.validation.y),
+        rounds=2,
+        rule="fedavg",
     )
     owner, aggregator, arbiter = dev_accounts[10], dev_accounts[11], dev_accounts[12]
     project_id = market.create_project(
         owner,
-        ProjectParams(
-            initial_model_cid=published.initial_model.cid,
-            initial_model_sha256=published.initial_model.sha256,
-            config_cid=published.manifest.cid,
-            config_sha256=published.manifest.sha256,
+        published.project_params(
             rounds=2,
             round_duration=3600,
+            reveal_window=600,
             aggregation_window=3600,
             min_stake=ETH // 100,
             max_trainers=3,
@@ -52,20 +53,32 @@ def market_project(api, chain_client, dev_accounts):
     trainers = dev_accounts[13:16]
     for trainer in trainers:
         market.register(trainer, project_id, ETH // 100)
-    return market, store, project_id, trainers, aggregator
+    return market, store, project_id, trainers, aggregator, owner, published
 
 
-def _finalize_round_zero(market, store, project_id, trainers, aggregator):
+def _finalize_round_zero(market, store, project_id, trainers, aggregator, owner, published, homes):
     from aggregator.data import load_digits_data
+    from backend.marketplace.local import play_sealed_round
     from backend.marketplace.runner import RoundRunner
 
     model = current_model(market, store, project_id)
     train = load_digits_data(0).train
+    updates = {}
     for i, trainer in enumerate(trainers):
         # Each trainer trains on its own third of the data: honest updates that pass outlier detection.
         X, y = train.X[i :: len(trainers)], train.y[i :: len(trainers)]
         delta = train_update(model, (X, y), overrides={"epochs": 2, "seed": i})
-        submit_update(market, store, trainer, model, encode_update(model, delta))
+        updates[trainer] = encode_update(model, delta, trainer.address)
+    published.validation.save(homes / "owner")
+    play_sealed_round(
+        market,
+        store,
+        model,
+        updates,
+        homes={t.address: homes / t.address for t in trainers},
+        owner=owner,
+        owner_home=homes / "owner",
+    )
     return RoundRunner(market, store, aggregator).finalize(project_id, 0)
 
 
@@ -76,7 +89,7 @@ def _digits_rows(n: int) -> list[list[float]]:
 
 
 def test_project_and_open_round(api, market_project):
-    market, _, project_id, _, _ = market_project
+    market, _, project_id, *_ = market_project
     _, headers = api.member("viewer", tier=1)
     listed = api.client.get("/v1/projects", headers=headers).json()
     assert [p["id"] for p in listed] == [project_id]
@@ -99,7 +112,7 @@ def test_project_and_open_round(api, market_project):
 
 
 def test_unknown_project_and_round_are_404(api, market_project):
-    _, _, project_id, _, _ = market_project
+    _, _, project_id, *_ = market_project
     _, headers = api.member("lost", tier=1)
     missing = api.client.get("/v1/projects/999", headers=headers)
     assert missing.status_code == 404
@@ -112,14 +125,16 @@ def test_unknown_project_and_round_are_404(api, market_project):
 
 
 @pytest.mark.slow
-def test_finalized_round_shows_scores_and_predictions_follow_the_new_model(api, market_project):
-    market, store, project_id, trainers, aggregator = market_project
+def test_finalized_round_shows_scores_and_predictions_follow_the_new_model(api, market_project, tmp_path):
+    market, store, project_id, trainers, aggregator, owner, published = market_project
     _, headers = api.member("predictor", tier=1)
     rows = _digits_rows(3)
     before = api.client.post(f"/v1/projects/{project_id}/predict", headers=headers, json={"inputs": rows})
     assert before.status_code == 200, before.text
     assert before.json()["model_round"] is None
-    done = _finalize_round_zero(market, store, project_id, trainers, aggregator)
+    done = _finalize_round_zero(
+        market, store, project_id, trainers, aggregator, owner, published, tmp_path / "homes"
+    )
 
     view = api.client.get(f"/v1/projects/{project_id}/rounds/0", headers=headers).json()
     assert view["status"] == "finalized"
@@ -154,7 +169,7 @@ def test_finalized_round_shows_scores_and_predictions_follow_the_new_model(api, 
 
 
 def test_predict_input_failures(api, market_project):
-    _, _, project_id, _, _ = market_project
+    _, _, project_id, *_ = market_project
     _, headers = api.member("careless", tier=1)
     url = f"/v1/projects/{project_id}/predict"
     cap = api.services.api.tiers[1].max_predict_rows
@@ -174,7 +189,7 @@ def test_predict_input_failures(api, market_project):
 
 
 def test_predict_needs_the_scope_and_the_terms(api, market_project):
-    _, _, project_id, _, _ = market_project
+    _, _, project_id, *_ = market_project
     _, nobody = api.member("no-tier", tier=0, terms=False)
     reply = api.client.post(
         f"/v1/projects/{project_id}/predict", headers=nobody, json={"inputs": [[0.0] * 64]}
@@ -207,7 +222,7 @@ def test_no_route_hands_out_weights(api):
 def test_upload_checked_against_the_project_model(api, market_project):
     from backend.storage.codec import encode_state
 
-    _, _, project_id, _, _ = market_project
+    _, _, project_id, *_ = market_project
     _, headers = api.member("spec-uploader", tier=2)
     good = encode_state({"0.weight": torch.zeros(10, 64), "0.bias": torch.zeros(10)}, {})
     reply = api.client.post("/v1/uploads", headers=headers, params={"project_id": project_id}, content=good)

@@ -1,6 +1,7 @@
 """The contract's vocabulary in Python, checked against the contract itself: the enums against the Solidity
 enums, the result digest and the finalization timing rule against what TrainingMarket computes and enforces, the
-EIP-712 types against the contracts' TYPEHASH constants, and revert classes that belong to one contract."""
+EIP-712 types against the contracts' TYPEHASH constants (and the forwarder's, by a request it verifies), and revert
+classes that belong to one contract."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import pytest
 
 from backend.chain.access_registry import ACCEPT_TERMS_TYPE, AccessRegistry
 from backend.chain.errors import ContractRevert, revert_class
+from backend.chain.forwarder import Forwarder
+from backend.chain.market_rules import validation_leaf
+from backend.chain.merkle import MerkleTree
 from backend.chain.source_registry import SourceStatus
 from backend.chain.training_market import (
-    SUBMIT_UPDATE_TYPE,
     ChallengeState,
+    ProjectParameter,
     ProjectParams,
     ProjectStatus,
     RoundResult,
@@ -30,7 +34,7 @@ from backend.eip712 import struct_types, typehash
 pytestmark = pytest.mark.chain
 
 ROOT = Path(__file__).resolve().parents[3]
-DURATION, AGGREGATION = 600, 300
+DURATION, REVEAL, AGGREGATION = 600, 200, 300
 
 
 def _solidity_enum(path: str, name: str) -> list[str]:
@@ -44,19 +48,25 @@ def _solidity_enum(path: str, name: str) -> list[str]:
     [
         (ProjectStatus, "interfaces/ITrainingMarket.sol", "Status"),
         (ChallengeState, "interfaces/ITrainingMarket.sol", "ChallengeState"),
+        (ProjectParameter, "interfaces/ITrainingMarket.sol", "Parameter"),
         (VerifierStatus, "interfaces/IVerifierCommittee.sol", "Status"),
         (SourceStatus, "interfaces/ISourceRegistry.sol", "Status"),
     ],
 )
 def test_enums_mirror_the_solidity_enums(python_enum, path, name):
-    assert [m.name for m in python_enum] == [s.upper() for s in _solidity_enum(path, name)]
+    labels = [getattr(m, "label", m.name.capitalize()) for m in python_enum]
+    assert labels == _solidity_enum(path, name)
     assert [m.value for m in python_enum] == list(range(len(python_enum)))
 
 
-def test_eip712_types_are_the_contracts_typehashes(chain_client):
+def test_eip712_types_are_the_contracts_typehashes(chain_client, dev_accounts):
     market, registry = TrainingMarket(chain_client), AccessRegistry(chain_client)
-    assert typehash(SUBMIT_UPDATE_TYPE) == bytes(market._call("SUBMIT_UPDATE_TYPEHASH"))
     assert typehash(ACCEPT_TERMS_TYPE) == bytes(registry._call("ACCEPT_TERMS_TYPEHASH"))
+    # OpenZeppelin's forwarder keeps its typehash private: a request signed on our ForwardRequest type verifies.
+    forwarder = Forwarder(chain_client, market.forwarder_address())
+    request = forwarder.sign(dev_accounts[5], market.address, b"\x01\x02", chain_client.timestamp() + 600)
+    assert forwarder.verify(request)
+    assert not forwarder.verify(type(request)(**{**request.__dict__, "data": b"\x01\x03"}))
     assert struct_types(ACCEPT_TERMS_TYPE)["AcceptTerms"][1] == {"name": "termsHash", "type": "bytes32"}
 
 
@@ -122,16 +132,20 @@ def _finalize_reverts_for_timing(
 
 
 def test_the_finalization_timing_rule_is_the_contracts(chain_client, dev_accounts):
-    """`finalize_blocker` says "not yet" or "too late" exactly when the contract refuses for timing."""
+    """`finalize_blocker` says "not yet" or "too late" exactly when the contract refuses for timing: commits
+    open, reveals open while a committer has not revealed, past the deadline."""
     market = TrainingMarket(chain_client)
     owner, aggregator, arbiter, a, b = dev_accounts[:5]
+    tree = MerkleTree((validation_leaf(0, _sha("shard 0")), validation_leaf(1, _sha("shard 1"))))
     params = ProjectParams(
         initial_model_cid="bafkrei" + "i" * 52,
         initial_model_sha256=_sha("initial"),
         config_cid="bafkrei" + "c" * 52,
         config_sha256=_sha("config"),
+        validation_root=tree.root.hex(),
         rounds=2,
         round_duration=DURATION,
+        reveal_window=REVEAL,
         aggregation_window=AGGREGATION,
         min_stake=10**16,
         max_trainers=4,
@@ -141,26 +155,38 @@ def test_the_finalization_timing_rule_is_the_contracts(chain_client, dev_account
         challenge_bond=0,
     )
     pid = market.create_project(owner, params, 10**18)
+    salts = {t.address: hashlib.sha256(t.address.encode()).digest() for t in (a, b)}
     for trainer in (a, b):
         market.register(trainer, pid, 10**16)
-    market.submit_update(a, pid, 0, "bafkrei" + "a" * 52, _sha("a"))
+        seal = market.commitment_of(pid, 0, trainer.address, _sha(trainer.address), salts[trainer.address])
+        market.commit_update(trainer, pid, 0, seal)
 
     def check(expected_error: str | None) -> None:
         info, now = market.project(pid), chain_client.timestamp()
         only_a = _result([a.address], [1], [])
         both = _result(sorted([a.address, b.address], key=lambda x: int(x, 16)), [1, 1], [])
-        submitted = only_a if info.round_submissions == 1 else both
-        assert _finalize_reverts_for_timing(market, aggregator, pid, submitted) == expected_error
+        revealed = {0: _result([], [], []), 1: only_a, 2: both}[info.round_reveals]
+        assert _finalize_reverts_for_timing(market, aggregator, pid, revealed) == expected_error
         assert (finalize_blocker(info, now) is None) == (expected_error is None)
 
-    check("RoundStillOpen")  # the window is open and b has not submitted
-    market.submit_update(b, pid, 0, "bafkrei" + "b" * 52, _sha("b"))
-    check(None)  # everyone submitted: early finalization
+    def reveal(trainer) -> None:
+        cid = "bafkrei" + trainer.address[2:].lower() + "a" * 12
+        market.reveal_update(trainer, pid, 0, cid, _sha(trainer.address), salts[trainer.address])
+
     opened = market.project(pid).round_opened_at
-    for at, expected in ((opened + DURATION, None), (opened + DURATION + AGGREGATION, None)):
+    check("RoundStillOpen")  # commits are open
+    chain_client.w3.provider.make_request("evm_mine", [opened + DURATION])
+    check("RoundStillOpen")  # the commit window's last second
+    chain_client.w3.provider.make_request("evm_mine", [opened + DURATION + 1])
+    market.reveal_validation(owner, pid, 0, "bafkrei" + "v" * 52, _sha("shard 0"), tree.proof(0))
+    reveal(a)
+    check("RoundStillOpen")  # b has not revealed and the reveal window is open
+    reveal(b)
+    check(None)  # every committer revealed: early finalization
+    for at in (opened + DURATION + REVEAL, opened + DURATION + REVEAL + AGGREGATION):
         chain_client.w3.provider.make_request("evm_mine", [at])
-        check(expected)
-    chain_client.w3.provider.make_request("evm_mine", [opened + DURATION + AGGREGATION + 1])
+        check(None)
+    chain_client.w3.provider.make_request("evm_mine", [opened + DURATION + REVEAL + AGGREGATION + 1])
     check("AggregationDeadlinePassed")
 
 
@@ -172,7 +198,10 @@ def test_revert_classes_belong_to_one_contract(chain_client, dev_accounts):
     assert type(caught.value).__qualname__ == "TrainingMarket.UnknownProject"
     assert TrainingMarket.errors.UnknownProject is revert_class("TrainingMarket", "UnknownProject")
     # The same name in two contracts is two classes: catching one never catches the other.
-    assert not issubclass(TrainingMarket.errors.InvalidSignature, AccessRegistry.errors.InvalidSignature)
+    assert not issubclass(
+        TrainingMarket.errors.ReentrancyGuardReentrantCall,
+        VerifierCommittee.errors.ReentrancyGuardReentrantCall,
+    )
     # An error raised by a contract the call reached is decoded as that contract's: the committee asks the market
     # about a project it does not have, and the market's UnknownProject comes back through the committee.
     committee = VerifierCommittee(chain_client)

@@ -62,6 +62,9 @@ def ok(env, *args):
 
 def seat(env, tmp_path, n):
     for i in range(1, n + 1):
+        ok(
+            env, "verifier", "admit", dev_account(i, 31337).address, "--signer", "dev:0"
+        )  # the deployer admits
         ok(env, "verifier", "keygen", "--out", str(tmp_path / f"v{i}.json"))
         ok(env, "verifier", "register", "--bls-key", str(tmp_path / f"v{i}.json"), "--signer", f"dev:{i}")
 
@@ -95,7 +98,7 @@ def test_a_committee_attests_through_the_cli(env, tmp_path):
     status = ["verifier", "status", "--project", str(PROJECT), "--round", "0", "--market", env["market"]]
     assert ok(env, *status)["attested"] is False
     result = ok(env, "verifier", "submit", str(tmp_path / "att.json"), "--signer", "dev:9")
-    assert result["signed_stake"] * 4 == result["total_stake"] * 3
+    assert result["signed_weight"] * 4 == result["total_weight"] * 3
     assert ok(env, *status) == {"attested": True, "digest": DIGEST, "epoch": 4, "pinned": True}
     code, _, err = run(env, "verifier", "submit", str(tmp_path / "att.json"), "--signer", "dev:9")
     assert code == 2 and "AlreadyAttested" in err and len(err.strip().splitlines()) == 1

@@ -55,12 +55,13 @@ def store(env):
 def committee(chain_client, dev_accounts):
     vc = VerifierCommittee(chain_client)
     for i, keys in zip(VERIFIERS, KEYS, strict=True):
+        vc.admit(dev_accounts[0], dev_accounts[i].address)  # the deployer admits each member
         join(vc, dev_accounts[i], keys, vc.min_stake())
     return vc
 
 
 def run_round(env, tmp_path, dev_accounts) -> int:
-    """A one-round project with three trainers, everything submitted; returns the project id."""
+    """A one-round project with three trainers, everything committed and revealed; returns the project id."""
     data = load_digits_data(0)
     np.savez(tmp_path / "validation.npz", X=data.validation.X.numpy(), y=data.validation.y.numpy())
     project = cli(
@@ -87,6 +88,11 @@ def run_round(env, tmp_path, dev_accounts) -> int:
             1,
         )
         cli(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}")
+    # The commit window ends; the owner reveals the round's validation shard, the trainers their updates.
+    cli(env, "chain", "advance", 3600)
+    cli(env, "project", "reveal-validation", project, "--signer", f"dev:{OWNER}")
+    for i in TRAINERS:
+        cli(env, "trainer", "reveal", "-p", project, "--signer", f"dev:{i}")
     return int(project)
 
 

@@ -71,7 +71,10 @@ def test_a_running_project_says_what_the_owner_may_still_do_with_countdowns(clie
     pid = showcase.running_project
     page = client.get(f"/projects/{pid}").text
     seen = text(page)
-    assert "Wait for round 1" in seen and "2 of 5 trainers submitted" in seen
+    assert (
+        "Wait for round 1" in seen
+        and "2 of 2 committed updates revealed; the reveal window closes in" in seen
+    )
     assert "Challenge round 0 if it does not recompute" in seen
     assert "Cancel if the aggregator stalls" in seen
     window_end = market.round(pid, 0).finalized_at + market.project(pid).challenge_window
@@ -122,7 +125,7 @@ def test_every_flag_of_the_demo_reads_as_a_sentence(client, ledger, showcase):
 def test_an_open_rounds_submitters_are_listed_before_anything_is_credited(client, showcase):
     page = client.get(f"/projects/{showcase.running_project}/rounds/1").text
     listed = rows(page, "data-trainer")
-    assert len(listed) == 2 and all(data(row, "status") == "submitted" for row in listed.values())
+    assert len(listed) == 2 and all(data(row, "status") == "revealed" for row in listed.values())
     assert "The round is not finalized yet: nothing has been credited." in text(page)
 
 

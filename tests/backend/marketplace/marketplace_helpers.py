@@ -2,13 +2,18 @@
 TrainingMarket (rolled back after each test by `chain_client`), a `LocalStore` in `tmp_path`, dev accounts as
 owner, aggregator, arbiter and trainers, and digits updates trained for one epoch.
 
+Rounds are sealed: `submit_bytes` only commits (what it will reveal is kept in the `Marketplace`), and
+`close(project)` moves the clock past the commit window, reveals the round's validation shard and every pending
+update, as the owner and the trainers would.
+
 `tests/aggregator/conftest.py` is another engineer's file, so each test module declares its own `marketplace`
 fixture with `open_marketplace`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,14 +23,16 @@ from eth_account.signers.local import LocalAccount
 from safetensors.torch import save as st_save
 
 from aggregator.data import DigitsData, load_digits_data, non_iid_splits
+from backend.chain.anvil import mine_at
 from backend.chain.client import ChainClient
 from backend.chain.training_market import ProjectStatus, RoundResult, TrainingMarket
 from backend.marketplace.manifest import ContentRef
 from backend.marketplace.publish import PublishedProject, publish_project, put_ref
 from backend.marketplace.runner import FinalizedRound, RoundRunner
 from backend.marketplace.trainer import GlobalModel, current_model, encode_update, train_update
+from backend.marketplace.validation import reveal_shard
 from backend.storage import ContentStore, LocalStore, compute_cid, sha256_hex
-from backend.storage.codec import encode_state, state_metadata
+from backend.storage.codec import META_TRAINER, encode_state, state_metadata
 
 __all__ = [
     "ETH",
@@ -90,6 +97,10 @@ class Marketplace:
     arbiter: LocalAccount
     outsider: LocalAccount
     accounts: list[LocalAccount]
+    # Commitments not yet revealed, by (project, round): trainer -> (account, reference, salt).
+    pending: dict[tuple[int, int], dict[str, tuple[LocalAccount, ContentRef, bytes]]] = field(
+        default_factory=dict
+    )
 
     def create(
         self,
@@ -99,6 +110,7 @@ class Marketplace:
         n_trainers: int = 5,
         rounds: int = 1,
         round_duration: int = 3600,
+        reveal_window: int = 600,
         aggregation_window: int = 3600,
         contribution: dict[str, Any] | None = None,
         seed: int = 0,
@@ -110,10 +122,12 @@ class Marketplace:
             self.store,
             model=MODEL,
             validation=(digits().validation.X, digits().validation.y),
+            rounds=rounds,
             rule=rule,
             rule_params=rule_params or {},
             contribution=contribution if contribution is not None else FAST_CONTRIBUTION,
             seed=seed,
+            max_trainers=n_trainers,
         )
         trainers = tuple(self.accounts[5 : 5 + n_trainers])
         project_id = self.market.create_project(
@@ -121,6 +135,7 @@ class Marketplace:
             published.project_params(
                 rounds=rounds,
                 round_duration=round_duration,
+                reveal_window=reveal_window,
                 aggregation_window=aggregation_window,
                 min_stake=ETH // 100,
                 max_trainers=len(trainers),
@@ -150,7 +165,7 @@ class Marketplace:
 
     def honest_update(self, project: Project, index: int, model: GlobalModel | None = None) -> bytes:
         model = model or self.model(project)
-        return encode_update(model, self.honest_delta(project, index, model))
+        return encode_update(model, self.honest_delta(project, index, model), project.trainers[index].address)
 
     def submit_bytes(
         self,
@@ -162,35 +177,58 @@ class Marketplace:
         sha256: str | None = None,
         cid: str | None = None,
     ) -> ContentRef:
-        """Store `data` and submit its CID on chain as it is, with no client-side checks (what a dishonest or
-        broken trainer can do); `sha256`/`cid` override what is recorded on chain."""
-        ref = put_ref(self.store, data)
-        round_ = self.market.project(project.id).current_round if round_ is None else round_
-        self.market.submit_update(trainer, project.id, round_, cid or ref.cid, sha256 or ref.sha256)
-        return ContentRef(cid=cid or ref.cid, sha256=sha256 or ref.sha256)
+        """Commit to `data` with no client-side checks (what a dishonest or broken trainer can do); `close` stores
+        it and reveals its CID. `sha256`/`cid` override what is committed and revealed."""
+        ref = put_ref(self.store, data) if cid is None else ContentRef(cid=cid, sha256=sha256_hex(data))
+        return self.commit_ref(project, trainer, ContentRef(cid=ref.cid, sha256=sha256 or ref.sha256), round_)
 
-    def submit_honest(self, project: Project, trainers: list[LocalAccount] | None = None) -> None:
-        """Every given trainer (default: all) submits its honest update for the open round."""
+    def commit_ref(
+        self, project: Project, trainer: LocalAccount, ref: ContentRef, round_: int | None = None
+    ) -> ContentRef:
+        """Commit to the update `ref` names (whatever is or is not stored under it); `close` reveals it."""
+        round_ = self.market.project(project.id).current_round if round_ is None else round_
+        salt = secrets.token_bytes(32)
+        commitment = self.market.commitment_of(project.id, round_, trainer.address, ref.sha256, salt)
+        self.market.commit_update(trainer, project.id, round_, commitment)
+        self.pending.setdefault((project.id, round_), {})[trainer.address] = (trainer, ref, salt)
+        return ref
+
+    def close(self, project: Project, *, reveal: list[LocalAccount] | None = None) -> None:
+        """End the open round's commit window (moving the clock), reveal its validation shard, and reveal the
+        pending updates (of `reveal` only, if given; the others stay unrevealed)."""
+        info = self.market.project(project.id)
+        round_ = info.current_round
+        mine_at(self.client, info.commit_end + 1)
+        if int(self.market.round(project.id, round_).validation_sha256, 16) == 0:
+            reveal_shard(
+                self.market, self.store, self.owner, project.id, round_, project.published.validation
+            )
+        pending = self.pending.pop((project.id, round_), {})
+        chosen = None if reveal is None else {t.address for t in reveal}
+        for address, (trainer, ref, salt) in pending.items():
+            if chosen is None or address in chosen:
+                self.market.reveal_update(trainer, project.id, round_, ref.cid, ref.sha256, salt)
+
+    def submit_honest(
+        self, project: Project, trainers: list[LocalAccount] | None = None, *, close: bool = True
+    ) -> None:
+        """Every given trainer (default: all) commits to its honest update for the open round; with `close`, the
+        commit window is then closed and every pending update revealed (`close`)."""
         model = self.model(project)
         for trainer in trainers if trainers is not None else project.trainers:
             index = project.trainers.index(trainer)
             self.submit_bytes(project, trainer, self.honest_update(project, index, model))
+        if close:
+            self.close(project)
 
     def runner(self, account: LocalAccount | None = None) -> RoundRunner:
         """A round runner over this market and store, signing with `account` (default: the aggregator)."""
         return RoundRunner(self.market, self.store, account or self.aggregator)
 
     def submission(self, project: Project, round_: int, trainer: LocalAccount) -> tuple[bool, bool, int]:
-        """(submitted, flagged, share in wei) of one trainer's entry in one round, as the contract stores it."""
-        submitted, flagged, share = self.client.call(
-            "TrainingMarket",
-            "getSubmission",
-            project.id,
-            round_,
-            trainer.address,
-            address=self.market.address,
-        )
-        return bool(submitted), bool(flagged), int(share)
+        """(revealed, flagged, share in wei) of one trainer's entry in one round, as the contract stores it."""
+        entry = self.market.submission_entry(project.id, round_, trainer.address)
+        return entry.revealed, entry.flagged, entry.share
 
     def posted(self, project: Project, round_: int) -> tuple[dict[str, int], list[str]]:
         """The scores and flagged trainers `finalizeRound` recorded (its `RoundScored` event)."""
@@ -208,13 +246,21 @@ class Marketplace:
         )
 
     def metadata(
-        self, project: Project, round_: int | None = None, base: str | None = None
+        self,
+        project: Project,
+        round_: int | None = None,
+        base: str | None = None,
+        trainer: LocalAccount | None = None,
     ) -> dict[str, str]:
-        """The metadata an update for the open round carries (overridable to forge a replay)."""
+        """The metadata an update for the open round carries, naming `trainer` if given (overridable to forge a
+        replay)."""
         model = self.model(project)
-        return state_metadata(
+        meta = state_metadata(
             project.id, model.round if round_ is None else round_, base or model.ref.cid, kind="delta"
         )
+        if trainer is not None:
+            meta[META_TRAINER] = trainer.address.lower()
+        return meta
 
 
 def round_result(done: FinalizedRound) -> RoundResult:
@@ -268,7 +314,7 @@ def bad_submission(m: Marketplace, project: Project, trainer: LocalAccount, case
     """`trainer` submits a bad update for the open round: `case` names what is wrong with it."""
     model = m.model(project)
     delta = m.honest_delta(project, 5, model)
-    meta = m.metadata(project)
+    meta = m.metadata(project, trainer=trainer)
     first = next(iter(delta))
     if case == "wrong_shape":
         delta[first] = delta[first][:-1].contiguous()
@@ -284,19 +330,23 @@ def bad_submission(m: Marketplace, project: Project, trainer: LocalAccount, case
         m.submit_bytes(project, trainer, b"\x07\x00\x00\x00\x00\x00\x00\x00{garbage" + bytes(range(256)))
     elif case == "unreachable_cid":
         # A well-formed CID and its true sha256, but the bytes were never put in the store.
-        m.market.submit_update(
-            trainer, project.id, model.round, compute_cid(_other_bytes()), sha256_hex(_other_bytes())
+        m.commit_ref(
+            project, trainer, ContentRef(cid=compute_cid(_other_bytes()), sha256=sha256_hex(_other_bytes()))
         )
     elif case == "invalid_cid":
-        m.market.submit_update(trainer, project.id, model.round, "not-a-cid", sha256_hex(_other_bytes()))
+        m.commit_ref(project, trainer, ContentRef(cid="not-a-cid", sha256=sha256_hex(_other_bytes())))
     elif case == "hash_mismatch":
         m.submit_bytes(project, trainer, encode_state(delta, meta), sha256=sha256_hex(_other_bytes()))
     elif case == "other_round":
-        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, round_=model.round + 1)))
+        m.submit_bytes(
+            project,
+            trainer,
+            encode_state(delta, m.metadata(project, round_=model.round + 1, trainer=trainer)),
+        )
     elif case == "other_project":
         m.submit_bytes(project, trainer, encode_state(delta, {**meta, "project": str(project.id + 1)}))
     elif case == "other_base_model":
         base = project.published.manifest.cid  # any CID other than the round's global model
-        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, base=base)))
+        m.submit_bytes(project, trainer, encode_state(delta, m.metadata(project, base=base, trainer=trainer)))
     else:  # pragma: no cover - a typo in the parametrization
         raise AssertionError(case)

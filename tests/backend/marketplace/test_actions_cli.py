@@ -79,10 +79,10 @@ def test_a_challenged_round_from_the_challenge_to_the_claims(env, marketplace):
 
 
 def test_a_stalled_project_is_cancelled_by_anyone_after_the_deadline(env, marketplace):
-    project = marketplace.create(n_trainers=3, round_duration=60, aggregation_window=60)
+    project = marketplace.create(n_trainers=3, round_duration=60, reveal_window=60, aggregation_window=60)
     refused(env, "project", "cancel", project.id, "--signer", "dev:4",
             needles=["DeadlineNotPassed", "anyone may cancel after that", "chain advance"])  # fmt: skip
-    ok(env, "chain", "advance", 121)
+    ok(env, "chain", "advance", 181)  # commits, reveals and the aggregator's window
     ok(env, "project", "cancel", project.id, "--signer", "dev:4")
     status = ok(env, "project", "status", project.id)
     assert "Cancelled" in str(status["project"]["status"])

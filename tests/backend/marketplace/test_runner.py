@@ -1,7 +1,8 @@
 """The round runner against a real anvil with the deployed TrainingMarket and a LocalStore in tmp_path.
 
-Every trainer here really registers, stores its update and submits it on chain; the runner reads the submissions
-from the contract's events, and every assertion about the result reads it back from the chain or the store.
+Every trainer here really registers, commits to its update, and once the commits close stores and reveals it on
+chain; the runner reads the reveals from the contract's events, and every assertion about the result reads it
+back from the chain or the store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from marketplace_helpers import (
 )
 
 from aggregator.models import model_spec
+from backend.chain.anvil import mine_at
 from backend.chain.training_market import ProjectStatus
 from backend.marketplace.errors import MarketplaceError, RoundNotReady
 from backend.marketplace.runner import RoundRunner
@@ -113,11 +115,12 @@ def test_finalizes_and_posts_model_and_report_matching_the_chain(marketplace, ru
 def test_a_poisoned_update_is_flagged_as_an_outlier_and_scores_zero(marketplace):
     m = marketplace
     project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=6)
-    m.submit_honest(project, list(project.trainers[:5]))
+    m.submit_honest(project, list(project.trainers[:5]), close=False)
     attacker = project.trainers[5]
     model = m.model(project)
     poisoned = {k: -20.0 * v for k, v in m.honest_delta(project, 5, model).items()}  # sign flip, scaled
-    m.submit_bytes(project, attacker, encode_state(poisoned, m.metadata(project)))
+    m.submit_bytes(project, attacker, encode_state(poisoned, m.metadata(project, trainer=attacker)))
+    m.close(project)
 
     done = m.runner().finalize(project.id, 0)
 
@@ -138,8 +141,9 @@ def test_a_poisoned_update_is_flagged_as_an_outlier_and_scores_zero(marketplace)
 def test_computing_a_round_twice_gives_identical_bytes_and_digest(marketplace, tmp_path):
     m = marketplace
     project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=6)
-    m.submit_honest(project, list(project.trainers[:5]))
+    m.submit_honest(project, list(project.trainers[:5]), close=False)
     bad_submission(m, project, project.trainers[5], "nan")
+    m.close(project)
     copy = tmp_path / "copy"
     shutil.copytree(tmp_path / "store", copy)
 
@@ -224,7 +228,7 @@ def test_finalize_refuses_a_round_that_is_not_the_open_one(marketplace):
         runner.finalize(project.id, 2)
 
 
-def test_a_round_finalized_in_the_same_second_as_the_previous_one_gets_enough_gas(marketplace):
+def test_a_round_finalized_a_second_after_its_gas_estimate_gets_enough_gas(marketplace):
     m = marketplace
     project = m.create(n_trainers=5, rounds=2)
     m.submit_honest(project)
@@ -232,31 +236,38 @@ def test_a_round_finalized_in_the_same_second_as_the_previous_one_gets_enough_ga
     runner.finalize(project.id, 0)
     finalized_at = m.client.timestamp()
     rpc = m.client.w3.provider.make_request
-    # Round 1's submissions land in the second round 0 was finalized, so gas is estimated where rewriting
-    # lastFinalizedAt costs nothing; the transaction itself is mined a second later, where it does.
+    m.submit_honest(project)  # round 1
+    # Gas is estimated on the block of the last reveal; the transaction itself is mined a second later.
+    revealed_at = m.client.timestamp()
     rpc("anvil_setBlockTimestampInterval", [0])
     try:
-        m.submit_honest(project)
-        assert m.client.timestamp() == finalized_at
-        rpc("evm_setNextBlockTimestamp", [finalized_at + 1])
+        rpc("evm_setNextBlockTimestamp", [revealed_at + 1])
         done = runner.finalize(project.id, 1)
     finally:
         rpc("anvil_removeBlockTimestampInterval", [])  # node configuration: a snapshot revert keeps it
-    assert m.market.round(project.id, 1).finalized_at == finalized_at + 1
+    assert m.market.round(project.id, 1).finalized_at == revealed_at + 1 > finalized_at
     assert m.market.round(project.id, 1).report_sha256 == done.report.sha256
 
 
-def test_ready_follows_submissions_the_window_and_the_deadline(marketplace):
+def test_ready_follows_commits_reveals_the_windows_and_the_deadline(marketplace):
     m = marketplace
-    project = m.create(n_trainers=5, round_duration=60, aggregation_window=60)
+    project = m.create(n_trainers=5, round_duration=60, reveal_window=60, aggregation_window=60)
     runner = m.runner()
-    m.submit_honest(project, list(project.trainers[:4]))
-    pins = m.store.pins()
-    assert runner.ready(project.id) is None  # one trainer missing and the window still open
-    with pytest.raises(RoundNotReady, match="4 of 5 trainers submitted and the window is open until"):
+    m.submit_honest(project, list(project.trainers[:4]), close=False)
+    assert runner.ready(project.id) is None  # commits still open
+    with pytest.raises(RoundNotReady, match="takes commitments until"):
         runner.finalize(project.id, 0)
-    advance_time(m.client, 61)
-    assert runner.ready(project.id) == 0  # the window is over
+    m.close(project, reveal=list(project.trainers[:3]))
+    pins = m.store.pins()
+    assert runner.ready(project.id) is None  # one committer has not revealed and the reveal window is open
+    with pytest.raises(
+        RoundNotReady, match="3 of 4 committed updates are revealed and the reveal window is open"
+    ):
+        runner.finalize(project.id, 0)
+    mine_at(m.client, m.market.project(project.id).reveal_end + 1)
+    assert (
+        runner.ready(project.id) == 0
+    )  # the reveal window is over: the unrevealed commitment missed the round
     advance_time(m.client, 61)
     assert runner.ready(project.id) is None  # past the aggregator's deadline: only cancel remains
     with pytest.raises(
@@ -272,14 +283,15 @@ def test_ready_follows_submissions_the_window_and_the_deadline(marketplace):
 def test_watch_finalizes_rounds_as_they_become_ready_and_stops_when_the_project_ends(marketplace):
     m = marketplace
     project = m.create(n_trainers=5, rounds=3, round_duration=60)
-    m.submit_honest(project)  # round 0: everyone submits, so it is ready at once
+    m.submit_honest(project)  # round 0: everyone reveals, so it is ready once commits close
     finalized = []
 
     def next_round(done) -> None:
         finalized.append(done)
-        if done.round == 0:  # round 1: one trainer stays away; the round is ready once its window is over
-            m.submit_honest(project, list(project.trainers[:4]))
-            advance_time(m.client, 61)
+        if done.round == 0:  # round 1: one trainer never reveals; the round is ready once reveals are over
+            m.submit_honest(project, close=False)
+            m.close(project, reveal=list(project.trainers[:4]))
+            mine_at(m.client, m.market.project(project.id).reveal_end + 1)
         elif done.round == 1:
             m.submit_honest(project)
 
@@ -299,7 +311,7 @@ def test_watch_finalizes_rounds_as_they_become_ready_and_stops_when_the_project_
 def test_watch_stops_at_its_guard_while_no_round_is_ready(marketplace):
     m = marketplace
     project = m.create(n_trainers=5)
-    m.submit_honest(project, list(project.trainers[:2]))
+    m.submit_honest(project, list(project.trainers[:2]), close=False)  # commits still open
     polls = []
     m.runner().watch([project.id], poll=0.01, until=lambda: polls.append(1) or len(polls) > 3)
     assert len(polls) == 4
@@ -308,9 +320,9 @@ def test_watch_stops_at_its_guard_while_no_round_is_ready(marketplace):
 
 def test_watch_gives_up_on_a_project_whose_deadline_passed(marketplace):
     m = marketplace
-    project = m.create(n_trainers=5, round_duration=60, aggregation_window=60)
+    project = m.create(n_trainers=5, round_duration=60, reveal_window=60, aggregation_window=60)
     m.submit_honest(project, list(project.trainers[:4]))
-    advance_time(m.client, 122)
+    mine_at(m.client, m.market.project(project.id).aggregation_deadline + 1)
     pins = m.store.pins()
     guard = []
     m.runner().watch([project.id], poll=0.01, until=lambda: guard.append(1) or len(guard) > 50)
@@ -325,8 +337,7 @@ def test_watch_moves_on_from_a_round_with_too_few_updates_to_the_other_projects(
         stuck, list(stuck.trainers[:2])
     )  # Krum with f=1 needs 5: this round can never be aggregated
     healthy = m.create(n_trainers=5)
-    m.submit_honest(healthy)
-    advance_time(m.client, 61)  # the stuck round's window ends, so watch tries it
+    m.submit_honest(healthy)  # every committer revealed: the stuck round is ready, so watch tries it
     finalized = []
     guard = []
     m.runner().watch(

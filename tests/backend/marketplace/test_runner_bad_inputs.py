@@ -11,7 +11,6 @@ import socket
 import pytest
 from marketplace_helpers import (
     Marketplace,
-    advance_time,
     assert_nothing_posted,
     bad_submission,
     open_marketplace,
@@ -19,6 +18,7 @@ from marketplace_helpers import (
 
 from aggregator.errors import InsufficientUpdates
 from backend.chain.training_market import ProjectStatus
+from backend.marketplace.manifest import ContentRef
 from backend.marketplace.runner import RoundRunner
 from backend.storage import KuboStore, LocalStore, StoreUnavailable, fetch_verified
 
@@ -54,8 +54,9 @@ def test_bad_update_is_flagged_with_its_reason_scores_zero_and_the_round_finaliz
     m = marketplace
     project = m.create(rule="fedavg", n_trainers=6)
     honest, bad = list(project.trainers[:5]), project.trainers[5]
-    m.submit_honest(project, honest)
+    m.submit_honest(project, honest, close=False)
     bad_submission(m, project, bad, case)
+    m.close(project)
 
     done = m.runner().finalize(project.id, 0)
 
@@ -84,10 +85,9 @@ def test_resubmitting_last_rounds_update_is_a_replay_flagged_in_the_new_round(ma
     runner.finalize(project.id, 0)
     lazy = project.trainers[4]
     old = next(s for s in m.market.submissions(project.id, 0) if s.trainer == lazy.address)
-    m.submit_honest(project, list(project.trainers[:4]))
-    m.market.submit_update(
-        lazy, project.id, 1, old.cid, old.sha256
-    )  # the very bytes that were paid in round 0
+    m.submit_honest(project, list(project.trainers[:4]), close=False)
+    m.commit_ref(project, lazy, ContentRef(cid=old.cid, sha256=old.sha256))  # the very bytes paid in round 0
+    m.close(project)
 
     done = runner.finalize(project.id, 1)
 
@@ -97,14 +97,39 @@ def test_resubmitting_last_rounds_update_is_a_replay_flagged_in_the_new_round(ma
     assert m.submission(project, 0, lazy)[1] is False  # its round-0 standing is untouched
 
 
+def test_a_copied_update_flags_only_its_copier(marketplace):
+    """F-2 of #12: the copier reveals the author's very bytes (handed over off chain: on chain nothing identifies
+    an update before the commits close). The update names its author, so the runner refuses it as the copier's
+    (`copied_update`) and the author is scored, not flagged as the copier's Sybil twin."""
+    m = marketplace
+    project = m.create(rule="fedavg", n_trainers=6)
+    honest, copier = list(project.trainers[:5]), project.trainers[5]
+    author = honest[0]
+    m.submit_honest(project, honest, close=False)
+    authors = m.pending[(project.id, 0)][author.address][1]
+    m.commit_ref(project, copier, authors)
+    m.close(project)
+
+    done = m.runner().finalize(project.id, 0)
+
+    assert done.outcome.flagged == [copier.address]
+    flags = [f for f in done.outcome.flags if f.trainer == copier.address]
+    assert [f.reason for f in flags] == ["copied_update"]
+    assert author.address.lower() in flags[0].detail["error"]
+    scores, flagged = m.posted(project, 0)
+    assert flagged == [copier.address] and scores[copier.address] == 0 and scores[author.address] > 0
+    assert m.submission(project, 0, author)[1] is False
+
+
 # -- too few valid updates, a store that is down: an error and nothing posted ---------------------------------
 
 
 def test_too_few_valid_updates_for_the_rule_raises_and_posts_nothing(marketplace):
     m = marketplace
     project = m.create(rule="multi_krum", rule_params={"f": 1}, n_trainers=5)  # Krum: n >= 2f + 3 = 5
-    m.submit_honest(project, list(project.trainers[:4]))
+    m.submit_honest(project, list(project.trainers[:4]), close=False)
     bad_submission(m, project, project.trainers[4], "garbage")
+    m.close(project)
     pins = m.store.pins()
 
     with pytest.raises(InsufficientUpdates, match="needs 5 usable updates, got 4 of 5") as caught:
@@ -117,9 +142,9 @@ def test_too_few_valid_updates_for_the_rule_raises_and_posts_nothing(marketplace
 def test_a_round_without_submissions_raises_and_posts_nothing(marketplace):
     m = marketplace
     project = m.create(rule="fedavg", n_trainers=5, round_duration=60)
-    advance_time(m.client, 61)
+    m.close(project)  # commits closed with none, the validation shard revealed
     runner = m.runner()
-    assert runner.ready(project.id) == 0  # the window is over: the round is due
+    assert runner.ready(project.id) == 0  # nobody committed, so nobody is left to reveal: the round is due
     pins = m.store.pins()
 
     with pytest.raises(InsufficientUpdates, match="got 0 of 0"):
