@@ -71,6 +71,7 @@ def serving(env: dict, *args: str):
     output goes to `<home>/serve.log` (a pipe nobody reads would fill up and stall the server)."""
     port = free_port()
     log = Path(env["TRUSTMARKET_HOME"]) / "serve.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "trustmarket"), "api", "serve", "--port", str(port), *args],
         env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
