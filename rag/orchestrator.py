@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class OrchestratorConfig:
     sources_per_query: int = 4
-    k: int = 3  # documents asked from each source
+    k: int = 3  # the query's document budget is sources_per_query x k, asked of each source (at most 50)
     contexts: int = 5  # documents handed to the generator
     timeout: float = 10.0
     dense_weight: float = 0.4
@@ -217,10 +217,11 @@ class Orchestrator:
         chosen = sample_sources(posteriors, self.config.sources_per_query, self._rng, groups=groups,
                                 floor_slots=self.config.floor_slots, floor_evidence=self.config.floor_evidence)  # fmt: skip
         epoch = self.directory.epoch
-        # The query's budget of documents is spread over independent witnesses: copies of one corpus return the
-        # same top k, so with fewer groups than sources each is asked deeper (at most the node's limit of 50).
-        witnesses = len({groups.get(sid, sid) for sid in chosen})
-        k = min(50, -(-self.config.sources_per_query * self.config.k // witnesses))
+        # Every source is asked for the query's whole budget of documents (at most the node's limit of 50): sources
+        # whose corpora overlap (copies, mirrors, versions of one collection) return largely the same top
+        # documents, so a share each would leave the reader a handful of distinct passages; the reranker keeps the
+        # best of the union, and each extra holder of a passage is one more witness for choosing its version.
+        k = min(50, self.config.sources_per_query * self.config.k)
         outcomes = await self._gather([active[sid] for sid in chosen], question, epoch, k)
         answered = [o for o in outcomes if o.status == "ok" and o.documents]
         if not answered:

@@ -17,8 +17,8 @@ slot its six measured siblings already had.
 Cut-off: beyond those, a source with a record is asked only if its draw is at least `cutoff`, by default the
 accuracy below which what a source states is evidence against it (`1 / (FALSE_VALUES + 1)`, see
 `rag.reliability.vote_weight`): every source that is a witness for what it says may fill a slot (more
-independent witnesses decide conflicting versions better), while diversity never forces a known liar in (an
-unasked slot's budget goes to the others, see the orchestrator's per-witness depth). The threshold is absolute,
+independent witnesses decide conflicting versions better), while diversity never forces a known liar in (the others
+are each asked for the query's whole document budget anyway). The threshold is absolute,
 not relative to the best draw: a good source must not crowd out the witnesses that would outvote it when it
 errs.
 """
