@@ -17,7 +17,16 @@ import requests
 from backend.chain.errors import ChainError, ChainUnavailable
 from backend.settings import project_root
 
-__all__ = ["DEV_MNEMONIC", "Anvil", "find_anvil", "free_port", "mine_at", "node_answers", "start_anvil"]
+__all__ = [
+    "DEV_MNEMONIC",
+    "Anvil",
+    "advance_clock",
+    "find_anvil",
+    "free_port",
+    "mine_at",
+    "node_answers",
+    "start_anvil",
+]
 
 # anvil's default mnemonic: its accounts are public knowledge, fit only for a local chain.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -135,3 +144,11 @@ def mine_at(client, timestamp: int) -> int:
         client.w3.provider.make_request("evm_mine", [int(timestamp)])
         now = client.timestamp()
     return now
+
+
+def advance_clock(client, seconds: int) -> int:
+    """Mine a block `seconds` after the latest one on a local chain; returns the chain's time. Counted from the
+    latest block, not from anvil's wall clock plus offset (`evm_increaseTime`): a chain that mines many blocks a
+    second runs ahead of its wall clock (each block is at least its parent + 1 s), and an increase measured from
+    the wall clock can then leave the chain short of a deadline set from its own time."""
+    return mine_at(client, client.timestamp() + int(seconds))

@@ -29,7 +29,7 @@ def reveal_round(
 ) -> None:
     """Close the open round's commits (`commit_window`: the project's --round-duration, or more), reveal its
     validation shard as dev:`owner` and every given trainer's update as dev:i."""
-    _ok(env, "chain", "advance", commit_window)
+    _ok(env, "chain", "advance", commit_window + 1)  # commits are taken up to the window's last second
     _ok(env, "project", "reveal-validation", project, "--signer", f"dev:{owner}")
     for i in trainers:
         _ok(env, "trainer", "reveal", "-p", project, "--signer", f"dev:{i}")

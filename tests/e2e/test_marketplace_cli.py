@@ -10,6 +10,7 @@ from sealed_helpers import reveal_round
 from typer.testing import CliRunner
 
 from aggregator.data import load_digits_data, non_iid_splits
+from backend.chain.anvil import advance_clock
 from backend.chain.keys import create_keystore
 from backend.cli import app
 
@@ -101,8 +102,7 @@ def test_a_round_from_registration_to_claims(env, datasets, dev_accounts, chain_
     # Claims open once the challenge window has passed.
     code, _, err = cli(env, "trainer", "claim", "-p", project, "--signer", f"dev:{TRAINERS[0]}")
     assert code == 2 and "ClaimsNotOpen" in err
-    chain_client.w3.provider.make_request("evm_increaseTime", [5])
-    chain_client.w3.provider.make_request("evm_mine", [])
+    advance_clock(chain_client, 5)
     paid = 0
     for i in [*TRAINERS, OWNER]:
         code, out, err = cli(env, "trainer", "claim", "-p", project, "--signer", f"dev:{i}", "--json")
@@ -153,8 +153,7 @@ def test_round_closed(env, datasets, dev_accounts, chain_client, tmp_path):
         )[0]
         == 0
     )
-    chain_client.w3.provider.make_request("evm_increaseTime", [120])
-    chain_client.w3.provider.make_request("evm_mine", [])
+    advance_clock(chain_client, 120)
     code, _, err = cli(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}")
     assert code == 2 and "CommitWindowClosed" in err
 

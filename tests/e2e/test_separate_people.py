@@ -162,7 +162,7 @@ def test_the_quickstart_as_separate_people(people, gateway, private_data):
                 assert Path(committed["sealed"]).is_relative_to(t.home / "sealed")
             # The round's commits close (an hour on the chain's clock); the owner reveals its validation shard,
             # then every trainer stores and reveals its update.
-            owner.run("chain", "advance", "3600")
+            owner.run("chain", "advance", "3601")
             shard = owner.json("project", "reveal-validation", project)
             assert shard["round"] == round_
             for name in TRAINERS:

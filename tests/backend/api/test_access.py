@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from backend.api import create_app
 from backend.api.core.quotas import QuotaBook
 from backend.api.services import Missing, build_services
+from backend.chain.anvil import advance_clock
 
 pytestmark = [pytest.mark.chain, pytest.mark.both_databases]
 
@@ -78,8 +79,7 @@ def test_expired_grant_stops_working(api, chain_client):
     user, headers = api.member("short-grant", tier=1)
     api.grant(user, 1, seconds=100)
     assert api.client.get(SOURCES, headers=headers).status_code == 200
-    chain_client.w3.provider.make_request("evm_increaseTime", [200])
-    chain_client.w3.provider.make_request("evm_mine", [])
+    advance_clock(chain_client, 200)
     api.clock.advance(31)
     assert api.client.get(SOURCES, headers=headers).status_code == 403
 

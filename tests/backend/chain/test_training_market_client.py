@@ -9,7 +9,7 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from backend.chain.anvil import free_port, mine_at
+from backend.chain.anvil import advance_clock, free_port, mine_at
 from backend.chain.client import ChainClient
 from backend.chain.errors import ChainUnavailable, ContractRevert, NotDeployed, revert_class
 from backend.chain.keys import dev_account
@@ -94,8 +94,7 @@ def result(round_: int, scores: dict[str, int], flagged=()) -> RoundResult:
 
 
 def warp(client: ChainClient, seconds: int) -> None:
-    client.w3.provider.make_request("evm_increaseTime", [seconds])
-    client.w3.provider.make_request("evm_mine", [])
+    advance_clock(client, seconds)
 
 
 def salt(trainer, round_: int) -> bytes:

@@ -89,7 +89,7 @@ def run_round(env, tmp_path, dev_accounts) -> int:
         )
         cli(env, "trainer", "submit", "-p", project, "--update", update, "--signer", f"dev:{i}")
     # The commit window ends; the owner reveals the round's validation shard, the trainers their updates.
-    cli(env, "chain", "advance", 3600)
+    cli(env, "chain", "advance", 3601)  # past the window: commits close at its last second
     cli(env, "project", "reveal-validation", project, "--signer", f"dev:{OWNER}")
     for i in TRAINERS:
         cli(env, "trainer", "reveal", "-p", project, "--signer", f"dev:{i}")

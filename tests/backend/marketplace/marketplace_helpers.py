@@ -23,7 +23,7 @@ from eth_account.signers.local import LocalAccount
 from safetensors.torch import save as st_save
 
 from aggregator.data import DigitsData, load_digits_data, non_iid_splits
-from backend.chain.anvil import mine_at
+from backend.chain.anvil import advance_clock, mine_at
 from backend.chain.client import ChainClient
 from backend.chain.training_market import ProjectStatus, RoundResult, TrainingMarket
 from backend.marketplace.manifest import ContentRef
@@ -73,9 +73,8 @@ def raw_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) 
 
 
 def advance_time(client: ChainClient, seconds: int) -> None:
-    """Move the chain's clock forward and mine a block at the new time."""
-    client.w3.provider.make_request("evm_increaseTime", [seconds])
-    client.w3.provider.make_request("evm_mine", [])
+    """Mine a block `seconds` after the latest one."""
+    advance_clock(client, seconds)
 
 
 @dataclass(frozen=True)
