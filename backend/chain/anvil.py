@@ -141,7 +141,9 @@ def mine_at(client, timestamp: int) -> int:
         raise ChainError(f"chain {client.chain_id} is not a local chain: its clock cannot be moved")
     now = client.timestamp()
     if now < timestamp:
-        client.w3.provider.make_request("evm_mine", [int(timestamp)])
+        reply = client.w3.provider.make_request("evm_mine", [int(timestamp)])
+        if "error" in reply:
+            raise ChainError(f"the node at {client.url} refused to mine at {timestamp}: {reply['error']}")
         now = client.timestamp()
     return now
 

@@ -130,3 +130,19 @@ def test_deployer_may_apply_source_feedback(deployed, anvil_node, compiled_artif
     assert client.call(
         "SourceRegistry", "hasRole", EVALUATOR_ROLE, Web3.to_checksum_address(deployed.deployer)
     )
+
+
+def test_a_node_that_refuses_to_mine_is_one_chain_error_not_a_silent_no_op():
+    from types import SimpleNamespace
+
+    from backend.chain.anvil import advance_clock
+    from backend.chain.errors import ChainError
+
+    refusing = SimpleNamespace(
+        make_request=lambda method, params: {"error": {"message": f"{method} disabled"}}
+    )
+    client = SimpleNamespace(
+        chain_id=31337, url="http://node", timestamp=lambda: 1_000, w3=SimpleNamespace(provider=refusing)
+    )
+    with pytest.raises(ChainError, match=r"refused to mine at 1060: .*evm_mine disabled"):
+        advance_clock(client, 60)
