@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rag.independence import Groups
-from rag.text import NEAR_DUPLICATE, near_duplicate
+from rag.text import NEAR_DUPLICATE, near_duplicate_pairs
 
 __all__ = ["HEADCOUNT", "Version", "stale_versions", "truth_probability", "witness_weights"]
 
@@ -94,11 +94,9 @@ def stale_versions(
     hashes = sorted(texts)
     # Single-link clusters of near-duplicates: the versions of one passage.
     cluster = {h: h for h in hashes}
-    for i, a in enumerate(hashes):
-        for b in hashes[i + 1 :]:
-            if near_duplicate(texts[a], texts[b], similarity):
-                root_a, root_b = _root(cluster, a), _root(cluster, b)
-                cluster[max(root_a, root_b)] = min(root_a, root_b)
+    for i, j in near_duplicate_pairs([texts[h] for h in hashes], similarity):
+        root_a, root_b = _root(cluster, hashes[i]), _root(cluster, hashes[j])
+        cluster[max(root_a, root_b)] = min(root_a, root_b)
     passages: dict[str, list[str]] = defaultdict(list)
     for h in hashes:
         passages[_root(cluster, h)].append(h)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
+
 import pytest
 
+from rag.corpus import load_corpus
 from rag.errors import RagError
 from rag.metrics import exact_match, sentence_correct, spearman, token_f1
-from rag.text import contains_phrase, content_tokens, normalize_answer, split_sentences
+from rag.pollution import pollute
+from rag.text import (
+    NEAR_DUPLICATE,
+    contains_phrase,
+    content_tokens,
+    near_duplicate,
+    near_duplicate_pairs,
+    normalize_answer,
+    split_sentences,
+)
 
 
 def test_normalize_answer_is_squads():
@@ -52,3 +64,28 @@ def test_token_f1():
     assert token_f1("Rollo", "rollo.") == 1.0
     assert token_f1("Rollo", "Hastein") == 0.0
     assert token_f1("", "the") == 1.0 and token_f1("", "Rollo") == 0.0
+
+
+def _difflib_near_duplicate(a: str, b: str, threshold: float = NEAR_DUPLICATE) -> bool:
+    # The decision as difflib states it, on freshly normalized tokens: what near_duplicate_pairs must reproduce.
+    matcher = SequenceMatcher(None, normalize_answer(a).split(), normalize_answer(b).split(), autojunk=False)
+    return (
+        matcher.real_quick_ratio() >= threshold
+        and matcher.quick_ratio() >= threshold
+        and (matcher.ratio() >= threshold)
+    )
+
+
+def test_near_duplicate_pairs_decide_as_difflib_does():
+    corpus = load_corpus()
+    polluted, _ = pollute(corpus, 0.6, seed=3, source_index=1)
+    texts = [d.text for d in corpus.documents[:25]] + [d.text for d in polluted.documents[:25]]
+    texts += ["", "", "the a an", "Rollo Rollo Rollo", "Rollo"]  # empty after normalization; repeated tokens
+    expected = {(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))
+                if _difflib_near_duplicate(texts[i], texts[j])}  # fmt: skip
+    found = set(near_duplicate_pairs(texts))
+    assert found == expected
+    # Each original and its polluted version are one passage; the shipped paragraphs are not one another's.
+    assert {(i, i + 25) for i in range(25)} <= found
+    assert not any(j < 25 for _, j in found)
+    assert near_duplicate(texts[0], texts[25]) and not near_duplicate(texts[0], texts[1])
