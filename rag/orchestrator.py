@@ -151,6 +151,7 @@ class Orchestrator:
         ledger: AgreementLedger | None = None,
         ledger_path: Path | None = None,
         save_ledger_every: int = 20,
+        in_flight: int = 16,
     ):
         self.directory = directory
         self.generator = generator
@@ -179,6 +180,15 @@ class Orchestrator:
         self._refresh_lock = threading.Lock()
         self._loop: _LoopThread | None = None
         self._loop_lock = threading.Lock()
+        # Per event loop (what they hold belongs to the loop that made them): one keep-alive pool for node calls
+        # (a pool per query paid a TCP connect per source and query, on the loop the cheap routes share), and
+        # `in_flight` slots for queries past sampling. Queries beyond them wait holding nothing: the compute
+        # process answers one at a time anyway, and an unbounded crowd of node calls only makes the pool's
+        # bookkeeping (httpcore scans every connection per request) the loop's largest cost.
+        if in_flight < 1:
+            raise RagError(f"in_flight must be >= 1, got {in_flight}")
+        self.in_flight = in_flight
+        self._per_loop: _PerLoop | None = None
 
     def query(
         self,
@@ -222,18 +232,19 @@ class Orchestrator:
         # documents, so a share each would leave the reader a handful of distinct passages; the reranker keeps the
         # best of the union, and each extra holder of a passage is one more witness for choosing its version.
         k = min(50, self.config.sources_per_query * self.config.k)
-        outcomes = await self._gather([active[sid] for sid in chosen], question, epoch, k)
-        answered = [o for o in outcomes if o.status == "ok" and o.documents]
-        if not answered:
-            raise SourceUnavailable("no source answered: " + "; ".join(o.detail for o in outcomes))
-        votes = {sid: vote_weight(active[sid].posterior) for sid in chosen}
-        asked = {sid: groups.get(sid, sid) for sid in chosen}
-        if self._in_process:
-            work = partial(_judge_in_process, question, outcomes, answered, votes, asked, gold, rating)
-        else:
-            work = partial(judge_query, self.embedder, self.generator, self.config, question, outcomes, answered,
-                           votes, asked, gold, rating)  # fmt: skip
-        judgement: Judgement = await loop.run_in_executor(self.compute, work)
+        async with self._here().slots:
+            outcomes = await self._gather([active[sid] for sid in chosen], question, epoch, k)
+            answered = [o for o in outcomes if o.status == "ok" and o.documents]
+            if not answered:
+                raise SourceUnavailable("no source answered: " + "; ".join(o.detail for o in outcomes))
+            votes = {sid: vote_weight(active[sid].posterior) for sid in chosen}
+            asked = {sid: groups.get(sid, sid) for sid in chosen}
+            if self._in_process:
+                work = partial(_judge_in_process, question, outcomes, answered, votes, asked, gold, rating)
+            else:
+                work = partial(judge_query, self.embedder, self.generator, self.config, question, outcomes,
+                               answered, votes, asked, gold, rating)  # fmt: skip
+            judgement: Judgement = await loop.run_in_executor(self.compute, work)
         # Back on the loop: the ledger learns from the claims; the outcomes (copies in a process) get credited.
         self.ledger.observe(judgement.variants)
         if self.ledger_path is not None and self.ledger.queries % self.save_ledger_every == 0:
@@ -254,11 +265,27 @@ class Orchestrator:
         with self._loop_lock:
             loop, self._loop = self._loop, None
         if loop is not None:
+            if self._per_loop is not None and self._per_loop.loop is loop._loop:
+                with contextlib.suppress(Exception):
+                    loop.run(self.aclose())
             loop.stop()
         if self.ledger_path is not None:
             self.ledger.save(self.ledger_path)
         if self._own_compute or self._in_process:
             self.compute.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """Close the node connections opened on the running loop (`close` does it for `query`'s own loop)."""
+        held, self._per_loop = self._per_loop, None
+        if held is not None and held.loop is asyncio.get_running_loop():
+            await held.pool.aclose()
+
+    def _here(self) -> _PerLoop:
+        loop = asyncio.get_running_loop()
+        if self._per_loop is None or self._per_loop.loop is not loop:
+            # What was left on another loop is that loop's to close.
+            self._per_loop = _PerLoop(loop, http_client(), asyncio.Semaphore(self.in_flight))
+        return self._per_loop
 
     def _refresh(self) -> None:
         # One refresh at a time: queries arriving meanwhile read the directory as it is (it is a cache anyway).
@@ -281,8 +308,8 @@ class Orchestrator:
 
     async def _gather(self, sources, question: str, epoch: int, k: int) -> list[SourceOutcome]:
         loop = asyncio.get_running_loop()
-        shared = http_client()  # one connection pool per query (tests route some sources to transports)
-        own = {
+        shared = self._here().pool
+        own = {  # tests route some sources to in-process transports
             s.source_id: http_client(self.transports[s.source_id])
             for s in sources
             if s.source_id in self.transports
@@ -312,7 +339,14 @@ class Orchestrator:
         try:
             return list(await asyncio.gather(*(one(s) for s in sources)))
         finally:
-            await asyncio.gather(shared.aclose(), *(c.aclose() for c in own.values()))
+            await asyncio.gather(*(c.aclose() for c in own.values()))
+
+
+@dataclass(frozen=True)
+class _PerLoop:
+    loop: asyncio.AbstractEventLoop
+    pool: httpx.AsyncClient
+    slots: asyncio.Semaphore
 
 
 @dataclass(frozen=True)
@@ -432,11 +466,21 @@ def _start_process(cache_dir: str | None, config: OrchestratorConfig) -> None:
     from rag.generators import ExtractiveGenerator
     from rag.reader import ExtractiveReader
 
-    with contextlib.suppress(OSError):
-        os.nice(BACKGROUND_NICENESS)
+    _yield_to_serving()
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     embedder = Embedder(cache_dir=Path(cache_dir) if cache_dir else None)
     _PROCESS = (embedder, ExtractiveGenerator(ExtractiveReader(embedder)), config)
+
+
+def _yield_to_serving() -> None:
+    """Run this process only on CPU the server's processes leave idle (Linux's SCHED_IDLE; the threads it starts
+    later inherit it): a request for a cheap route that wakes while a query's reading holds the core gets the
+    core at once, rather than after the scheduler's slice. Elsewhere, or if refused, a lower nice level."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(BACKGROUND_NICENESS)
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -185,7 +185,10 @@ def http_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.Asyn
     global _TLS
     if _TLS is None:
         _TLS = ssl.create_default_context()
-    return httpx.AsyncClient(transport=transport, verify=_TLS)
+    # No cap on connections (a query waits on its slowest source, and a capped pool would queue queries behind
+    # each other's); idle ones are kept for httpx's 5 s, so the pool is as large as the recent concurrency.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    return httpx.AsyncClient(transport=transport, verify=_TLS, limits=limits)
 
 
 _TLS: ssl.SSLContext | None = None

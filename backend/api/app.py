@@ -19,7 +19,7 @@ from backend.api.core.observe import RequestObserver
 from backend.api.deps import check_routes_declared
 from backend.api.explorer import install as install_explorer
 from backend.api.routes import applications, auth, health, me, predict, projects, rag, terms, uploads
-from backend.api.services import ApiServices, build_services
+from backend.api.services import ApiServices, build_services, keep_out_of_collections
 from backend.settings import Settings, get_settings
 from rag.feedback import FeedbackQueue, FlushTimer
 from rag.orchestrator import Orchestrator
@@ -65,6 +65,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # dRAG feedback goes on chain from this thread, never from a request; one worker at a time (a lease).
         timer = FlushTimer(feedback_queue, services.api.feedback_flush_s).start()
+        keep_out_of_collections()  # the app as built: it lives as long as the server
         try:
             yield
         finally:
@@ -75,6 +76,7 @@ def create_app(
             await run_in_threadpool(services.audit.flush)  # the last requests' rows are written
             rag = services.rag.peek()
             if isinstance(rag, Orchestrator):
+                await rag.aclose()  # its connections to the nodes, opened on this loop
                 rag.close()  # its compute process ends with the server
             await run_in_threadpool(app.state.explorer.close)  # the background verifier stops
 

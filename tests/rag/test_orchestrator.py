@@ -56,7 +56,7 @@ class Network:
         copy = self.copies[sid - 1]
         return create_node_app(SourceNode(copy, HybridIndex(copy, self.embedder), signer, sid, self.domain))
 
-    def orchestrator(self, transports=None, ledger_path=None, save_ledger_every=20, **config):
+    def orchestrator(self, transports=None, ledger_path=None, save_ledger_every=20, in_flight=16, **config):
         transports = (
             transports
             if transports is not None
@@ -67,7 +67,7 @@ class Network:
         )
         return Orchestrator(self.directory, ExtractiveGenerator(ExtractiveReader(self.embedder)), self.embedder,
                             queue=self.queue, config=config, transports=transports, ledger_path=ledger_path,
-                            save_ledger_every=save_ledger_every)  # fmt: skip
+                            save_ledger_every=save_ledger_every, in_flight=in_flight)  # fmt: skip
 
 
 def sid_hint(i):
@@ -336,6 +336,77 @@ def test_two_queries_wait_on_their_sources_at_the_same_time(network):
     assert len(first) == len(second) == 2
     # Every request of one query was in flight while every request of the other was: the waits overlapped.
     assert max(s for s, _ in first + second) < min(e for _, e in first + second)
+
+
+def test_queries_past_the_in_flight_bound_wait_their_turn(network):
+    """At most `in_flight` queries are at their sources at once; the rest wait, then are answered all the same."""
+    intervals: list[tuple[str, float, float]] = []
+    transports = {sid: Recording(httpx.ASGITransport(app), intervals) for sid, app in network.apps.items()}
+    orchestrator = network.orchestrator(transports, sources_per_query=1, in_flight=2)
+    questions = [f"{QUESTION} ({i})" for i in range(5)]
+
+    async def all_of_them():
+        return await asyncio.gather(*(orchestrator.aquery(q) for q in questions))
+
+    try:
+        results = asyncio.run(all_of_them())
+    finally:
+        orchestrator.close()
+    assert sorted(r.question for r in results) == sorted(questions)
+    assert len(intervals) == 5  # one source asked per query
+    events = sorted([(s, 1) for _, s, _ in intervals] + [(e, -1) for _, _, e in intervals])
+    at_once = peak = 0
+    for _, step in events:
+        at_once += step
+        peak = max(peak, at_once)
+    assert peak == 2
+    with pytest.raises(RagError, match="in_flight"):
+        network.orchestrator(in_flight=0)
+
+
+def test_node_connections_are_kept_alive_between_queries(network):
+    """One keep-alive pool per loop: sequential queries reach a node over the connection the first one opened."""
+    peers: list[tuple[str, int]] = []
+    app = network.apps[1]
+
+    async def noting_peers(scope, receive, send):
+        if scope["type"] == "http":
+            peers.append(tuple(scope["client"]))
+        await app(scope, receive, send)
+
+    server = start_background_server(noting_peers)
+    try:
+        network.registry.update_endpoint(network.operators[1], 1, server.url)
+        orchestrator = network.orchestrator(transports={}, sources_per_query=4, timeout=5.0)
+        try:
+            for _ in range(3):
+                orchestrator.query(QUESTION)
+        finally:
+            orchestrator.close()
+    finally:
+        server.stop()
+    assert len(peers) == 3 and len(set(peers)) == 1
+
+
+def _policy_after_yielding(_: object) -> int:
+    import os
+
+    from rag.orchestrator import _yield_to_serving
+
+    _yield_to_serving()
+    return os.sched_getscheduler(0)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_compute_process_runs_only_on_idle_cpu():
+    """The compute process's policy: SCHED_IDLE, so a cheap request waking on a busy core preempts it at once."""
+    import multiprocessing
+    import os
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        policy = pool.apply(_policy_after_yielding, (None,))
+    assert policy == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # this process was left as it was
 
 
 @pytest.mark.slow
