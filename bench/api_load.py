@@ -41,6 +41,10 @@ QUOTA_UNITS = 500
 COSTS = {"/v1/rag/sources": 1, "/v1/projects": 1, "/v1/rag/query": 10, "/v1/projects/1/predict": 5}
 PREDICT_ROWS = 16
 SOURCES = 4
+HISTORY = (
+    8_000,
+    1_000,
+)  # each source's record before the run: 8 positive, 1 negative observation (SCALE 1000)
 
 
 # -- load generator ----------------------------------------------------------------------------------------------
@@ -298,12 +302,12 @@ def _setup(home: Path, latency: float):
     from eth_utils import keccak
 
     from backend.chain.access_registry import AccessRegistry, decision_ref
-    from backend.chain.anvil import free_port, start_anvil
+    from backend.chain.anvil import advance_clock, free_port, start_anvil
     from backend.chain.artifacts import Artifacts
     from backend.chain.client import ChainClient
     from backend.chain.deploy import deploy_contracts
     from backend.chain.keys import dev_account
-    from backend.chain.source_registry import SourceRegistry
+    from backend.chain.source_registry import FeedbackEntry, SourceRegistry
 
     sys.path.insert(0, str(ROOT / "bench"))
     from api import _project  # the gate benchmark's project 1 (digits_mlp): predict's model
@@ -336,6 +340,12 @@ def _setup(home: Path, latency: float):
         sid = registry.register(operator, f"http://127.0.0.1:{port}", corpus.commitment, registry.min_bond())
         spec["sources"].append({"id": sid, "index": i, "port": port, "key": operator.key.to_0x_hex()})
     (home / "nodes.json").write_text(json.dumps(spec))
+    # A history (what canaries would have taught an evaluator), then a fresh epoch: newcomers' votes weigh
+    # nothing, so without a record users' queries would queue no feedback and the double-count check would
+    # hold vacuously.
+    registry.apply_feedback(admin, registry.batches() + 1,
+                            [FeedbackEntry(s["id"], *HISTORY) for s in spec["sources"]])  # fmt: skip
+    advance_clock(client, registry.epoch_length() + 1)
     questions = [q.question for i in range(SOURCES) for q in _corpus_share(i).questions[:20]]
     _warm_embeddings(home, questions)
     return node, client, users, questions
@@ -509,7 +519,7 @@ def feedback_totals(home: Path, client) -> dict:
         queued = sum(r[1] + r[2] for r in rows if r[0] == sid and not r[3].startswith("carry:"))
         pending = sum(r[1] + r[2] for r in rows if r[0] == sid and r[4] != "applied")
         rel = registry.reliability(sid)
-        credited = (rel.alpha - PRIOR_POSITIVE) + (rel.beta - PRIOR_NEGATIVE)
+        credited = (rel.alpha - PRIOR_POSITIVE - HISTORY[0]) + (rel.beta - PRIOR_NEGATIVE - HISTORY[1])
         double += max(0, credited + pending - queued)
         report[sid] = {"queued": queued, "pending": pending, "credited": credited}
     return {"sources": report, "batches": batches, "double_counted_units": double}

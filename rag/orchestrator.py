@@ -151,7 +151,6 @@ class Orchestrator:
         ledger: AgreementLedger | None = None,
         ledger_path: Path | None = None,
         save_ledger_every: int = 20,
-        in_flight: int = 16,
     ):
         self.directory = directory
         self.generator = generator
@@ -180,14 +179,8 @@ class Orchestrator:
         self._refresh_lock = threading.Lock()
         self._loop: _LoopThread | None = None
         self._loop_lock = threading.Lock()
-        # Per event loop (what they hold belongs to the loop that made them): one keep-alive pool for node calls
-        # (a pool per query paid a TCP connect per source and query, on the loop the cheap routes share), and
-        # `in_flight` slots for queries past sampling. Queries beyond them wait holding nothing: the compute
-        # process answers one at a time anyway, and an unbounded crowd of node calls only makes the pool's
-        # bookkeeping (httpcore scans every connection per request) the loop's largest cost.
-        if in_flight < 1:
-            raise RagError(f"in_flight must be >= 1, got {in_flight}")
-        self.in_flight = in_flight
+        # One keep-alive pool for node calls per event loop (its connections belong to the loop that opened them):
+        # a pool per query paid a TCP connect per source and query, on the loop the cheap routes share.
         self._per_loop: _PerLoop | None = None
 
     def query(
@@ -232,19 +225,18 @@ class Orchestrator:
         # documents, so a share each would leave the reader a handful of distinct passages; the reranker keeps the
         # best of the union, and each extra holder of a passage is one more witness for choosing its version.
         k = min(50, self.config.sources_per_query * self.config.k)
-        async with self._here().slots:
-            outcomes = await self._gather([active[sid] for sid in chosen], question, epoch, k)
-            answered = [o for o in outcomes if o.status == "ok" and o.documents]
-            if not answered:
-                raise SourceUnavailable("no source answered: " + "; ".join(o.detail for o in outcomes))
-            votes = {sid: vote_weight(active[sid].posterior) for sid in chosen}
-            asked = {sid: groups.get(sid, sid) for sid in chosen}
-            if self._in_process:
-                work = partial(_judge_in_process, question, outcomes, answered, votes, asked, gold, rating)
-            else:
-                work = partial(judge_query, self.embedder, self.generator, self.config, question, outcomes,
-                               answered, votes, asked, gold, rating)  # fmt: skip
-            judgement: Judgement = await loop.run_in_executor(self.compute, work)
+        outcomes = await self._gather([active[sid] for sid in chosen], question, epoch, k)
+        answered = [o for o in outcomes if o.status == "ok" and o.documents]
+        if not answered:
+            raise SourceUnavailable("no source answered: " + "; ".join(o.detail for o in outcomes))
+        votes = {sid: vote_weight(active[sid].posterior) for sid in chosen}
+        asked = {sid: groups.get(sid, sid) for sid in chosen}
+        if self._in_process:
+            work = partial(_judge_in_process, question, outcomes, answered, votes, asked, gold, rating)
+        else:
+            work = partial(judge_query, self.embedder, self.generator, self.config, question, outcomes, answered,
+                           votes, asked, gold, rating)  # fmt: skip
+        judgement: Judgement = await loop.run_in_executor(self.compute, work)
         # Back on the loop: the ledger learns from the claims; the outcomes (copies in a process) get credited.
         self.ledger.observe(judgement.variants)
         if self.ledger_path is not None and self.ledger.queries % self.save_ledger_every == 0:
@@ -283,8 +275,9 @@ class Orchestrator:
     def _here(self) -> _PerLoop:
         loop = asyncio.get_running_loop()
         if self._per_loop is None or self._per_loop.loop is not loop:
-            # What was left on another loop is that loop's to close.
-            self._per_loop = _PerLoop(loop, http_client(), asyncio.Semaphore(self.in_flight))
+            self._per_loop = _PerLoop(
+                loop, http_client()
+            )  # a pool left on another loop is that loop's to close
         return self._per_loop
 
     def _refresh(self) -> None:
@@ -346,7 +339,6 @@ class Orchestrator:
 class _PerLoop:
     loop: asyncio.AbstractEventLoop
     pool: httpx.AsyncClient
-    slots: asyncio.Semaphore
 
 
 @dataclass(frozen=True)
@@ -450,15 +442,25 @@ def rerank(
 _PROCESS: tuple[Embedder, Generator, OrchestratorConfig] | None = None
 
 
-def compute_process(cache_dir: str | None, config: OrchestratorConfig) -> ProcessPoolExecutor:
-    """One process for the CPU part of queries, with the extractive reader and the shared embedding cache. It
-    starts fresh (spawn: the server's threads are not forked) and runs at a lower OS priority than the server."""
+def compute_process(
+    cache_dir: str | None, config: OrchestratorConfig, processes: int = 1
+) -> ProcessPoolExecutor:
+    """`processes` processes for the CPU part of queries, each with the extractive reader and the shared embedding
+    cache. They start fresh (spawn: the server's threads are not forked) and run only on CPU the server leaves
+    idle; with more than one, queries that arrive together are judged side by side instead of in a queue."""
     import multiprocessing
 
-    return ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_process,
+    if processes < 1:
+        raise RagError(f"compute processes must be >= 1, got {processes}")
+    executor = ProcessPoolExecutor(
+        max_workers=processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_process,
         initargs=(cache_dir, config),
     )  # fmt: skip
+    # All of them now, each loading its model in the background: the pool spawns a process only when none is
+    # idle, so the second would otherwise start (and load the model, ~1.5 s) inside some later query.
+    for _ in range(processes):
+        executor.submit(os.getpid)
+    return executor
 
 
 def _start_process(cache_dir: str | None, config: OrchestratorConfig) -> None:

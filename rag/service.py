@@ -58,15 +58,17 @@ def build_orchestrator(
     inline_flush: bool = True,
     compute: Executor | None = None,
     compute_in_process: bool = False,
+    compute_processes: int = 1,
 ) -> Orchestrator:
     """The orchestrator over the registered sources; feedback is always stored, and sent with `evaluator`.
 
-    `compute_in_process` (a server's choice) runs the CPU part of queries in a process of its own, so it never
-    holds the GIL the serving threads need; with `chat_url` the generator is an HTTP call and stays on threads."""
+    `compute_in_process` (a server's choice) runs the CPU part of queries in `compute_processes` processes of
+    their own, so it never holds the GIL the serving threads need; with `chat_url` the generator is an HTTP call and stays on threads."""
     directory = SourceDirectory(SourceRegistry(client))
     embedder = embedder_for(settings)
     if compute is None and compute_in_process and not chat_url:
-        compute = compute_process(str(settings.home / "cache" / "embeddings"), config or OrchestratorConfig())
+        compute = compute_process(str(settings.home / "cache" / "embeddings"), config or OrchestratorConfig(),
+                                  compute_processes)  # fmt: skip
     generator: Generator = (
         ChatGenerator(chat_url, chat_model, api_key=chat_api_key)
         if chat_url

@@ -293,7 +293,7 @@ def build_services(
         return build_orchestrator(
             settings, chain_part.get(), queue=feedback.get(), inline_flush=False,
             config=OrchestratorConfig(timeout=api.rag_source_timeout_s),
-            compute_in_process=api.rag_compute == "process",
+            compute_in_process=api.rag_compute == "process", compute_processes=api.rag_compute_processes,
         )  # fmt: skip
 
     def market() -> TrainingMarket:

@@ -56,7 +56,7 @@ class Network:
         copy = self.copies[sid - 1]
         return create_node_app(SourceNode(copy, HybridIndex(copy, self.embedder), signer, sid, self.domain))
 
-    def orchestrator(self, transports=None, ledger_path=None, save_ledger_every=20, in_flight=16, **config):
+    def orchestrator(self, transports=None, ledger_path=None, save_ledger_every=20, **config):
         transports = (
             transports
             if transports is not None
@@ -67,7 +67,7 @@ class Network:
         )
         return Orchestrator(self.directory, ExtractiveGenerator(ExtractiveReader(self.embedder)), self.embedder,
                             queue=self.queue, config=config, transports=transports, ledger_path=ledger_path,
-                            save_ledger_every=save_ledger_every, in_flight=in_flight)  # fmt: skip
+                            save_ledger_every=save_ledger_every)  # fmt: skip
 
 
 def sid_hint(i):
@@ -338,32 +338,6 @@ def test_two_queries_wait_on_their_sources_at_the_same_time(network):
     assert max(s for s, _ in first + second) < min(e for _, e in first + second)
 
 
-def test_queries_past_the_in_flight_bound_wait_their_turn(network):
-    """At most `in_flight` queries are at their sources at once; the rest wait, then are answered all the same."""
-    intervals: list[tuple[str, float, float]] = []
-    transports = {sid: Recording(httpx.ASGITransport(app), intervals) for sid, app in network.apps.items()}
-    orchestrator = network.orchestrator(transports, sources_per_query=1, in_flight=2)
-    questions = [f"{QUESTION} ({i})" for i in range(5)]
-
-    async def all_of_them():
-        return await asyncio.gather(*(orchestrator.aquery(q) for q in questions))
-
-    try:
-        results = asyncio.run(all_of_them())
-    finally:
-        orchestrator.close()
-    assert sorted(r.question for r in results) == sorted(questions)
-    assert len(intervals) == 5  # one source asked per query
-    events = sorted([(s, 1) for _, s, _ in intervals] + [(e, -1) for _, _, e in intervals])
-    at_once = peak = 0
-    for _, step in events:
-        at_once += step
-        peak = max(peak, at_once)
-    assert peak == 2
-    with pytest.raises(RagError, match="in_flight"):
-        network.orchestrator(in_flight=0)
-
-
 def test_node_connections_are_kept_alive_between_queries(network):
     """One keep-alive pool per loop: sequential queries reach a node over the connection the first one opened."""
     peers: list[tuple[str, int]] = []
@@ -407,6 +381,22 @@ def test_the_compute_process_runs_only_on_idle_cpu():
         policy = pool.apply(_policy_after_yielding, (None,))
     assert policy == os.SCHED_IDLE
     assert os.sched_getscheduler(0) != os.SCHED_IDLE  # this process was left as it was
+
+
+def test_every_compute_process_starts_with_the_pool(embedder):
+    """A pool of two starts both at once: the second must not load its model inside some later query."""
+    import multiprocessing
+
+    from rag.orchestrator import compute_process
+
+    before = set(multiprocessing.active_children())
+    pool = compute_process(str(embedder._cache_dir), OrchestratorConfig(), processes=2)
+    try:
+        assert len(set(multiprocessing.active_children()) - before) == 2
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(RagError, match="compute processes"):
+        compute_process(None, OrchestratorConfig(), processes=0)
 
 
 @pytest.mark.slow

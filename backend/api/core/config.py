@@ -149,14 +149,20 @@ class ApiSettings(BaseSettings):
         default=2, ge=1, le=256, description="Threads that run model queries (CPU work, off the event loop)."
     )
     # Per-route bulkheads (per worker): requests in progress, and how many more may wait; beyond: 503 busy.
-    rag_concurrency: int = Field(default=32, ge=1, description="dRAG queries in progress per worker.")
+    # 16: enough to keep sources 200 ms away busy at the compute's pace; a larger crowd of node calls only
+    # grows the connection pool, whose bookkeeping (httpcore scans it per request) runs on the serving loop.
+    rag_concurrency: int = Field(default=16, ge=1, description="dRAG queries in progress per worker.")
     rag_queue: int = Field(default=64, ge=0, description="dRAG queries waiting for a slot per worker.")
     predict_concurrency: int = Field(default=8, ge=1, description="Model queries in progress per worker.")
     predict_queue: int = Field(default=64, ge=0, description="Model queries waiting for a slot per worker.")
     rag_compute: Literal["process", "thread"] = Field(
         default="process",
-        description="Where the CPU part of dRAG queries runs: a process of its own, or a thread.",
+        description="Where the CPU part of dRAG queries runs: processes of its own, or a thread.",
     )
+    rag_compute_processes: int = Field(
+        default=2, ge=1, le=64,
+        description="Processes for the CPU part of dRAG queries per worker (they run only on otherwise idle CPU).",
+    )  # fmt: skip
     rag_source_timeout_s: float = Field(
         default=10.0, gt=0, description="How long a source may take to answer."
     )
