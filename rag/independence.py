@@ -20,15 +20,19 @@ one vote (see `rag.evidence`).
 Sources run by one operator (one wallet) are one group from the start: the chain says they are one party.
 
 `save(path)` / `load(path)` keep the ledger across restarts of the query service (JSON, written atomically), so
-a restarted service does not have to learn again who copies whom.
+a restarted service does not have to learn again who copies whom. Several processes that serve queries (API
+workers) share one file with `sync(path, mine, base)`: under an exclusive lock, each adds what it observed since
+its last sync to what the file holds and adopts the sum, so no worker's evidence overwrites another's. The file's
+clock is the sum of all workers' queries: each worker's queries since its sync discount everyone's evidence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +162,20 @@ class AgreementLedger:
         partial.write_text(json.dumps(snapshot))
         os.replace(partial, path)
 
+    @staticmethod
+    def sync(path: Path, mine: Mapping, base: Mapping) -> dict:
+        """Add the evidence in `mine` beyond `base` (both `to_json` snapshots of one ledger, `base` taken at its
+        last sync) to the ledger saved at `path`, under an exclusive lock; write and return the sum."""
+        with _locked(path):
+            current = AgreementLedger.load(path).to_json() if path.exists() else dict(base)
+            merged = _add_since(current, mine, base)
+            AgreementLedger.write(path, merged)
+        return merged
+
+    def absorb(self, merged: Mapping, snapshot: Mapping) -> AgreementLedger:
+        """The ledger `merged` (a `sync` result for `snapshot`) plus what this one observed after `snapshot`."""
+        return AgreementLedger.from_json(_add_since(merged, self.to_json(), snapshot))
+
     @classmethod
     def load(cls, path: Path) -> AgreementLedger:
         """The ledger saved at `path`, or a new one if there is none; a file that is not a ledger is an error."""
@@ -175,3 +193,39 @@ class AgreementLedger:
             return cls.from_json(data)
         except RagError as exc:
             raise RagError(f"{path}: {exc}") from None
+
+
+def _add_since(target: Mapping, later: Mapping, earlier: Mapping) -> dict:
+    """`target` with the evidence `later` holds beyond `earlier` added: `earlier` discounted to `later`'s clock is
+    what `later` still holds of it; the rest is new. `target` is discounted by the same queries (they are new
+    queries for it too)."""
+    decay = float(later["decay"])
+    served = max(0, int(later["queries"]) - int(earlier["queries"]))
+    factor = decay**served
+    old = {(a, b): (t * factor, g * factor) for a, b, t, g in earlier["pairs"]}
+    pairs = {(a, b): [t * factor, g * factor] for a, b, t, g in target["pairs"]}
+    for a, b, together, agreed in later["pairs"]:
+        was_together, was_agreed = old.get((a, b), (0.0, 0.0))
+        new_together, new_agreed = max(0.0, together - was_together), max(0.0, agreed - was_agreed)
+        pair = pairs.setdefault((a, b), [0.0, 0.0])
+        pair[0] += new_together
+        pair[1] = min(pair[0], pair[1] + new_agreed)
+    return {**later, "queries": int(target["queries"]) + served,
+            "pairs": [[a, b, t, g] for (a, b), (t, g) in sorted(pairs.items())]}  # fmt: skip
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock beside `path` (POSIX `flock`; elsewhere, no lock: one process per home)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

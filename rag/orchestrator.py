@@ -167,6 +167,8 @@ class Orchestrator:
         if ledger is None:
             ledger = AgreementLedger.load(ledger_path) if ledger_path is not None else AgreementLedger()
         self.ledger = ledger
+        self._ledger_synced = ledger.to_json()  # what the file held at our last sync (other workers share it)
+        self._since_sync = 0
         self.rounds = 0
         self._own_compute = compute is None
         # Normal priority: this work is Python holding the GIL, and a thread the OS deprioritizes while it holds
@@ -239,9 +241,16 @@ class Orchestrator:
         judgement: Judgement = await loop.run_in_executor(self.compute, work)
         # Back on the loop: the ledger learns from the claims; the outcomes (copies in a process) get credited.
         self.ledger.observe(judgement.variants)
-        if self.ledger_path is not None and self.ledger.queries % self.save_ledger_every == 0:
-            # The snapshot is taken here, on the loop that changes the ledger; the file is written off it.
-            await loop.run_in_executor(None, AgreementLedger.write, self.ledger_path, self.ledger.to_json())
+        self._since_sync += 1
+        if self.ledger_path is not None and self._since_sync >= self.save_ledger_every:
+            self._since_sync = 0
+            # The snapshot is taken here, on the loop that changes the ledger; the file is merged off it, and
+            # what the ledger observed meanwhile is kept on top of the merged file.
+            snapshot = self.ledger.to_json()
+            merged = await loop.run_in_executor(
+                None, AgreementLedger.sync, self.ledger_path, snapshot, self._ledger_synced
+            )
+            self.ledger, self._ledger_synced = self.ledger.absorb(merged, snapshot), merged
         for outcome in answered:
             outcome.contribution = judgement.contributions.get(outcome.source_id, 0.0)
         query_id = query_id or uuid.uuid4().hex
@@ -262,7 +271,7 @@ class Orchestrator:
                     loop.run(self.aclose())
             loop.stop()
         if self.ledger_path is not None:
-            self.ledger.save(self.ledger_path)
+            AgreementLedger.sync(self.ledger_path, self.ledger.to_json(), self._ledger_synced)
         if self._own_compute or self._in_process:
             self.compute.shutdown(wait=False, cancel_futures=True)
 

@@ -136,3 +136,27 @@ def test_the_better_backed_version_of_a_passage_wins():
     # The headcount never outweighs a record: one trusted witness beats three strangers.
     assert stale_versions([Version(1, "h-true", PASSAGE), *docs[2:4], Version(5, "h-false", POLLUTED)],
                           {1: 0.5}, {}) == {"h-false"}  # fmt: skip
+
+
+def test_workers_sharing_one_ledger_file_add_up_instead_of_overwriting(tmp_path):
+    """Two API workers learn different pairs; each sync adds its own evidence to the file, and adopts the rest."""
+    path = tmp_path / "ledger.json"
+    a, b = AgreementLedger(), AgreementLedger()
+    base_a, base_b = a.to_json(), b.to_json()
+    for i in range(10):
+        a.observe({1: f"c{i}", 2: f"c{i}"})  # worker A sees 1 and 2 copy one another
+        b.observe({3: f"d{i}", 4: f"d{i}"})  # worker B sees 3 and 4 do
+    merged_a = AgreementLedger.sync(path, a.to_json(), base_a)
+    merged_b = AgreementLedger.sync(path, b.to_json(), base_b)  # last writer: before, it erased A's pairs
+    shared = AgreementLedger.load(path)
+    assert shared.queries == 20
+    assert shared.groups([1, 2, 3, 4]) == {1: 1, 2: 1, 3: 3, 4: 3}
+    # Syncing again with nothing new changes nothing (no evidence is counted twice).
+    assert AgreementLedger.sync(path, merged_b, merged_b)["pairs"] == merged_b["pairs"]
+    # A adopts the file and keeps what it observed after its snapshot.
+    snapshot = a.to_json()
+    a.observe({1: "e", 2: "e"})
+    adopted = a.absorb(merged_a, snapshot)
+    assert adopted.agreement(1, 2)[1] == pytest.approx(a.agreement(1, 2)[1])
+    adopted = adopted.absorb(AgreementLedger.load(path).to_json(), adopted.to_json())
+    assert adopted.dependent(3, 4)

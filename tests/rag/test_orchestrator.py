@@ -426,3 +426,23 @@ def test_compute_in_a_process_of_its_own_answers_the_same(network, embedder):
     # The claims came back to the parent: its ledger saw the four sources state them, twice.
     assert orchestrator.ledger.agreement(1, 2) == threads.ledger.agreement(1, 2)
     assert orchestrator.ledger.agreement(1, 2)[1] > 0
+
+
+def test_two_workers_on_one_home_add_their_ledgers_up(network, tmp_path):
+    """Two orchestrators (two API workers) save to one ledger file: the file holds both's queries, not the last's."""
+    from rag.independence import AgreementLedger
+
+    path = tmp_path / "rag" / "ledger.json"
+    first = network.orchestrator(ledger_path=path, save_ledger_every=1)
+    second = network.orchestrator(ledger_path=path, save_ledger_every=1)
+    try:
+        first.query(QUESTION)
+        second.query(QUESTION)
+        second.query("In what country is Normandy located?")
+    finally:
+        first.close()
+        second.close()
+    assert AgreementLedger.load(path).queries == 3
+    assert (
+        first.ledger.queries == 1 and second.ledger.queries == 3
+    )  # the second adopted the first's on its sync
