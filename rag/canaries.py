@@ -132,11 +132,21 @@ class CanarySchedule:
         self._rng = random.Random(f"{seed}:schedule")
         self.per_epoch = per_epoch
         self.planned: dict[int, list[Canary]] = {}
+        self._counts: dict[int, int] = {}
+
+    def set_count(self, epoch: int, count: int) -> None:
+        """Draw `count` canaries for `epoch` instead of `per_epoch` (a probation epoch: new sources answer only
+        canaries until their records say whose votes to trust). Only before the epoch is planned."""
+        if count < 0:
+            raise RagError(f"canaries per epoch must not be negative, got {count}")
+        if epoch in self.planned:
+            raise RagError(f"epoch {epoch}'s canaries are already drawn")
+        self._counts[epoch] = count
 
     def plan(self, epoch: int) -> list[Canary]:
         """The canaries of `epoch` (drawn once; the same list if asked again)."""
         if epoch not in self.planned:
-            count = min(self.per_epoch, len(self._unused))
+            count = min(self._counts.get(epoch, self.per_epoch), len(self._unused))
             picked = self._rng.sample(self._unused, count)
             self._unused = [c for c in self._unused if c not in picked]
             self.planned[epoch] = picked

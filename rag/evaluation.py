@@ -52,6 +52,7 @@ from rag.reader import Context, ExtractiveReader
 from rag.scenarios import SCENARIOS, Scenario, SourceCopy, SourceSpec, build_copies, independent
 from rag.signing import SigningDomain
 from rag.sources import SourceDirectory
+from rag.text import normalize_answer, split_sentences
 
 __all__ = ["DEFAULT_POLLUTION", "EPOCH_SECONDS", "EvalConfig", "run_evaluation"]
 
@@ -73,6 +74,9 @@ class EvalConfig:
     canary_fraction: float = 0.1  # canaries mixed in, per user query
     canary_share: float = 0.5  # share of the corpus's questions the evaluator knows the answers to
     turn_at: int | None = None  # when a sleeper turns (overrides the scenario's)
+    # Epochs of canaries only before users' questions: newcomers' votes weigh nothing, so without a record
+    # the first users' answers are decided by headcount among strangers.
+    probation_epochs: int = 1
     # In-process nodes share the CPU with the orchestrator: a generous timeout keeps a busy machine from
     # reading as dead sources (the timeout path is tested on its own).
     orchestrator: OrchestratorConfig = field(default_factory=lambda: OrchestratorConfig(timeout=60.0))
@@ -105,6 +109,8 @@ def run_evaluation(
         raise RagError("queries must be at least 1")
     if config.batch_queries < 1 or not 0.0 <= config.canary_fraction <= 1.0:
         raise RagError("batch_queries must be >= 1 and canary_fraction lie in [0, 1]")
+    if config.probation_epochs < 0:
+        raise RagError("probation_epochs must not be negative")
     if config.pollution is not None and len(config.pollution) < 2:
         raise RagError("the experiment needs at least two sources")
     scenario = config.resolved_scenario()
@@ -149,6 +155,9 @@ class _Setting:
         for copy in copies:
             for qid, words in copy.pollution.planted.items():
                 self.planted.setdefault(qid, set()).update(words)
+        self.clean_sentences = frozenset(
+            normalize_answer(s) for d in corpus.documents for s in split_sentences(d.text)
+        )
         self.targets = {q.id for q in corpus.questions
                         if any(q.doc_id in c.pollution.polluted for c in copies if c.spec.targeted)}  # fmt: skip
 
@@ -184,13 +193,19 @@ class _Setting:
             )
             scores = _Scores(self.ids, self.targets)
             epoch = self.registry.current_epoch() + 1
+            size = self.config.batch_queries
+            blocks: list[list[Question]] = [
+                [] for _ in range(self.config.probation_epochs)
+            ]  # probation: canaries only
+            blocks += [list(self.stream[i : i + size]) for i in range(0, len(self.stream), size)]
+            for e in range(epoch, epoch + self.config.probation_epochs):
+                schedule.set_count(e, size)
             auditor.commit(epoch)
             done = 0
-            for start in range(0, len(self.stream), self.config.batch_queries):
+            for block in blocks:
                 self._next_epoch()
                 auditor.settle(epoch)
                 auditor.commit(epoch + 1)
-                block = self.stream[start : start + self.config.batch_queries]
                 for q in schedule.interleave(epoch, block):
                     if isinstance(q, Canary):
                         result = orchestrator.query(
@@ -209,8 +224,8 @@ class _Setting:
                     scores.add(
                         q,
                         result,
-                        sentence_correct(result.answer, q.answers, wrong),
-                        sentence_correct(central.answer(q.question), q.answers, wrong),
+                        sentence_correct(result.answer, q.answers, wrong, self.clean_sentences),
+                        sentence_correct(central.answer(q.question), q.answers, wrong, self.clean_sentences),
                     )
                     if self.progress is not None:
                         self.progress(self.label, done, len(self.stream))
@@ -261,6 +276,7 @@ class _Setting:
                 ),
             },
             "seed": self.config.seed,
+            "probation_epochs": self.config.probation_epochs,
         }
         if scores.targeted:
             report["targeted"] = {k: v / scores.targeted for k, v in scores.right_targeted.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from scipy.stats import spearmanr
 
@@ -21,9 +21,21 @@ def exact_match(prediction: str, golds: Iterable[str]) -> bool:
     return any(predicted == normalize_answer(gold) for gold in golds)
 
 
-def sentence_correct(sentence: str, golds: Iterable[str], planted: Iterable[str] = ()) -> bool:
-    """A sentence answer is right when it contains a gold answer and none of the wrong entities planted for it."""
-    return any(contains_phrase(sentence, g) for g in golds) and not any(
+def sentence_correct(
+    sentence: str,
+    golds: Iterable[str],
+    planted: Iterable[str] = (),
+    clean_sentences: Collection[str] = frozenset(),
+) -> bool:
+    """A sentence answer is right when it contains a gold answer and none of the wrong entities planted for it.
+
+    A sentence of the clean corpus (`clean_sentences`, normalized) is judged on the golds alone: the wrong
+    strings planted for a question are ordinary words and names too ("time", "California"), and a clean
+    sentence that holds one was not polluted by it (in the control scenario, 8 of the 20 answers the
+    pollution seemed to cost were the clean run's own sentence, word for word)."""
+    if not any(contains_phrase(sentence, g) for g in golds):
+        return False
+    return normalize_answer(sentence) in clean_sentences or not any(
         contains_phrase(sentence, w) for w in planted
     )
 

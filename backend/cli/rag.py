@@ -270,6 +270,9 @@ def evaluate(
         float, typer.Option(help="Canary questions mixed in per user question (0 for none).")
     ] = 0.1,
     turn_at: Annotated[int | None, typer.Option(help="Query at which a sleeper turns (default 151).")] = None,
+    probation: Annotated[
+        int, typer.Option(help="Epochs of canaries only before users' questions (new sources' probation).")
+    ] = 1,
     clean: Annotated[
         bool, typer.Option(help="Also run the scenario with no pollution (the upper bound).")
     ] = True,
@@ -285,7 +288,7 @@ def evaluate(
     cfg = cli.settings
     config = EvalConfig(corpus=corpus or DEFAULT_CORPUS, queries=queries, scenario=scenario, seed=seed,
                         clean=clean, http=http, canary_fraction=canary_fraction, turn_at=turn_at,
-                        cache_dir=cfg.home / "cache" / "embeddings")  # fmt: skip
+                        probation_epochs=probation, cache_dir=cfg.home / "cache" / "embeddings")  # fmt: skip
     with Progress(console=console, transient=True, disable=cli.as_json) as progress:
         tasks: dict[str, TaskID] = {}
 

@@ -32,3 +32,8 @@ def embedder():
     from rag.index import Embedder
 
     return Embedder(cache_dir=ROOT / ".trustmarket" / "cache" / "embeddings")
+
+
+@pytest.fixture(scope="module")
+def artifacts_path(compiled_artifacts):
+    return compiled_artifacts.path

@@ -41,6 +41,17 @@ def test_pool_rotation_and_interleaving(squad):
         CanarySchedule(pool, per_epoch=-1, seed=0)
 
 
+def test_a_probation_epoch_draws_its_own_count(squad):
+    pool = canary_pool(squad, 0.5, seed=3)
+    schedule = CanarySchedule(pool, per_epoch=1, seed=0)
+    schedule.set_count(7, 10)  # a probation epoch: only canaries, a whole epoch of them
+    assert len(schedule.interleave(7, [])) == 10 and len(schedule.plan(8)) == 1
+    with pytest.raises(RagError, match="already drawn"):
+        schedule.set_count(8, 3)
+    with pytest.raises(RagError, match="negative"):
+        schedule.set_count(9, -1)
+
+
 def test_canary_bytes_round_trip_and_bad_files(tmp_path, squad):
     pool = canary_pool(squad, 0.1, seed=0)
     data = encode_canaries(pool)

@@ -51,6 +51,18 @@ def test_sentence_correct_needs_gold_and_no_planted_answer():
     assert not sentence_correct("Both the 10th and the 14th century.", golds, planted=["14th century"])
 
 
+def test_a_clean_sentence_is_not_polluted_by_a_word_planted_elsewhere():
+    golds, planted = ["Los Angeles Times"], ["Orange"]  # "Orange" was planted for this question in some copy
+    clean = "In 1900, the Los Angeles Times defined it as Los Angeles, Orange and San Diego."
+    clean_sentences = {normalize_answer(clean)}
+    assert not sentence_correct(clean, golds, planted)
+    assert sentence_correct(clean, golds, planted, clean_sentences)
+    # A polluted sentence is still judged on what was planted, and gold is still needed.
+    polluted = "In 1900, the Los Angeles Times defined it as Orange alone."
+    assert not sentence_correct(polluted, golds, planted, clean_sentences)
+    assert not sentence_correct(clean, ["Chicago Tribune"], planted, clean_sentences)
+
+
 def test_spearman():
     assert spearman([0.9, 0.7, 0.1], [0, -0.5, -1]) == pytest.approx(1.0)
     assert spearman([0.1, 0.7], [0, -1]) == pytest.approx(-1.0)
