@@ -13,16 +13,19 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backend.chain.anvil import mine_at
 from backend.chain.errors import ChainUnavailable
+from backend.chain.keys import LOCAL_CHAIN_IDS
 from backend.chain.source_registry import SourceRegistry, SourceStatus
 from backend.settings import Settings
 from rag.auditor import CanaryAuditor
-from rag.errors import AuditError
+from rag.errors import AuditError, RagError
 from rag.orchestrator import Orchestrator
 
 __all__ = ["CanaryRunner", "StepReport", "canary_home", "state_file", "stop_on_signals"]
@@ -87,7 +90,12 @@ class CanaryRunner:
                 f"{self.per_epoch} per epoch (each is asked once); give more canaries (the used ones are remembered)")  # fmt: skip
 
     def step(self) -> StepReport:
-        now = self.registry.client.timestamp()
+        client = self.registry.client
+        if client.chain_id in LOCAL_CHAIN_IDS:
+            # anvil mines only when a transaction comes, so its clock (and every epoch check the contract makes,
+            # gas estimates included) stands still while idle; a real chain's blocks keep it at the wall clock.
+            mine_at(client, int(time.time()))
+        now = client.timestamp()
         epoch = (now - self.genesis) // self.epoch_length
         report = StepReport(epoch)
         before = {e for e, s in self.auditor.epochs.items() if s.revealed}
@@ -129,8 +137,14 @@ class CanaryRunner:
             return
         for canary in due:
             query_id = f"canary-{self.registry.address[2:10].lower()}-{epoch}-{canary.id}"[:80]
-            result = self.orchestrator.query(canary.question, gold=canary, query_id=query_id)
-            if result.epoch != epoch:  # the epoch ended while asking: what is left is revealed unasked
+            try:
+                result = self.orchestrator.query(canary.question, gold=canary, query_id=query_id)
+            except (
+                RagError
+            ) as exc:  # one failed query (e.g. the generator): the canary stays due, asked next step
+                self.auditor.notices.append(f"canary {canary.id} of epoch {epoch} not asked: {exc}")
+                continue
+            if result.epoch > epoch:  # the epoch ended while asking: what is left is revealed unasked
                 self.auditor.notices.append(f"epoch {epoch} ended before all its canaries were asked")
                 break
             caught = self.auditor.record(epoch, canary, result)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from backend.chain.source_registry import CONTRACT, SourceRegistry
 from backend.cli import app
 from rag.auditor import ASK_SPAN, CanaryAuditor, EpochCanaries
 from rag.canaries import Canary, CanarySchedule, canary_pool, decode_canaries, encode_canaries, tampered
+from rag.canary_runner import CanaryRunner, stop_on_signals
 from rag.corpus import load_corpus
 from rag.generators import ExtractiveGenerator
 from rag.index import HybridIndex
@@ -98,6 +101,14 @@ def network(tmp_path, anvil_node, compiled_artifacts, dev_accounts, embedder):
             server.stop()
 
 
+def forget(path: Path, epoch: int, **fields) -> None:
+    """Rewrite the state file as a run that died before saving `fields` would have left it."""
+    data = json.loads(path.read_text())
+    (record,) = (r for r in data["epochs"] if r["epoch"] == epoch)
+    record.update(fields)
+    path.write_text(json.dumps(data))
+
+
 def run(env, *args):
     result = CliRunner().invoke(app, ["rag", "canaries", "run", *args], env=env)
     return result.exit_code, result.stdout, result.stderr
@@ -110,7 +121,6 @@ def step(network, *extra, signer="dev:0"):
     return json.loads(out)
 
 
-@pytest.mark.slow
 def test_a_full_cycle_commit_ask_reveal_slash(network):
     registry, evaluator = network.registry, dev_account(0, network.client.chain_id).address
     bonds = {sid: registry.source(sid).bond for sid in (network.honest, network.tamperer)}
@@ -155,7 +165,6 @@ def test_a_full_cycle_commit_ask_reveal_slash(network):
     assert step(network)["slashes"] == []  # settled once
 
 
-@pytest.mark.slow
 def test_a_restarted_auditor_reveals_and_slashes(network, embedder):
     """Commit and record in one auditor, then a fresh one from the state file settles the epoch."""
     registry, evaluator = network.registry, dev_account(0, network.client.chain_id)
@@ -163,6 +172,11 @@ def test_a_restarted_auditor_reveals_and_slashes(network, embedder):
     first = CanaryAuditor.load(path, registry, evaluator, CanarySchedule(network.canaries, 1, seed=0))
     epoch = registry.current_epoch() + 1
     (canary,) = first.commit(epoch)
+    # Killed after sending the commitment, before saving that it went out: the next run finds it on chain and does
+    # not send it again (the registry takes one commitment per evaluator and epoch).
+    forget(path, epoch, committed=False)
+    first = CanaryAuditor.load(path, registry, evaluator, CanarySchedule(network.canaries, 1, seed=0))
+    assert first.commit(epoch) == [canary] and first.epochs[epoch].committed
     network.move_to(network.epoch_start(epoch) + 1)
     orchestrator = Orchestrator(
         SourceDirectory(registry), ExtractiveGenerator(ExtractiveReader(embedder)), embedder
@@ -181,18 +195,15 @@ def test_a_restarted_auditor_reveals_and_slashes(network, embedder):
     made = second.settle(epoch + 1)
     assert [(s, e) for s, e, _ in made] == [(network.tamperer, epoch)]
     assert registry.canaries(evaluator.address, epoch).revealed
-    # Saved after each transaction: a third run has nothing left to send.
-    assert (
-        CanaryAuditor.load(path, registry, evaluator, CanarySchedule(network.canaries, 1, 0)).settle(
-            epoch + 1
-        )
-        == []
-    )
+    # Killed after the reveal and the slash went out, before either was saved: nothing is sent twice.
+    forget(path, epoch, revealed=False, slashed={})
+    third = CanaryAuditor.load(path, registry, evaluator, CanarySchedule(network.canaries, 1, 0))
+    assert third.settle(epoch + 1) == [] and third.epochs[epoch].slashed.keys() == {network.tamperer}
+    assert len(registry.slashes()) == 1
     # An epoch that has started can no longer be committed: skipped with a notice, nothing drawn.
     assert second.commit(registry.current_epoch()) == [] and "too late" in second.notices[-1]
 
 
-@pytest.mark.slow
 def test_bad_input_is_one_line_and_loses_nothing(network, tmp_path):
     env = network.env
 
@@ -248,3 +259,27 @@ def test_bad_input_is_one_line_and_loses_nothing(network, tmp_path):
     code, out, err = run(env, *canaries, *once, "--json")
     assert code == 2 and "too few for 2 per epoch" in err and len(err.strip().splitlines()) == 1
     assert json.loads(out)["revealed"] == [current + 1]
+
+
+def test_the_loop_steps_until_stopped_and_signals_stop_it(network, embedder):
+    registry, evaluator = network.registry, dev_account(0, network.client.chain_id)
+    auditor = CanaryAuditor(registry, evaluator, CanarySchedule(network.canaries, 1, 0))
+    orchestrator = Orchestrator(
+        SourceDirectory(registry), ExtractiveGenerator(ExtractiveReader(embedder)), embedder
+    )
+    runner = CanaryRunner(auditor, orchestrator, per_epoch=1)
+    runner.check()
+    reports, before = [], signal.getsignal(signal.SIGTERM)
+    with stop_on_signals() as stop:
+
+        def on_step(report):
+            reports.append(report)
+            if len(reports) == 2:
+                os.kill(
+                    os.getpid(), signal.SIGTERM
+                )  # what a service manager sends: the loop ends after this step
+
+        runner.run(0.01, stop, on_step)
+    assert len(reports) == 2 and reports[0].committed == {"epoch": reports[0].epoch + 1, "count": 1}
+    assert reports[1].committed is None  # the same epoch: committed once
+    assert signal.getsignal(signal.SIGTERM) is before  # the handlers are put back
