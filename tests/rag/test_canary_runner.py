@@ -218,6 +218,8 @@ def test_bad_input_is_one_line_and_loses_nothing(network, tmp_path):
     bad.write_text('{"id": "x"}\n')
     assert "canary line 1" in fails("--canaries", str(bad), *once)
     assert "not both" in fails(*once)
+    assert "no corpus at" in fails("--corpus", str(tmp_path / "absent.jsonl"), *once)
+    assert "--poll must be a positive" in fails("--canaries", str(network.canary_file), "--poll", "0", *once)
     few = tmp_path / "few.jsonl"
     few.write_bytes(encode_canaries(network.canaries[:1]))
     assert "too few for 2 per epoch" in fails("--canaries", str(few), *once)
@@ -283,3 +285,14 @@ def test_the_loop_steps_until_stopped_and_signals_stop_it(network, embedder):
     assert len(reports) == 2 and reports[0].committed == {"epoch": reports[0].epoch + 1, "count": 1}
     assert reports[1].committed is None  # the same epoch: committed once
     assert signal.getsignal(signal.SIGTERM) is before  # the handlers are put back
+
+
+def test_a_pool_drawn_from_a_corpus(network, tmp_path):
+    code, out, err = run(network.env, "--corpus", str(tmp_path / "small.jsonl"), "--share", "1.0", "--once",
+                         "--signer", "dev:0", "--json")  # fmt: skip
+    assert code == 0, err
+    committed = json.loads(out)["committed"]
+    assert committed["count"] == 1
+    state = json.loads(network.state_file().read_text())
+    (drawn,) = state["epochs"][0]["canaries"]
+    assert drawn["id"] in {q.id for q in load_corpus(tmp_path / "small.jsonl").questions}
