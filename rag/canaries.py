@@ -143,6 +143,17 @@ class CanarySchedule:
             raise RagError(f"epoch {epoch}'s canaries are already drawn")
         self._counts[epoch] = count
 
+    @property
+    def remaining(self) -> int:
+        """Canaries never drawn yet."""
+        return len(self._unused)
+
+    def restore(self, epoch: int, canaries: Sequence[Canary]) -> None:
+        """Take back `epoch`'s set as drawn by an earlier run (a restart): planned again as is, retired from the pool."""
+        ids = {c.id for c in canaries}
+        self._unused = [c for c in self._unused if c.id not in ids]
+        self.planned[epoch] = list(canaries)
+
     def plan(self, epoch: int) -> list[Canary]:
         """The canaries of `epoch` (drawn once; the same list if asked again)."""
         if epoch not in self.planned:

@@ -8,6 +8,7 @@ of them into one line and exit code 2, the API into problem+json.
 from __future__ import annotations
 
 __all__ = [
+    "AuditError",
     "CorpusError",
     "GeneratorError",
     "QueueError",
@@ -19,6 +20,10 @@ __all__ = [
 
 class RagError(ValueError):
     """Base class of dRAG errors (a `ValueError`: most are bad input)."""
+
+
+class AuditError(RagError):
+    """The canary evaluator cannot go on: a malformed state file, a pool too small, a signer without the role."""
 
 
 class CorpusError(RagError):

@@ -256,6 +256,10 @@ class SourceRegistry(ContractFacade):
     def epoch_length(self) -> int:
         return int(self._call("epochLength"))
 
+    def genesis(self) -> int:
+        """The deployment's timestamp: epoch `e` runs from `genesis + e * epochLength`."""
+        return int(self._call("genesis"))
+
     def max_evidence(self) -> int:
         return int(self._call("maxEvidence"))
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backend.cli._common import console
+from backend.cli._common import console, err_console
 from backend.cli._context import CliContext, Commands
 from backend.cli._signer import OptionalSignerOption, SignerOption
 
@@ -36,6 +36,8 @@ class RagContext(CliContext):
 app = Commands(context=RagContext, help="Decentralized RAG weighted by on-chain source reliability.")
 source_app = Commands(context=RagContext, help="A data owner's source node.")
 app.add_typer(source_app, name="source")
+canaries_app = Commands(context=RagContext, help="A source-registry evaluator's canary questions.")
+app.add_typer(canaries_app, name="canaries")
 
 CorpusOption = Annotated[Path, typer.Option("--corpus", help="JSONL corpus (doc_id, title, context).")]
 
@@ -240,6 +242,95 @@ def flush(ctx: typer.Context, signer: SignerOption) -> None:
             else "nothing queued (or every queued source spent its budget for this epoch)"
         ),
     )
+
+
+@canaries_app.command("run")
+def run_canaries(
+    ctx: typer.Context,
+    signer: SignerOption,
+    canaries: Annotated[
+        Path | None, typer.Option("--canaries", help="JSON lines of id, question, answers, passage (secret).")
+    ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Instead of --canaries: draw the pool from this SQuAD-format corpus's questions."),
+    ] = None,
+    share: Annotated[
+        float, typer.Option(help="With --corpus: the share of its questions in the pool.")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the pool (with --corpus) and of each epoch's draw.")] = 0,
+    per_epoch: Annotated[int, typer.Option(help="Canaries committed and asked per epoch.")] = 1,
+    once: Annotated[bool, typer.Option(help="Do one step and exit (for cron).")] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between steps without --once.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a source.")] = 10.0,
+) -> None:
+    """Evaluate sources with canaries: each step reveals and slashes finished epochs, asks the current epoch's due
+    canaries and commits the next epoch's set. State: TRUSTMARKET_HOME/rag/canaries/ (docs/rag.md)."""
+    from rag.auditor import CanaryAuditor
+    from rag.canaries import CanarySchedule, canary_pool, load_canaries
+    from rag.canary_runner import CanaryRunner, StepReport, canary_home, state_file, stop_on_signals
+    from rag.corpus import load_corpus
+    from rag.errors import AuditError
+    from rag.orchestrator import OrchestratorConfig
+    from rag.service import build_orchestrator
+
+    if not poll > 0:
+        raise ValueError(f"--poll must be a positive number of seconds, got {poll}")
+    if canaries is not None and corpus is None:
+        pool = load_canaries(canaries)
+    elif corpus is not None and canaries is None:
+        pool = canary_pool(load_corpus(corpus), share, seed)
+    else:
+        raise ValueError("give the canary pool: --canaries FILE.jsonl or --corpus FILE.jsonl, not both")
+    cli = RagContext.of(ctx)
+    evaluator = cli.account(signer)
+    registry = cli.registry
+    home = canary_home(cli.settings)
+    auditor = CanaryAuditor.load(state_file(cli.settings, registry.address, evaluator.address), registry,
+                                 evaluator, CanarySchedule(pool, per_epoch, seed), evidence_dir=home / "evidence")  # fmt: skip
+    orchestrator = build_orchestrator(cli.settings, cli.client, evaluator=evaluator,
+                                      config=OrchestratorConfig(timeout=timeout))  # fmt: skip
+    try:
+        runner = CanaryRunner(auditor, orchestrator, per_epoch)
+        runner.check()
+
+        def show(report: StepReport) -> None:
+            for notice in report.notices:
+                if not cli.as_json:
+                    err_console.print(f"[yellow]warning:[/yellow] {notice}", highlight=False)
+            cli.emit_line(report.to_json(), _render_step)
+
+        if once:
+            report = runner.step()
+            show(report)
+            if report.error:
+                raise AuditError(report.error)
+        else:
+            with stop_on_signals() as stop:
+                runner.run(poll, stop, show)
+    finally:
+        orchestrator.close()
+
+
+def _render_step(payload: dict) -> None:
+    if payload["epoch"] < 0:
+        return  # only a notice (the chain was down)
+    parts = [f"epoch {payload['epoch']}:"]
+    parts += [f"revealed epoch {e}" for e in payload["revealed"]]
+    parts += [f"slashed source {s['source_id']} for epoch {s['epoch']} ({s['burned_wei']} wei)"
+              for s in payload["slashes"]]  # fmt: skip
+    if payload["asked"]:
+        caught = sorted({sid for a in payload["asked"] for sid in a["tampering"]})
+        parts.append(
+            f"asked {len(payload['asked'])} canaries" + (f" (tampering: sources {caught})" if caught else "")
+        )
+    if payload["committed"]:
+        parts.append(
+            f"committed {payload['committed']['count']} canaries for epoch {payload['committed']['epoch']}"
+        )
+    if payload["waiting"]:
+        parts.append(f"{payload['waiting']} waiting")
+    console.print(" ".join(parts) if len(parts) > 1 else f"{parts[0]} nothing to do", highlight=False)
 
 
 def _render_answer(payload: dict) -> None:

@@ -127,13 +127,15 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
 @pytest.mark.slow
 def test_eval_json_over_real_http(env, small_jsonl):
     """A small run of the experiment with the six nodes served by uvicorn on loopback ports."""
-    args = ["rag", "eval", "--corpus", str(small_jsonl), "--queries", "12", "--no-clean", "--http", "--json"]
+    args = ["rag", "eval", "--corpus", str(small_jsonl), "--queries", "12", "--no-clean", "--http", "--json",
+            "--probation", "0"]  # fmt: skip
     code, out, err = run(env, *args)
     assert code == 0, err
     report = json.loads(out)
     assert set(report) >= {"decentralized", "centralized", "sources", "gas", "metric", "queries"}
     assert "clean" not in report and report["queries"] == 12 and len(report["sources"]) == 6
     assert report["scenario"]["name"] == "independent" and report["canaries"]["asked"] == 2  # one per epoch
+    assert report["probation_epochs"] == 0
     assert report["gas"]["batches"] == 2  # one batch per epoch of 10 queries
     assert 0 <= report["decentralized"]["accuracy"] <= 1 and 0 <= report["centralized"]["accuracy"] <= 1
     assert sum(s["observations"] for s in report["sources"]) > 0
