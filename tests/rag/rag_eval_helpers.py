@@ -9,10 +9,11 @@ ROOT_KEYS = {"decentralized", "centralized", "sources", "gas", "metric", "querie
 # Clean upper bounds (docs/benchmarks.md): the scenario with no pollution, decentralized, 300 queries, seed 0.
 CLEAN_SIX = 0.793  # six sources (independent; the collusion scenarios hold the same six copies)
 CLEAN_SYBIL = 0.793  # twelve sources
-# At 150 queries the runs measured: independent +24.7 points (seed 0), collude 74.0% (seed 1, 0.3 below the bound
-# less 5), sybil 73.3% (seed 0, 1.0 below); at 100 the first epoch's strangers weigh a third more again.
-TOL_INDEPENDENT = 0.03
-TOL_SHORT = 0.04
+# With the probation epoch the short runs measured (2026-12-02): independent 83.0% / 52.0% at 100 queries (clean
+# 83.0%), collude 78.7% at 150 (seed 1), sybil 81.1% at 90, the sleeper's run 77.5% at 111 (seed 1): 3.2 to 7.0
+# points above the bound less 5. TOL_SHORT covers float differences between machines (the embeddings are
+# computed where the suite runs), not the learning phase any more.
+TOL_SHORT = 0.02
 
 
 def run(artifacts_path, embedder, **config):
