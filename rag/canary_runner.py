@@ -4,6 +4,9 @@ Each `CanaryRunner.step()`, by the chain's clock: settle (reveal and slash) ever
 epoch's canaries whose seeded moment has come through the same orchestrator the users' questions go through
 (feedback judged with the gold answer, flushed with the evaluator's key), and commit the next epoch's set if it is
 not committed yet (the registry refuses an epoch that has started, so a set always goes out one epoch ahead).
+While an active source's record holds less than `probation_evidence` observations, that set is a probation one of
+`probation_per_epoch` canaries: newcomers' votes weigh nothing, so canaries are what anchors their records (what
+`rag eval`'s probation epoch measured). A set once drawn is kept as the state file holds it, restarts included.
 `run()` repeats that every `poll` seconds until stopped. Everything lives in the auditor's state file, so a run can
 stop at any point (cron between steps, a crash, a restart) and the next one carries on.
 """
@@ -11,6 +14,7 @@ stop at any point (cron between steps, a crash, a restart) and the next one carr
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -28,9 +32,20 @@ from rag.auditor import CanaryAuditor
 from rag.errors import AuditError, RagError
 from rag.orchestrator import Orchestrator
 
-__all__ = ["CanaryRunner", "StepReport", "canary_home", "state_file", "stop_on_signals"]
+__all__ = [
+    "PROBATION_EVIDENCE",
+    "PROBATION_PER_EPOCH",
+    "CanaryRunner",
+    "StepReport",
+    "canary_home",
+    "state_file",
+    "stop_on_signals",
+]
 
 log = logging.getLogger(__name__)
+
+PROBATION_EVIDENCE = 10.0  # observations a record needs before its source leaves probation
+PROBATION_PER_EPOCH = 10  # canaries per epoch meanwhile (`rag eval`'s probation epoch: one users' batch)
 
 
 def canary_home(settings: Settings) -> Path:
@@ -50,6 +65,7 @@ class StepReport:
     slashes: list[tuple[int, int, int]] = field(default_factory=list)  # (source id, epoch, wei burned)
     asked: list[dict] = field(default_factory=list)  # {"canary", "epoch", "tampering": [source ids]}
     committed: dict | None = None  # {"epoch", "count"} of the set committed now
+    probation: list[int] = field(default_factory=list)  # active sources whose short record sized that set
     waiting: int = 0  # the current epoch's canaries not asked yet (their moment has not come)
     notices: list[str] = field(default_factory=list)
     error: str | None = (
@@ -59,6 +75,7 @@ class StepReport:
     def to_json(self) -> dict:
         return {
             "epoch": self.epoch, "revealed": self.revealed, "asked": self.asked, "committed": self.committed,
+            "probation": self.probation,
             "slashes": [{"source_id": s, "epoch": e, "burned_wei": str(b)} for s, e, b in self.slashes],
             "waiting": self.waiting, "notices": self.notices, "error": self.error,
         }  # fmt: skip
@@ -67,10 +84,25 @@ class StepReport:
 class CanaryRunner:
     """One evaluator's canary duty against one registry, step by step."""
 
-    def __init__(self, auditor: CanaryAuditor, orchestrator: Orchestrator, per_epoch: int):
+    def __init__(
+        self,
+        auditor: CanaryAuditor,
+        orchestrator: Orchestrator,
+        per_epoch: int,
+        *,
+        probation_per_epoch: int = PROBATION_PER_EPOCH,
+        probation_evidence: float = PROBATION_EVIDENCE,
+    ):
         if per_epoch < 1:
             raise AuditError(f"--per-epoch must be at least 1, got {per_epoch}")
+        if probation_per_epoch < 0:
+            raise AuditError(f"--probation-per-epoch must not be negative, got {probation_per_epoch}")
+        if not 0 <= probation_evidence < math.inf:  # NaN fails too
+            raise AuditError(
+                f"--probation-evidence must be a finite number of observations >= 0, got {probation_evidence}"
+            )
         self.auditor, self.orchestrator, self.per_epoch = auditor, orchestrator, per_epoch
+        self.probation_per_epoch, self.probation_evidence = probation_per_epoch, probation_evidence
         self.registry: SourceRegistry = auditor.registry
         self.genesis = self.registry.genesis()
         self.epoch_length = self.registry.epoch_length()
@@ -111,11 +143,28 @@ class CanaryRunner:
         elif upcoming is None or not (
             upcoming.committed or upcoming.skipped
         ):  # (or sent by a run that stopped)
+            if upcoming is None:  # drawn now; a set an earlier run drew keeps its size
+                report.probation = self._size(epoch + 1)
             canaries = self.auditor.commit(epoch + 1)
             if canaries:
                 report.committed = {"epoch": epoch + 1, "count": len(canaries)}
         report.notices.extend(self._take_notices())
         return report
+
+    def _size(self, epoch: int) -> list[int]:
+        """Size `epoch`'s set: `probation_per_epoch` (at least `per_epoch`, at most what the pool has) while an active
+        source's record holds less than `probation_evidence` observations; returns those sources."""
+        short = sorted(sid for sid, r in self.registry.reliabilities().items()
+                       if r.status == SourceStatus.ACTIVE and r.observations < self.probation_evidence)  # fmt: skip
+        wanted = max(self.per_epoch, self.probation_per_epoch)
+        if not short or wanted == self.per_epoch:
+            return short
+        remaining = self.auditor.schedule.remaining  # >= per_epoch here (checked before)
+        if remaining < wanted:
+            self.auditor.notices.append(f"probation: the canary pool has {remaining} unused canaries, "
+                                        f"fewer than {wanted}: epoch {epoch} gets {remaining}")  # fmt: skip
+        self.auditor.schedule.set_count(epoch, min(wanted, remaining))
+        return short
 
     def _take_notices(self) -> list[str]:
         notices, self.auditor.notices = self.auditor.notices, []

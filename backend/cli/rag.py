@@ -260,12 +260,23 @@ def run_canaries(
     ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the pool (with --corpus) and of each epoch's draw.")] = 0,
     per_epoch: Annotated[int, typer.Option(help="Canaries committed and asked per epoch.")] = 1,
+    probation_per_epoch: Annotated[
+        int,
+        typer.Option(
+            help="Canaries per epoch (at least --per-epoch) while an active source is on probation."
+        ),
+    ] = 10,
+    probation_evidence: Annotated[
+        float,
+        typer.Option(help="Observations a source's record needs to leave probation (0: no probation)."),
+    ] = 10.0,
     once: Annotated[bool, typer.Option(help="Do one step and exit (for cron).")] = False,
     poll: Annotated[float, typer.Option(help="Seconds between steps without --once.")] = 60.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a source.")] = 10.0,
 ) -> None:
     """Evaluate sources with canaries: each step reveals and slashes finished epochs, asks the current epoch's due
-    canaries and commits the next epoch's set. State: TRUSTMARKET_HOME/rag/canaries/ (docs/rag.md)."""
+    canaries and commits the next epoch's set, a larger one (--probation-per-epoch) while an active source's record
+    holds fewer than --probation-evidence observations. State: TRUSTMARKET_HOME/rag/canaries/ (docs/rag.md)."""
     from rag.auditor import CanaryAuditor
     from rag.canaries import CanarySchedule, canary_pool, load_canaries
     from rag.canary_runner import CanaryRunner, StepReport, canary_home, state_file, stop_on_signals
@@ -291,7 +302,8 @@ def run_canaries(
     orchestrator = build_orchestrator(cli.settings, cli.client, evaluator=evaluator,
                                       config=OrchestratorConfig(timeout=timeout))  # fmt: skip
     try:
-        runner = CanaryRunner(auditor, orchestrator, per_epoch)
+        runner = CanaryRunner(auditor, orchestrator, per_epoch, probation_per_epoch=probation_per_epoch,
+                              probation_evidence=probation_evidence)  # fmt: skip
         runner.check()
 
         def show(report: StepReport) -> None:
@@ -327,6 +339,7 @@ def _render_step(payload: dict) -> None:
     if payload["committed"]:
         parts.append(
             f"committed {payload['committed']['count']} canaries for epoch {payload['committed']['epoch']}"
+            + (f" (probation: sources {payload['probation']})" if payload["probation"] else "")
         )
     if payload["waiting"]:
         parts.append(f"{payload['waiting']} waiting")

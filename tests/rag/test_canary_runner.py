@@ -17,7 +17,7 @@ from backend.chain.anvil import advance_clock
 from backend.chain.client import ChainClient
 from backend.chain.deploy import deploy_contracts
 from backend.chain.keys import dev_account
-from backend.chain.source_registry import CONTRACT, SourceRegistry
+from backend.chain.source_registry import CONTRACT, FeedbackEntry, SourceRegistry
 from backend.cli import app
 from rag.auditor import ASK_SPAN, CanaryAuditor, EpochCanaries
 from rag.canaries import Canary, CanarySchedule, canary_pool, decode_canaries, encode_canaries, tampered
@@ -114,8 +114,16 @@ def run(env, *args):
     return result.exit_code, result.stdout, result.stderr
 
 
-def step(network, *extra, signer="dev:0"):
-    code, out, err = run(network.env, "--canaries", str(network.canary_file), "--per-epoch", "2", "--once",
+REGULAR = (
+    "--per-epoch",
+    "2",
+    "--probation-evidence",
+    "0",
+)  # sets of 2, no probation (the fixture's are fresh)
+
+
+def step(network, *extra, signer="dev:0", sizes=REGULAR):
+    code, out, err = run(network.env, "--canaries", str(network.canary_file), *sizes, "--once",
                          "--signer", signer, "--json", *extra)  # fmt: skip
     assert code == 0, err
     return json.loads(out)
@@ -212,7 +220,7 @@ def test_bad_input_is_one_line_and_loses_nothing(network, tmp_path):
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         return err
 
-    once = ("--per-epoch", "2", "--once", "--signer", "dev:0")
+    once = (*REGULAR, "--once", "--signer", "dev:0")
     assert "no canary file at" in fails("--canaries", str(tmp_path / "absent.jsonl"), *once)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x"}\n')
@@ -220,6 +228,12 @@ def test_bad_input_is_one_line_and_loses_nothing(network, tmp_path):
     assert "not both" in fails(*once)
     assert "no corpus at" in fails("--corpus", str(tmp_path / "absent.jsonl"), *once)
     assert "--poll must be a positive" in fails("--canaries", str(network.canary_file), "--poll", "0", *once)
+    assert "--probation-per-epoch must not be negative" in fails(
+        "--canaries", str(network.canary_file), *once, "--probation-per-epoch", "-1"
+    )
+    assert "--probation-evidence must be a finite number" in fails(
+        "--canaries", str(network.canary_file), *once, "--probation-evidence", "nan"
+    )
     few = tmp_path / "few.jsonl"
     few.write_bytes(encode_canaries(network.canaries[:1]))
     assert "too few for 2 per epoch" in fails("--canaries", str(few), *once)
@@ -227,7 +241,7 @@ def test_bad_input_is_one_line_and_loses_nothing(network, tmp_path):
     assert "cannot reach the chain" in fails(
         *canaries, *once, env={**env, "TRUSTMARKET_CHAIN_URL": "http://127.0.0.1:9"}
     )
-    err = fails(*canaries, "--per-epoch", "2", "--once", "--signer", "dev:2")
+    err = fails(*canaries, *REGULAR, "--once", "--signer", "dev:2")
     assert "is not an evaluator" in err and "AccessControlUnauthorizedAccount" in err
     assert not network.state_file(2).exists()  # refused before anything was written
     # A malformed state file is reported and kept as it is, never reset.
@@ -269,7 +283,7 @@ def test_the_loop_steps_until_stopped_and_signals_stop_it(network, embedder):
     orchestrator = Orchestrator(
         SourceDirectory(registry), ExtractiveGenerator(ExtractiveReader(embedder)), embedder
     )
-    runner = CanaryRunner(auditor, orchestrator, per_epoch=1)
+    runner = CanaryRunner(auditor, orchestrator, per_epoch=1, probation_evidence=0)
     runner.check()
     reports, before = [], signal.getsignal(signal.SIGTERM)
     with stop_on_signals() as stop:
@@ -288,11 +302,42 @@ def test_the_loop_steps_until_stopped_and_signals_stop_it(network, embedder):
 
 
 def test_a_pool_drawn_from_a_corpus(network, tmp_path):
-    code, out, err = run(network.env, "--corpus", str(tmp_path / "small.jsonl"), "--share", "1.0", "--once",
+    """Half the small corpus's 15 answerable questions: 8 canaries, fewer than the default probation set of 10 the
+    two fresh sources call for, so the set takes what the pool has, with a notice."""
+    code, out, err = run(network.env, "--corpus", str(tmp_path / "small.jsonl"), "--share", "0.5", "--once",
                          "--signer", "dev:0", "--json")  # fmt: skip
     assert code == 0, err
-    committed = json.loads(out)["committed"]
-    assert committed["count"] == 1
+    report = json.loads(out)
+    assert report["committed"]["count"] == 8 and report["probation"] == [network.honest, network.tamperer]
+    assert any("fewer than 10" in n for n in report["notices"])
     state = json.loads(network.state_file().read_text())
-    (drawn,) = state["epochs"][0]["canaries"]
-    assert drawn["id"] in {q.id for q in load_corpus(tmp_path / "small.jsonl").questions}
+    (drawn,) = state["epochs"]
+    questions = {q.id for q in load_corpus(tmp_path / "small.jsonl").questions}
+    assert len(drawn["canaries"]) == 8 and {c["id"] for c in drawn["canaries"]} <= questions
+
+
+def test_probation_sizes_the_set_until_every_active_source_has_a_record(network):
+    """A source whose record holds fewer than --probation-evidence observations (default 10) gets the next epoch a
+    probation-sized set; once every active source has a record the sets are --per-epoch again. A set already drawn
+    keeps its size across a restart."""
+    registry, evaluator = network.registry, dev_account(0, network.client.chain_id)
+    probation = ("--per-epoch", "1", "--probation-per-epoch", "3")
+
+    def record(sid: int, positive: int, negative: int) -> None:  # one epoch's whole budget: 10 observations
+        registry.apply_feedback(evaluator, registry.batches() + 1, [FeedbackEntry(sid, positive, negative)])
+
+    record(network.honest, 10_000, 0)
+    first = step(network, sizes=probation)
+    epoch = first["epoch"]
+    assert first["committed"] == {"epoch": epoch + 1, "count": 3} and first["probation"] == [network.tamperer]
+    assert registry.canaries(evaluator.address, epoch + 1).count == 3
+    # Killed after sending the probation set, before saving that it went out: the restart keeps that set (its 3
+    # canaries are on chain) and sizes nothing again.
+    forget(network.state_file(), epoch + 1, committed=False)
+    again = step(network, sizes=probation)
+    assert again["committed"] == {"epoch": epoch + 1, "count": 3} and again["probation"] == []
+    record(network.tamperer, 0, 10_000)  # now both have a record
+    network.move_to(network.epoch_start(epoch + 1) + 1)
+    second = step(network, sizes=probation)
+    assert second["committed"] == {"epoch": epoch + 2, "count": 1} and second["probation"] == []
+    assert registry.canaries(evaluator.address, epoch + 2).count == 1
