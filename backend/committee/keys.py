@@ -7,10 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from backend.chain.verifier_committee import CommitteeError
 from backend.committee import bls
+from backend.errors import TrustmarketError
 
-__all__ = ["load_key", "public_keys", "write_key"]
+__all__ = ["KeyFileError", "load_key", "public_keys", "write_key"]
+
+
+class KeyFileError(TrustmarketError, ValueError):
+    """A BLS key file that cannot be written or read (defined here: the key commands need no chain client)."""
 
 
 def public_keys(keys: bls.KeyPair) -> dict[str, list[str]]:
@@ -21,7 +25,7 @@ def public_keys(keys: bls.KeyPair) -> dict[str, list[str]]:
 def write_key(path: Path, keys: bls.KeyPair, *, force: bool = False) -> None:
     """Write a key file, refusing to replace one unless `force` (the old key would be lost)."""
     if path.exists() and not force:
-        raise CommitteeError(f"{path} exists; pass --force to replace it (the old key is lost)")
+        raise KeyFileError(f"{path} exists; pass --force to replace it (the old key is lost)")
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created owner-only before anything is written: the file holds a secret key.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -35,7 +39,7 @@ def load_key(path: Path) -> bls.KeyPair:
     try:
         return bls.keypair_from_secret(int(data["secret"], 16))
     except (KeyError, TypeError, ValueError):
-        raise CommitteeError(f"{path}: not a BLS key file (needs a hex 'secret')") from None
+        raise KeyFileError(f"{path}: not a BLS key file (needs a hex 'secret')") from None
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -43,4 +47,4 @@ def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise CommitteeError(f"{path}: not a {what} (invalid JSON: {exc.msg})") from None
+        raise KeyFileError(f"{path}: not a {what} (invalid JSON: {exc.msg})") from None
