@@ -40,7 +40,7 @@ def measure(max_batch: int) -> dict:
 
         def next_epoch() -> None:
             # Each batch in an epoch of its own, so no source meets its per-epoch budget.
-            start = registry._call("genesis") + (registry.current_epoch() + 1) * registry.epoch_length()
+            start = registry.genesis() + (registry.current_epoch() + 1) * registry.epoch_length()
             client.w3.provider.make_request("evm_mine", [start])  # type: ignore[arg-type]
 
         for n in range(1, max_batch + 1):
@@ -77,8 +77,9 @@ def markdown(report: dict) -> str:
         if n in SIZES_SHOWN:
             lines.append(f"| {n} | {gas:,} | {gas / n:,.0f} | {base * n:,.0f} | {base * n / gas:.1f}x |")
     lines.append("")
-    lines.append(f"Marginal gas per source at n=50: {report['marginal_per_source_at_50']:,} "
-                 f"(slope over 1..{max(report['batch_gas'])}: {report['marginal_per_source_slope']:,.0f}); "
+    at_50 = report["marginal_per_source_at_50"]  # None with --max-batch under 50
+    lines.append((f"Marginal gas per source at n=50: {at_50:,} " if at_50 is not None else "Marginal gas per source ")
+                 + f"(slope over 1..{max(report['batch_gas'])}: {report['marginal_per_source_slope']:,.0f}); "
                  f"one source per transaction: {base:,.0f}.")  # fmt: skip
     return "\n".join(lines)
 
