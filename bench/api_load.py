@@ -21,6 +21,7 @@ at most 2 chain calls per /v1/projects request, 0 double-counted observations, 0
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -153,18 +154,24 @@ class Flood:
         return result
 
 
-def run_flood_process() -> None:
-    spec = json.loads(sys.stdin.readline())
-    port, token, questions = spec["port"], spec["token"], spec["questions"]
-    asked = iter(range(10**9))
+def rag_requests(port: int, token: str, questions: list[str]) -> Callable[[], bytes]:
+    """dRAG queries over `questions` in turn, as many as asked for."""
+    asked = itertools.count()
 
     def rag_request() -> bytes:
         body = json.dumps({"question": questions[next(asked) % len(questions)]}).encode()
         return http_request(port, "POST", "/v1/rag/query", token, body)
 
+    return rag_request
+
+
+def run_flood_process() -> None:
+    spec = json.loads(sys.stdin.readline())
+    rag_request = rag_requests(spec["port"], spec["token"], spec["questions"])
+
     async def flood() -> float:
         tasks = asyncio.ensure_future(
-            run_clients(port, [(spec["clients"], rag_request, tally)], spec["seconds"])
+            run_clients(spec["port"], [(spec["clients"], rag_request, tally)], spec["seconds"])
         )
         await asyncio.sleep(0.5)  # every client has its first query in flight before the measurement starts
         print("flooding", flush=True)
@@ -553,11 +560,7 @@ def run(args) -> dict:
         from aggregator.data import load_digits_data
 
         rows = json.dumps({"inputs": load_digits_data(0).test.X[:PREDICT_ROWS].tolist()}).encode()
-        asked = iter(range(10**9))
-
-        def rag_request() -> bytes:
-            body = json.dumps({"question": questions[next(asked) % len(questions)]}).encode()
-            return http_request(port, "POST", "/v1/rag/query", token, body)
+        rag_request = rag_requests(port, token, questions)
 
         routes: dict[str, Callable[[], bytes]] = {
             "/v1/me": lambda: http_request(port, "GET", "/v1/me", token),

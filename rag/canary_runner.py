@@ -68,9 +68,8 @@ class StepReport:
     probation: list[int] = field(default_factory=list)  # active sources whose short record sized that set
     waiting: int = 0  # the current epoch's canaries not asked yet (their moment has not come)
     notices: list[str] = field(default_factory=list)
-    error: str | None = (
-        None  # why the evaluator cannot go on (the pool is used up): the step is done, then stop
-    )
+    # Why the evaluator cannot go on (the pool is used up): the step is done, then stop.
+    error: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -142,7 +141,7 @@ class CanaryRunner:
             report.error = self._pool_message()  # said after settling and asking: nothing is lost
         elif upcoming is None or not (
             upcoming.committed or upcoming.skipped
-        ):  # (or sent by a run that stopped)
+        ):  # or sent by a run that stopped
             if upcoming is None:  # drawn now; a set an earlier run drew keeps its size
                 report.probation = self._size(epoch + 1)
             canaries = self.auditor.commit(epoch + 1)
@@ -188,9 +187,8 @@ class CanaryRunner:
             query_id = f"canary-{self.registry.address[2:10].lower()}-{epoch}-{canary.id}"[:80]
             try:
                 result = self.orchestrator.query(canary.question, gold=canary, query_id=query_id)
-            except (
-                RagError
-            ) as exc:  # one failed query (e.g. the generator): the canary stays due, asked next step
+            except RagError as exc:
+                # One failed query (e.g. the generator): the canary stays due, asked at the next step.
                 self.auditor.notices.append(f"canary {canary.id} of epoch {epoch} not asked: {exc}")
                 continue
             if result.epoch > epoch:  # the epoch ended while asking: what is left is revealed unasked

@@ -194,9 +194,8 @@ class _Setting:
             scores = _Scores(self.ids, self.targets)
             epoch = self.registry.current_epoch() + 1
             size = self.config.batch_queries
-            blocks: list[list[Question]] = [
-                [] for _ in range(self.config.probation_epochs)
-            ]  # probation: canaries only
+            # Probation epochs first: canaries only, no users' questions.
+            blocks: list[list[Question]] = [[] for _ in range(self.config.probation_epochs)]
             blocks += [list(self.stream[i : i + size]) for i in range(0, len(self.stream), size)]
             for e in range(epoch, epoch + self.config.probation_epochs):
                 schedule.set_count(e, size)
@@ -239,7 +238,7 @@ class _Setting:
 
     def _next_epoch(self) -> None:
         """Mine the next block at the start of the registry's next epoch (anvil only)."""
-        start = int(self.registry._call("genesis")) + (self.registry.current_epoch() + 1) * EPOCH_SECONDS
+        start = self.registry.genesis() + (self.registry.current_epoch() + 1) * EPOCH_SECONDS
         self.client.w3.provider.make_request("evm_mine", [start])  # type: ignore[arg-type]
 
     def _report(

@@ -284,9 +284,8 @@ class Orchestrator:
     def _here(self) -> _PerLoop:
         loop = asyncio.get_running_loop()
         if self._per_loop is None or self._per_loop.loop is not loop:
-            self._per_loop = _PerLoop(
-                loop, http_client()
-            )  # a pool left on another loop is that loop's to close
+            # A pool left on another loop is that loop's to close.
+            self._per_loop = _PerLoop(loop, http_client())
         return self._per_loop
 
     def _refresh(self) -> None:

@@ -264,7 +264,7 @@ def _sources(registry: SourceRegistry, evaluator) -> list[int]:
     ]
 
     def next_epoch() -> None:  # the registry bounds each source's movement per epoch: move anvil's clock on
-        start = registry._call("genesis") + (registry.current_epoch() + 1) * registry.epoch_length()
+        start = registry.genesis() + (registry.current_epoch() + 1) * registry.epoch_length()
         registry.client.w3.provider.make_request("evm_mine", [start])  # type: ignore[arg-type]
 
     scale, salt, canary_epoch = 1000, hashlib.sha256(b"trustmarket showcase canaries").digest(), 0
