@@ -64,7 +64,7 @@ EPOCH_SECONDS = 3600  # the registry's epoch; the experiment moves the chain clo
 class EvalConfig:
     corpus: Path = DEFAULT_CORPUS
     queries: int = 300
-    scenario: str = "independent"
+    scenario: str | Scenario = "independent"  # a name in `SCENARIOS`, or one of your own (`load_scenario`)
     pollution: tuple[float, ...] | None = (
         None  # independent sources at these fractions (overrides `scenario`)
     )
@@ -86,9 +86,12 @@ class EvalConfig:
     def resolved_scenario(self) -> Scenario:
         if self.pollution is not None:
             return independent(self.pollution)
-        if self.scenario not in SCENARIOS:
+        if isinstance(self.scenario, Scenario):
+            scenario = self.scenario
+        elif self.scenario in SCENARIOS:
+            scenario = SCENARIOS[self.scenario]
+        else:
             raise RagError(f"unknown scenario {self.scenario!r}; known: {', '.join(SCENARIOS)}")
-        scenario = SCENARIOS[self.scenario]
         if self.turn_at is not None:
             specs = tuple(SourceSpec(s.pollution, s.stream, s.operator, self.turn_at if s.turn_at else None,
                                      s.targeted, s.attacker) for s in scenario.sources)  # fmt: skip
@@ -122,10 +125,15 @@ def run_evaluation(
     stream = [questions[i % len(questions)] for i in range(config.queries)]
     embedder = embedder or Embedder(cache_dir=config.cache_dir)
     artifacts = Artifacts.load(artifacts_path)
-    node = start_anvil(chain_url, attach=True) if chain_url else start_anvil(attach=False)
+    copies = build_copies(corpus, scenario, config.seed)
+    accounts = 2 + len({c.operator for c in copies})  # the admin, the evaluator, one wallet per operator
+    node = (
+        start_anvil(chain_url, attach=True)
+        if chain_url
+        else start_anvil(attach=False, accounts=max(20, accounts))
+    )
     try:
         client = ChainClient(node.url, artifacts)
-        copies = build_copies(corpus, scenario, config.seed)
         report = _Setting(config, corpus, stream, copies, client, embedder, progress, "polluted").run()
         report["scenario"] = {"name": scenario.name, "description": scenario.description}
         if config.clean:

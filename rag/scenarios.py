@@ -19,16 +19,28 @@ sleeper that turns after 150 queries, and colluders that attack a fifth of the p
 from __future__ import annotations
 
 import functools
+import json
 import math
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 from rag.corpus import Corpus, Document
 from rag.errors import RagError
 from rag.pollution import Pollution, eligible_documents, pollute
 
-__all__ = ["SCENARIOS", "Scenario", "SourceCopy", "SourceSpec", "build_copies", "independent", "with_note"]
+__all__ = [
+    "SCENARIOS",
+    "Scenario",
+    "SourceCopy",
+    "SourceSpec",
+    "build_copies",
+    "independent",
+    "load_scenario",
+    "scenario_from_dict",
+    "with_note",
+]
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,81 @@ SCENARIOS: dict[str, Scenario] = {
                  (_CLEAN,) * 2 + (SourceSpec(1.0, stream=100, targeted=True, attacker=True),) * 4),
     )
 }  # fmt: skip
+
+
+_SPEC_FIELDS = {f.name: f.type for f in fields(SourceSpec)}
+
+
+def scenario_from_dict(data: object, *, default_name: str = "custom") -> Scenario:
+    """A scenario described as data: `{"name", "description", "target_fraction", "sources": [spec, ...]}`.
+
+    Each spec holds `SourceSpec`'s fields (all optional) and `count` (default 1: that many sources alike), e.g.
+    `{"pollution": 1.0, "stream": 100, "attacker": true, "count": 5}` for five colluders on one copy.
+    """
+    if not isinstance(data, Mapping):
+        raise RagError("a scenario is a JSON object with a 'sources' list")
+    unknown = set(data) - {"name", "description", "target_fraction", "sources"}
+    if unknown:
+        raise RagError(f"unknown scenario key(s): {', '.join(sorted(unknown))}")
+    raw = data.get("sources")
+    if not isinstance(raw, list) or not raw:
+        raise RagError("a scenario needs a non-empty 'sources' list")
+    specs: list[SourceSpec] = []
+    for n, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise RagError(f"source {n}: a source is a JSON object")
+        unknown = set(item) - set(_SPEC_FIELDS) - {"count"}
+        if unknown:
+            raise RagError(f"source {n}: unknown key(s) {', '.join(sorted(unknown))}; known: "
+                           f"{', '.join(_SPEC_FIELDS)}, count")  # fmt: skip
+        count = item.get("count", 1)
+        if not _is_int(count) or not 1 <= count <= 1000:
+            raise RagError(f"source {n}: count must be an integer in [1, 1000], got {count!r}")
+        kwargs = {key: _spec_value(n, key, value) for key, value in item.items() if key != "count"}
+        try:
+            specs.extend([SourceSpec(**kwargs)] * count)
+        except RagError as exc:
+            raise RagError(f"source {n}: {exc}") from None
+    name = data.get("name", default_name)
+    description = data.get("description", f"{len(specs)} sources from a scenario file")
+    if not isinstance(name, str) or not isinstance(description, str):
+        raise RagError("a scenario's name and description are strings")
+    fraction = data.get("target_fraction", 0.2)
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise RagError(f"target_fraction must be a number, got {fraction!r}")
+    return Scenario(name, description, tuple(specs), float(fraction))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _spec_value(n: int, key: str, value: object) -> object:
+    if key == "pollution":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RagError(f"source {n}: pollution must be a number, got {value!r}")
+        return float(value)
+    if key in ("targeted", "attacker"):
+        if not isinstance(value, bool):
+            raise RagError(f"source {n}: {key} must be true or false, got {value!r}")
+        return value
+    if value is not None and not _is_int(value):  # stream, operator, turn_at
+        raise RagError(f"source {n}: {key} must be an integer or null, got {value!r}")
+    return value
+
+
+def load_scenario(path: Path) -> Scenario:
+    """`scenario_from_dict` of a JSON file (named after the file unless it says otherwise)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RagError(f"no scenario file at {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RagError(f"{path}: not a JSON scenario ({exc})") from None
+    try:
+        return scenario_from_dict(data, default_name=Path(path).stem)
+    except RagError as exc:
+        raise RagError(f"{path}: {exc}") from None
 
 
 def build_copies(corpus: Corpus, scenario: Scenario, seed: int) -> list[SourceCopy]:

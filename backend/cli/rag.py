@@ -364,6 +364,13 @@ def evaluate(
     scenario: Annotated[
         str, typer.Option(help="independent | collude | collude-half | control | sybil | sleeper | targeted.")
     ] = "independent",
+    scenario_file: Annotated[
+        Path | None, typer.Option(help="A scenario of your own, as JSON (docs/rag.md); overrides --scenario.")
+    ] = None,
+    pollution: Annotated[
+        str | None,
+        typer.Option(help="Independent sources at these fractions, e.g. 0,0.5,1 (overrides both)."),
+    ] = None,
     queries: Annotated[
         int, typer.Option(help="Users' questions in the stream (canaries come on top).")
     ] = 300,
@@ -387,12 +394,15 @@ def evaluate(
 
     from rag.corpus import DEFAULT_CORPUS
     from rag.evaluation import EvalConfig, run_evaluation
+    from rag.scenarios import load_scenario
 
     cli = RagContext.of(ctx)
     cfg = cli.settings
-    config = EvalConfig(corpus=corpus or DEFAULT_CORPUS, queries=queries, scenario=scenario, seed=seed,
-                        clean=clean, http=http, canary_fraction=canary_fraction, turn_at=turn_at,
-                        probation_epochs=probation, cache_dir=cfg.home / "cache" / "embeddings")  # fmt: skip
+    config = EvalConfig(corpus=corpus or DEFAULT_CORPUS, queries=queries, seed=seed, clean=clean, http=http,
+                        scenario=load_scenario(scenario_file) if scenario_file else scenario,
+                        pollution=_fractions(pollution) if pollution is not None else None,
+                        canary_fraction=canary_fraction, turn_at=turn_at, probation_epochs=probation,
+                        cache_dir=cfg.home / "cache" / "embeddings")  # fmt: skip
     with Progress(console=console, transient=True, disable=cli.as_json) as progress:
         tasks: dict[str, TaskID] = {}
 
@@ -403,6 +413,15 @@ def evaluate(
 
         report = run_evaluation(config, artifacts_path=cfg.artifacts_path, progress=tick)
     cli.emit(report, _render_report)
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--pollution takes fractions separated by commas, e.g. 0,0.5,1; got {text!r}"
+        ) from None
 
 
 def _render_report(report: dict) -> None:

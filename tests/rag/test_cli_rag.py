@@ -63,6 +63,18 @@ def test_errors_are_one_line_with_exit_2(env, tmp_path, small_jsonl):
     assert code == 2 and "queries must be at least 1" in err
     code, _, err = run(env, "rag", "eval", "--scenario", "mutiny", "--queries", "1")
     assert code == 2 and "unknown scenario 'mutiny'" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"sources": [{"pollution": 0}, {"polution": 1}]}')
+    code, _, err = run(env, "rag", "eval", "--scenario-file", str(bad), "--queries", "1")
+    assert (
+        code == 2
+        and "bad.json: source 1: unknown key(s) polution" in err
+        and len(err.strip().splitlines()) == 1
+    )
+    code, _, err = run(env, "rag", "eval", "--pollution", "0,half", "--queries", "1")
+    assert code == 2 and "--pollution takes fractions separated by commas" in err
+    code, _, err = run(env, "rag", "eval", "--pollution", "0,nan", "--queries", "1")
+    assert code == 2 and "pollution must lie in [0, 1]" in err
 
 
 @pytest.mark.slow
@@ -122,6 +134,25 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_eval_of_a_scenario_file_with_more_operators_than_default_wallets(env, small_jsonl, tmp_path):
+    """A scenario of one's own: 19 operators (anvil starts with a wallet for each), 3 colluding on one copy."""
+    path = tmp_path / "crowd.json"
+    path.write_text(json.dumps({"description": "16 clean, 3 on one copy",
+                                "sources": [{"count": 1}] * 16 + [{"pollution": 1, "stream": 50, "attacker": True,
+                                                                   "count": 3}]}))  # fmt: skip
+    args = ["rag", "eval", "--corpus", str(small_jsonl), "--queries", "10", "--no-clean", "--json",
+            "--probation", "0", "--scenario-file", str(path)]  # fmt: skip
+    code, out, err = run(env, *args)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["scenario"] == {"name": "crowd", "description": "16 clean, 3 on one copy"}
+    sources = report["sources"]
+    assert len(sources) == 19 and len({s["operator"] for s in sources}) == 19
+    assert [s["attacker"] for s in sources] == [False] * 16 + [True] * 3
+    assert all(s["bond"] > 0 for s in sources)
 
 
 @pytest.mark.slow
