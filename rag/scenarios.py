@@ -25,6 +25,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from rag.corpus import Corpus, Document
 from rag.errors import RagError
@@ -149,7 +150,9 @@ def scenario_from_dict(data: object, *, default_name: str = "custom") -> Scenari
         count = item.get("count", 1)
         if not _is_int(count) or not 1 <= count <= 1000:
             raise RagError(f"source {n}: count must be an integer in [1, 1000], got {count!r}")
-        kwargs = {key: _spec_value(n, key, value) for key, value in item.items() if key != "count"}
+        kwargs: dict[str, Any] = {
+            key: _spec_value(n, key, value) for key, value in item.items() if key != "count"
+        }
         try:
             specs.extend([SourceSpec(**kwargs)] * count)
         except RagError as exc:

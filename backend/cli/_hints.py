@@ -8,6 +8,7 @@ transaction names the contract's own error, and for the errors people meet in th
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,12 +26,17 @@ def one_line(exc: BaseException, cli: CliContext | None) -> str | None:
     from backend.errors import TrustmarketError
 
     if isinstance(exc, ValidationError):
-        message = "; ".join(_setting_error(error) for error in exc.errors())
+        prefix = _env_prefix(exc.title)
+        message = "; ".join(_setting_error(error, prefix) for error in exc.errors())
     elif isinstance(exc, TrustmarketError):
         message = str(exc)
         hint = _revert_hint(exc, cli) if cli is not None else None
         if hint:
             message = f"{message}: {hint}"
+    elif (db := sys.modules.get("sqlalchemy.exc")) is not None and isinstance(exc, db.OperationalError):
+        # The database is down, unreachable or refuses us: the operator's to fix, not a bug.
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        message = f"the database (TRUSTMARKET_DATABASE_URL) failed: {reason}"
     elif isinstance(exc, ValueError | OSError):
         message = str(exc) or type(exc).__name__
         from aggregator.errors import InsufficientUpdates
@@ -46,9 +52,22 @@ def one_line(exc: BaseException, cli: CliContext | None) -> str | None:
     return " ".join(message.split())
 
 
-def _setting_error(error: Any) -> str:
+def _env_prefix(model: str) -> str:
+    """The environment prefix of the settings class named `model` (TRUSTMARKET_API_ for the API's, ...)."""
+    from pydantic_settings import BaseSettings
+
+    classes: list[type] = [BaseSettings]
+    while classes:
+        cls = classes.pop()
+        if cls.__name__ == model:
+            return str(cls.model_config.get("env_prefix", ""))  # type: ignore[attr-defined]
+        classes.extend(cls.__subclasses__())
+    return "TRUSTMARKET_"
+
+
+def _setting_error(error: Any, prefix: str) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()))
-    name = f"TRUSTMARKET_{where.upper()}" if where else "a setting"
+    name = f"{prefix}{where.upper()}" if where else "a setting"
     return f"{name}={error.get('input')!r}: {error.get('msg')}"
 
 

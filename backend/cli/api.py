@@ -38,6 +38,33 @@ def served_app():
     return _build()
 
 
+def check_buildable() -> None:
+    """Build the app once, in a short-lived process, before any worker starts: a bad configuration is one line
+    on stderr, not a traceback inside a worker, and the supervisor (which only holds the socket and restarts
+    workers) keeps none of the app's imports resident: torch, web3 and the models cost each worker ~0.5 GB."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        failure = pool.apply(_build_failure)
+    if failure is not None:
+        message, is_input = failure
+        raise (ValueError if is_input else RuntimeError)(message)
+
+
+def _build_failure() -> tuple[str, bool] | None:
+    """None if the served app builds here; else what to print and whether it is bad input (else a bug)."""
+    import traceback
+
+    from backend.cli._hints import one_line
+
+    try:
+        served_app()
+    except Exception as exc:
+        message = one_line(exc, None)
+        return (message, True) if message is not None else (traceback.format_exc(), False)
+    return None
+
+
 def serving_domain(host: str, port: int) -> str:
     """The SIWE domain for a server at host:port: the host as clients name it (a wildcard bind is reached as
     localhost here; behind a proxy or on another name, set TRUSTMARKET_API_SIWE_DOMAIN)."""
@@ -68,8 +95,7 @@ def serve(
     # Sign-in messages must name the host and port this server answers at (unless configured otherwise); the
     # workers inherit the environment, so every one of them expects the same.
     os.environ.setdefault("TRUSTMARKET_API_SIWE_DOMAIN", siwe_domain)
-    # Built once here so a bad configuration is one line on stderr, not a traceback inside a worker.
-    served_app()
+    check_buildable()
     console.print(
         f"trustmarket API on http://{bind_host}:{bind_port} (OpenAPI at /docs); sign-in messages name "
         f"{os.environ['TRUSTMARKET_API_SIWE_DOMAIN']}",

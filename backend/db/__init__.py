@@ -10,7 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from backend.errors import ConfigError
 
 __all__ = ["Base", "create_all", "make_engine", "session_scope"]
 
@@ -23,7 +27,10 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite files get their folder, WAL mode and a busy timeout (several processes)."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True, pool_pre_ping=True)
+    try:
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:  # a scheme SQLAlchemy has no dialect (or no driver) for
+        raise ConfigError(f"TRUSTMARKET_DATABASE_URL={_shown(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -35,6 +42,14 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     return engine
+
+
+def _shown(url: str) -> str:
+    """`url` fit for an error message: its password masked."""
+    try:
+        return repr(make_url(url).render_as_string(hide_password=True))
+    except ArgumentError:
+        return "(not a URL)"
 
 
 def create_all(engine: Engine) -> None:

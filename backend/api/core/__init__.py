@@ -1,7 +1,5 @@
-"""The API's machinery: settings and tiers, problem+json errors, identity, access, quotas, audit, metrics."""
+"""The API's machinery: settings and tiers, problem+json errors, identity, access, quotas, audit, metrics.
 
-from backend.api.core.access import AccessCache, Caller
-from backend.api.core.config import ApiSettings, TierPolicy
-from backend.api.core.errors import ApiError
-
-__all__ = ["AccessCache", "ApiError", "ApiSettings", "Caller", "TierPolicy"]
+Import from the modules themselves (`backend.api.core.config`, ...): this package re-exports nothing, so the
+settings load without the rest of the machinery.
+"""

@@ -105,6 +105,9 @@ def test_serve_answers_over_http_and_restarts_on_sighup_without_refusing_a_conne
         assert httpx.get(f"{url}/v1/me", timeout=5).status_code == 401
 
         supervisor = int(re.search(r"supervisor pid (\d+)", log.read_text())[1])
+        # The supervisor only holds the socket: the app was built (and checked) in a process that is gone.
+        maps = Path(f"/proc/{supervisor}/maps").read_text()
+        assert "libtorch" not in maps
         os.kill(supervisor, signal.SIGHUP)
         answered, refused = 0, []
         # A liveness bound, not a timing claim: the replacement imports torch on a loaded machine.

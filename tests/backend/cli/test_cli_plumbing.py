@@ -167,6 +167,39 @@ def test_usage_and_setting_errors_are_one_line(tmp_path):
     one_error(code, err, "No such command 'trainr'", "Did you mean 'trainer'")
     code, _, err = run({**env, "TRUSTMARKET_CHAIN_ID": "abc"}, "chain", "status")
     one_error(code, err, "TRUSTMARKET_CHAIN_ID='abc'", "valid integer")
+    # Each settings class names its own variables.
+    code, _, err = run({**env, "TRUSTMARKET_API_TORCH_THREADS": "0"}, "api", "serve")
+    one_error(code, err, "TRUSTMARKET_API_TORCH_THREADS='0'", "greater than or equal to 1")
+
+
+def test_a_database_that_cannot_be_used_is_one_line(tmp_path):
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from backend.chain.anvil import free_port
+    from backend.db import make_engine
+
+    env = {"TRUSTMARKET_HOME": str(tmp_path)}
+    code, _, err = run(
+        {**env, "TRUSTMARKET_DATABASE_URL": "postgresql+nodriver://me:hunter2@db/x"}, "api", "serve"
+    )
+    line = one_error(
+        code, err, "TRUSTMARKET_DATABASE_URL='postgresql+nodriver://me:***@db/x'", "Can't load plugin"
+    )
+    assert "hunter2" not in line
+    code, _, err = run({**env, "TRUSTMARKET_DATABASE_URL": "::"}, "api", "serve")
+    one_error(code, err, "TRUSTMARKET_DATABASE_URL=(not a URL)")
+    # A database that is down, or a file that cannot be a database: the operator's to fix, said in one line.
+    down = f"postgresql://me:hunter2@127.0.0.1:{free_port()}/x"
+    code, _, err = run({**env, "TRUSTMARKET_DATABASE_URL": down}, "api", "serve")
+    line = one_error(code, err, "the database (TRUSTMARKET_DATABASE_URL) failed: ", "refused")
+    assert "hunter2" not in line
+    with (
+        pytest.raises(OperationalError) as info,
+        make_engine(f"sqlite:///{tmp_path}").connect() as connection,
+    ):
+        connection.execute(text("SELECT 1"))  # the folder itself
+    assert one_line(info.value, None).startswith("the database (TRUSTMARKET_DATABASE_URL) failed: ")
 
 
 def test_a_bug_keeps_its_traceback():
