@@ -184,7 +184,7 @@ class _Setting:
             self.ids.append((sid, copy, operator))
         bonds = {sid: self.registry.source(sid).bond for sid, _, _ in self.ids}
         reader = ExtractiveReader(self.embedder)
-        central = _Centralized(self.copies, self.embedder, reader, self.config.orchestrator, turned=False)
+        central = _Centralized(self.copies, self.embedder, reader, self.config.orchestrator, done=0)
         pool = canary_pool(self.corpus, self.config.canary_share, self.config.seed)
         per_epoch = round(self.config.canary_fraction * self.config.batch_queries)
         schedule = CanarySchedule(pool, per_epoch, self.config.seed)
@@ -221,11 +221,13 @@ class _Setting:
                         auditor.record(epoch, q, result)
                         continue
                     done += 1
-                    if any(c.spec.turn_at == done for c in self.copies):
+                    if any(
+                        c.spec.turn_at == done for c in self.copies
+                    ):  # a sleeper turns (each at its own time)
                         for index in self.switches.values():
-                            index.turn()
+                            index.at(done)
                         central = _Centralized(self.copies, self.embedder, reader, self.config.orchestrator,
-                                               turned=True)  # fmt: skip
+                                               done=done)  # fmt: skip
                     result = orchestrator.query(q.question, query_id=f"{self.label}-{done}")
                     wrong = self.planted.get(q.id, set())
                     scores.add(
@@ -288,9 +290,12 @@ class _Setting:
         if scores.targeted:
             report["targeted"] = {k: v / scores.targeted for k, v in scores.right_targeted.items()}
             report["targeted"]["questions"] = scores.targeted
-        turn = next((c.spec.turn_at for c in self.copies if c.spec.turn_at), None)
-        if turn is not None and turn <= n:
-            report["sleeper"] = scores.sleeper(turn)
+        sleepers = [scores.sleeper(sid, copy.spec.turn_at) for sid, copy, _ in self.ids
+                    if copy.spec.turn_at is not None and copy.spec.turn_at <= n]  # fmt: skip
+        if sleepers:
+            # The one caught last (never caught counts as last) speaks for all; each is in `sleepers`.
+            report["sleeper"] = max(sleepers, key=lambda s: s["queries_to_below_median"] or n + 1)
+            report["sleepers"] = sleepers
         fractions = [copy.spec.pollution for _, copy, _ in self.ids]
         if len(set(fractions)) > 1 and not any(c.spec.turn_at or c.spec.targeted for c in self.copies):
             means = [reliabilities[sid].mean for sid, _, _ in self.ids]
@@ -328,17 +333,17 @@ class _Scores:
         total = sum(self.slots.values())
         return sum(self.slots[s] for s in self.attackers) / total if total else 0.0
 
-    def sleeper(self, turn: int) -> dict:
-        """Queries after the turn until the sleeper's on-chain mean is below the median of the other sources'."""
-        (sleeper,) = self.sleepers
+    def sleeper(self, sleeper: int, turn: int) -> dict:
+        """Queries after the turn until the sleeper's on-chain mean is below the median of the sources that never
+        turn (the other sources', with one sleeper; fellow sleepers sinking with it must not hide it)."""
         caught = None
         for done, means in self.history:
-            others = [m for sid, m in means.items() if sid != sleeper]
-            if done >= turn and means[sleeper] < statistics.median(others):
+            others = [m for sid, m in means.items() if sid not in self.sleepers]
+            if done >= turn and others and means[sleeper] < statistics.median(others):
                 caught = done - turn + 1
                 break
         before = [m for done, m in self.history if done < turn]
-        return {"turned_at": turn, "queries_to_below_median": caught,
+        return {"source": sleeper, "turned_at": turn, "queries_to_below_median": caught,
                 "reliability_at_turn": before[-1][sleeper] if before else None}  # fmt: skip
 
 
@@ -355,18 +360,20 @@ def _marginal_gas(client, registry: SourceRegistry, evaluator, source_ids) -> fl
 
 
 class _ServingIndex:
-    """A node's index over what it serves: for a sleeper, its clean documents until `turn()`, then the polluted
-    ones; positions are those of the committed corpus, whose proofs the node hands out."""
+    """A node's index over what it serves: for a sleeper, its clean documents until its turn (`at(query)`), then
+    the polluted ones; positions are those of the committed corpus, whose proofs the node hands out."""
 
     def __init__(self, copy: SourceCopy, embedder: Embedder):
         self.corpus = copy.corpus
         self._positions = {d.doc_id: i for i, d in enumerate(copy.corpus.documents)}
         self._views = [copy.clean_view, copy.view] if copy.clean_view is not None else [copy.view]
         self._indexes = [HybridIndex(view, embedder) for view in self._views]
+        self._turn_at = copy.spec.turn_at
         self._current = 0
 
-    def turn(self) -> None:
-        self._current = len(self._views) - 1
+    def at(self, query: int) -> None:
+        """Serve what this source serves at users' query number `query`."""
+        self._current = len(self._views) - 1 if self._turn_at is not None and query >= self._turn_at else 0
 
     def search(self, query: str, k: int) -> list[Hit]:
         view, index = self._views[self._current], self._indexes[self._current]
@@ -378,12 +385,15 @@ class _Centralized:
     """Every source's documents in one hybrid index, the same reader, no reliability."""
 
     def __init__(
-        self, copies, embedder: Embedder, reader: ExtractiveReader, config: OrchestratorConfig, turned: bool
+        self, copies, embedder: Embedder, reader: ExtractiveReader, config: OrchestratorConfig, done: int
     ):
+        """The index as of users' query number `done`: sleepers that have turned by then serve their turned view."""
         documents = [
             Document(f"{c.index}/{d.doc_id}", d.title, d.text)
             for c in copies
-            for d in (c.view if turned or c.clean_view is None else c.clean_view).documents
+            for d in (
+                c.clean_view if c.clean_view is not None and done < c.spec.turn_at else c.view
+            ).documents
         ]
         self.corpus = Corpus(tuple(documents))
         self.index = HybridIndex(self.corpus, embedder)

@@ -138,21 +138,27 @@ def test_register_serve_and_query(env, small_jsonl, tmp_path, anvil_node, compil
 
 @pytest.mark.slow
 def test_eval_of_a_scenario_file_with_more_operators_than_default_wallets(env, small_jsonl, tmp_path):
-    """A scenario of one's own: 19 operators (anvil starts with a wallet for each), 3 colluding on one copy."""
+    """A scenario of one's own: 19 operators (anvil starts with a wallet for each), 3 colluding on one copy, and
+    two sleepers turning at users' queries 3 and 7."""
     path = tmp_path / "crowd.json"
-    path.write_text(json.dumps({"description": "16 clean, 3 on one copy",
-                                "sources": [{"count": 1}] * 16 + [{"pollution": 1, "stream": 50, "attacker": True,
-                                                                   "count": 3}]}))  # fmt: skip
+    sources = [{"count": 14}, {"pollution": 1, "stream": 50, "attacker": True, "count": 3},
+               {"pollution": 1, "turn_at": 3, "attacker": True}, {"pollution": 1, "turn_at": 7, "attacker": True}]  # fmt: skip
+    path.write_text(json.dumps({"description": "a crowd", "sources": sources}))
     args = ["rag", "eval", "--corpus", str(small_jsonl), "--queries", "10", "--no-clean", "--json",
             "--probation", "0", "--scenario-file", str(path)]  # fmt: skip
     code, out, err = run(env, *args)
     assert code == 0, err
     report = json.loads(out)
-    assert report["scenario"] == {"name": "crowd", "description": "16 clean, 3 on one copy"}
+    assert report["scenario"] == {"name": "crowd", "description": "a crowd"}
     sources = report["sources"]
     assert len(sources) == 19 and len({s["operator"] for s in sources}) == 19
-    assert [s["attacker"] for s in sources] == [False] * 16 + [True] * 3
+    assert [s["attacker"] for s in sources] == [False] * 14 + [True] * 5
     assert all(s["bond"] > 0 for s in sources)
+    assert [(s["source"], s["turned_at"]) for s in report["sleepers"]] == [
+        (sources[17]["id"], 3),
+        (sources[18]["id"], 7),
+    ]
+    assert report["sleeper"] in report["sleepers"]
 
 
 @pytest.mark.slow

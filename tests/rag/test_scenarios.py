@@ -83,3 +83,32 @@ def test_bad_files_name_themselves(tmp_path, text, message):
         load_scenario(path)
     assert message in str(info.value) and str(path) in str(info.value)
     assert len(str(info.value).splitlines()) == 1
+
+
+def test_sleepers_turn_each_at_its_own_query(squad, embedder):
+    """Two sleepers on one stream, turning at users' query 3 and 7: at query 5 only the first serves (and the
+    centralized baseline holds) its polluted documents."""
+    from rag.evaluation import _Centralized, _ServingIndex
+    from rag.orchestrator import OrchestratorConfig
+    from rag.reader import ExtractiveReader
+    from rag.scenarios import Scenario
+
+    small = squad.with_documents(squad.documents[:8])
+    cell = Scenario(
+        "cell", "", (SourceSpec(), SourceSpec(1.0, stream=5, turn_at=3), SourceSpec(1.0, stream=5, turn_at=7))
+    )
+    copies = build_copies(small, cell, seed=0)
+    early, late = (_ServingIndex(copy, embedder) for copy in copies[1:])
+
+    def turned(index, query: int) -> bool:
+        index.at(query)
+        return any(
+            "~" in index.corpus.documents[h.position].doc_id
+            for h in index.search("the", k=len(small.documents))
+        )
+
+    assert [turned(early, q) for q in (2, 3, 5, 7)] == [False, True, True, True]
+    assert [turned(late, q) for q in (2, 3, 5, 7)] == [False, False, False, True]
+    central = _Centralized(copies, embedder, ExtractiveReader(embedder), OrchestratorConfig(), done=5)
+    held = {d.doc_id.split("/")[0] for d in central.corpus.documents if "~" in d.doc_id}
+    assert held == {"1"}
