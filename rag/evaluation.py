@@ -221,9 +221,8 @@ class _Setting:
                         auditor.record(epoch, q, result)
                         continue
                     done += 1
-                    if any(
-                        c.spec.turn_at == done for c in self.copies
-                    ):  # a sleeper turns (each at its own time)
+                    # A sleeper turns (each at its own query).
+                    if any(c.spec.turn_at == done for c in self.copies):
                         for index in self.switches.values():
                             index.at(done)
                         central = _Centralized(self.copies, self.embedder, reader, self.config.orchestrator,
@@ -366,17 +365,18 @@ class _ServingIndex:
     def __init__(self, copy: SourceCopy, embedder: Embedder):
         self.corpus = copy.corpus
         self._positions = {d.doc_id: i for i, d in enumerate(copy.corpus.documents)}
-        self._views = [copy.clean_view, copy.view] if copy.clean_view is not None else [copy.view]
-        self._indexes = [HybridIndex(view, embedder) for view in self._views]
-        self._turn_at = copy.spec.turn_at
-        self._current = 0
+        self._copy = copy
+        views = (copy.clean_view, copy.view) if copy.clean_view is not None else (copy.view,)
+        self._served = [(view, HybridIndex(view, embedder)) for view in views]
+        self.at(0)
 
     def at(self, query: int) -> None:
-        """Serve what this source serves at users' query number `query`."""
-        self._current = len(self._views) - 1 if self._turn_at is not None and query >= self._turn_at else 0
+        """Serve what this source serves at users' query number `query` (`SourceCopy.serves`)."""
+        view = self._copy.serves(query)
+        self._current = next(pair for pair in self._served if pair[0] is view)
 
     def search(self, query: str, k: int) -> list[Hit]:
-        view, index = self._views[self._current], self._indexes[self._current]
+        view, index = self._current
         return [Hit(self._positions[view.documents[h.position].doc_id], h.score, h.dense, h.lexical)
                 for h in index.search(query, k)]  # fmt: skip
 
@@ -391,9 +391,7 @@ class _Centralized:
         documents = [
             Document(f"{c.index}/{d.doc_id}", d.title, d.text)
             for c in copies
-            for d in (
-                c.clean_view if c.clean_view is not None and done < c.spec.turn_at else c.view
-            ).documents
+            for d in c.serves(done).documents
         ]
         self.corpus = Corpus(tuple(documents))
         self.index = HybridIndex(self.corpus, embedder)

@@ -92,6 +92,12 @@ class SourceCopy:
     def attacker(self) -> bool:
         return self.spec.attacker
 
+    def serves(self, query: int) -> Corpus:
+        """What this source serves at users' query number `query`: a sleeper its clean documents before its turn."""
+        if self.clean_view is not None and self.spec.turn_at is not None and query < self.spec.turn_at:
+            return self.clean_view
+        return self.view
+
 
 def independent(fractions: Sequence[float]) -> Scenario:
     """Each source polluted on its own stream (the Reliable-dRAG experiment); no adversary is organized."""
