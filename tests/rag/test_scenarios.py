@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,16 @@ def test_sleepers_turn_each_at_its_own_query(squad, embedder):
     central = _Centralized(copies, embedder, ExtractiveReader(embedder), OrchestratorConfig(), done=5)
     held = {d.doc_id.split("/")[0] for d in central.corpus.documents if "~" in d.doc_id}
     assert held == {"1"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[2] / "bench" / "rag_scenarios").glob("*.json")),
+    ids=lambda p: p.stem,
+)
+def test_the_benchmarked_scenario_files_load(path, squad):
+    """The files docs/benchmarks.md runs (`rag eval --scenario-file bench/rag_scenarios/NAME.json`)."""
+    scenario = load_scenario(path)
+    assert scenario.name == path.stem and any(s.attacker for s in scenario.sources)
+    copies = build_copies(squad, scenario, seed=0)
+    assert len({c.corpus.commitment for c in copies}) == len(copies)  # each registers as a corpus of its own
